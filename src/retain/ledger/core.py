@@ -1,0 +1,243 @@
+"""A home: the folder where one evolving model lives, and the only code that writes to it.
+
+Layout::
+
+    HOME/home.json       marker (format)                HOME/ledger.sqlite  metadata (WAL), rebuilt from the log
+    HOME/audit.jsonl     hash-chained event log          HOME/objects/       content-addressed blobs
+    HOME/lock            one writer at a time            HOME/tmp/           a writer's temporary files
+
+A write goes: blobs (temp file, fsync, rename) -> audit entries of the operation (one append, fsync) ->
+one SQLite transaction. The audit append is the commit point: a crash before it leaves only unreferenced
+blobs; a crash after it is finished on the next open by applying the committed entries to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from retain.data.skills import Skill
+from retain.errors import RetainError
+from retain.ledger import audit, lock, store, suite, tensors
+from retain.ledger.atomic import fsync_dir, killpoint, write_atomic
+from retain.ledger.audit import AuditLog, Entry
+from retain.ledger.gate import GatePolicy
+from retain.ledger.hashing import canonical_json, sha256_bytes
+from retain.ledger.merge import merge_adapter
+from retain.ledger.objects import ObjectStore
+
+FORMAT = "retain-home/1"
+MARKER = "home.json"
+# Readers finish an interrupted commit under the lock for an instant; a writer waits this long rather than fail.
+WRITER_GRACE_S = 2.0
+
+
+def is_home(path: str | Path) -> bool:
+    """Whether ``path`` is a home made by ``retain init``."""
+    marker = Path(path) / MARKER
+    try:
+        return marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class Home:
+    """An open home. Reading needs nothing; every change happens inside :meth:`writing`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.objects = ObjectStore(root / "objects", self.tmp)
+        self.audit = AuditLog(root / "audit.jsonl")
+        try:
+            self.conn = store.connect(root / "ledger.sqlite")
+        except sqlite3.DatabaseError as err:
+            raise RetainError(f"the ledger database is damaged ({err}); run retain verify",
+                              file=str(root / "ledger.sqlite")) from None
+
+    # -- opening and creating ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> Home:
+        """Open an existing home, finishing a commit a crashed writer left half-applied if no one is writing."""
+        root = Path(path)
+        if not is_home(root):
+            raise RetainError("not a retain home (create one with: retain init HOME)", file=str(root))
+        home = cls(root)
+        if home.audit.path.exists() and home.audit.path.stat().st_size > store.head(home.conn)[2]:
+            try:
+                with lock.exclusive(root / "lock", "recover"):
+                    home._recover()
+            except RetainError:
+                pass
+        return home
+
+    @classmethod
+    def create(cls, path: str | Path, events: list[dict[str, Any]],
+               fill: Callable[[Home], list[dict[str, Any]]]) -> Home:
+        """Build a new home in a hidden sibling folder, then rename it into place in one step.
+
+        ``fill(home)`` stores the base model and returns the events that follow ``events``; a crash at any
+        point leaves either no home or a complete one.
+        """
+        root = Path(path).absolute()
+        if is_home(root):
+            raise RetainError("already a retain home", file=str(root))
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise RetainError("exists and is not an empty folder", file=str(root))
+        if not root.parent.is_dir():
+            raise RetainError("parent folder does not exist", file=str(root.parent))
+        building = root.parent / f".{root.name}.init-{uuid.uuid4().hex[:8]}"
+        building.mkdir()
+        try:
+            for sub in ("objects", "tmp"):
+                (building / sub).mkdir()
+            write_atomic(building / MARKER, canonical_json({"format": FORMAT}) + b"\n")
+            home = cls(building)
+            home.commit(events + fill(home))
+            home.conn.close()
+            killpoint("init_before_rename")
+            try:
+                os.rename(building, root)
+            except OSError:
+                raise RetainError("was created by someone else meanwhile", file=str(root)) from None
+            fsync_dir(root.parent)
+        finally:
+            if building.exists():
+                shutil.rmtree(building, ignore_errors=True)
+        return cls.open(root)
+
+    # -- writing -------------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self, command: str, timeout: float = 0.0) -> Iterator[None]:
+        """Hold the write lock; start from a clean, fully applied, undamaged state."""
+        with lock.exclusive(self.root / "lock", command, max(timeout, WRITER_GRACE_S)):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(exist_ok=True)
+            self._recover()
+            self._check_head()
+            yield
+
+    def commit(self, events: list[dict[str, Any]]) -> list[Entry]:
+        """Append one operation's events to the audit log, then apply them to the database."""
+        seq, sha, size = store.head(self.conn)
+        entries, data = audit.encode(events, seq, sha, size)
+        killpoint("before_audit")
+        self.audit.append(data)
+        killpoint("after_audit")
+        store.apply(self.conn, entries)
+        killpoint("after_db")
+        return entries
+
+    def _head_matches(self, raw: bytes) -> bool:
+        """Whether the log still holds, unchanged, the last entry the database applied."""
+        seq, sha, size = store.head(self.conn)
+        if len(raw) < size:
+            return False
+        start = raw.rfind(b"\n", 0, size - 1) + 1 if size else 0
+        return not seq or (raw[size - 1:size] == b"\n" and sha256_bytes(raw[start:size - 1]) == sha)
+
+    def _recover(self) -> None:
+        """Apply operations the log committed but the database missed; cut a torn operation off the log.
+
+        Only bytes after the applied head are touched, and only when that head is intact: a log that was
+        edited is evidence for ``verify``, never something to repair.
+        """
+        seq, sha, size = store.head(self.conn)
+        raw = self.audit.read()
+        if len(raw) <= size or not self._head_matches(raw):
+            return
+        entries, _ = audit.parse(raw, size, seq + 1, sha, seq)
+        good = audit.committed(entries)
+        store.apply(self.conn, good)
+        end = good[-1].end if good else size
+        if end < len(raw):
+            self.audit.truncate(end)
+
+    def _check_head(self) -> None:
+        """Refuse to write on top of a log that no longer matches the database (it was changed or cut)."""
+        raw = self.audit.read()
+        if len(raw) != store.head(self.conn)[2] or not self._head_matches(raw):
+            raise RetainError("the audit log does not match the ledger database (it was changed or cut); "
+                              "run retain verify", file=str(self.audit.path))
+
+    # -- reading -------------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> str:
+        """``v2``, ``2`` or ``champion`` -> the version's name; unknown versions are a user error."""
+        name = self.champion() if ref == "champion" else (ref if ref.startswith("v") else f"v{ref}")
+        if store.version_row(self.conn, name) is None:
+            known = ", ".join(store.version_names(self.conn))
+            raise RetainError(f"unknown version {ref!r} (known: {known})", file=str(self.root))
+        return name
+
+    def version(self, ref: str) -> dict[str, Any]:
+        row = store.version_row(self.conn, self.resolve(ref))
+        assert row is not None
+        return row
+
+    def versions(self) -> list[dict[str, Any]]:
+        return [self.version(name) for name in store.version_names(self.conn)]
+
+    def champion(self) -> str:
+        name = store.meta(self.conn, "champion")
+        if not name:
+            raise RetainError("the home has no champion (the ledger database is damaged); run retain verify",
+                              file=str(self.root))
+        return name
+
+    def policy(self) -> GatePolicy:
+        return GatePolicy(**json.loads(store.meta(self.conn, "gate") or "{}"))
+
+    def next_version(self) -> str:
+        return f"v{len(store.version_names(self.conn)) + 1}"
+
+    def suite(self) -> list[Skill]:
+        """The whole regression suite, probes first, loaded from the home (hashes checked)."""
+        return [suite.load(self.objects, spec) for spec in store.suite_specs(self.conn)]
+
+    def manifest(self, ref: str) -> tensors.Manifest:
+        sha = self.version(ref)["manifest_sha256"]
+        return json.loads(self.objects.get(sha))
+
+    def materialize(self, ref: str, out: Path) -> Path:
+        """Write the version's full model (adapters merged onto their parents) as a save_pretrained folder."""
+        row = self.version(ref)
+        out.mkdir(parents=True, exist_ok=True)
+        if row["kind"] != "adapter":
+            tensors.materialize(self.objects, self.manifest(row["name"]), out)
+            return out
+        with tempfile.TemporaryDirectory(prefix="retain-merge-") as work:
+            parent, adapter = Path(work) / "parent", Path(work) / "adapter"
+            adapter.mkdir()
+            self.materialize(row["parent"], parent)
+            tensors.materialize(self.objects, self.manifest(row["name"]), adapter)
+            merge_adapter(parent, adapter, out)
+        return out
+
+    # -- storing -------------------------------------------------------------------------------------
+    def store_model(self, folder: Path) -> dict[str, Any]:
+        """Store a model or adapter folder per tensor; return the version's ``artifacts`` record."""
+        before = self.objects.bytes_written
+        manifest = tensors.snapshot(folder, self.objects.put)
+        manifest_sha = self.objects.put(canonical_json(manifest))
+        # "bytes" is what the version would cost alone; "bytes_new" what it cost here after sharing.
+        return {"manifest_sha256": manifest_sha, "weights_sha256": tensors.weights_sha256(manifest),
+                "tensors": sum(len(s["tensors"]) for s in manifest["safetensors"].values()),
+                "bytes": tensors.manifest_bytes(self.objects, manifest) + self.objects.size(manifest_sha),
+                "bytes_new": self.objects.bytes_written - before}
+
+    def store_file(self, path: Path, role: str, keep_path: bool = True) -> dict[str, Any]:
+        """Keep a data file in the home and return its record (role, name, original path, SHA-256, size)."""
+        data = path.read_bytes()
+        return {"role": role, "name": path.name, "path": str(path.resolve()) if keep_path else None,
+                "sha256": self.objects.put(data), "bytes": len(data)}
+
+    def store_suite_entry(self, skill: Skill, kind: str) -> dict[str, Any]:
+        return suite.store(self.objects, skill, kind)

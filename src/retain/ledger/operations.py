@@ -1,0 +1,146 @@
+"""Everything that changes a home, each as one committed operation: init, a gated candidate, rollback, and the
+notes ``export`` and ``reproduce`` leave behind.
+
+These functions take models as folders and scores as numbers; training and evaluating are the caller's
+(see :mod:`retain.ledger.home`), so the ledger can be tested with any real model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retain.data.skills import Skill
+from retain.errors import RetainError
+from retain.ledger import store
+from retain.ledger.atomic import killpoint
+from retain.ledger.audit import now
+from retain.ledger.core import FORMAT, Home
+from retain.ledger.environment import capture
+from retain.ledger.gate import GateDecision, GatePolicy, Scores, decide
+
+
+@dataclass
+class Candidate:
+    """A trained model folder and everything needed to record how it was made and how it scores."""
+
+    folder: Path
+    kind: str
+    method: str
+    skill: Skill
+    scores: Scores
+    champion_scores: Scores
+    seed: int = 0
+    lora: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    data: list[tuple[str, Path]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``learn`` into a home did: the new version, its parent and the gate's decision."""
+
+    version: str
+    parent: str
+    decision: GateDecision
+    record: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision.promote
+
+
+def _checked_scores(scores: Scores) -> Scores:
+    out: Scores = {"skills": {}, "probes": {}}
+    for suite in out:
+        for name, value in scores.get(suite, {}).items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise RetainError(f"score must be a finite number, got {value!r}", field=f"{suite}.{name}")
+            out[suite][name] = float(value)
+    return out
+
+
+def _record(name: str, parent: str | None, kind: str, method: str, artifacts: dict[str, Any], *,
+            skill: str | None, seed: int | None, lora: bool, options: dict[str, Any], config: dict[str, Any],
+            data: list[dict[str, Any]], suite_added: list[dict[str, Any]], suite: list[str], scores: Scores,
+            wall_seconds: float) -> dict[str, Any]:
+    return {"version": name, "parent": parent, "kind": kind, "method": method, "skill": skill, "seed": seed,
+            "lora": lora, "options": options, "config": config, "data": data, "suite_added": suite_added,
+            "suite": suite, "scores": _checked_scores(scores), "wall_seconds": round(wall_seconds, 3),
+            "environment": capture(), "artifacts": artifacts, "created_at": now()}
+
+
+def init_home(path: str | Path, folder: Path, source: str, policy: GatePolicy, probes: list[Skill],
+              scores: Scores, wall_seconds: float = 0.0) -> Home:
+    """Create a home whose v1 (and champion) is the model in ``folder``, with ``probes`` pinned as its suite."""
+    policy.validate()
+
+    def fill(home: Home) -> list[dict[str, Any]]:
+        artifacts = home.store_model(folder)
+        specs = [home.store_suite_entry(p, "probe") for p in probes]
+        killpoint("init_stored")
+        record = _record("v1", None, "base", "base", artifacts, skill=None, seed=None, lora=False, options={},
+                         config={"source": source}, data=[], suite_added=specs, suite=[p.name for p in probes],
+                         scores=scores, wall_seconds=wall_seconds)
+        return [{"type": "version_created", "version": "v1", "record": record},
+                {"type": "promoted", "version": "v1", "previous": None, "reason": "base model"}]
+
+    return Home.create(path, [{"type": "init", "format": FORMAT, "gate": policy.to_dict()}], fill)
+
+
+def record_candidate(home: Home, candidate: Candidate, force: str | None = None) -> Outcome:
+    """Store a candidate, gate it against the champion and promote it if it passes (or is forced).
+
+    The caller holds ``home.writing``. Artifacts are durable before the one commit that makes the version
+    visible together with its gate decision and, if any, its promotion.
+    """
+    if candidate.kind not in ("full", "adapter"):
+        raise RetainError(f"must be full or adapter, got {candidate.kind!r}", field="kind")
+    parent, name = home.champion(), home.next_version()
+    artifacts = home.store_model(candidate.folder)
+    data = [home.store_file(path, role, keep_path=role == "source") for role, path in candidate.data]
+    spec = home.store_suite_entry(candidate.skill, "skill")
+    killpoint("artifacts_stored")
+    suite_names = sorted({s["name"] for s in store.suite_specs(home.conn)} | {candidate.skill.name})
+    record = _record(name, parent, candidate.kind, candidate.method, artifacts, skill=candidate.skill.name,
+                     seed=candidate.seed, lora=candidate.lora, options=candidate.options, config=candidate.config,
+                     data=data, suite_added=[spec], suite=suite_names, scores=candidate.scores,
+                     wall_seconds=candidate.wall_seconds)
+    policy = home.policy()
+    decision = decide(policy, candidate.skill.name, _checked_scores(candidate.champion_scores), record["scores"],
+                      force)
+    events: list[dict[str, Any]] = [
+        {"type": "version_created", "version": name, "record": record},
+        {"type": "gate_decision", "version": name, "champion": parent, "decision": decision.decision,
+         "reasons": decision.reasons, "checks": decision.checks, "policy": policy.to_dict(),
+         "champion_scores": _checked_scores(candidate.champion_scores), "forced_reason": decision.forced_reason}]
+    if decision.promote:
+        events.append({"type": "promoted", "version": name, "previous": parent,
+                       "reason": decision.forced_reason or "passed the gate"})
+    home.commit(events)
+    return Outcome(name, parent, decision, record)
+
+
+def rollback(home: Home, ref: str, reason: str | None = None, timeout: float = 0.0) -> tuple[str, str]:
+    """Make an earlier champion the champion again; return (new champion, previous champion)."""
+    with home.writing("rollback", timeout):
+        target, current = home.resolve(ref), home.champion()
+        if target == current:
+            raise RetainError(f"{target} is already the champion", file=str(home.root))
+        was_champion = any(e["type"] in ("promoted", "rolled_back") for e in store.events_of(home.conn, target))
+        if not was_champion:
+            raise RetainError(f"{target} was never champion (status {home.version(target)['status']}); "
+                              "rollback only returns to an earlier champion", file=str(home.root))
+        home.commit([{"type": "rolled_back", "version": target, "previous": current,
+                      "reason": reason or "rollback requested"}])
+    return target, current
+
+
+def note(home: Home, payload: dict[str, Any], timeout: float = 0.0) -> None:
+    """Record an event that changes no version (an export, a reproduction) in the audit log."""
+    with home.writing(payload["type"], timeout):
+        home.commit([payload])

@@ -1,0 +1,62 @@
+"""Real tiny Hugging Face models for the ledger tests: a 2-layer Llama with a character tokenizer, variants
+that change one layer, and a real PEFT LoRA adapter. Everything is seeded."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from retain.data.skills import Example, Skill
+
+SPECIALS = ["<pad>", "<eos>", "<unk>"]
+CHARS = string.ascii_lowercase + string.digits + " -:>?.,"
+
+
+def tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(CHARS))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_model(path: Path, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer Llama (about 10k parameters) saved with save_pretrained."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=64,
+                         tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer().save_pretrained(path)
+    return path
+
+
+def change_one_layer(src: Path, dst: Path, tensor: str = "model.layers.1.mlp.down_proj.weight",
+                     delta: float = 0.01) -> Path:
+    """A copy of ``src`` in which exactly one tensor moved by ``delta``."""
+    model = AutoModelForCausalLM.from_pretrained(src)
+    with torch.no_grad():
+        model.get_parameter(tensor).add_(delta)
+    model.save_pretrained(dst)
+    tokenizer().save_pretrained(dst)
+    return dst
+
+
+def lora_adapter(base: Path, dst: Path, seed: int = 0) -> Path:
+    """A real LoRA adapter on q_proj and v_proj with non-zero weights (so merging changes the model)."""
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(dst)
+    return dst
+
+
+def skill(name: str, n: int = 6) -> Skill:
+    """A small skill whose held-out examples the home keeps in its regression suite."""
+    test = [Example(prompt=f"{name} {i}?", demonstration=f"{name}-{i}", answer=f"{i}") for i in range(n)]
+    return Skill(name=name, train=test, test=test, scorer="exact")
