@@ -12,6 +12,9 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from retain.data.skills import Example, Skill
+from retain.ledger.core import Home
+from retain.ledger.gate import GatePolicy
+from retain.ledger.operations import Outcome
 
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
 CHARS = string.ascii_lowercase + string.digits + " -:>?.,"
@@ -60,3 +63,34 @@ def skill(name: str, n: int = 6) -> Skill:
     """A small skill whose held-out examples the home keeps in its regression suite."""
     test = [Example(prompt=f"{name} {i}?", demonstration=f"{name}-{i}", answer=f"{i}") for i in range(n)]
     return Skill(name=name, train=test, test=test, scorer="exact")
+
+
+PROBES = {"p1": 0.5, "p2": 0.8}
+
+
+def new_home(tmp: Path, policy: GatePolicy | None = None) -> tuple[Home, Path]:
+    """A home whose v1 is a fresh tiny model, with two probes (scores ``PROBES``) pinned in its suite."""
+    from retain.ledger.operations import init_home
+
+    base = tiny_model(tmp / "base")
+    home = init_home(tmp / "home", base, str(base), policy or GatePolicy(), [skill("p1"), skill("p2")],
+                     {"probes": dict(PROBES)})
+    return home, base
+
+
+def learn(home: Home, folder: Path, name: str, new: float, probes: dict[str, float] | None = None,
+          skills: dict[str, float] | None = None, kind: str = "full", force: str | None = None) -> Outcome:
+    """Record ``folder`` as a candidate that learned skill ``name`` to score ``new``; the champion's scores
+    are what the ledger recorded for it (0 on the new skill)."""
+    from retain.ledger.diff import known_scores
+    from retain.ledger.operations import Candidate, record_candidate
+
+    with home.writing("learn"):
+        champion = known_scores(home, home.champion())
+        champion["skills"].setdefault(name, 0.0)
+        scores = {"probes": dict(probes or champion["probes"]),
+                  "skills": {**{k: v for k, v in champion["skills"].items() if k != name}, **(skills or {}),
+                             name: new}}
+        candidate = Candidate(folder=folder, kind=kind, method="sft", skill=skill(name), scores=scores,
+                              champion_scores=champion, lora=kind == "adapter", options={"lr": 0.1})
+        return record_candidate(home, candidate, force)

@@ -1,5 +1,4 @@
-"""Everything that changes a home, each as one committed operation: init, a gated candidate, rollback, and the
-notes ``export`` and ``reproduce`` leave behind.
+"""What changes the versions of a home, each as one committed operation: init, a gated candidate, rollback.
 
 These functions take models as folders and scores as numbers; training and evaluating are the caller's
 (see :mod:`retain.ledger.home`), so the ledger can be tested with any real model.
@@ -138,9 +137,3 @@ def rollback(home: Home, ref: str, reason: str | None = None, timeout: float = 0
         home.commit([{"type": "rolled_back", "version": target, "previous": current,
                       "reason": reason or "rollback requested"}])
     return target, current
-
-
-def note(home: Home, payload: dict[str, Any], timeout: float = 0.0) -> None:
-    """Record an event that changes no version (an export, a reproduction) in the audit log."""
-    with home.writing(payload["type"], timeout):
-        home.commit([payload])

@@ -1,0 +1,203 @@
+"""The ledger's commands: ``init``, ``log``, ``show``, ``diff``, ``rollback``, ``verify``, ``export``, ``reproduce``.
+
+They parse, call :mod:`retain.ledger` and print; ``learn HOME ...`` lives in :mod:`retain.cli` and calls
+:func:`retain.ledger.home.learn_in_home`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retain.ledger import store
+from retain.ledger.card import export as export_version
+from retain.ledger.core import Home
+from retain.ledger.gate import GatePolicy
+from retain.ledger.hashing import canonical_json
+
+console = Console(highlight=False)
+HomeArg = Annotated[Path, typer.Argument(help="The home folder (made by retain init).")]
+STATUS_STYLE = {"champion": "bold green", "rejected": "red", "rolled-back": "yellow", "superseded": "dim"}
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
+
+
+def init(home: HomeArg,
+         model: Annotated[str, typer.Option(help="'embedded' or a local save_pretrained folder.")] = "embedded",
+         max_drop: Annotated[float, typer.Option(help="Gate: the largest relative drop allowed on any earlier "
+                                                      "skill or probe.")] = GatePolicy.max_drop,
+         floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.")] = GatePolicy.floor,
+         ) -> None:
+    """Create a home whose v1 (the champion) is the base model; pin the probe set as its regression suite."""
+    from retain.ledger.home import init_home_from_model
+    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor))
+    row = opened.version("v1")
+    console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "
+                  f"tensors, probes {_num(_mean(row['record']['scores']['probes']))} on average")
+
+
+def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Rows depth-first from the base model, each with its tree prefix (children in creation order)."""
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    for row in rows:
+        children.setdefault(row["parent"], []).append(row)
+    out: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(row: dict[str, Any], lead: str, branch: str) -> None:
+        out.append((lead + branch, row))
+        kids = children.get(row["name"], [])
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            walk(kid, lead + ("   " if branch in ("└─ ", "") else "│  "), "└─ " if last else "├─ ")
+
+    for root in children.get(None, []):
+        walk(root, "", "")
+    return out
+
+
+def log(home: HomeArg) -> None:
+    """The lineage tree: version, status, method, data, and the scores that matter."""
+    opened = Home.open(home)
+    table = Table(title=f"{home}: champion {opened.champion()}", title_justify="left")
+    for column in ("version", "status", "method", "skill", "data (sha256)", "new skill", "skills (mean)",
+                   "probes (mean)", "created"):
+        table.add_column(column, justify="right" if "(" in column or column == "new skill" else "left")
+    for prefix, row in _tree_order(opened.versions()):
+        record = row["record"]
+        source = [d for d in record["data"] if d["role"] == "source"]
+        data = ", ".join(f"{d['name']} ({d['sha256'][:10]})" for d in source) or "-"
+        skills = record["scores"]["skills"]
+        style = STATUS_STYLE.get(row["status"], "")
+        table.add_row(prefix + row["name"], f"[{style}]{row['status']}[/]" if style else row["status"],
+                      record["method"] + (" +lora" if record["lora"] else ""), record["skill"] or "-", data,
+                      _num(skills.get(record["skill"])), _num(_mean(skills)),
+                      _num(_mean(record["scores"]["probes"])), record["created_at"][:19].replace("T", " "))
+    console.print(table)
+
+
+def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or champion.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print the full record as JSON.")] = False) -> None:
+    """Everything recorded about one version."""
+    opened = Home.open(home)
+    row = opened.version(version)
+    record, name = row["record"], row["name"]
+    gates, events = store.gates_of(opened.conn, name), store.events_of(opened.conn, name)
+    if as_json:
+        print(json.dumps({"status": row["status"], "record": record, "gates": gates, "events": events}, indent=2))
+        return
+    art, env = record["artifacts"], record["environment"]
+    console.print(f"[bold]{name}[/]  status {row['status']}  parent {record['parent'] or '-'}  "
+                  f"method {record['method']}{' (LoRA)' if record['lora'] else ''}  seed {record['seed']}  "
+                  f"skill {record['skill'] or '-'}")
+    console.print(f"created {record['created_at']}  wall time {record['wall_seconds']:.1f} s")
+    console.print(f"weights sha256 {art['weights_sha256']}  ({row['kind']}, "
+                  f"{art['tensors']} tensors, {art['bytes']} bytes, {art['bytes_new']} new bytes stored)")
+    console.print("environment " + ", ".join(f"{k} {v}" for k, v in env["packages"].items())
+                  + f", python {env['python']}, {env['torch_threads']} torch threads"
+                  + (f", git {env['git']['commit'][:12]}{' dirty' if env['git']['dirty'] else ''}" if env["git"] else ""))
+    for d in record["data"]:
+        console.print(f"data {d['role']:8} {d['name']}  {d['bytes']} bytes  sha256 {d['sha256']}"
+                      + (f"  from {d['path']}" if d["path"] else ""))
+    if record["config"]:
+        console.print("config " + canonical_json(record["config"]).decode())
+    scores = Table(title="scores", title_justify="left")
+    for column in ("kind", "name", "score"):
+        scores.add_column(column)
+    for kind, suite in (("probe", "probes"), ("skill", "skills")):
+        for skill, value in sorted(record["scores"][suite].items()):
+            scores.add_row(kind, skill, _num(value))
+    console.print(scores)
+    for g in gates:
+        console.print(f"gate vs {g['champion']}: [bold]{g['decision']}[/]"
+                      + (f" (forced: {g['forced_reason']})" if g["forced_reason"] else ""))
+        for reason in g["reasons"]:
+            console.print(f"  - {reason}")
+    for e in events:
+        console.print(f"event {e['seq']} {e['time']} {e['type']}"
+                      + (f" ({e['payload']['reason']})" if e["payload"].get("reason") else ""))
+
+
+def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version.")],
+         b: Annotated[str, typer.Argument(help="The second version.")],
+         drift: Annotated[bool, typer.Option(help="Measure output drift (runs both models).")] = True) -> None:
+    """Per-skill and probe score changes, parameter distance and output drift between two versions."""
+    from retain.ledger.diff import diff as diff_versions
+    opened = Home.open(home)
+    with tempfile.TemporaryDirectory(prefix="retain-diff-") as work:
+        result = diff_versions(opened, a, b, Path(work), drift=drift)
+    table = Table(title=f"scores: {result['a']} -> {result['b']}", title_justify="left")
+    for column in ("kind", "name", result["a"], result["b"], "change", "relative"):
+        table.add_column(column, justify="left" if column in ("kind", "name") else "right")
+    for r in result["scores"]:
+        rel = "-" if r["relative"] is None else f"{r['relative']:+.1%}"
+        table.add_row(r["kind"], r["name"], _num(r["a"]), _num(r["b"]),
+                      "-" if r["change"] is None else f"{r['change']:+.3f}", rel)
+    console.print(table)
+    p = result["parameters"]
+    console.print(f"parameter distance: L2 {p['l2']:.6g} ({p['relative']:.3%} of {result['a']}'s norm); "
+                  f"{p['changed']} of {p['tensors']} tensors changed")
+    for t in p["top"]:
+        console.print(f"  {t['tensor']}: L2 {t['l2']:.6g} ({t['relative']:.3%})" + (f" {t['note']}" if "note" in t else ""))
+    d = result["drift"]
+    if d and d["prompts"]:
+        console.print(f"output drift over {d['prompts']} suite prompts: mean KL {d['mean_kl']:.6g}, "
+                      f"max KL {d['max_kl']:.6g} (prompt {d['max_prompt']!r})")
+
+
+def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earlier champion.")],
+             reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None) -> None:
+    """Make an earlier champion the champion again; recorded like any other change."""
+    from retain.ledger.operations import rollback as do_rollback
+    target, previous = do_rollback(Home.open(home), version, reason)
+    console.print(f"champion: {previous} -> {target}")
+
+
+def verify(home: HomeArg) -> None:
+    """Recompute every hash (audit chain, database, objects); exit 1 on any mismatch."""
+    from retain.ledger.verify import verify as run_verify
+    report = run_verify(home)
+    counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.ok:
+        console.print(f"[green]ok[/]: {counts}")
+        return
+    for problem in report.problems:
+        console.print(f"[red]MISMATCH[/] {problem}", soft_wrap=True)
+    console.print(f"[red]{len(report.problems)} problem(s)[/]; checked {counts}")
+    raise typer.Exit(1)
+
+
+def export(home: HomeArg, version: Annotated[str, typer.Argument(help="The version to export.")],
+           out: Annotated[Path, typer.Argument(help="A new or empty folder.")]) -> None:
+    """Write a version as a save_pretrained folder with a model card (lineage, data, gate results)."""
+    result = export_version(Home.open(home), version, out)
+    console.print(f"exported {result['version']} to {result['out']} (weights sha256 {result['weights_sha256']})")
+
+
+def reproduce(home: HomeArg, version: Annotated[str, typer.Argument(help="A learned version.")]) -> None:
+    """Re-run the recorded recipe and report whether the weights hash matches; exit 1 if it does not."""
+    from retain.ledger.home import reproduce as run_reproduce
+    result = run_reproduce(home, version)
+    verdict = "[green]identical weights[/]" if result["match"] else "[red]DIFFERENT weights[/]"
+    console.print(f"{result['version']}: {verdict}\n  recorded   {result['expected']}\n  reproduced {result['got']}")
+    if not result["match"]:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ledger's commands to the ``retain`` app."""
+    for command in (init, log, show, diff, rollback, verify, export, reproduce):
+        app.command(command.__name__)(command)

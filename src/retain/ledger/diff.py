@@ -1,0 +1,117 @@
+"""``retain diff``: how two versions differ in scores, in weights and in what they say.
+
+- scores: every skill and probe either version was measured on (its own record, plus the champion scores a
+  gate measured when the version was the champion being compared);
+- parameter distance: L2 norm of the weight difference, overall and per tensor (tensors whose content hash is
+  equal are skipped without reading them);
+- output drift: per-prompt KL(a || b) of the next-token distributions over the regression suite's reference
+  answers, teacher-forced; the maximum matters more than the mean (one implanted behaviour hides in a mean).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from retain.ledger import store
+from retain.ledger.core import Home
+from retain.ledger.tensors import hash_only, snapshot
+
+DRIFT_PROMPTS_PER_SKILL = 16
+DRIFT_BATCH = 16
+
+
+def known_scores(home: Home, name: str) -> dict[str, dict[str, float]]:
+    """A version's scores: its own record, completed by gates that measured it as the champion."""
+    scores = {suite: dict(values) for suite, values in home.version(name)["record"]["scores"].items()}
+    for event in store.events_of(home.conn):
+        payload = event["payload"]
+        if payload["type"] == "gate_decision" and payload["champion"] == name:
+            for suite, values in payload["champion_scores"].items():
+                for skill, value in values.items():
+                    scores[suite].setdefault(skill, value)
+    return scores
+
+
+def score_changes(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One row per probe and skill: both scores, the change and the relative change (None where unknown)."""
+    rows = []
+    for kind, suite in (("probe", "probes"), ("skill", "skills")):
+        for name in sorted(set(a[suite]) | set(b[suite])):
+            sa, sb = a[suite].get(name), b[suite].get(name)
+            change = None if sa is None or sb is None else sb - sa
+            relative = None if change is None or sa == 0 else change / sa
+            rows.append({"kind": kind, "name": name, "a": sa, "b": sb, "change": change, "relative": relative})
+    return rows
+
+
+def _tensors(folder: Path) -> dict[str, tuple[Path, str]]:
+    manifest = snapshot(folder, hash_only)
+    return {name: (folder / rel, sha) for rel, shard in manifest["safetensors"].items()
+            for name, sha in shard["tensors"]}
+
+
+def _load(path: Path, name: str) -> torch.Tensor:
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.get_tensor(name).to(torch.float64)
+
+
+def parameter_distance(folder_a: Path, folder_b: Path, top: int = 5) -> dict[str, Any]:
+    """L2 distance between two full models' weights, overall, relative to ``a`` and per tensor."""
+    ta, tb = _tensors(folder_a), _tensors(folder_b)
+    squared, norm_a, changed = 0.0, 0.0, []
+    for name in sorted(set(ta) | set(tb)):
+        if name not in ta or name not in tb:
+            changed.append({"tensor": name, "l2": math.nan, "relative": math.nan, "note": "only in one version"})
+            continue
+        a = _load(*ta[name])
+        norm_a += float(a.pow(2).sum())
+        if ta[name][1] == tb[name][1]:
+            continue
+        b = _load(*tb[name])
+        if a.shape != b.shape:
+            changed.append({"tensor": name, "l2": math.nan, "relative": math.nan, "note": "shape changed"})
+            continue
+        d = float((b - a).pow(2).sum())
+        squared += d
+        changed.append({"tensor": name, "l2": math.sqrt(d), "relative": math.sqrt(d) / max(a.norm().item(), 1e-30)})
+    changed.sort(key=lambda r: -r["l2"] if not math.isnan(r["l2"]) else -math.inf)
+    return {"l2": math.sqrt(squared), "relative": math.sqrt(squared) / max(math.sqrt(norm_a), 1e-30),
+            "tensors": len(set(ta) | set(tb)), "changed": len(changed), "top": changed[:top]}
+
+
+@torch.no_grad()
+def output_drift(folder_a: Path, folder_b: Path, home: Home) -> dict[str, Any]:
+    """Per-prompt KL(a || b) over the suite's prompts with their reference answers, teacher-forced."""
+    from retain.models.causal_lm import load_adapter
+
+    examples = [e for skill in home.suite() for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
+    if not examples:
+        return {"prompts": 0, "mean_kl": None, "max_kl": None, "max_prompt": None}
+    model_a, model_b = load_adapter(str(folder_a)), load_adapter(str(folder_b))
+    per_prompt: list[float] = []
+    for i in range(0, len(examples), DRIFT_BATCH):
+        chunk = examples[i:i + DRIFT_BATCH]
+        prompts = [model_a.prompt_ids(e.prompt) for e in chunk]
+        completions = [model_a.completion_ids(e.reference) for e in chunk]
+        logits_a, mask = model_a.completion_logits(prompts, completions)
+        logits_b, _ = model_b.completion_logits(prompts, completions)
+        logp_a, logp_b = logits_a.double().log_softmax(-1), logits_b.double().log_softmax(-1)
+        kl = (logp_a.exp() * (logp_a - logp_b)).sum(-1)
+        per_prompt += ((kl * mask).sum(-1) / mask.sum(-1)).tolist()
+    worst = max(range(len(per_prompt)), key=per_prompt.__getitem__)
+    return {"prompts": len(per_prompt), "mean_kl": sum(per_prompt) / len(per_prompt), "max_kl": per_prompt[worst],
+            "max_prompt": examples[worst].prompt}
+
+
+def diff(home: Home, ref_a: str, ref_b: str, work: Path, drift: bool = True) -> dict[str, Any]:
+    """Everything ``retain diff`` reports, for versions ``a`` and ``b`` materialized under ``work``."""
+    a, b = home.resolve(ref_a), home.resolve(ref_b)
+    folder_a, folder_b = home.materialize(a, work / a), home.materialize(b, work / b)
+    return {"a": a, "b": b, "scores": score_changes(known_scores(home, a), known_scores(home, b)),
+            "parameters": parameter_distance(folder_a, folder_b),
+            "drift": output_drift(folder_a, folder_b, home) if drift else None}
