@@ -162,9 +162,10 @@ class Home:
             self.audit.truncate(end)
 
     def _check_head(self) -> None:
-        """Refuse to write on top of a log that no longer matches the database (it was changed or cut)."""
+        """Refuse to write on top of a log that was changed or cut: walk the whole chain (it is small)."""
         raw = self.audit.read()
-        if len(raw) != store.head(self.conn)[2] or not self._head_matches(raw):
+        _, problems = audit.parse(raw)
+        if problems or len(raw) != store.head(self.conn)[2] or not self._head_matches(raw):
             raise RetainError("the audit log does not match the ledger database (it was changed or cut); "
                               "run retain verify", file=str(self.audit.path))
 
