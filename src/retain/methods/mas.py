@@ -1,0 +1,81 @@
+"""Memory Aware Synapses: importance from how sensitive the output is to each parameter; needs no labels.
+
+Aljundi et al., "Memory Aware Synapses: Learning what (not) to forget", ECCV 2018.
+Omega_k = (1/N) sum_x |d ||f(x; theta)||_2^2 / d theta_k| with f the logits of every prediction
+(``adapter.predictions``), summed over tasks; penalty lambda * sum_k Omega_k (theta_k - theta*_k)^2 (the
+paper's form, no 1/2), theta* the latest parameters. The absolute value is taken per prediction, so the
+gradients are per-prediction (a batch gradient would let opposite signs cancel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from retain.errors import check
+from retain.methods.base import Adapter, Consolidation, tensor_bytes
+from retain.methods.ewc import chunks, per_prediction_grads
+from retain.methods.l2 import quadratic_penalty, snapshot
+
+
+def output_sensitivity(adapter: Adapter, examples: list[Any], *, limit: int, chunk: int,
+                       seed: int) -> dict[str, torch.Tensor]:
+    """Mean over predictions of |d ||logits||^2 / d theta|."""
+    params = adapter.trainable_parameters()
+    total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    count = 0
+    with torch.enable_grad():
+        for batch in chunks(list(examples), limit, chunk, seed):
+            logits, _ = adapter.predictions(batch)
+            squared_norms = (logits.float() ** 2).sum(dim=-1)
+            count += squared_norms.shape[0]
+            for name, g in per_prediction_grads(adapter, squared_norms).items():
+                total[name] += g.float().abs().sum(0)
+    return {name: t / max(count, 1) for name, t in total.items()}
+
+
+class MAS(Consolidation):
+    """Label-free output-sensitivity importance, accumulated over tasks, with the quadratic anchor penalty."""
+
+    name = "mas"
+
+    @dataclass
+    class Config:
+        lam: float = 1.0
+        samples: int = 500
+        batch_size: int = 64
+        seed: int = 0
+
+        def validate(self) -> None:
+            check(self.lam >= 0, f"must be >= 0, got {self.lam}", field="mas.lam")
+            check(self.samples >= 1, f"must be >= 1, got {self.samples}", field="mas.samples")
+            check(self.batch_size >= 1, f"must be >= 1, got {self.batch_size}", field="mas.batch_size")
+
+    def __init__(self, config: "MAS.Config | None" = None) -> None:
+        self.config = config or MAS.Config()
+        self.config.validate()
+        self.importance: dict[str, torch.Tensor] | None = None
+        self.anchor: dict[str, torch.Tensor] | None = None
+        self.learned = 0
+
+    def penalty(self, adapter: Adapter) -> torch.Tensor | None:
+        if self.importance is None or self.config.lam == 0:
+            return None
+        return quadratic_penalty(adapter, self.anchor, self.importance, self.config.lam)
+
+    def after_task(self, adapter: Adapter, examples: list[Any]) -> None:
+        cfg = self.config
+        new = output_sensitivity(adapter, examples, limit=cfg.samples, chunk=cfg.batch_size,
+                                 seed=cfg.seed + self.learned)
+        self.learned += 1
+        if self.importance is None:
+            self.importance = new
+        else:
+            self.importance = {name: self.importance[name] + imp for name, imp in new.items()}
+        self.anchor = snapshot(adapter)
+
+    def memory_bytes(self) -> int:
+        held = [self.importance, self.anchor]
+        return sum(tensor_bytes(t) for t in held if t)

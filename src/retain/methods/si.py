@@ -1,0 +1,83 @@
+"""Synaptic Intelligence: importance from each parameter's contribution to the drop in loss along the path.
+
+Zenke, Poole & Ganguli, "Continual Learning Through Synaptic Intelligence", ICML 2017.
+While a task trains, omega_k += -g_k * dtheta_k at every step (g read before the step, dtheta after it);
+when it ends, Omega_k += omega_k / (Delta_k^2 + xi) with Delta_k the parameter's total change over the task.
+Penalty: c * sum_k Omega_k (theta_k - theta*_k)^2 (the paper's form, no 1/2), theta* the latest parameters.
+The gradient read is the one the optimiser is about to use (the total loss, penalty included), as in
+van de Ven's reference implementation; the step actually taken is what counts, clipping and Adam included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from retain.errors import check
+from retain.methods.base import Adapter, Consolidation, tensor_bytes
+from retain.methods.l2 import quadratic_penalty, snapshot
+
+
+class SI(Consolidation):
+    """Path-integral importance accumulated online, with the quadratic anchor penalty."""
+
+    name = "si"
+
+    @dataclass
+    class Config:
+        c: float = 1.0
+        xi: float = 0.1
+
+        def validate(self) -> None:
+            check(self.c >= 0, f"must be >= 0, got {self.c}", field="si.c")
+            check(self.xi > 0, f"must be > 0 (it keeps Omega finite for parameters that did not move), "
+                               f"got {self.xi}", field="si.xi")
+
+    def __init__(self, config: "SI.Config | None" = None) -> None:
+        self.config = config or SI.Config()
+        self.config.validate()
+        self.importance: dict[str, torch.Tensor] | None = None
+        self.anchor: dict[str, torch.Tensor] | None = None
+        self.omega: dict[str, torch.Tensor] = {}
+        self.start: dict[str, torch.Tensor] = {}
+        self.previous: dict[str, torch.Tensor] = {}
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def before_task(self, adapter: Adapter) -> None:
+        self.start = snapshot(adapter)
+        self.previous = snapshot(adapter)
+        self.omega = {name: torch.zeros_like(p) for name, p in self.start.items()}
+
+    def penalty(self, adapter: Adapter) -> torch.Tensor | None:
+        if self.importance is None or self.config.c == 0:
+            return None
+        return quadratic_penalty(adapter, self.anchor, self.importance, self.config.c)
+
+    def after_backward(self, adapter: Adapter) -> None:
+        self.grads = {name: p.grad.detach().clone() for name, p in adapter.trainable_parameters().items()
+                      if p.grad is not None}
+
+    def after_step(self, adapter: Adapter) -> None:
+        for name, p in adapter.trainable_parameters().items():
+            now = p.detach()
+            if name in self.grads:
+                self.omega[name] -= self.grads[name] * (now - self.previous[name])
+            self.previous[name] = now.clone()
+        self.grads = {}
+
+    def after_task(self, adapter: Adapter, examples: list[Any]) -> None:
+        end = snapshot(adapter)
+        task_importance = {name: self.omega[name] / ((end[name] - self.start[name]) ** 2 + self.config.xi)
+                           for name in end}
+        if self.importance is None:
+            self.importance = task_importance
+        else:
+            self.importance = {name: self.importance[name] + imp for name, imp in task_importance.items()}
+        self.anchor = end
+        self.omega, self.start, self.previous = {}, {}, {}
+
+    def memory_bytes(self) -> int:
+        held = [self.importance, self.anchor, self.omega, self.start, self.previous]
+        return sum(tensor_bytes(t) for t in held if t)
