@@ -82,11 +82,11 @@ def learn(home: Home, folder: Path, name: str, new: float, probes: dict[str, flo
           skills: dict[str, float] | None = None, kind: str = "full", force: str | None = None) -> Outcome:
     """Record ``folder`` as a candidate that learned skill ``name`` to score ``new``; the champion's scores
     are what the ledger recorded for it (0 on the new skill)."""
-    from retain.ledger.diff import known_scores
+    from retain.ledger.store import known_scores
     from retain.ledger.operations import Candidate, record_candidate
 
     with home.writing("learn"):
-        champion = known_scores(home, home.champion())
+        champion = known_scores(home.conn, home.champion())
         champion["skills"].setdefault(name, 0.0)
         scores = {"probes": dict(probes or champion["probes"]),
                   "skills": {**{k: v for k, v in champion["skills"].items() if k != name}, **(skills or {}),

@@ -17,7 +17,6 @@ from retain.errors import RetainError
 from retain.ledger import store
 from retain.ledger.atomic import fsync_dir, write_atomic
 from retain.ledger.core import Home
-from retain.ledger.diff import known_scores
 from retain.ledger.hashing import canonical_json
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
 
@@ -44,7 +43,7 @@ def card(home: Home, name: str) -> str:
     chain = lineage(home, name)
     gates = store.gates_of(home.conn, name)
     specs = store.suite_specs(home.conn)
-    scores = known_scores(home, name)
+    scores = store.known_scores(home.conn, name)
     env = record["environment"]
     lines = ["---", "library_name: transformers", "tags: [retain, continual-learning]", "---", "",
              f"# {home.root.name} {name}", "",

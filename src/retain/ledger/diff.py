@@ -17,24 +17,12 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from retain.ledger import store
+from retain.ledger.store import known_scores
 from retain.ledger.core import Home
 from retain.ledger.tensors import hash_only, snapshot
 
 DRIFT_PROMPTS_PER_SKILL = 16
 DRIFT_BATCH = 16
-
-
-def known_scores(home: Home, name: str) -> dict[str, dict[str, float]]:
-    """A version's scores: its own record, completed by gates that measured it as the champion."""
-    scores = {suite: dict(values) for suite, values in home.version(name)["record"]["scores"].items()}
-    for event in store.events_of(home.conn):
-        payload = event["payload"]
-        if payload["type"] == "gate_decision" and payload["champion"] == name:
-            for suite, values in payload["champion_scores"].items():
-                for skill, value in values.items():
-                    scores[suite].setdefault(skill, value)
-    return scores
 
 
 def score_changes(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -112,6 +100,6 @@ def diff(home: Home, ref_a: str, ref_b: str, work: Path, drift: bool = True) -> 
     """Everything ``retain diff`` reports, for versions ``a`` and ``b`` materialized under ``work``."""
     a, b = home.resolve(ref_a), home.resolve(ref_b)
     folder_a, folder_b = home.materialize(a, work / a), home.materialize(b, work / b)
-    return {"a": a, "b": b, "scores": score_changes(known_scores(home, a), known_scores(home, b)),
+    return {"a": a, "b": b, "scores": score_changes(known_scores(home.conn, a), known_scores(home.conn, b)),
             "parameters": parameter_distance(folder_a, folder_b),
             "drift": output_drift(folder_a, folder_b, home) if drift else None}

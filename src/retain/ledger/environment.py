@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,18 @@ def _git(source: Path) -> dict[str, Any] | None:
 
 
 def capture() -> dict[str, Any]:
-    """The environment record stored with every version."""
-    import torch
+    """The environment record stored with every version.
 
+    ``torch_threads`` matters for bit-exact reproduction on CPU; it is None when this process never loaded
+    torch (then no tensor was computed, only stored).
+    """
     import retain
 
+    torch = sys.modules.get("torch")
     return {
         "packages": {name: _version(name) for name in PACKAGES},
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads() if torch else None,
         "git": _git(Path(retain.__file__).resolve().parent),
     }

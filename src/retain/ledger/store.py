@@ -11,6 +11,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from retain.ledger.atomic import killpoint
 from retain.ledger.audit import Entry
 from retain.ledger.hashing import ZERO_SHA, canonical_json
 
@@ -125,6 +126,7 @@ def apply(conn: sqlite3.Connection, entries: list[Entry]) -> None:
         _set_meta(conn, "applied_seq", str(last.seq))
         _set_meta(conn, "head_sha256", last.sha256)
         _set_meta(conn, "audit_bytes", str(last.end))
+        killpoint("in_db_transaction")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -187,3 +189,17 @@ def events_of(conn: sqlite3.Connection, version: str | None = None) -> list[dict
     query = "SELECT * FROM events" + (" WHERE version=?" if version else "") + " ORDER BY seq"
     rows = conn.execute(query, (version,) if version else ()).fetchall()
     return [dict(r, payload=json.loads(r["payload"])) for r in rows]
+
+
+def known_scores(conn: sqlite3.Connection, name: str) -> dict[str, dict[str, float]]:
+    """A version's scores: its own record, completed by gates that measured it as the champion."""
+    row = version_row(conn, name)
+    assert row is not None, name
+    scores = {suite: dict(values) for suite, values in row["record"]["scores"].items()}
+    for event in events_of(conn):
+        payload = event["payload"]
+        if payload["type"] == "gate_decision" and payload["champion"] == name:
+            for suite, values in payload["champion_scores"].items():
+                for skill, value in values.items():
+                    scores[suite].setdefault(skill, value)
+    return scores

@@ -1,0 +1,74 @@
+"""One writer at a time: a second writer waits for the lock or fails naming who holds it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ledger_support import change_one_layer, learn, new_home
+
+from retain.errors import RetainError
+from retain.ledger.operations import rollback
+from retain.ledger.verify import verify
+
+HOLD = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from pathlib import Path
+from retain.ledger.core import Home
+home = Home.open(sys.argv[1])
+with home.writing("learn"):
+    Path(sys.argv[2]).write_text("locked")
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+def hold_lock(root: Path, seconds: float, tmp: Path) -> subprocess.Popen:
+    flag = tmp / "locked.flag"
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), str(flag), str(seconds)])
+    deadline = time.monotonic() + 30
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
+        time.sleep(0.05)
+    return proc
+
+
+def test_a_second_writer_fails_with_who_holds_the_lock(tmp_path):
+    home, base = new_home(tmp_path)
+    proc = hold_lock(home.root, 8, tmp_path)
+    try:
+        before = home.audit.read()
+        with pytest.raises(RetainError, match=rf"the home is busy: pid {proc.pid} \(learn, since .*\) is writing"):
+            learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
+        with pytest.raises(RetainError, match="the home is busy"):
+            rollback(home, "v1")
+        assert home.audit.read() == before
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_second_writer_with_a_timeout_waits_for_the_first(tmp_path):
+    home, base = new_home(tmp_path)
+    proc = hold_lock(home.root, 2.5, tmp_path)
+    try:
+        start = time.monotonic()
+        with home.writing("learn", timeout=30):
+            waited = time.monotonic() - start
+        assert waited > 0.5
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+    learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
+    assert verify(home.root).ok
+
+
+def test_the_lock_is_released_when_its_holder_dies(tmp_path):
+    home, base = new_home(tmp_path)
+    proc = hold_lock(home.root, 60, tmp_path)
+    proc.kill()
+    proc.wait()
+    assert learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9).version == "v2"
