@@ -56,11 +56,11 @@ def parameter_distance(folder_a: Path, folder_b: Path, top: int = 5) -> dict[str
         if name not in ta or name not in tb:
             changed.append({"tensor": name, "l2": math.nan, "relative": math.nan, "note": "only in one version"})
             continue
-        a = _load(*ta[name])
+        a = _load(ta[name][0], name)
         norm_a += float(a.pow(2).sum())
         if ta[name][1] == tb[name][1]:
             continue
-        b = _load(*tb[name])
+        b = _load(tb[name][0], name)
         if a.shape != b.shape:
             changed.append({"tensor": name, "l2": math.nan, "relative": math.nan, "note": "shape changed"})
             continue
