@@ -7,11 +7,13 @@ They parse, call :mod:`retain.ledger` and print; ``learn HOME ...`` lives in :mo
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +23,16 @@ from retain.ledger.core import Home
 from retain.ledger.gate import GatePolicy
 from retain.ledger.hashing import canonical_json
 
-console = Console(highlight=False)
+
+
+class _Console:
+    """Rich output made when first used, so a redirected stdout gets wide, untruncated tables."""
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(*args, **kwargs)
+
+
+console = _Console()
 HomeArg = Annotated[Path, typer.Argument(help="The home folder (made by retain init).")]
 STATUS_STYLE = {"champion": "bold green", "rejected": "red", "rolled-back": "yellow", "superseded": "dim"}
 
@@ -60,7 +71,7 @@ def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         kids = children.get(row["name"], [])
         for i, kid in enumerate(kids):
             last = i == len(kids) - 1
-            walk(kid, lead + ("   " if branch in ("└─ ", "") else "│  "), "└─ " if last else "├─ ")
+            walk(kid, lead + {"": "", "└─ ": "   ", "├─ ": "│  "}[branch], "└─ " if last else "├─ ")
 
     for root in children.get(None, []):
         walk(root, "", "")
@@ -70,7 +81,7 @@ def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 def log(home: HomeArg) -> None:
     """The lineage tree: version, status, method, data, and the scores that matter."""
     opened = Home.open(home)
-    table = Table(title=f"{home}: champion {opened.champion()}", title_justify="left")
+    table = Table(title=f"{home}: champion {opened.champion()}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("version", "status", "method", "skill", "data (sha256)", "new skill", "skills (mean)",
                    "probes (mean)", "created"):
         table.add_column(column, justify="right" if "(" in column or column == "new skill" else "left")
@@ -112,7 +123,7 @@ def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or ch
                       + (f"  from {d['path']}" if d["path"] else ""))
     if record["config"]:
         console.print("config " + canonical_json(record["config"]).decode())
-    scores = Table(title="scores", title_justify="left")
+    scores = Table(title="scores", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("kind", "name", "score"):
         scores.add_column(column)
     for kind, suite in (("probe", "probes"), ("skill", "skills")):
@@ -137,7 +148,7 @@ def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version
     opened = Home.open(home)
     with tempfile.TemporaryDirectory(prefix="retain-diff-") as work:
         result = diff_versions(opened, a, b, Path(work), drift=drift)
-    table = Table(title=f"scores: {result['a']} -> {result['b']}", title_justify="left")
+    table = Table(title=f"scores: {result['a']} -> {result['b']}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("kind", "name", result["a"], result["b"], "change", "relative"):
         table.add_column(column, justify="left" if column in ("kind", "name") else "right")
     for r in result["scores"]:

@@ -49,6 +49,16 @@ def is_home(path: str | Path) -> bool:
         return False
 
 
+def check_new_home(root: Path) -> None:
+    """Raise unless ``root`` can become a new home (checked before any expensive work starts)."""
+    if is_home(root):
+        raise RetainError("already a retain home", file=str(root))
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise RetainError("exists and is not an empty folder", file=str(root))
+    if not root.absolute().parent.is_dir():
+        raise RetainError("parent folder does not exist", file=str(root.absolute().parent))
+
+
 class Home:
     """An open home. Reading needs nothing; every change happens inside :meth:`writing`."""
 
@@ -88,12 +98,7 @@ class Home:
         point leaves either no home or a complete one.
         """
         root = Path(path).absolute()
-        if is_home(root):
-            raise RetainError("already a retain home", file=str(root))
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise RetainError("exists and is not an empty folder", file=str(root))
-        if not root.parent.is_dir():
-            raise RetainError("parent folder does not exist", file=str(root.parent))
+        check_new_home(root)
         building = root.parent / f".{root.name}.init-{uuid.uuid4().hex[:8]}"
         building.mkdir()
         try:

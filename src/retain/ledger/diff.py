@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from retain.ledger.store import known_scores
 from retain.ledger.core import Home
+from retain.ledger.merge import quiet_hf
 from retain.ledger.tensors import hash_only, snapshot
 
 DRIFT_PROMPTS_PER_SKILL = 16
@@ -80,7 +81,8 @@ def output_drift(folder_a: Path, folder_b: Path, home: Home) -> dict[str, Any]:
     examples = [e for skill in home.suite() for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
     if not examples:
         return {"prompts": 0, "mean_kl": None, "max_kl": None, "max_prompt": None}
-    model_a, model_b = load_adapter(str(folder_a)), load_adapter(str(folder_b))
+    with quiet_hf():
+        model_a, model_b = load_adapter(str(folder_a)), load_adapter(str(folder_b))
     per_prompt: list[float] = []
     for i in range(0, len(examples), DRIFT_BATCH):
         chunk = examples[i:i + DRIFT_BATCH]

@@ -9,29 +9,38 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 WEIGHT_FILES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+
+
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """Loading and saving under a ledger command is plumbing: hide its progress bars and deprecation notes."""
+    from transformers.utils import logging
+
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if bars:
+            logging.enable_progress_bar()
 
 
 def merge_adapter(parent_dir: Path, adapter_dir: Path, out: Path) -> None:
     """Write ``parent + adapter`` as a plain ``save_pretrained`` folder into ``out``."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-    from transformers.utils import logging
 
-    # The merge is plumbing under a ledger command: its progress bars and deprecation notes are noise there.
-    bars = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = AutoModelForCausalLM.from_pretrained(parent_dir, local_files_only=True, dtype="auto")
-            merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-            for path in parent_dir.iterdir():
-                if path.is_file() and not path.name.endswith(WEIGHT_FILES):
-                    shutil.copy2(path, out / path.name)
-            merged.save_pretrained(out, safe_serialization=True)
-    finally:
-        if bars:
-            logging.enable_progress_bar()
+    with quiet_hf():
+        model = AutoModelForCausalLM.from_pretrained(parent_dir, local_files_only=True, dtype="auto")
+        merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        for path in parent_dir.iterdir():
+            if path.is_file() and not path.name.endswith(WEIGHT_FILES):
+                shutil.copy2(path, out / path.name)
+        merged.save_pretrained(out, safe_serialization=True)

@@ -1,0 +1,157 @@
+"""The user-facing operations on a home that need a model to run: ``init`` (score the base model on the
+probes), ``learn`` into a home (train a candidate from the champion, score both on the regression suite,
+gate, record) and ``reproduce`` (train again from the record and compare weight hashes).
+
+Training and scoring go through :mod:`retain.api`; everything else is the ledger's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from retain.data.skills import Skill
+from retain.errors import RetainError
+from retain.ledger.core import Home, check_new_home
+from retain.ledger.core import is_home as _is_home
+from retain.ledger.gate import GatePolicy, Scores, render
+from retain.ledger.operations import Candidate, Outcome, init_home, record_candidate
+from retain.ledger.tensors import hash_only, snapshot, weights_sha256
+
+
+def is_home(path: str | Path) -> bool:
+    """Whether ``path`` is a home (what ``retain learn`` checks to choose between a model and a home)."""
+    return _is_home(path)
+
+
+def _score(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
+    """Every suite entry's score for the model in ``model_dir``, split into probes and skills."""
+    from retain import api
+
+    scores: Scores = {"probes": {}, "skills": {}}
+    for skill, kind in skills:
+        scores["probes" if kind == "probe" else "skills"][skill.name] = float(api.evaluate(str(model_dir), skill))
+    return scores
+
+
+def _train(parent_dir: Path, data: Path, out: Path, *, method: str, options: dict[str, Any], seed: int,
+           lora: bool, quiet: bool) -> dict[str, Any]:
+    """Train a candidate from ``parent_dir`` into ``out`` (adapter only under LoRA); return the resolved config."""
+    from retain import api
+
+    result = api.learn(model=str(parent_dir), data=str(data), method=method, out=str(out), lora=lora, seed=seed,
+                       options=dict(options), quiet=quiet)
+    return dict(result.config)
+
+
+def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None) -> Home:
+    """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on the probe set."""
+    from retain.data.synthetic import probe_skills
+    from retain.models.causal_lm import resolve_model_path
+
+    policy = policy or GatePolicy()
+    policy.validate()
+    check_new_home(Path(path))
+    folder = resolve_model_path(model)
+    if not (folder / "config.json").exists():
+        raise RetainError("init needs a full model folder (config.json), not a LoRA adapter", file=str(folder))
+    if not list(folder.glob("*.safetensors")):
+        raise RetainError("holds no *.safetensors weights (save it with safe_serialization=True)",
+                          file=str(folder))
+    probes = probe_skills()
+    start = time.perf_counter()
+    scores = _score(folder, [(p, "probe") for p in probes])
+    source = model if model == "embedded" else str(folder.resolve())
+    return init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start)
+
+
+def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", options: dict[str, Any] | None = None,
+                  seed: int = 0, lora: bool = False, force: str | None = None, quiet: bool = False,
+                  lock_timeout: float = 0.0) -> Outcome:
+    """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
+
+    The candidate is scored with the champion on the whole regression suite (every probe, every skill learned
+    so far, and the new skill's held-out set); it becomes champion only if the gate passes or ``force`` gives
+    a reason. Nothing is written to the home before training and scoring have succeeded.
+    """
+    from retain.data.jsonl import read_skill
+
+    opened = Home.open(home)
+    if force is not None and not force.strip():
+        raise RetainError("needs a reason", field="force")
+    data = Path(data)
+    skill = read_skill(data, seed=seed)
+    if not skill.test:
+        raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
+                          file=str(data))
+    with opened.writing("learn", lock_timeout):
+        work = Path(tempfile.mkdtemp(prefix="retain-learn-"))
+        try:
+            parent = opened.champion()
+            parent_dir = opened.materialize(parent, work / "champion")
+            start = time.perf_counter()
+            config = _train(parent_dir, data, work / "candidate", method=method, options=options or {},
+                            seed=seed, lora=lora, quiet=quiet)
+            wall = time.perf_counter() - start
+            full_dir = work / "candidate"
+            if lora:
+                from retain.ledger.merge import merge_adapter
+                full_dir = work / "candidate-merged"
+                full_dir.mkdir()
+                merge_adapter(parent_dir, work / "candidate", full_dir)
+            suite = [(s, s_kind) for s, s_kind in _suite(opened) if s.name != skill.name] + [(skill, "skill")]
+            candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
+                                  skill=skill, scores=_score(full_dir, suite),
+                                  champion_scores=_score(parent_dir, suite), seed=seed, lora=lora,
+                                  options=options or {}, config=config, data=[("source", data)],
+                                  wall_seconds=wall)
+            outcome = record_candidate(opened, candidate, force)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if not quiet:
+        Console(stderr=False).print(render(outcome.decision, outcome.version, outcome.parent))
+    return outcome
+
+
+def _suite(home: Home) -> list[tuple[Skill, str]]:
+    from retain.ledger import store, suite
+
+    return [(suite.load(home.objects, spec), spec["kind"]) for spec in store.suite_specs(home.conn)]
+
+
+def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str, Any]:
+    """Train the version again from its record (parent, stored data, method, options, seed, threads) and
+    compare the weights hash; the result is recorded in the audit log."""
+    import torch
+
+    opened = Home.open(home)
+    with opened.writing("reproduce", lock_timeout):
+        row = opened.version(ref)
+        record = row["record"]
+        if record["parent"] is None:
+            raise RetainError(f"{row['name']} is the base model; there is no recipe to re-run", file=str(home))
+        work = Path(tempfile.mkdtemp(prefix="retain-reproduce-"))
+        threads = torch.get_num_threads()
+        try:
+            parent_dir = opened.materialize(record["parent"], work / "parent")
+            source = next(d for d in record["data"] if d["role"] == "source")
+            data = work / "data" / source["name"]
+            data.parent.mkdir()
+            data.write_bytes(opened.objects.get(source["sha256"]))
+            if record["environment"].get("torch_threads"):
+                torch.set_num_threads(record["environment"]["torch_threads"])
+            _train(parent_dir, data, work / "candidate", method=record["method"], options=record["options"],
+                   seed=record["seed"], lora=record["lora"], quiet=True)
+            got = weights_sha256(snapshot(work / "candidate", hash_only))
+        finally:
+            torch.set_num_threads(threads)
+            shutil.rmtree(work, ignore_errors=True)
+        expected = record["artifacts"]["weights_sha256"]
+        opened.commit([{"type": "reproduced", "version": row["name"], "expected": expected, "got": got,
+                        "match": got == expected}])
+    return {"version": row["name"], "expected": expected, "got": got, "match": got == expected}
