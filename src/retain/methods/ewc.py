@@ -25,8 +25,7 @@ from retain.methods.base import Adapter, Consolidation, tensor_bytes
 from retain.methods.l2 import quadratic_penalty, snapshot
 
 
-def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor, *,
-                         retain_graph: bool = False) -> dict[str, torch.Tensor]:
+def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor) -> dict[str, torch.Tensor]:
     """The gradient of every entry of ``scalars`` [N] on its own: name -> [N, *param.shape].
 
     One batched vector-Jacobian product per call (``is_grads_batched``) with the rows of the identity, so a
@@ -37,7 +36,7 @@ def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor, *,
     params = adapter.trainable_parameters()
     eye = torch.eye(scalars.shape[0], dtype=scalars.dtype, device=scalars.device)
     grads = torch.autograd.grad(scalars, list(params.values()), grad_outputs=eye, is_grads_batched=True,
-                                retain_graph=retain_graph, allow_unused=True)
+                                allow_unused=True)
     return {name: (g if g is not None else torch.zeros((scalars.shape[0], *p.shape), device=p.device))
             for (name, p), g in zip(params.items(), grads)}
 
@@ -51,10 +50,20 @@ def chunks(examples: list[Any], limit: int, size: int, seed: int) -> list[list[A
 
 def diagonal_fisher(adapter: Adapter, examples: list[Any], estimator: str, *, limit: int, chunk: int,
                     seed: int) -> dict[str, torch.Tensor]:
-    """Mean over predictions of the squared per-prediction gradient of log p(y|x), y as ``estimator`` says."""
+    """Mean over predictions of the squared per-prediction gradient of log p(y|x), y as ``estimator`` says.
+
+    ``chunk`` bounds the gradients computed in one batched call; the exact estimator needs one per class, so
+    it takes ``chunk // classes`` examples at a time (a batched call costs its rows times its graph's size).
+    """
     params = adapter.trainable_parameters()
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    if not examples:
+        return fisher
     gen = torch.Generator().manual_seed(seed)
+    if estimator == "exact":
+        with torch.no_grad():
+            classes = adapter.predictions(list(examples[:1]))[0].shape[-1]
+        chunk = max(1, chunk // classes)
     count = 0
     with torch.enable_grad():
         for batch in chunks(list(examples), limit, chunk, seed):
@@ -62,13 +71,10 @@ def diagonal_fisher(adapter: Adapter, examples: list[Any], estimator: str, *, li
             log_probs = F.log_softmax(logits.float(), dim=-1)
             count += log_probs.shape[0]
             if estimator == "exact":
-                probs = log_probs.detach().exp()
-                classes = log_probs.shape[1]
-                for c in range(classes):
-                    grads = per_prediction_grads(adapter, log_probs[:, c], retain_graph=c < classes - 1)
-                    weight = probs[:, c]
-                    for name, g in grads.items():
-                        fisher[name] += torch.einsum("n,n...->...", weight, g.float() ** 2)
+                # every (prediction, class) pair at once, weighted by the model's own p_c
+                weight = log_probs.detach().exp().reshape(-1)
+                for name, g in per_prediction_grads(adapter, log_probs.reshape(-1)).items():
+                    fisher[name] += torch.einsum("n,n...->...", weight, g.float() ** 2)
                 continue
             if estimator == "sampled":
                 labels = torch.multinomial(log_probs.detach().exp().cpu(), 1, generator=gen).squeeze(1)

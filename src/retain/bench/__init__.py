@@ -1,0 +1,1 @@
+"""The published benchmarks: each runs methods side by side and writes a table, JSON and PNG."""

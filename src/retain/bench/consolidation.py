@@ -1,0 +1,187 @@
+"""``retain bench consolidation``: every consolidation method on every vision and control stream, side by side.
+
+For each scenario, method and seed the stream is learned task by task with ``retain.train.loop.train_task``
+and every task is scored before training and after each task, giving the accuracy matrix R (row 0: before
+any training). The table reports ACC, BWT, forgetting and mean retention of the earlier tasks
+(``retain.evaluate.metrics``), training time relative to naive fine-tuning (``sft``) on the same seed, and
+the bytes each method holds beyond the model, as mean +- std over seeds.
+
+Hyperparameters were chosen on the validation split (``split="val"``; grid and procedure in
+``benchmarks/consolidation.py --tune``) and are reported on the test split, never tuned on it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from retain.domains import control_cartpole, vision_digits
+from retain.domains.scenario import Scenario
+from retain.errors import RetainError, check
+from retain.evaluate import metrics
+from retain.methods.registry import parse_method
+from retain.seeding import seed_everything
+from retain.train.loop import train_task
+
+# label -> method spec; "sft" is naive fine-tuning, the baseline every ratio is taken against
+METHODS: dict[str, str] = {
+    "sft": "sft",
+    "ewc": "sft+ewc",
+    "online-ewc": "sft+ewc",
+    "si": "sft+si",
+    "mas": "sft+mas",
+    "l2": "sft+l2",
+    "replay": "sft+replay",
+    "ewc+replay": "sft+ewc+replay",
+    "joint": "sft+joint",
+}
+# Method options per domain, chosen on the validation split (see benchmarks/consolidation.py --tune).
+OPTIONS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "vision": {
+        "ewc": {"ewc": {"lam": 1000.0}},
+        "online-ewc": {"ewc": {"lam": 1000.0, "mode": "online", "gamma": 1.0}},
+        "si": {"si": {"c": 1.0}},
+        "mas": {"mas": {"lam": 1.0}},
+        "l2": {"l2": {"lam": 1.0}},
+        "replay": {"replay": {"size": 200}},
+        "ewc+replay": {"ewc": {"lam": 1000.0}, "replay": {"size": 200}},
+    },
+    "control": {
+        "ewc": {"ewc": {"lam": 1000.0}},
+        "online-ewc": {"ewc": {"lam": 1000.0, "mode": "online", "gamma": 1.0}},
+        "si": {"si": {"c": 1.0}},
+        "mas": {"mas": {"lam": 1.0}},
+        "l2": {"l2": {"lam": 1.0}},
+        "replay": {"replay": {"size": 200}},
+        "ewc+replay": {"ewc": {"lam": 1000.0}, "replay": {"size": 200}},
+    },
+}
+DOMAINS: dict[str, Callable[[str, int, bool], list[Scenario]]] = {
+    "vision": lambda split, seed, quick: vision_digits.scenarios(split, quick=quick),
+    "control": lambda split, seed, quick: control_cartpole.scenarios(split, seed=seed, quick=quick),
+}
+# methods whose config has a ``seed``: each run seeds them from its own seed
+SEEDED = ("ewc", "mas", "replay")
+METRICS = ("acc", "bwt", "fwt", "forgetting", "retention")
+
+
+def method_options(domain: str, label: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The options of ``label`` in ``domain``, with every seeded method seeded from the run's seed."""
+    options = {name: dict(opts) for name, opts in OPTIONS.get(domain, {}).get(label, {}).items()}
+    for name in METHODS[label].split("+"):
+        if name in SEEDED:
+            options.setdefault(name, {}).setdefault("seed", seed)
+    return options
+
+
+def run_stream(scenario: Scenario, spec: str, options: dict[str, dict[str, Any]], seed: int,
+               on_task: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Learn ``scenario`` with ``spec``; return R, training seconds and the bytes the methods hold."""
+    seed_everything(seed)
+    adapter = scenario.make_adapter(seed)
+    objective, plugins = parse_method(spec, options)
+    R = [[task.score(adapter) for task in scenario.tasks]]
+    seconds = 0.0
+    for index, task in enumerate(scenario.tasks):
+        start = time.perf_counter()
+        train_task(adapter, objective, plugins, task.train, replace(scenario.train, seed=seed * 1000 + index))
+        seconds += time.perf_counter() - start
+        R.append([t.score(adapter) for t in scenario.tasks])
+        if on_task is not None:
+            on_task()
+    memory = objective.memory_bytes() + sum(p.memory_bytes() for p in plugins)
+    return {"seed": seed, "R": R, "seconds": seconds, "memory_bytes": memory, "metrics": metrics.summarize(R)}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if not np.isnan(v)]
+    if not finite:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite) if len(finite) > 1 else 0.0}
+
+
+def summarize_runs(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and std over seeds of every metric, the time ratio to ``baseline`` (same seed) and memory."""
+    summary = {name: _mean_std([r["metrics"][name] for r in runs]) for name in METRICS}
+    base = {r["seed"]: r["seconds"] for r in baseline}
+    summary["time_ratio"] = _mean_std([r["seconds"] / base[r["seed"]] for r in runs if base.get(r["seed"])])
+    summary["memory_bytes"] = _mean_std([float(r["memory_bytes"]) for r in runs])
+    return summary
+
+
+def validate(domain: str, seeds: int, split: str, methods: list[str]) -> list[str]:
+    """Check the benchmark's arguments before anything runs or is written; return the domains to run."""
+    check(domain in (*DOMAINS, "all"), f"must be one of {', '.join((*DOMAINS, 'all'))}, got {domain!r}",
+          field="domain")
+    check(seeds >= 1, f"must be >= 1, got {seeds}", field="seeds")
+    check(split in ("val", "test"), f"must be val or test, got {split!r}", field="split")
+    for label in methods:
+        if label not in METHODS:
+            raise RetainError(f"unknown method {label!r} (known: {', '.join(METHODS)})", field="methods")
+    check("sft" in methods, "sft must be included: every time ratio is taken against it", field="methods")
+    return list(DOMAINS) if domain == "all" else [domain]
+
+
+def run_benchmark(domain: str = "all", seeds: int = 3, *, quick: bool = False, split: str = "test",
+                  methods: list[str] | None = None,
+                  progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None) -> dict[str, Any]:
+    """Run every method on every scenario of ``domain`` for ``seeds`` seeds; return the results document.
+
+    ``progress(total_tasks)`` returns ``describe(label)``, which returns the per-task callback (the CLI's
+    progress bar); the library itself draws nothing.
+    """
+    methods = list(methods or METHODS)
+    domains = validate(domain, seeds, split, methods)
+    threads = torch.get_num_threads()
+    # these models are tiny: one thread is several times faster than two that wait on each other
+    torch.set_num_threads(1)
+    try:
+        return _run(domains, seeds, quick, split, methods, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[str],
+         progress: Callable[[int], Callable[[str], Callable[[], None]]] | None) -> dict[str, Any]:
+    first = {name: DOMAINS[name](split, 0, quick) for name in domains}
+    total = sum(len(sc.tasks) for scs in first.values() for sc in scs) * len(methods) * seeds
+    describe = progress(total) if progress is not None else None
+    results: dict[str, Any] = {"benchmark": "consolidation", "split": split, "quick": quick,
+                               "seeds": list(range(seeds)), "methods": {m: METHODS[m] for m in methods},
+                               "domains": {}}
+    for name in domains:
+        entries: dict[str, Any] = {}
+        for seed in range(seeds):
+            # control draws fresh demonstrations per seed; vision's data split is fixed
+            for sc in first[name] if seed == 0 else DOMAINS[name](split, seed, quick):
+                entry = entries.setdefault(sc.name, {"kind": sc.kind, "tasks": [t.name for t in sc.tasks],
+                                                     "methods": {}})
+                for label in methods:
+                    callback = describe(f"{name} {sc.name} {label} seed {seed}") if describe else None
+                    run = run_stream(sc, METHODS[label], method_options(name, label, seed), seed, callback)
+                    method = entry["methods"].setdefault(label, {"spec": METHODS[label],
+                                                                 "options": method_options(name, label, 0),
+                                                                 "runs": []})
+                    method["runs"].append(run)
+        for entry in entries.values():
+            for method in entry["methods"].values():
+                method["summary"] = summarize_runs(method["runs"], entry["methods"]["sft"]["runs"])
+        results["domains"][name] = entries
+    return results
+
+
+def write_results(results: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``consolidation.json`` and the plots into ``out``; return the paths written."""
+    from retain.report.plots_consolidation import plot_all
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "consolidation.json"
+    path.write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
+    return [path, *plot_all(results, out)]

@@ -1,0 +1,96 @@
+"""``retain bench consolidation``: the command, its progress bar and its tables; the work is in
+``retain.bench.consolidation``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.table import Table
+
+from retain.bench.consolidation import METHODS, run_benchmark, validate, write_results
+
+
+def _cell(stat: dict[str, float], digits: int = 3) -> str:
+    if math.isnan(stat["mean"]):
+        return "-"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _bytes(stat: dict[str, float]) -> str:
+    value = stat["mean"]
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def tables(results: dict[str, Any]) -> list[Table]:
+    """One table per domain and scenario: each method's metrics, time ratio and extra memory."""
+    out = []
+    seeds = len(results["seeds"])
+    for domain, scenarios in results["domains"].items():
+        for name, entry in scenarios.items():
+            table = Table(title=f"{domain} / {name} ({entry['kind']}, {len(entry['tasks'])} tasks, "
+                                f"{results['split']} split, mean ± std over {seeds} seeds)")
+            for column in ("method", "ACC", "BWT", "forgetting", "retention", "time ×sft", "memory"):
+                table.add_column(column, justify="left" if column == "method" else "right")
+            for label, method in entry["methods"].items():
+                s = method["summary"]
+                table.add_row(label, _cell(s["acc"]), _cell(s["bwt"]), _cell(s["forgetting"]),
+                              _cell(s["retention"]), _cell(s["time_ratio"], 2), _bytes(s["memory_bytes"]))
+            out.append(table)
+    return out
+
+
+def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path, split: str,
+                      methods: list[str] | None, console: Console) -> list[Path]:
+    """Run the benchmark with a progress bar, print the tables and write JSON and PNG into ``out``."""
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    validate(domain, seeds, split, methods or list(METHODS))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task_id = bar.add_task("consolidation", total=None)
+
+        def progress(total: int) -> Callable[[str], Callable[[], None]]:
+            bar.update(task_id, total=total)
+
+            def describe(label: str) -> Callable[[], None]:
+                bar.update(task_id, description=label)
+                return lambda: bar.advance(task_id)
+            return describe
+
+        results = run_benchmark(domain, seeds, quick=quick, split=split, methods=methods, progress=progress)
+    for table in tables(results):
+        console.print(table)
+    written = write_results(results, out)
+    for path in written:
+        console.print(f"wrote {path}")
+    return written
+
+
+def register(bench_app: typer.Typer) -> None:
+    """Add ``consolidation`` to ``retain bench``."""
+
+    @bench_app.command("consolidation")
+    def consolidation(
+        domain: str = typer.Option("all", "--domain", help="vision, control or all"),
+        seeds: int | None = typer.Option(None, "--seeds", help="seeds per method (default 3, or 1 with --quick)"),
+        quick: bool = typer.Option(False, "--quick", help="small budgets: a smoke test, not a result"),
+        out: Path = typer.Option(Path("results/consolidation"), "--out", help="folder for JSON and PNG"),
+        split: str = typer.Option("test", "--split", help="test to report; val to tune hyperparameters"),
+        methods: str | None = typer.Option(None, "--methods", help=f"comma list of {', '.join(METHODS)}"),
+    ) -> None:
+        """Every consolidation method on every vision and control stream, side by side."""
+        chosen = [m.strip() for m in methods.split(",")] if methods else None
+        console = Console()
+        if not console.is_terminal:
+            # a log file or pipe gets rich's 80 columns, which wraps every mean ± std cell
+            console = Console(width=150)
+        run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=console)

@@ -1,0 +1,73 @@
+"""``retain bench consolidation`` as a user runs it: the real CLI in a subprocess, small budgets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+METRIC_KEYS = {"acc", "bwt", "fwt", "forgetting", "retention", "time_ratio", "memory_bytes"}
+METHODS = {"sft", "ewc", "online-ewc", "si", "mas", "l2", "replay", "ewc+replay", "joint"}
+
+
+def retain(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "retain", *args], capture_output=True, text=True, timeout=600)
+
+
+def check_results(out: Path, domain: str, scenarios: set[str]) -> dict:
+    results = json.loads((out / "consolidation.json").read_text())
+    assert results["benchmark"] == "consolidation" and results["split"] == "test" and results["quick"]
+    assert set(results["domains"]) == {domain}
+    assert set(results["domains"][domain]) == scenarios
+    for name, entry in results["domains"][domain].items():
+        T = len(entry["tasks"])
+        assert set(entry["methods"]) == METHODS
+        for label, method in entry["methods"].items():
+            assert set(method["summary"]) == METRIC_KEYS
+            for run in method["runs"]:
+                assert len(run["R"]) == T + 1 and all(len(row) == T for row in run["R"])
+                assert all(0.0 <= v <= 1.0 for row in run["R"] for v in row)
+        summary = {label: m["summary"] for label, m in entry["methods"].items()}
+        assert summary["sft"]["time_ratio"]["mean"] == 1.0
+        assert summary["sft"]["memory_bytes"]["mean"] == 0
+        for label in ("ewc", "si", "mas", "l2", "replay", "joint"):
+            assert summary[label]["memory_bytes"]["mean"] > 0, label
+        # online EWC holds one anchor and one Fisher, separate EWC one pair per learned task
+        assert summary["ewc"]["memory_bytes"]["mean"] == T * summary["online-ewc"]["memory_bytes"]["mean"]
+        assert (out / f"matrix_{domain}_{name}.png").stat().st_size > 1000
+    assert (out / f"retention_{domain}.png").stat().st_size > 1000
+    return results
+
+
+@pytest.mark.slow
+def test_quick_vision_benchmark(tmp_path: Path) -> None:
+    done = retain("bench", "consolidation", "--quick", "--domain", "vision", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    check_results(tmp_path, "vision", {"split-task", "split-class", "permuted"})
+    assert "split-class" in done.stdout and "retention" in done.stdout
+
+
+@pytest.mark.slow
+def test_quick_control_benchmark(tmp_path: Path) -> None:
+    done = retain("bench", "consolidation", "--quick", "--domain", "control", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    results = check_results(tmp_path, "control", {"cartpole-views"})
+    assert results["domains"]["control"]["cartpole-views"]["kind"] == "task-incremental"
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--domain", "language-of-birds"], "domain"),
+    (["--seeds", "0"], "seeds"),
+    (["--split", "train"], "split"),
+    (["--methods", "ewc,replay"], "methods"),
+    (["--methods", "sft,elastic"], "methods"),
+])
+def test_bad_values_exit_2_and_write_nothing(tmp_path: Path, args: list[str], field: str) -> None:
+    out = tmp_path / "out"
+    done = retain("bench", "consolidation", "--quick", "--out", str(out), *args)
+    assert done.returncode == 2, done.stderr
+    assert field in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
