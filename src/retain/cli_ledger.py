@@ -34,6 +34,8 @@ class _Console:
 
 console = _Console()
 HomeArg = Annotated[Path, typer.Argument(help="The home folder (made by retain init).")]
+MlflowOpt = Annotated[str | None, typer.Option("--mlflow", help="Also mirror to this MLflow tracking URI "
+                                                                 "(needs retain[mlflow]).")]
 STATUS_STYLE = {"champion": "bold green", "rejected": "red", "rolled-back": "yellow", "superseded": "dim"}
 
 
@@ -50,10 +52,10 @@ def init(home: HomeArg,
          max_drop: Annotated[float, typer.Option(help="Gate: the largest relative drop allowed on any earlier "
                                                       "skill or probe.")] = GatePolicy.max_drop,
          floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.")] = GatePolicy.floor,
-         ) -> None:
+         mlflow: MlflowOpt = None) -> None:
     """Create a home whose v1 (the champion) is the base model; pin the probe set as its regression suite."""
     from retain.ledger.home import init_home_from_model
-    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor))
+    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow)
     row = opened.version("v1")
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "
                   f"tensors, probes {_num(_mean(row['record']['scores']['probes']))} on average")
@@ -168,11 +170,19 @@ def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version
 
 
 def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earlier champion.")],
-             reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None) -> None:
+             reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None,
+             mlflow: MlflowOpt = None) -> None:
     """Make an earlier champion the champion again; recorded like any other change."""
+    from retain.ledger import mlflow_sync
     from retain.ledger.operations import rollback as do_rollback
-    target, previous = do_rollback(Home.open(home), version, reason)
+    if mlflow:
+        mlflow_sync.require()
+    opened = Home.open(home)
+    target, previous = do_rollback(opened, version, reason)
     console.print(f"champion: {previous} -> {target}")
+    if mlflow:
+        with opened.writing("mlflow"):
+            mlflow_sync.sync(opened, mlflow, target, champion=True)
 
 
 def verify(home: HomeArg) -> None:

@@ -85,7 +85,7 @@ def decide(policy: GatePolicy, new_skill: str | None, champion: Scores, candidat
         decision = "forced"
     else:
         decision = "rejected"
-    return GateDecision(decision, checks, reasons, force if force else None)
+    return GateDecision(decision, checks, reasons, force if decision == "forced" else None)
 
 
 def _num(value: float | None) -> str:

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from retain.data.skills import Skill
 from retain.errors import RetainError
+from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
@@ -49,11 +50,14 @@ def _train(parent_dir: Path, data: Path, out: Path, *, method: str, options: dic
     return dict(result.config)
 
 
-def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None) -> Home:
+def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None,
+                         mlflow_uri: str | None = None) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on the probe set."""
     from retain.data.synthetic import probe_skills
     from retain.models.causal_lm import resolve_model_path
 
+    if mlflow_uri:
+        mlflow_sync.require()
     policy = policy or GatePolicy()
     policy.validate()
     check_new_home(Path(path))
@@ -67,20 +71,27 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     start = time.perf_counter()
     scores = _score(folder, [(p, "probe") for p in probes])
     source = model if model == "embedded" else str(folder.resolve())
-    return init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start)
+    home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start)
+    if mlflow_uri:
+        with home.writing("mlflow"):
+            mlflow_sync.sync(home, mlflow_uri, "v1", champion=True)
+    return home
 
 
 def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", options: dict[str, Any] | None = None,
                   seed: int = 0, lora: bool = False, force: str | None = None, quiet: bool = False,
-                  lock_timeout: float = 0.0) -> Outcome:
+                  lock_timeout: float = 0.0, mlflow_uri: str | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     The candidate is scored with the champion on the whole regression suite (every probe, every skill learned
     so far, and the new skill's held-out set); it becomes champion only if the gate passes or ``force`` gives
-    a reason. Nothing is written to the home before training and scoring have succeeded.
+    a reason. Nothing is written to the home before training and scoring have succeeded. With ``mlflow_uri``
+    the version is mirrored to MLflow afterwards (see :mod:`retain.ledger.mlflow_sync`).
     """
     from retain.data.jsonl import read_skill
 
+    if mlflow_uri:
+        mlflow_sync.require()
     opened = Home.open(home)
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
@@ -89,6 +100,10 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", opti
     if not skill.test:
         raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
                           file=str(data))
+    probes = [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]
+    if skill.name in probes:
+        raise RetainError(f"the skill is named {skill.name!r} after its file, which is a probe of this home; "
+                          "rename the file", file=str(data))
     with opened.writing("learn", lock_timeout):
         work = Path(tempfile.mkdtemp(prefix="retain-learn-"))
         try:
@@ -111,6 +126,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", opti
                                   options=options or {}, config=config, data=[("source", data)],
                                   wall_seconds=wall)
             outcome = record_candidate(opened, candidate, force)
+            if mlflow_uri:
+                mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if not quiet:
@@ -119,8 +136,6 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", opti
 
 
 def _suite(home: Home) -> list[tuple[Skill, str]]:
-    from retain.ledger import store, suite
-
     return [(suite.load(home.objects, spec), spec["kind"]) for spec in store.suite_specs(home.conn)]
 
 
