@@ -32,7 +32,7 @@ def tiny_model(path: Path, seed: int = 0) -> Path:
     """A randomly initialised 2-layer Llama (about 10k parameters) saved with save_pretrained."""
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=64,
+                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=256,
                          tie_word_embeddings=False, pad_token_id=0, eos_token_id=1, bos_token_id=1)
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer().save_pretrained(path)
@@ -68,13 +68,16 @@ def skill(name: str, n: int = 6) -> Skill:
 PROBES = {"p1": 0.5, "p2": 0.8}
 
 
-def new_home(tmp: Path, policy: GatePolicy | None = None) -> tuple[Home, Path]:
-    """A home whose v1 is a fresh tiny model, with two probes (scores ``PROBES``) pinned in its suite."""
+def new_home(tmp: Path, policy: GatePolicy | None = None, measured: bool = False) -> tuple[Home, Path]:
+    """A home whose v1 is a fresh tiny model, with two probes pinned in its suite, scored ``PROBES`` or, when
+    ``measured``, as retain.api scores them."""
+    from retain.ledger.home import score_suite
     from retain.ledger.operations import init_home
 
     base = tiny_model(tmp / "base")
-    home = init_home(tmp / "home", base, str(base), policy or GatePolicy(), [skill("p1"), skill("p2")],
-                     {"probes": dict(PROBES)})
+    probes = [skill("p1"), skill("p2")]
+    scores = score_suite(base, [(p, "probe") for p in probes]) if measured else {"probes": dict(PROBES)}
+    home = init_home(tmp / "home", base, str(base), policy or GatePolicy(), probes, scores)
     return home, base
 
 

@@ -21,6 +21,7 @@ from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
+from retain.ledger.merge import merge_adapter
 from retain.ledger.operations import Candidate, Outcome, init_home, record_candidate
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
 
@@ -30,23 +31,33 @@ def is_home(path: str | Path) -> bool:
     return _is_home(path)
 
 
-def _score(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
-    """Every suite entry's score for the model in ``model_dir``, split into probes and skills."""
+def score_suite(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
+    """Every suite entry's score for the model in ``model_dir`` (loaded once), split into probes and skills."""
     from retain import api
+    from retain.ledger.merge import quiet_hf
 
+    with quiet_hf():
+        model = api.load_model(str(model_dir))
     scores: Scores = {"probes": {}, "skills": {}}
     for skill, kind in skills:
-        scores["probes" if kind == "probe" else "skills"][skill.name] = float(api.evaluate(str(model_dir), skill))
+        scores["probes" if kind == "probe" else "skills"][skill.name] = float(api.evaluate(model, skill))
     return scores
 
 
-def _train(parent_dir: Path, data: Path, out: Path, *, method: str, options: dict[str, Any], seed: int,
-           lora: bool, quiet: bool) -> dict[str, Any]:
-    """Train a candidate from ``parent_dir`` into ``out`` (adapter only under LoRA); return the resolved config."""
+def _train(parent_dir: Path, data: Path, out: Path, *, method: str, seed: int, lora: bool,
+           recipe: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    """Train a candidate from ``parent_dir`` into ``out`` (adapter only under LoRA); return the resolved config.
+
+    ``recipe`` holds every other knob of :func:`retain.api.learn`, resolved, so that ``reproduce`` can replay it.
+    """
     from retain import api
 
     result = api.learn(model=str(parent_dir), data=str(data), method=method, out=str(out), lora=lora, seed=seed,
-                       options=dict(options), quiet=quiet)
+                       options=recipe["method_options"], epochs=recipe["epochs"], lr=recipe["lr"],
+                       batch_size=recipe["batch_size"], scorer=recipe["scorer"],
+                       test_fraction=recipe["test_fraction"], quiet=quiet)
+    # The home's record holds the recipe; the copy api.learn leaves in the folder names temporary paths.
+    (out / "retain_recipe.json").unlink(missing_ok=True)
     return dict(result.config)
 
 
@@ -69,7 +80,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
                           file=str(folder))
     probes = probe_skills()
     start = time.perf_counter()
-    scores = _score(folder, [(p, "probe") for p in probes])
+    scores = score_suite(folder, [(p, "probe") for p in probes])
     source = model if model == "embedded" else str(folder.resolve())
     home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start)
     if mlflow_uri:
@@ -78,16 +89,19 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     return home
 
 
-def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", options: dict[str, Any] | None = None,
-                  seed: int = 0, lora: bool = False, force: str | None = None, quiet: bool = False,
+def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
+                  options: dict[str, dict[str, Any]] | None = None, seed: int = 0, lora: bool = False,
+                  force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
+                  batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     The candidate is scored with the champion on the whole regression suite (every probe, every skill learned
-    so far, and the new skill's held-out set); it becomes champion only if the gate passes or ``force`` gives
-    a reason. Nothing is written to the home before training and scoring have succeeded. With ``mlflow_uri``
-    the version is mirrored to MLflow afterwards (see :mod:`retain.ledger.mlflow_sync`).
+    so far, and the new skill's held-out set, split exactly as :func:`retain.api.learn` splits it); it becomes
+    champion only if the gate passes or ``force`` gives a reason. Nothing is written to the home before
+    training and scoring have succeeded. With ``mlflow_uri`` the version is mirrored to MLflow afterwards.
     """
+    from retain import api
     from retain.data.jsonl import read_skill
 
     if mlflow_uri:
@@ -96,34 +110,36 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", opti
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
     data = Path(data)
-    skill = read_skill(data, seed=seed)
+    skill = read_skill(data, seed=seed, test_fraction=test_fraction, scorer=scorer)
     if not skill.test:
         raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
                           file=str(data))
-    probes = [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]
-    if skill.name in probes:
+    if skill.name in [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]:
         raise RetainError(f"the skill is named {skill.name!r} after its file, which is a probe of this home; "
                           "rename the file", file=str(data))
+    base_source = opened.version("v1")["record"]["config"]["source"]
+    recipe = {"method_options": options or {}, "epochs": epochs, "batch_size": batch_size, "scorer": scorer,
+              "test_fraction": test_fraction, "lr": lr if lr is not None else api.default_lr(base_source, lora)}
     with opened.writing("learn", lock_timeout):
         work = Path(tempfile.mkdtemp(prefix="retain-learn-"))
         try:
             parent = opened.champion()
             parent_dir = opened.materialize(parent, work / "champion")
             start = time.perf_counter()
-            config = _train(parent_dir, data, work / "candidate", method=method, options=options or {},
-                            seed=seed, lora=lora, quiet=quiet)
+            config = _train(parent_dir, data, work / "candidate", method=method, seed=seed, lora=lora,
+                            recipe=recipe, quiet=quiet)
             wall = time.perf_counter() - start
+            config.update(model=parent, data=str(data.resolve()))
             full_dir = work / "candidate"
             if lora:
-                from retain.ledger.merge import merge_adapter
                 full_dir = work / "candidate-merged"
                 full_dir.mkdir()
                 merge_adapter(parent_dir, work / "candidate", full_dir)
-            suite = [(s, s_kind) for s, s_kind in _suite(opened) if s.name != skill.name] + [(skill, "skill")]
+            regression = [(s, kind) for s, kind in _suite(opened) if s.name != skill.name] + [(skill, "skill")]
             candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
-                                  skill=skill, scores=_score(full_dir, suite),
-                                  champion_scores=_score(parent_dir, suite), seed=seed, lora=lora,
-                                  options=options or {}, config=config, data=[("source", data)],
+                                  skill=skill, scores=score_suite(full_dir, regression),
+                                  champion_scores=_champion_scores(opened, parent, parent_dir, regression),
+                                  seed=seed, lora=lora, options=recipe, config=config, data=[("source", data)],
                                   wall_seconds=wall)
             outcome = record_candidate(opened, candidate, force)
             if mlflow_uri:
@@ -131,8 +147,30 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft", opti
         finally:
             shutil.rmtree(work, ignore_errors=True)
     if not quiet:
-        Console(stderr=False).print(render(outcome.decision, outcome.version, outcome.parent))
+        Console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
+
+
+def _champion_scores(home: Home, champion: str, folder: Path, regression: list[tuple[Skill, str]]) -> Scores:
+    """The champion's scores on the suite, measured now only where its own record cannot answer.
+
+    A version's record holds its scores on every suite entry that existed when it was made; an entry added no
+    later than the champion and not replaced since is the same held-out set (pinned by hash), and greedy
+    scoring is deterministic, so that score stands. Newer entries and the new skill are measured.
+    """
+    own = home.version(champion)["record"]["scores"]
+    added_by = {r["name"]: int(r["added_by"][1:]) for r in home.conn.execute("SELECT name, added_by FROM suite")}
+    born = int(champion[1:])
+    scores: Scores = {"probes": {}, "skills": {}}
+    missing = []
+    for skill, kind in regression:
+        suite = "probes" if kind == "probe" else "skills"
+        if skill.name in own[suite] and added_by.get(skill.name, born + 1) <= born and skill is not regression[-1][0]:
+            scores[suite][skill.name] = own[suite][skill.name]
+        else:
+            missing.append((skill, kind))
+    measured = score_suite(folder, missing) if missing else {"probes": {}, "skills": {}}
+    return {suite: {**scores[suite], **measured[suite]} for suite in scores}
 
 
 def _suite(home: Home) -> list[tuple[Skill, str]]:
@@ -160,8 +198,8 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             data.write_bytes(opened.objects.get(source["sha256"]))
             if record["environment"].get("torch_threads"):
                 torch.set_num_threads(record["environment"]["torch_threads"])
-            _train(parent_dir, data, work / "candidate", method=record["method"], options=record["options"],
-                   seed=record["seed"], lora=record["lora"], quiet=True)
+            _train(parent_dir, data, work / "candidate", method=record["method"], seed=record["seed"],
+                   lora=record["lora"], recipe=record["options"], quiet=True)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
         finally:
             torch.set_num_threads(threads)
