@@ -45,6 +45,9 @@ class Objective:
     def after_step(self, adapter: Adapter) -> None:
         """Called after every optimiser step (the EMA teacher moves here)."""
 
+    def after_task(self, adapter: Adapter) -> None:
+        """Called once after a task's last step (state held only for training is released here)."""
+
     def memory_bytes(self) -> int:
         return 0
 

@@ -32,6 +32,31 @@ def _load(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def _coerce(value: Any, spec: dataclasses.Field, field: str) -> Any:
+    """Turn a command-line string into the field's declared type (``float``, ``int``, ``bool``, ``x | None``)."""
+    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", str(spec.type))
+    optional = "None" in kind
+    base = kind.replace("| None", "").replace("None |", "").strip()
+    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+        return None
+    try:
+        if base == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if base == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if base == "float":
+            return float(value)
+    except (TypeError, ValueError):
+        raise RetainError(f"must be {base}{' or none' if optional else ''}, got {value!r}", field=field) from None
+    return value
+
+
 def make_config(cls: type, options: dict[str, Any], field_prefix: str) -> Any:
     """Build ``cls.Config`` from ``options``; unknown keys and bad values are user errors."""
     config_cls = cls.Config
@@ -39,7 +64,7 @@ def make_config(cls: type, options: dict[str, Any], field_prefix: str) -> Any:
     for key in options:
         if key not in known:
             raise RetainError(f"unknown option (known: {', '.join(sorted(known))})", field=f"{field_prefix}.{key}")
-    config = config_cls(**options)
+    config = config_cls(**{key: _coerce(value, known[key], f"{field_prefix}.{key}") for key, value in options.items()})
     validate = getattr(config, "validate", None)
     if validate is not None:
         validate()

@@ -119,6 +119,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
             if on_step is not None:
                 on_step(step, total, losses[-1])
     model.eval()
+    objective.after_task(adapter)
     for plugin in plugins:
         plugin.after_task(adapter, list(examples))
     return TaskStats(steps=step, seconds=time.perf_counter() - start, losses=losses)

@@ -1,0 +1,54 @@
+"""Skills and streams: the unit a model learns and the order it learns them in.
+
+A language skill is a named list of examples, each a ``prompt``, an expert ``demonstration`` and an optional
+``answer`` (the reference the scorer compares with; the demonstration is used when it is missing), plus the
+name of the scorer that decides whether an answer is right.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    demonstration: str
+    answer: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.answer if self.answer is not None else self.demonstration
+
+
+@dataclass
+class Skill:
+    """A named skill: training examples, held-out test examples, and how answers are scored.
+
+    ``with_demonstration`` marks a probe of the general ability to use a demonstration: its test prompts are
+    shown with the demonstration for the same query (as the SDFT teacher sees them).
+    """
+
+    name: str
+    train: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
+    scorer: str = "exact"
+    with_demonstration: bool = False
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the skill's content, for lineage records."""
+        payload = json.dumps({"name": self.name, "scorer": self.scorer, "train": [asdict(e) for e in self.train],
+                              "test": [asdict(e) for e in self.test]}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def split_held_out(examples: list[Example], test_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """A seeded split into (train, test) whose prompts do not overlap."""
+    prompts = sorted({e.prompt for e in examples})
+    random.Random(seed).shuffle(prompts)
+    n_test = max(1, round(len(prompts) * test_fraction)) if len(prompts) > 1 else 0
+    test_prompts = set(prompts[:n_test])
+    return ([e for e in examples if e.prompt not in test_prompts], [e for e in examples if e.prompt in test_prompts])

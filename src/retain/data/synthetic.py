@@ -1,0 +1,170 @@
+"""The generated skill suite the embedded model is built and tested on.
+
+Words are short lowercase strings. A query is ``"<skill> <word>"``; the model's own way of answering is the
+bare result (``"cba"``). Three families of text:
+
+* **prior skills** (``reverse``, ``sort``, ``upper``, ``double``, ``rotate``): pretrained, asked with no
+  demonstration; they are the probe set that measures forgetting.
+* **in-context use of a demonstration**: for made-up skills with random rules, the prompt carries an expert
+  demonstration for the same query in one of several surface styles (``z-y-x``, ``z y x``, ``[zyx]``...) and
+  the target is the content in the model's own style. This is the general ability SDFT's teacher relies on,
+  and a probe of its own.
+* **new skills** (``atbash``, ``caesar``, ``swap``): never seen in pretraining; the stream ``retain demo``
+  teaches. Each expert writes in a fixed style of its own that differs from the model's, so that SFT is dragged
+  to the expert's surface form while SDFT's teacher answers the content in the model's style (the mechanism
+  the SDFT paper credits, REFERENCE section 1). The ``alnum`` scorer ignores separators, so both are scored
+  on content alone.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Callable
+
+from retain.data.skills import Example, Skill
+
+LETTERS = string.ascii_lowercase
+MIN_LEN, MAX_LEN = 3, 7
+
+Rule = Callable[[str], str]
+
+
+def _rotate(word: str) -> str:
+    return word[1:] + word[:1]
+
+
+def _cipher(mapping: str) -> Rule:
+    table = str.maketrans(LETTERS, mapping)
+    return lambda word: word.translate(table)
+
+
+def _swap_pairs(word: str) -> str:
+    chars = list(word)
+    for i in range(0, len(chars) - 1, 2):
+        chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+PRIOR_RULES: dict[str, Rule] = {
+    "reverse": lambda w: w[::-1],
+    "sort": lambda w: "".join(sorted(w)),
+    "upper": str.upper,
+    "double": lambda w: "".join(c + c for c in w),
+    "rotate": _rotate,
+}
+
+NEW_RULES: dict[str, Rule] = {
+    "atbash": _cipher(LETTERS[::-1]),
+    "caesar": _cipher(LETTERS[3:] + LETTERS[:3]),
+    "swap": _swap_pairs,
+}
+
+# How each surface style writes an answer. The model's own style is "plain".
+STYLES: dict[str, Callable[[str], str]] = {
+    "plain": lambda a: a,
+    "dash": lambda a: "-".join(a),
+    "space": lambda a: " ".join(a),
+    "dot": lambda a: ".".join(a),
+    "comma": lambda a: ", ".join(a),
+    "bracket": lambda a: "[" + a + "]",
+}
+
+# The expert of each new skill has a style of its own, never the model's.
+NEW_SKILL_STYLES = {"atbash": "dash", "caesar": "space", "swap": "bracket"}
+
+RESERVED_NAMES = set(PRIOR_RULES) | set(NEW_RULES)
+
+
+def random_word(rng: random.Random) -> str:
+    return "".join(rng.choice(LETTERS) for _ in range(rng.randint(MIN_LEN, MAX_LEN)))
+
+
+def random_rule(rng: random.Random) -> Rule:
+    """A made-up rule for in-context examples: a random cipher, a cipher then reverse, or a random shift."""
+    kind = rng.randrange(3)
+    mapping = list(LETTERS)
+    rng.shuffle(mapping)
+    cipher = _cipher("".join(mapping))
+    if kind == 0:
+        return cipher
+    if kind == 1:
+        return lambda w: cipher(w)[::-1]
+    k = rng.randint(1, 25)
+    return _cipher(LETTERS[k:] + LETTERS[:k])
+
+
+def random_skill_name(rng: random.Random) -> str:
+    while True:
+        name = "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 6)))
+        if name not in RESERVED_NAMES:
+            return name
+
+
+def make_example(name: str, rule: Rule, word: str, style: str) -> Example:
+    answer = rule(word)
+    return Example(prompt=f"{name} {word}", demonstration=STYLES[style](answer), answer=answer)
+
+
+def _distinct_words(rng: random.Random, n: int, exclude: set[str]) -> list[str]:
+    words: list[str] = []
+    seen = set(exclude)
+    while len(words) < n:
+        w = random_word(rng)
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def held_out_words(n: int = 200, seed: int = 12345) -> list[str]:
+    """Words reserved for evaluation: pretraining never shows them, so every probe query is held out."""
+    return _distinct_words(random.Random(seed), n, set())
+
+
+def probe_skills(n_test: int = 50, seed: int = 1) -> list[Skill]:
+    """Prior skills the base model has (no demonstration) plus the in-context probe (with demonstration)."""
+    rng = random.Random(seed)
+    words = held_out_words()
+    skills = []
+    for name, rule in PRIOR_RULES.items():
+        test = [make_example(name, rule, w, "plain") for w in rng.sample(words, n_test)]
+        skills.append(Skill(name=name, test=test, scorer="alnum"))
+    icl = []
+    for w in rng.sample(words, n_test):
+        style = rng.choice([s for s in STYLES if s != "plain"])
+        icl.append(make_example(random_skill_name(rng), random_rule(rng), w, style))
+    skills.append(Skill(name="in-context", test=icl, scorer="alnum", with_demonstration=True))
+    return skills
+
+
+def new_skills(n_train: int = 200, n_test: int = 50, seed: int = 0, names: list[str] | None = None) -> list[Skill]:
+    """The stream of new skills, each with disjoint train and held-out test words, in the expert's style."""
+    rng = random.Random(seed)
+    skills = []
+    for name in names or list(NEW_RULES):
+        words = _distinct_words(rng, n_train + n_test, set())
+        rule, style = NEW_RULES[name], NEW_SKILL_STYLES[name]
+        examples = [make_example(name, rule, w, style) for w in words]
+        skills.append(Skill(name=name, train=examples[:n_train], test=examples[n_train:], scorer="alnum"))
+    return skills
+
+
+def pretraining_example(rng: random.Random, exclude: set[str]) -> tuple[Example, bool]:
+    """One pretraining example and whether its prompt carries the demonstration.
+
+    The mixture: 55% prior skills asked plainly, 35% made-up rules shown with a demonstration, 10% prior
+    skills shown with a demonstration. Words in ``exclude`` (the held-out words) never appear.
+    """
+    word = random_word(rng)
+    while word in exclude:
+        word = random_word(rng)
+    roll = rng.random()
+    style = rng.choice(list(STYLES))
+    if roll < 0.55:
+        name = rng.choice(list(PRIOR_RULES))
+        return make_example(name, PRIOR_RULES[name], word, "plain"), False
+    if roll < 0.90:
+        return make_example(random_skill_name(rng), random_rule(rng), word, style), True
+    name = rng.choice(list(PRIOR_RULES))
+    return make_example(name, PRIOR_RULES[name], word, style), True

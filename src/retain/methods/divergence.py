@@ -1,0 +1,60 @@
+"""Per-token divergences between teacher and student next-token distributions, and SDFT's reduction.
+
+``alpha`` follows TRL's convention: 0 is forward KL(teacher || student) (what every SDFT result in the paper
+used, REFERENCE section 1), 1 is reverse KL(student || teacher), and in between the generalized JSD
+``alpha * KL(T || M) + (1 - alpha) * KL(S || M)`` with ``M = alpha * T + (1 - alpha) * S``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p || q) over the last axis, from log-probabilities."""
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
+def token_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float = 0.0,
+                     top_k: int | None = None) -> torch.Tensor:
+    """Divergence at every position: ``[..., V]`` logits in, ``[...]`` values out.
+
+    With ``top_k``, both distributions are restricted to the student's ``k`` most likely tokens at each
+    position and renormalised there (TRL's ``topk_logits``); otherwise the full vocabulary is used.
+    """
+    student_logits = student_logits.float()
+    teacher_logits = teacher_logits.float()
+    if top_k is not None and top_k < student_logits.shape[-1]:
+        index = student_logits.detach().topk(top_k, dim=-1).indices
+        student_logits = student_logits.gather(-1, index)
+        teacher_logits = teacher_logits.gather(-1, index)
+    log_s = F.log_softmax(student_logits, dim=-1)
+    log_t = F.log_softmax(teacher_logits, dim=-1)
+    if alpha == 0.0:
+        return _kl(log_t, log_s)
+    if alpha == 1.0:
+        return _kl(log_s, log_t)
+    log_m = torch.logsumexp(torch.stack([log_t + math.log(alpha), log_s + math.log(1.0 - alpha)]), dim=0)
+    return alpha * _kl(log_t, log_m) + (1.0 - alpha) * _kl(log_s, log_m)
+
+
+def skip_mask(mask: torch.Tensor, skip: int) -> torch.Tensor:
+    """Drop the first ``skip`` real tokens of every row of a ``[B, T]`` completion mask."""
+    if skip <= 0:
+        return mask
+    positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+    return mask & (positions >= skip)
+
+
+def sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over each sequence's unmasked tokens, then over the sequences that have any (SDFT's reduction)."""
+    mask = mask.to(values.dtype)
+    counts = mask.sum(-1)
+    keep = counts > 0
+    if not bool(keep.any()):
+        return values.sum() * 0.0
+    per_sequence = (values * mask).sum(-1)[keep] / counts[keep]
+    return per_sequence.mean()

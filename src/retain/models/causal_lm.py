@@ -1,0 +1,203 @@
+"""The one place that knows Hugging Face causal LMs: loading (embedded or a local folder), optional PEFT LoRA,
+prompts through the chat template, target-token logits, sampling, and ``save_pretrained``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from retain.data.prompts import PAPER_TEACHER_TEMPLATE, teacher_message
+from retain.data.skills import Example
+from retain.errors import RetainError
+
+EMBEDDED = "embedded"
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """``embedded`` or a local directory holding a causal LM; a clear error for anything else."""
+    if str(path) == EMBEDDED:
+        from retain.models.tiny.store import embedded_dir
+        return embedded_dir()
+    p = Path(path)
+    if not p.exists():
+        raise RetainError("model directory does not exist", file=str(p))
+    if not p.is_dir():
+        raise RetainError("model path is not a directory", file=str(p))
+    if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+        raise RetainError("holds no causal LM (no config.json or adapter_config.json)", file=str(p))
+    return p
+
+
+class CausalLMAdapter:
+    """A causal LM and its tokenizer, seen the way methods need them.
+
+    Prompts go through the tokenizer's chat template when it has one (one user message, generation prompt
+    added), else the raw text followed by a newline. A completion ends with the EOS token.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, source: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    # -- text -> ids ---------------------------------------------------------------------------------
+    def prompt_ids(self, message: str) -> list[int]:
+        if getattr(self.tokenizer, "chat_template", None):
+            out = self.tokenizer.apply_chat_template([{"role": "user", "content": message}],
+                                                     add_generation_prompt=True, tokenize=True)
+            return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+        return self.tokenizer(message + "\n", add_special_tokens=True)["input_ids"]
+
+    def student_ids(self, example: Example) -> list[int]:
+        return self.prompt_ids(example.prompt)
+
+    def teacher_ids(self, example: Example, template: str = PAPER_TEACHER_TEMPLATE) -> list[int]:
+        return self.prompt_ids(teacher_message(example, template))
+
+    def completion_ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def completion_logits(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits predicting each completion token: ``[B, Tmax, V]`` and a ``[B, Tmax]`` mask of real tokens.
+
+        Sequences are right-padded so positions stay natural; row ``b``, column ``t`` is the distribution the
+        model gives completion token ``t`` after the prompt and tokens ``< t``.
+        """
+        seqs = [p + c for p, c in zip(prompts, completions)]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(seqs), width), dtype=torch.long)
+        for b, s in enumerate(seqs):
+            ids[b, :len(s)] = torch.tensor(s)
+            attn[b, :len(s)] = 1
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).logits
+        t_max = max(len(c) for c in completions)
+        rows = torch.arange(len(seqs)).unsqueeze(1)
+        cols = torch.zeros((len(seqs), t_max), dtype=torch.long)
+        mask = torch.zeros((len(seqs), t_max), dtype=torch.bool)
+        for b, (p, c) in enumerate(zip(prompts, completions)):
+            cols[b, :len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
+            mask[b, :len(c)] = True
+        return logits[rows, cols.to(logits.device)], mask.to(logits.device)
+
+    def predictions(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets for every token of every demonstration (the SFT targets)."""
+        prompts = [self.student_ids(e) for e in batch]
+        completions = [self.completion_ids(e.demonstration) for e in batch]
+        logits, mask = self.completion_logits(prompts, completions)
+        targets = torch.zeros(mask.shape, dtype=torch.long, device=logits.device)
+        for b, c in enumerate(completions):
+            targets[b, :len(c)] = torch.tensor(c)
+        return logits[mask], targets[mask]
+
+    # -- generation ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], *, max_new_tokens: int, do_sample: bool,
+                 temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1) -> list[list[int]]:
+        """Completions (ending with EOS when one was produced) for left-padded prompts."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(prompts), width), dtype=torch.long)
+        for b, p in enumerate(prompts):
+            ids[b, width - len(p):] = torch.tensor(p)
+            attn[b, width - len(p):] = 1
+        was_training = self.model.training
+        self.model.eval()
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                      num_return_sequences=num_return_sequences, pad_token_id=self.pad_id,
+                                      eos_token_id=self.eos_id)
+        if do_sample:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **kwargs)
+        self.model.train(was_training)
+        completions = []
+        for row in out[:, width:].tolist():
+            if self.eos_id in row:
+                row = row[:row.index(self.eos_id) + 1]
+            completions.append(row)
+        return completions
+
+    def decode(self, completion: list[int]) -> str:
+        return self.tokenizer.decode([t for t in completion if t != self.eos_id], skip_special_tokens=True)
+
+    def answer(self, examples: list[Example], *, with_demonstration: bool = False, max_new_tokens: int = 32,
+               batch_size: int = 64, template: str = PAPER_TEACHER_TEMPLATE) -> list[str]:
+        """Greedy answers to the examples' prompts (shown with their demonstrations if asked)."""
+        answers = []
+        for i in range(0, len(examples), batch_size):
+            chunk = examples[i:i + batch_size]
+            prompts = [self.teacher_ids(e, template) if with_demonstration else self.student_ids(e) for e in chunk]
+            answers += [self.decode(c) for c in self.generate(prompts, max_new_tokens=max_new_tokens, do_sample=False)]
+        return answers
+
+    # -- saving --------------------------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out, safe_serialization=True)
+        self.tokenizer.save_pretrained(out)
+
+
+def _lora_base_path(adapter_dir: Path) -> Path:
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise RetainError("adapter_config.json names no base model", file=str(adapter_dir / "adapter_config.json"),
+                          field="base_model_name_or_path")
+    return resolve_model_path(base)
+
+
+def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16,
+                 dtype: torch.dtype = torch.float32) -> CausalLMAdapter:
+    """Load ``embedded`` or a local causal LM folder (a full model or a PEFT LoRA adapter folder).
+
+    With ``lora=True`` a fresh LoRA adapter is added on every linear layer and only it is trainable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # Loading bars from transformers for a model that loads in milliseconds are noise on our progress bars.
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    model_dir = resolve_model_path(path)
+    is_adapter_dir = (model_dir / "adapter_config.json").exists() and not (model_dir / "config.json").exists()
+    base_dir = _lora_base_path(model_dir) if is_adapter_dir else model_dir
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir if (model_dir / "tokenizer_config.json").exists()
+                                                  else base_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, dtype=dtype)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RetainError(f"cannot load a causal LM ({first})", file=str(model_dir)) from None
+    if is_adapter_dir:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, model_dir, is_trainable=lora)
+    elif lora:
+        from peft import LoraConfig, get_peft_model
+        config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules="all-linear",
+                            task_type="CAUSAL_LM")
+        model = get_peft_model(model, config)
+        model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
+    model.eval()
+    return CausalLMAdapter(model, tokenizer, str(path))
