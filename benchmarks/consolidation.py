@@ -2,7 +2,7 @@
 
 The same function as ``retain bench consolidation``. ``--tune`` runs the hyperparameter search on the
 validation split (never the test split) and prints, per domain and method, the value with the best mean
-validation ACC over the domain's scenarios; those values are ``retain.bench.consolidation.OPTIONS``.
+validation ACC on each scenario; those values are ``retain.bench.consolidation.OPTIONS``.
 """
 
 from __future__ import annotations
@@ -26,34 +26,35 @@ GRID: dict[str, tuple[str, str, list[float]]] = {
     "si": ("si", "c", [0.1, 1.0, 10.0, 100.0]),
     "mas": ("mas", "lam", [0.1, 1.0, 10.0, 100.0, 1000.0]),
     "l2": ("l2", "lam", [0.01, 0.1, 1.0, 10.0, 100.0]),
+    "ewc+replay": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
 }
 
 
-def tune(domains: list[str], seeds: int, console: Console) -> None:
-    """Grid search on the validation split; print every value's mean ACC and the chosen one."""
+def tune(domains: list[str], seeds: int, labels: list[str], console: Console) -> None:
+    """Grid search on the validation split; per scenario, print every value's mean ACC and the chosen one."""
     torch.set_num_threads(1)
     for domain in domains:
         streams = {seed: DOMAINS[domain]("val", seed, False) for seed in range(seeds)}
-        table = Table(title=f"{domain}: validation ACC (mean over scenarios and {seeds} seeds)")
-        for column in ("method", "option", "value", "val ACC", "val retention", "chosen"):
-            table.add_column(column)
-        for label, (method, key, values) in GRID.items():
-            scores = {}
-            for value in values:
-                accs, kept = [], []
-                for seed, scenarios in streams.items():
-                    options = method_options(domain, label, seed)
-                    options.setdefault(method, {})[key] = value
-                    for scenario in scenarios:
-                        run = run_stream(scenario, METHODS[label], options, seed)
-                        accs.append(run["metrics"]["acc"])
-                        kept.append(run["metrics"]["retention"])
-                scores[value] = (statistics.fmean(accs), statistics.fmean(kept))
-            best = max(scores, key=lambda v: scores[v][0])
-            for value, (acc, kept) in scores.items():
-                table.add_row(label, f"{method}.{key}", f"{value:g}", f"{acc:.3f}", f"{kept:.3f}",
-                              "*" if value == best else "")
-        console.print(table)
+        for index, scenario_name in enumerate(s.name for s in streams[0]):
+            table = Table(title=f"{domain} / {scenario_name}: validation ACC and retention, mean of {seeds} seeds")
+            for column in ("method", "option", "value", "val ACC", "val retention", "chosen"):
+                table.add_column(column)
+            for label in labels:
+                method, key, values = GRID[label]
+                scores = {}
+                for value in values:
+                    runs = []
+                    for seed, scenarios in streams.items():
+                        options = method_options(scenario_name, label, seed)
+                        options.setdefault(method, {})[key] = value
+                        runs.append(run_stream(scenarios[index], METHODS[label], options, seed)["metrics"])
+                    scores[value] = (statistics.fmean(r["acc"] for r in runs),
+                                     statistics.fmean(r["retention"] for r in runs))
+                best = max(scores, key=lambda v: scores[v][0])
+                for value, (acc, kept) in scores.items():
+                    table.add_row(label, f"{method}.{key}", f"{value:g}", f"{acc:.3f}", f"{kept:.3f}",
+                                  "*" if value == best else "")
+            console.print(table)
 
 
 def main() -> None:
@@ -63,10 +64,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/consolidation"))
     parser.add_argument("--tune", action="store_true")
+    parser.add_argument("--only", default=",".join(GRID), help="methods to tune, comma separated")
     args = parser.parse_args()
     console = Console()
     if args.tune:
-        tune(list(DOMAINS) if args.domain == "all" else [args.domain], args.seeds or 2, console)
+        tune(list(DOMAINS) if args.domain == "all" else [args.domain], args.seeds or 2, args.only.split(","), console)
         return
     run_with_progress(args.domain, args.seeds, quick=args.quick, out=args.out, split="test", methods=None,
                       console=console)

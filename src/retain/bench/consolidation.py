@@ -13,13 +13,13 @@ Hyperparameters were chosen on the validation split (``split="val"``; grid and p
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from retain.domains import control_cartpole, vision_digits
@@ -27,6 +27,7 @@ from retain.domains.scenario import Scenario
 from retain.errors import RetainError, check
 from retain.evaluate import metrics
 from retain.methods.registry import parse_method
+from retain.report.plots_consolidation import plot_all
 from retain.seeding import seed_everything
 from retain.train.loop import train_task
 
@@ -42,27 +43,23 @@ METHODS: dict[str, str] = {
     "ewc+replay": "sft+ewc+replay",
     "joint": "sft+joint",
 }
-# Method options per domain, chosen on the validation split (see benchmarks/consolidation.py --tune).
+# Method options per scenario, the best validation ACC of a grid (benchmarks/consolidation.py --tune);
+# replay's size is a fixed memory budget, not tuned.
 OPTIONS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
-    "vision": {
-        "ewc": {"ewc": {"lam": 1000.0}},
-        "online-ewc": {"ewc": {"lam": 1000.0, "mode": "online", "gamma": 1.0}},
-        "si": {"si": {"c": 1.0}},
-        "mas": {"mas": {"lam": 1.0}},
-        "l2": {"l2": {"lam": 1.0}},
-        "replay": {"replay": {"size": 200}},
-        "ewc+replay": {"ewc": {"lam": 1000.0}, "replay": {"size": 200}},
-    },
-    "control": {
-        "ewc": {"ewc": {"lam": 1000.0}},
-        "online-ewc": {"ewc": {"lam": 1000.0, "mode": "online", "gamma": 1.0}},
-        "si": {"si": {"c": 1.0}},
-        "mas": {"mas": {"lam": 1.0}},
-        "l2": {"l2": {"lam": 1.0}},
-        "replay": {"replay": {"size": 200}},
-        "ewc+replay": {"ewc": {"lam": 1000.0}, "replay": {"size": 200}},
-    },
+    "split-task": {"ewc": {"ewc": {"lam": 1e3}}, "online-ewc": {"ewc": {"lam": 1e2, "mode": "online"}},
+                   "si": {"si": {"c": 100.0}}, "mas": {"mas": {"lam": 0.1}}, "l2": {"l2": {"lam": 0.01}},
+                   "ewc+replay": {"ewc": {"lam": 1e2}}},
+    "split-class": {"ewc": {"ewc": {"lam": 1e5}}, "online-ewc": {"ewc": {"lam": 1e4, "mode": "online"}},
+                    "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 1.0}}, "l2": {"l2": {"lam": 100.0}},
+                    "ewc+replay": {"ewc": {"lam": 10.0}}},
+    "permuted": {"ewc": {"ewc": {"lam": 10.0}}, "online-ewc": {"ewc": {"lam": 1e2, "mode": "online"}},
+                 "si": {"si": {"c": 10.0}}, "mas": {"mas": {"lam": 0.1}}, "l2": {"l2": {"lam": 0.1}},
+                 "ewc+replay": {"ewc": {"lam": 10.0}}},
+    "cartpole-views": {"ewc": {"ewc": {"lam": 1e3}}, "online-ewc": {"ewc": {"lam": 1e3, "mode": "online"}},
+                       "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 100.0}}, "l2": {"l2": {"lam": 0.01}},
+                       "ewc+replay": {"ewc": {"lam": 1e2}}},
 }
+REPLAY_SIZE = 200
 DOMAINS: dict[str, Callable[[str, int, bool], list[Scenario]]] = {
     "vision": lambda split, seed, quick: vision_digits.scenarios(split, quick=quick),
     "control": lambda split, seed, quick: control_cartpole.scenarios(split, seed=seed, quick=quick),
@@ -72,10 +69,12 @@ SEEDED = ("ewc", "mas", "replay")
 METRICS = ("acc", "bwt", "fwt", "forgetting", "retention")
 
 
-def method_options(domain: str, label: str, seed: int) -> dict[str, dict[str, Any]]:
-    """The options of ``label`` in ``domain``, with every seeded method seeded from the run's seed."""
-    options = {name: dict(opts) for name, opts in OPTIONS.get(domain, {}).get(label, {}).items()}
+def method_options(scenario: str, label: str, seed: int) -> dict[str, dict[str, Any]]:
+    """The options of ``label`` on ``scenario``, with every seeded method seeded from the run's seed."""
+    options = {name: dict(opts) for name, opts in OPTIONS.get(scenario, {}).get(label, {}).items()}
     for name in METHODS[label].split("+"):
+        if name == "replay":
+            options.setdefault(name, {}).setdefault("size", REPLAY_SIZE)
         if name in SEEDED:
             options.setdefault(name, {}).setdefault("seed", seed)
     return options
@@ -101,7 +100,7 @@ def run_stream(scenario: Scenario, spec: str, options: dict[str, dict[str, Any]]
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
-    finite = [v for v in values if not np.isnan(v)]
+    finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return {"mean": float("nan"), "std": float("nan")}
     return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite) if len(finite) > 1 else 0.0}
@@ -165,9 +164,9 @@ def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[
                                                      "methods": {}})
                 for label in methods:
                     callback = describe(f"{name} {sc.name} {label} seed {seed}") if describe else None
-                    run = run_stream(sc, METHODS[label], method_options(name, label, seed), seed, callback)
+                    run = run_stream(sc, METHODS[label], method_options(sc.name, label, seed), seed, callback)
                     method = entry["methods"].setdefault(label, {"spec": METHODS[label],
-                                                                 "options": method_options(name, label, 0),
+                                                                 "options": method_options(sc.name, label, 0),
                                                                  "runs": []})
                     method["runs"].append(run)
         for entry in entries.values():
@@ -177,11 +176,20 @@ def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[
     return results
 
 
-def write_results(results: dict[str, Any], out: Path) -> list[Path]:
-    """Write ``consolidation.json`` and the plots into ``out``; return the paths written."""
-    from retain.report.plots_consolidation import plot_all
+def _json_safe(value: Any) -> Any:
+    """``nan`` (an undefined metric) as JSON ``null``: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
+
+def write_results(results: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``consolidation.json`` (undefined metrics as null) and the plots into ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "consolidation.json"
-    path.write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
+    path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
     return [path, *plot_all(results, out)]
