@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from retain.bench.consolidation import validate
+from retain.errors import RetainError
+
 METRIC_KEYS = {"acc", "bwt", "fwt", "forgetting", "retention", "time_ratio", "memory_bytes"}
 METHODS = {"sft", "ewc", "online-ewc", "si", "mas", "l2", "replay", "ewc+replay", "joint"}
 
@@ -58,12 +61,10 @@ def test_quick_control_benchmark(tmp_path: Path) -> None:
     assert results["domains"]["control"]["cartpole-views"]["kind"] == "task-incremental"
 
 
+# every start of the CLI costs seconds, so the other bad values are checked on validate() directly
 @pytest.mark.parametrize("args, field", [
     (["--domain", "language-of-birds"], "domain"),
     (["--seeds", "0"], "seeds"),
-    (["--split", "train"], "split"),
-    (["--methods", "ewc,replay"], "methods"),
-    (["--methods", "sft,elastic"], "methods"),
 ])
 def test_bad_values_exit_2_and_write_nothing(tmp_path: Path, args: list[str], field: str) -> None:
     out = tmp_path / "out"
@@ -71,3 +72,19 @@ def test_bad_values_exit_2_and_write_nothing(tmp_path: Path, args: list[str], fi
     assert done.returncode == 2, done.stderr
     assert field in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("domain, seeds, split, methods, field", [
+    ("all", 1, "train", ["sft"], "split"),
+    ("all", 1, "test", ["ewc", "replay"], "methods"),
+    ("all", 1, "test", ["sft", "elastic"], "methods"),
+    ("vision", -2, "test", ["sft"], "seeds"),
+])
+def test_validate_names_the_bad_field(domain: str, seeds: int, split: str, methods: list[str], field: str) -> None:
+    with pytest.raises(RetainError) as err:
+        validate(domain, seeds, split, methods)
+    assert err.value.field == field
+
+
+def test_validate_expands_all() -> None:
+    assert validate("all", 3, "test", ["sft"]) == ["vision", "control"]

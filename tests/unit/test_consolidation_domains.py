@@ -4,6 +4,7 @@ task masks, conflicting views, a perfect expert and seeded, repeatable runs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from retain.bench.consolidation import run_stream
@@ -70,7 +71,16 @@ def test_views_conflict_and_carry_the_task_identity() -> None:
     assert {e.y for e in demos} == {0, 1}
 
 
-def test_a_run_repeats_bit_for_bit() -> None:
+@pytest.fixture
+def one_thread():
+    # as the benchmark runs: tiny models are faster without intra-op threads
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_run_repeats_bit_for_bit(one_thread: None) -> None:
     scenario = vision.split_digits("val", TrainConfig(epochs=3, batch_size=32), task_incremental=False)
     scenario.tasks = scenario.tasks[:2]
     options = {"ewc": {"fisher_samples": 50}, "replay": {"size": 20}}

@@ -8,7 +8,8 @@
   (ICLR 2025 blog track): ``exact`` takes the expectation over the model's own predictive distribution,
   sum_c p_c g_c^2; ``sampled`` draws one label from the model; ``empirical`` uses the true label. Every one
   squares a *per-prediction* gradient; the cheaper squared mini-batch-mean gradient (Avalanche's) is not
-  offered because it underestimates the Fisher by roughly the batch size.
+  offered: it measures the squared mean gradient, which vanishes at a minimum, not the Fisher.
+  ``exact`` costs one gradient per class; over a language model's vocabulary use ``sampled``.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Zenke, Poole & Ganguli, "Continual Learning Through Synaptic Intelligence", ICML
 While a task trains, omega_k += -g_k * dtheta_k at every step (g read before the step, dtheta after it);
 when it ends, Omega_k += omega_k / (Delta_k^2 + xi) with Delta_k the parameter's total change over the task.
 Penalty: c * sum_k Omega_k (theta_k - theta*_k)^2 (the paper's form, no 1/2), theta* the latest parameters.
-The gradient read is the one the optimiser is about to use (the total loss, penalty included), as in
-van de Ven's reference implementation; the step actually taken is what counts, clipping and Adam included.
+The gradient read is the one the optimiser is about to use (the total loss, penalty included, as in van de
+Ven et al.'s PyTorch implementation); the step is the one actually taken, clipping and Adam included.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from torch import nn
 EXCLUDED_LOGIT = -1e4
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Labeled:
     """One example: input ``x``, integer label ``y``, and optionally the classes it may be assigned to."""
 
