@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retain.bench.consolidation import DOMAINS, METHODS, method_options, run_stream
-from retain.cli_bench_consolidation import run_with_progress
+from retain.cli_bench_consolidation import make_console, run_with_progress
 
 # label -> (method, option, values); replay's size is a memory budget we fix, not a knob we tune
 GRID: dict[str, tuple[str, str, list[float]]] = {
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--tune", action="store_true")
     parser.add_argument("--only", default=",".join(GRID), help="methods to tune, comma separated")
     args = parser.parse_args()
-    console = Console()
+    console = make_console()
     if args.tune:
         tune(list(DOMAINS) if args.domain == "all" else [args.domain], args.seeds or 2, args.only.split(","), console)
         return

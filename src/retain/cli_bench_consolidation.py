@@ -75,6 +75,12 @@ def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path,
     return written
 
 
+def make_console() -> Console:
+    """A console for the tables; a log file or pipe gets 150 columns, not rich's 80 that wrap every cell."""
+    console = Console()
+    return console if console.is_terminal else Console(width=150)
+
+
 def register(bench_app: typer.Typer) -> None:
     """Add ``consolidation`` to ``retain bench``."""
 
@@ -89,8 +95,4 @@ def register(bench_app: typer.Typer) -> None:
     ) -> None:
         """Every consolidation method on every vision and control stream, side by side."""
         chosen = [m.strip() for m in methods.split(",")] if methods else None
-        console = Console()
-        if not console.is_terminal:
-            # a log file or pipe gets rich's 80 columns, which wraps every mean ± std cell
-            console = Console(width=150)
-        run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=console)
+        run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())
