@@ -39,12 +39,8 @@ def load_model(path: str = EMBEDDED, *, lora: bool = False) -> CausalLMAdapter:
 
 def default_lr(model: str, lora: bool) -> float:
     """The paper's learning rate for outside models; the embedded model's own tuned rate for it."""
-    if model == EMBEDDED:
-        from retain.models.tiny.store import embedded_dir
-        manifest = json.loads((embedded_dir() / "MANIFEST.json").read_text())
-        base = float(manifest.get("recommended_lr", 1e-3))
-    else:
-        base = PAPER_LR
+    from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
+    base = EMBEDDED_FINETUNE_LR if model == EMBEDDED else PAPER_LR
     return base * (LORA_LR_FACTOR if lora else 1.0)
 
 

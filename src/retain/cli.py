@@ -69,8 +69,13 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
           set_: list[str] = typer.Option([], "--set", help="Method option, e.g. sdft.teacher=frozen, ewc.lam=100."),
           force: Optional[str] = typer.Option(None, "--force", help="(home) Promote despite the gate; the reason is recorded."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in a non-empty --out."),
+          mlflow: Optional[str] = typer.Option(None, "--mlflow", help="(home) Also log to this MLflow tracking URI."),
+          wait: float = typer.Option(2.0, "--wait", help="(home) Seconds to wait for another learn's lock."),
           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
-    """Teach a model (or the champion of a home) the skill in DATA."""
+    """Teach a model (or the champion of a home) the skill in DATA.
+
+    Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it.
+    """
     from retain.ledger.home import is_home
 
     options = parse_sets(set_)
@@ -78,10 +83,15 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
         from retain.ledger.home import learn_in_home
         if out is not None:
             raise RetainError("a home keeps its own versions; use `retain export` instead", field="--out")
-        learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force, quiet=quiet)
+        outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
+                                quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
+                                mlflow_uri=mlflow, lock_timeout=wait)
+        # A candidate the gate rejects is recorded, but the command did not do what was asked: exit 1.
+        if not outcome.promoted:
+            raise typer.Exit(1)
         return
-    if force is not None:
-        raise RetainError("only applies when learning into a home", field="--force")
+    if force is not None or mlflow is not None:
+        raise RetainError("only applies when learning into a home", field="--force" if force is not None else "--mlflow")
     if out is None:
         raise RetainError("is required when MODEL is not a home", field="--out")
     from retain import api

@@ -1,0 +1,26 @@
+# The two commands of the README. Both install into .venv first (torch 2.13.0 CPU before anything else, so no
+# dependency can pull a CUDA build), then run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.retain-installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/retain demo
+
+# Two pytest workers on two cores, one torch thread each: threads that spin-wait on a shared core are slower.
+test: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --durations=15 -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
