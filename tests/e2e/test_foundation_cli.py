@@ -137,3 +137,14 @@ def test_demo_quick_end_to_end(tmp_path):
     for name, gap in results["capability"]["new_skills"].items():
         assert gap["teacher"] > gap["student"], name
     assert str(out) in run.stdout.replace("\n", "")
+
+
+def test_bench_speed_side_by_side(tmp_path):
+    run = retain("bench", "speed", "--examples", "16", "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    payload = json.loads((tmp_path / "speed.json").read_text())
+    assert [r["method"] for r in payload["rows"]] == ["sft", "sdft"]
+    assert all(r["seconds_per_example"] > 0 and r["peak_rss_mb"] > 0 for r in payload["rows"])
+    assert payload["ratio"]["time"] == pytest.approx(
+        payload["rows"][1]["seconds_per_example"] / payload["rows"][0]["seconds_per_example"])
+    assert "SDFT / SFT" in run.stdout

@@ -54,10 +54,35 @@ PRIOR_RULES: dict[str, Rule] = {
     "rotate": _rotate,
 }
 
+# More named skills the base model learns in pretraining but that are not probed: with many names to tell
+# apart, the model learns to route by the skill's name, so that learning one more name need not rewrite the
+# machinery every other skill shares.
+BACKGROUND_RULES: dict[str, Rule] = {
+    "first3": lambda w: w[:3],
+    "last3": lambda w: w[-3:],
+    "drop": lambda w: w[1:],
+    "chop": lambda w: w[:-1],
+    "evens": lambda w: w[::2],
+    "odds": lambda w: w[1::2],
+    "twice": lambda w: w + w,
+    "revsort": lambda w: "".join(sorted(w, reverse=True)),
+    "cap": lambda w: w[0].upper() + w[1:],
+    "uprev": lambda w: w[::-1].upper(),
+    "first": lambda w: w[0],
+    "last": lambda w: w[-1],
+    "next": _cipher(LETTERS[1:] + LETTERS[:1]),
+    "middle": lambda w: w[1:-1],
+    "upsort": lambda w: "".join(sorted(w)).upper(),
+}
+
 NEW_RULES: dict[str, Rule] = {
     "atbash": _cipher(LETTERS[::-1]),
     "caesar": _cipher(LETTERS[3:] + LETTERS[:3]),
     "swap": _swap_pairs,
+    "rotr": lambda w: w[-1:] + w[:-1],
+    "mirror": lambda w: w + w[::-1],
+    "ends": lambda w: w[0] + w[-1],
+    "outer": lambda w: w[-1] + w[1:-1] + w[0],
 }
 
 # How each surface style writes an answer. The model's own style is "plain".
@@ -70,10 +95,14 @@ STYLES: dict[str, Callable[[str], str]] = {
     "bracket": lambda a: "[" + a + "]",
 }
 
-# The expert of each new skill has a style of its own, never the model's.
-NEW_SKILL_STYLES = {"atbash": "dash", "caesar": "space", "swap": "bracket"}
+# The stream ``retain demo`` teaches, in order.
+DEMO_STREAM = ("rotr", "swap", "ends")
 
-RESERVED_NAMES = set(PRIOR_RULES) | set(NEW_RULES)
+# The expert of each new skill has a style of its own, never the model's.
+NEW_SKILL_STYLES = {"atbash": "dash", "caesar": "space", "swap": "bracket", "rotr": "dash", "mirror": "space",
+                    "ends": "dot", "outer": "comma"}
+
+RESERVED_NAMES = set(PRIOR_RULES) | set(BACKGROUND_RULES) | set(NEW_RULES)
 
 
 def random_word(rng: random.Random) -> str:
@@ -81,8 +110,12 @@ def random_word(rng: random.Random) -> str:
 
 
 def random_rule(rng: random.Random) -> Rule:
-    """A made-up rule for in-context examples: a random cipher, a cipher then reverse, or a random shift."""
-    kind = rng.randrange(3)
+    """A made-up rule for in-context examples.
+
+    Ciphers (alone, then reversed, or a shift) keep the word's length; slices shorten it and cipher-extensions
+    lengthen it, so that a model must read the demonstration's content and length rather than the query's.
+    """
+    kind = rng.randrange(5)
     mapping = list(LETTERS)
     rng.shuffle(mapping)
     cipher = _cipher("".join(mapping))
@@ -90,8 +123,14 @@ def random_rule(rng: random.Random) -> Rule:
         return cipher
     if kind == 1:
         return lambda w: cipher(w)[::-1]
-    k = rng.randint(1, 25)
-    return _cipher(LETTERS[k:] + LETTERS[:k])
+    if kind == 2:
+        k = rng.randint(1, 25)
+        return _cipher(LETTERS[k:] + LETTERS[:k])
+    if kind == 3:
+        start, step = rng.randint(0, 2), rng.randint(1, 3)
+        return lambda w: cipher(w[start::step] or w[-1])
+    extra = rng.randint(1, 4)
+    return lambda w: w + cipher(w)[:extra]
 
 
 def random_skill_name(rng: random.Random) -> str:
@@ -142,7 +181,7 @@ def new_skills(n_train: int = 200, n_test: int = 50, seed: int = 0, names: list[
     """The stream of new skills, each with disjoint train and held-out test words, in the expert's style."""
     rng = random.Random(seed)
     skills = []
-    for name in names or list(NEW_RULES):
+    for name in names or list(DEMO_STREAM):
         words = _distinct_words(rng, n_train + n_test, set())
         rule, style = NEW_RULES[name], NEW_SKILL_STYLES[name]
         examples = [make_example(name, rule, w, style) for w in words]
@@ -153,17 +192,21 @@ def new_skills(n_train: int = 200, n_test: int = 50, seed: int = 0, names: list[
 def pretraining_example(rng: random.Random, exclude: set[str]) -> tuple[Example, bool]:
     """One pretraining example and whether its prompt carries the demonstration.
 
-    The mixture: 55% prior skills asked plainly, 35% made-up rules shown with a demonstration, 10% prior
-    skills shown with a demonstration. Words in ``exclude`` (the held-out words) never appear.
+    The mixture: 35% probed prior skills and 20% background skills asked plainly, 35% made-up rules shown
+    with a demonstration, 10% prior skills shown with a demonstration. Words in ``exclude`` (the held-out
+    words) never appear.
     """
     word = random_word(rng)
     while word in exclude:
         word = random_word(rng)
     roll = rng.random()
     style = rng.choice(list(STYLES))
-    if roll < 0.55:
+    if roll < 0.35:
         name = rng.choice(list(PRIOR_RULES))
         return make_example(name, PRIOR_RULES[name], word, "plain"), False
+    if roll < 0.55:
+        name = rng.choice(list(BACKGROUND_RULES))
+        return make_example(name, BACKGROUND_RULES[name], word, "plain"), False
     if roll < 0.90:
         return make_example(random_skill_name(rng), random_rule(rng), word, style), True
     name = rng.choice(list(PRIOR_RULES))
