@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retain.bench.consolidation import METHODS, run_benchmark, validate, write_results
+from retain.domains import language
 
 
 def _cell(stat: dict[str, float], digits: int = 3) -> str:
@@ -32,19 +33,27 @@ def _bytes(stat: dict[str, float]) -> str:
 
 
 def tables(results: dict[str, Any]) -> list[Table]:
-    """One table per domain and scenario: each method's metrics, time ratio and extra memory."""
+    """One table per domain and scenario: each method's metrics, time ratio and extra memory.
+
+    Language adds the retention of the prior skills (the probes), which is what forgetting is about there.
+    """
     out = []
     seeds = len(results["seeds"])
     for domain, scenarios in results["domains"].items():
         for name, entry in scenarios.items():
-            table = Table(title=f"{domain} / {name} ({entry['kind']}, {len(entry['tasks'])} tasks, "
+            budget = f", {entry['budget']}" if "budget" in entry else ""
+            table = Table(title=f"{domain} / {name} ({entry['kind']}, {len(entry['tasks'])} tasks{budget}, "
                                 f"{results['split']} split, mean ± std over {seeds} seeds)")
-            for column in ("method", "ACC", "BWT", "forgetting", "retention", "time ×sft", "memory"):
+            prior = "probes" in entry
+            columns = ["method", "ACC", "BWT", "forgetting", "retention", *(["prior kept"] if prior else []),
+                       "time ×sft", "memory"]
+            for column in columns:
                 table.add_column(column, justify="left" if column == "method" else "right")
             for label, method in entry["methods"].items():
                 s = method["summary"]
                 table.add_row(label, _cell(s["acc"]), _cell(s["bwt"]), _cell(s["forgetting"]),
-                              _cell(s["retention"]), _cell(s["time_ratio"], 2), _bytes(s["memory_bytes"]))
+                              _cell(s["retention"]), *([_cell(s["prior_retention"])] if prior else []),
+                              _cell(s["time_ratio"], 2), _bytes(s["memory_bytes"]))
             out.append(table)
     return out
 
@@ -53,7 +62,7 @@ def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path,
                       methods: list[str] | None, console: Console) -> list[Path]:
     """Run the benchmark with a progress bar, print the tables and write JSON and PNG into ``out``."""
     seeds = seeds if seeds is not None else (1 if quick else 3)
-    validate(domain, seeds, split, methods or list(METHODS))
+    validate(domain, seeds, split, methods)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as bar:
         task_id = bar.add_task("consolidation", total=None)
@@ -86,13 +95,15 @@ def register(bench_app: typer.Typer) -> None:
 
     @bench_app.command("consolidation")
     def consolidation(
-        domain: str = typer.Option("all", "--domain", help="vision, control or all"),
+        domain: str = typer.Option("all", "--domain", help="vision, control, language or all"),
         seeds: int | None = typer.Option(None, "--seeds", help="seeds per method (default 3, or 1 with --quick)"),
         quick: bool = typer.Option(False, "--quick", help="small budgets: a smoke test, not a result"),
         out: Path = typer.Option(Path("results/consolidation"), "--out", help="folder for JSON and PNG"),
         split: str = typer.Option("test", "--split", help="test to report; val to tune hyperparameters"),
-        methods: str | None = typer.Option(None, "--methods", help=f"comma list of {', '.join(METHODS)}"),
+        methods: str | None = typer.Option(
+            None, "--methods", help=f"comma list of {', '.join(METHODS)} (vision, control) or "
+                                    f"{', '.join(language.METHODS)} (language)"),
     ) -> None:
-        """Every consolidation method on every vision and control stream, side by side."""
+        """Every consolidation method on every vision, control and language stream, side by side."""
         chosen = [m.strip() for m in methods.split(",")] if methods else None
         run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())

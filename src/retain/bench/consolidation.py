@@ -1,4 +1,4 @@
-"""``retain bench consolidation``: every consolidation method on every vision and control stream, side by side.
+"""``retain bench consolidation``: every consolidation method on every vision, control and language stream.
 
 For each scenario, method and seed the stream is learned task by task with ``retain.train.loop.train_task``
 and every task is scored before training and after each task, giving the accuracy matrix R (row 0: before
@@ -8,6 +8,10 @@ the bytes each method holds beyond the model, as mean +- std over seeds.
 
 Hyperparameters were chosen on the validation split (``split="val"``; grid and procedure in
 ``benchmarks/consolidation.py --tune``) and are reported on the test split, never tuned on it.
+
+The language domain is ``retain demo``'s skill stream on the embedded model with SFT and SDFT under each
+consolidation method (``retain.domains.language``, which also holds its tuning); its runs also carry the
+retention of the prior skills the model had before the stream (``prior_retention``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Callable
 
 import torch
 
-from retain.domains import control_cartpole, vision_digits
+from retain.domains import control_cartpole, language, vision_digits
 from retain.domains.scenario import Scenario
 from retain.errors import RetainError, check
 from retain.evaluate import metrics
@@ -66,7 +70,8 @@ DOMAINS: dict[str, Callable[[str, int, bool], list[Scenario]]] = {
 }
 # methods whose config has a ``seed``: each run seeds them from its own seed
 SEEDED = ("ewc", "mas", "replay")
-METRICS = ("acc", "bwt", "fwt", "forgetting", "retention")
+LANGUAGE = "language"
+ALL_DOMAINS = (*DOMAINS, LANGUAGE)
 
 
 def method_options(scenario: str, label: str, seed: int) -> dict[str, dict[str, Any]]:
@@ -107,25 +112,39 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def summarize_runs(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean and std over seeds of every metric, the time ratio to ``baseline`` (same seed) and memory."""
-    summary = {name: _mean_std([r["metrics"][name] for r in runs]) for name in METRICS}
+    """Mean and std over seeds of every metric the runs carry, the time ratio to ``baseline`` (same seed) and
+    memory."""
+    summary = {name: _mean_std([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
     base = {r["seed"]: r["seconds"] for r in baseline}
     summary["time_ratio"] = _mean_std([r["seconds"] / base[r["seed"]] for r in runs if base.get(r["seed"])])
     summary["memory_bytes"] = _mean_std([float(r["memory_bytes"]) for r in runs])
     return summary
 
 
-def validate(domain: str, seeds: int, split: str, methods: list[str]) -> list[str]:
+def domain_methods(domain: str) -> dict[str, str]:
+    """Label -> method spec of the methods ``domain`` runs."""
+    return language.METHODS if domain == LANGUAGE else METHODS
+
+
+def chosen_methods(domain: str, methods: list[str] | None) -> list[str]:
+    """The labels ``domain`` runs: those of ``methods`` it knows, else all of its own."""
+    return [m for m in methods if m in domain_methods(domain)] if methods is not None else list(domain_methods(domain))
+
+
+def validate(domain: str, seeds: int, split: str, methods: list[str] | None) -> list[str]:
     """Check the benchmark's arguments before anything runs or is written; return the domains to run."""
-    check(domain in (*DOMAINS, "all"), f"must be one of {', '.join((*DOMAINS, 'all'))}, got {domain!r}",
+    check(domain in (*ALL_DOMAINS, "all"), f"must be one of {', '.join((*ALL_DOMAINS, 'all'))}, got {domain!r}",
           field="domain")
     check(seeds >= 1, f"must be >= 1, got {seeds}", field="seeds")
     check(split in ("val", "test"), f"must be val or test, got {split!r}", field="split")
-    for label in methods:
-        if label not in METHODS:
-            raise RetainError(f"unknown method {label!r} (known: {', '.join(METHODS)})", field="methods")
-    check("sft" in methods, "sft must be included: every time ratio is taken against it", field="methods")
-    return list(DOMAINS) if domain == "all" else [domain]
+    domains = list(ALL_DOMAINS) if domain == "all" else [domain]
+    if methods is not None:
+        known = {label: None for d in domains for label in domain_methods(d)}
+        for label in methods:
+            if label not in known:
+                raise RetainError(f"unknown method {label!r} (known: {', '.join(known)})", field="methods")
+        check("sft" in methods, "sft must be included: every time ratio is taken against it", field="methods")
+    return domains
 
 
 def run_benchmark(domain: str = "all", seeds: int = 3, *, quick: bool = False, split: str = "test",
@@ -136,7 +155,6 @@ def run_benchmark(domain: str = "all", seeds: int = 3, *, quick: bool = False, s
     ``progress(total_tasks)`` returns ``describe(label)``, which returns the per-task callback (the CLI's
     progress bar); the library itself draws nothing.
     """
-    methods = list(methods or METHODS)
     domains = validate(domain, seeds, split, methods)
     threads = torch.get_num_threads()
     # these models are tiny: one thread is several times faster than two that wait on each other
@@ -147,33 +165,71 @@ def run_benchmark(domain: str = "all", seeds: int = 3, *, quick: bool = False, s
         torch.set_num_threads(threads)
 
 
-def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[str],
+def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[str] | None,
          progress: Callable[[int], Callable[[str], Callable[[], None]]] | None) -> dict[str, Any]:
-    first = {name: DOMAINS[name](split, 0, quick) for name in domains}
-    total = sum(len(sc.tasks) for scs in first.values() for sc in scs) * len(methods) * seeds
+    labels = {name: chosen_methods(name, methods) for name in domains}
+    first = {name: DOMAINS[name](split, 0, quick) for name in domains if name != LANGUAGE}
+    total = sum(len(sc.tasks) * len(labels[name]) for name, scs in first.items() for sc in scs) * seeds
+    if LANGUAGE in domains:
+        stream, _ = language.stream_and_probes(language.demo_config(quick), 0, split)
+        total += len(stream) * len(labels[LANGUAGE]) * seeds
     describe = progress(total) if progress is not None else None
     results: dict[str, Any] = {"benchmark": "consolidation", "split": split, "quick": quick,
-                               "seeds": list(range(seeds)), "methods": {m: METHODS[m] for m in methods},
+                               "seeds": list(range(seeds)),
+                               "methods": {m: domain_methods(d)[m] for d in domains for m in labels[d]},
                                "domains": {}}
     for name in domains:
+        if name == LANGUAGE:
+            results["domains"][name] = _run_language(seeds, quick, split, labels[name], describe)
+            continue
+        methods_here = labels[name]
         entries: dict[str, Any] = {}
         for seed in range(seeds):
             # control draws fresh demonstrations per seed; vision's data split is fixed
             for sc in first[name] if seed == 0 else DOMAINS[name](split, seed, quick):
                 entry = entries.setdefault(sc.name, {"kind": sc.kind, "tasks": [t.name for t in sc.tasks],
                                                      "methods": {}})
-                for label in methods:
+                for label in methods_here:
                     callback = describe(f"{name} {sc.name} {label} seed {seed}") if describe else None
                     run = run_stream(sc, METHODS[label], method_options(sc.name, label, seed), seed, callback)
                     method = entry["methods"].setdefault(label, {"spec": METHODS[label],
                                                                  "options": method_options(sc.name, label, 0),
                                                                  "runs": []})
                     method["runs"].append(run)
-        for entry in entries.values():
-            for method in entry["methods"].values():
-                method["summary"] = summarize_runs(method["runs"], entry["methods"]["sft"]["runs"])
+        _summarize(entries)
         results["domains"][name] = entries
     return results
+
+
+def _summarize(entries: dict[str, Any]) -> None:
+    for entry in entries.values():
+        for method in entry["methods"].values():
+            method["summary"] = summarize_runs(method["runs"], entry["methods"]["sft"]["runs"])
+
+
+def _run_language(seeds: int, quick: bool, split: str, labels: list[str],
+                  describe: Callable[[str], Callable[[], None]] | None) -> dict[str, Any]:
+    """The demo's stream (one scenario) with every label; the progress bar moves once per finished run."""
+    cfg = language.demo_config(quick)
+    stream, probes = language.stream_and_probes(cfg, 0, split)
+    budget = (f"{'quick ' if quick else ''}demo budget: {cfg.n_train} examples x {cfg.epochs} epochs per skill, "
+              f"{cfg.n_test} test")
+    entry: dict[str, Any] = {"kind": "new skills + prior-skill probes", "tasks": [s.name for s in stream],
+                             "probes": [p.name for p in probes], "budget": budget, "methods": {}}
+    for seed in range(seeds):
+        for label in labels:
+            callback = describe(f"language {label} seed {seed}") if describe else None
+            run = language.run(label, seed, quick=quick, split=split)
+            method = entry["methods"].setdefault(label, {
+                "spec": language.METHODS[label],
+                "options": language.method_options(label, 0, cfg), "runs": []})
+            method["runs"].append(run)
+            if callback is not None:
+                for _ in stream:
+                    callback()
+    entries = {"demo-stream": entry}
+    _summarize(entries)
+    return entries
 
 
 def _json_safe(value: Any) -> Any:

@@ -1,0 +1,36 @@
+"""``retain learn`` with a training objective and a consolidation method composed, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retain.data.jsonl import write_examples
+from retain.data.synthetic import new_skills
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_learn_embedded_with_sdft_ewc(tmp_path: Path) -> None:
+    data = tmp_path / "skill.jsonl"
+    skill = new_skills(n_train=32, n_test=8, seed=0)[0]
+    write_examples(data, skill.train + skill.test)
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, "-m", "retain", "learn", "embedded", str(data), "--method", "sdft+ewc",
+                           "--out", str(out), "--epochs", "1", "-q"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    weights = out / "model.safetensors"
+    assert weights.exists() and (out / "tokenizer.json").exists()
+    assert json.loads((out / "retain_recipe.json").read_text())["method"] == "sdft+ewc"
+    from retain.models.tiny.store import embedded_dir
+    assert sha(weights) != sha(embedded_dir() / "model.safetensors")

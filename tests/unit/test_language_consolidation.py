@@ -1,0 +1,115 @@
+"""SDFT composed with EWC and replay on a causal LM, and the options the language benchmark gives them."""
+
+import pytest
+import torch
+from test_sdft_teacher import tiny_adapter
+
+from retain.data.synthetic import new_skills
+from retain.demo import DEMO_SDFT, DemoConfig
+from retain.domains import language
+from retain.methods.ewc import EWC
+from retain.methods.registry import parse_method
+from retain.methods.replay import Replay
+from retain.train.loop import TrainConfig, train_task
+
+# short rollouts keep the random tiny model's sampling cheap; sampled Fisher as the benchmark uses on an LM
+OPTIONS = {"sdft": {"max_new_tokens": 4, "skip_tokens": 0},
+           "ewc": {"lam": 10.0, "fisher": "sampled", "fisher_samples": 4, "batch_size": 1},
+           "replay": {"size": 4, "ratio": 1.0}}
+
+
+def one_step(adapter, objective, plugins, examples, seed):
+    """Learn ``examples`` in exactly one optimiser step."""
+    cfg = TrainConfig(epochs=1, batch_size=len(examples), lr=1e-2, seed=seed)
+    return train_task(adapter, objective, plugins, examples, cfg)
+
+
+def record_batch_sizes(objective):
+    sizes = []
+    loss = objective.loss
+
+    def recording(adapter, batch):
+        sizes.append(len(batch))
+        return loss(adapter, batch)
+    objective.loss = recording
+    return sizes
+
+
+@pytest.mark.parametrize("spec", ["sdft+ewc", "sdft+replay"])
+def test_sdft_composes_with_a_consolidation_method_on_a_causal_lm(spec):
+    torch.set_num_threads(1)
+    adapter = tiny_adapter()
+    first, second = (s.train for s in new_skills(n_train=4, n_test=1, seed=0)[:2])
+    objective, plugins = parse_method(spec, {k: v for k, v in OPTIONS.items() if k in spec.split("+")})
+    sizes = record_batch_sizes(objective)
+    before = {n: p.detach().clone() for n, p in adapter.model.named_parameters()}
+    stats = one_step(adapter, objective, plugins, first, seed=0)
+    assert stats.steps == 1 and all(torch.isfinite(torch.tensor(stats.losses)))
+    assert any(not torch.equal(before[n], p) for n, p in adapter.model.named_parameters())
+    plugin = plugins[0]
+    if isinstance(plugin, EWC):
+        (anchor, fisher), = plugin.tasks
+        # full fine-tuning: every weight of the model has an importance
+        assert set(fisher) == {n for n, _ in adapter.model.named_parameters()}
+        assert sum(float(f.sum()) for f in fisher.values()) > 0
+        assert plugin.penalty(adapter).item() == 0.0
+    else:
+        assert isinstance(plugin, Replay) and plugin.buffer.items == first
+    one_step(adapter, objective, plugins, second, seed=1)
+    if isinstance(plugin, EWC):
+        assert plugin.penalty(adapter).item() > 0
+        assert sizes == [4, 4]
+    else:
+        # the second task's batch carries as many stored examples as new ones, and SDFT trains on all of them
+        assert sizes == [4, 8]
+    assert objective.memory_bytes() > 0 and plugin.memory_bytes() > 0
+
+
+def test_under_lora_ewc_weighs_only_the_adapter_weights():
+    torch.set_num_threads(1)
+    adapter = tiny_adapter(lora=True)
+    first, second = (s.train for s in new_skills(n_train=4, n_test=1, seed=0)[:2])
+    objective, plugins = parse_method("sdft+ewc", {k: OPTIONS[k] for k in ("sdft", "ewc")})
+    one_step(adapter, objective, plugins, first, seed=0)
+    ewc = plugins[0]
+    (anchor, fisher), = ewc.tasks
+    lora = set(adapter.trainable_parameters())
+    assert lora and all("lora_" in name for name in lora)
+    assert set(fisher) == set(anchor) == lora
+    assert ewc.penalty(adapter).item() == 0.0
+    params = dict(adapter.model.named_parameters())
+    base = next(n for n, p in params.items() if not p.requires_grad and n.endswith("q_proj.base_layer.weight"))
+    with torch.no_grad():
+        params[base].add_(1.0)
+    assert ewc.penalty(adapter).item() == 0.0
+    name = next(n for n in lora if float(fisher[n].sum()) > 0)
+    with torch.no_grad():
+        params[name].add_(0.5)
+    expected = ewc.config.lam / 2 * float((fisher[name] * 0.25).sum())
+    assert ewc.penalty(adapter).item() == pytest.approx(expected, rel=1e-5)
+    with torch.no_grad():
+        params[name].sub_(0.5)
+        params[base].sub_(1.0)
+    one_step(adapter, objective, plugins, second, seed=1)
+    assert ewc.penalty(adapter).item() > 0
+
+
+def test_language_options_are_the_demos_and_every_method_builds():
+    cfg = DemoConfig()
+    for label, spec in language.METHODS.items():
+        options = language.method_options(label, 7, cfg)
+        objective, plugins = parse_method(spec, options)
+        if "sdft" in spec.split("+"):
+            for key, (value, _) in DEMO_SDFT.items():
+                assert getattr(objective.config, key) == value
+            assert objective.config.teacher == cfg.teacher
+        for plugin in plugins:
+            if isinstance(plugin, EWC):
+                assert plugin.config.fisher == "sampled" and plugin.config.seed == 7
+                assert plugin.config.lam == language.OPTIONS[label]["ewc"]["lam"]
+            if isinstance(plugin, Replay):
+                assert plugin.config.seed == 7
+                assert plugin.config.size == language.OPTIONS[label]["replay"]["size"]
+    for label, grid in language.GRID.items():
+        for chosen in grid:
+            parse_method(language.METHODS[label], language.method_options(label, 0, cfg, chosen))
