@@ -31,7 +31,7 @@ DEMO_SDFT = {
 
 @dataclass
 class DemoConfig:
-    n_train: int = 256
+    n_train: int = 512
     n_test: int = 50
     methods: tuple[str, ...] = ("sft", "sdft")
     epochs: int = 2
@@ -43,7 +43,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> "DemoConfig":
-        return cls(n_train=64, n_test=24)
+        return cls(n_train=128, n_test=24)
 
 
 def capability_check(console: Console, cfg: DemoConfig) -> dict[str, Any]:
@@ -73,18 +73,25 @@ def capability_check(console: Console, cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _matrix_table(result: StreamResult) -> Table:
-    table = Table(title=f"{result.method} (seed {result.seed}): R[i][j], rows after each skill")
+    """R[i][j] on the stream, then the probes: prior skills (their mean) and demonstration use."""
+    table = Table(title=f"{result.method} (seed {result.seed}): accuracy after each skill of the stream")
     table.add_column("")
-    for name in result.skills + result.probes:
+    for name in result.skills:
         table.add_column(name, justify="right")
+    prior = [j for j, p in enumerate(result.probes) if p != "in-context"]
+    table.add_column("prior skills", justify="right")
+    if len(prior) < len(result.probes):
+        table.add_column("in-context", justify="right")
     labels = ["before"] + [f"after {s}" for s in result.skills]
     for label, row, probe_row in zip(labels, result.matrix, result.probe_matrix):
-        table.add_row(label, *[f"{v:.0%}" for v in row], *[f"[dim]{v:.0%}[/]" for v in probe_row])
+        cells = [f"{v:.0%}" for v in row] + [f"{sum(probe_row[j] for j in prior) / len(prior):.0%}"]
+        cells += [f"{probe_row[j]:.0%}" for j, p in enumerate(result.probes) if p == "in-context"]
+        table.add_row(label, *cells)
     return table
 
 
-SUMMARY_KEYS = [("new_skill_accuracy", "new-skill acc"), ("prior_retention", "prior retention"),
-                ("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forgetting"), ("drift_kl", "KL from base (nats)"),
+SUMMARY_KEYS = [("new_skill_accuracy", "new skill"), ("prior_retention", "prior kept"),
+                ("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forget"), ("drift_kl", "KL nats"),
                 ("train_seconds", "train s")]
 
 
