@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -90,27 +91,27 @@ def _matrix_table(result: StreamResult) -> Table:
     return table
 
 
-SUMMARY_KEYS = [("new_skill_accuracy", "new skill"), ("prior_retention", "prior kept"),
-                ("acc", "ACC"), ("bwt", "BWT"), ("forgetting", "forget"), ("drift_kl", "KL nats"),
-                ("train_seconds", "train s")]
+SUMMARY_KEYS = [("new_skill_accuracy", "new skill %"), ("prior_retention", "prior kept %"),
+                ("acc", "ACC %"), ("bwt", "BWT"), ("forgetting", "forget %"), ("drift_kl", "KL nats")]
 
 
 def _fmt(values: list[float], key: str) -> str:
-    pct = key not in ("drift_kl", "train_seconds", "bwt")
-    mean = statistics.fmean(values)
-    text = f"{mean:.1%}" if pct else f"{mean:+.3f}" if key == "bwt" else f"{mean:.2f}"
+    pct = key not in ("drift_kl", "bwt")
+    scale = 100.0 if pct else 1.0
+    mean = statistics.fmean(values) * scale
+    text = f"{mean:.1f}" if pct else f"{mean:+.2f}" if key == "bwt" else f"{mean:.2f}"
     if len(values) > 1:
-        sd = statistics.stdev(values)
-        text += f" ± {sd:.1%}" if pct else f" ± {sd:.2f}"
+        text += f"±{statistics.stdev(values) * scale:.1f}" if pct else f"±{statistics.stdev(values):.2f}"
     return text
 
 
 def summary_table(by_method: dict[str, list[dict[str, float]]]) -> Table:
     seeds = len(next(iter(by_method.values())))
-    table = Table(title=f"Summary (mean{' ± std over ' + str(seeds) + ' seeds' if seeds > 1 else ''})")
-    table.add_column("method")
+    table = Table(title=f"Summary (mean{' ± std over ' + str(seeds) + ' seeds' if seeds > 1 else ''})",
+                  box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+    table.add_column("method", no_wrap=True)
     for _, label in SUMMARY_KEYS:
-        table.add_column(label, justify="right")
+        table.add_column(label, justify="right", no_wrap=True)
     for method, runs in by_method.items():
         table.add_row(method, *[_fmt([r[k] for r in runs], k) for k, _ in SUMMARY_KEYS])
     return table
