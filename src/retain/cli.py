@@ -70,7 +70,7 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
           force: Optional[str] = typer.Option(None, "--force", help="(home) Promote despite the gate; the reason is recorded."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in a non-empty --out."),
           mlflow: Optional[str] = typer.Option(None, "--mlflow", help="(home) Also log to this MLflow tracking URI."),
-          wait: float = typer.Option(2.0, "--wait", help="(home) Seconds to wait for another learn's lock."),
+          wait: float = typer.Option(0.0, "--wait", help="(home) Seconds to wait for another learn's lock (default: fail at once)."),
           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 

@@ -155,7 +155,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     first = {r["method"]: r for r in results if r["seed"] == 0}
     skills = results[0]["skills"]
     matrices_png(out / "accuracy_matrices.png", {m: r["matrix"] for m, r in first.items()}, skills)
-    prior_png(out / "prior_skills.png", {m: r["probe_matrix"] for m, r in first.items()}, results[0]["probes"], skills)
+    prior_png(out / "prior_skills.png", {m: r["probe_matrix"] for m, r in first.items()}, skills)
     payload = {"config": {**asdict(cfg), "lr": lr, "sdft_options": sdft_options}, "capability": capability,
                "runs": results, "summary": {m: {k: statistics.fmean(r[k] for r in runs) for k in runs[0]}
                                             for m, runs in by_method.items()},

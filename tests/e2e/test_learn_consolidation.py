@@ -26,11 +26,13 @@ def test_learn_embedded_with_sdft_ewc(tmp_path: Path) -> None:
     write_examples(data, skill.train + skill.test)
     out = tmp_path / "model"
     done = subprocess.run([sys.executable, "-m", "retain", "learn", "embedded", str(data), "--method", "sdft+ewc",
-                           "--out", str(out), "--epochs", "1", "-q"], capture_output=True, text=True, timeout=600,
+                           "--out", str(out), "--epochs", "1", "-q", "--set", "ewc.fisher=sampled",
+                           "--set", "ewc.fisher_samples=16", "--set", "ewc.batch_size=1"], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     weights = out / "model.safetensors"
     assert weights.exists() and (out / "tokenizer.json").exists()
-    assert json.loads((out / "retain_recipe.json").read_text())["method"] == "sdft+ewc"
+    recipe = json.loads((out / "retain_recipe.json").read_text())
+    assert recipe["method"] == "sdft+ewc" and recipe["consolidation"]["ewc"]["fisher"] == "sampled"
     from retain.models.tiny.store import embedded_dir
     assert sha(weights) != sha(embedded_dir() / "model.safetensors")

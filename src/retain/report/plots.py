@@ -31,7 +31,7 @@ def matrices_png(path: Path, matrices: dict[str, list[list[float]]], skills: lis
     plt.close(fig)
 
 
-def prior_png(path: Path, curves: dict[str, list[list[float]]], probes: list[str], skills: list[str]) -> None:
+def prior_png(path: Path, curves: dict[str, list[list[float]]], skills: list[str]) -> None:
     """Mean prior-skill (probe) accuracy after each step of the stream, per method; thin lines per probe."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = range(len(skills) + 1)
@@ -44,7 +44,7 @@ def prior_png(path: Path, curves: dict[str, list[list[float]]], probes: list[str
     ax.set_xticks(list(x), ["before"] + [f"after {s}" for s in skills], rotation=20)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("accuracy")
-    ax.set_title("Prior skills while new ones are learned: " + ", ".join(probes))
+    ax.set_title("Prior skills (probes) while new ones are learned")
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -103,7 +103,6 @@ def stream_summary(result: StreamResult) -> dict[str, float]:
     diag = [result.matrix[i + 1][i] for i in range(len(result.skills))]
     return {
         "new_skill_accuracy": sum(diag) / len(diag),
-        "final_stream_accuracy": m["acc"],
         "acc": m["acc"],
         "bwt": m["bwt"],
         "forgetting": m["forgetting"],
