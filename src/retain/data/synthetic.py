@@ -9,8 +9,8 @@ bare result (``"cba"``). Three families of text:
   demonstration for the same query in one of several surface styles (``z-y-x``, ``z y x``, ``[zyx]``...) and
   the target is the content in the model's own style. This is the general ability SDFT's teacher relies on,
   and a probe of its own.
-* **new skills** (``atbash``, ``caesar``, ``swap``): never seen in pretraining; the stream ``retain demo``
-  teaches. Each expert writes in a fixed style of its own that differs from the model's, so that SFT is dragged
+* **new skills** (``rotr``, ``swap``, ``ends`` in the demo's stream; ``atbash``, ``caesar``, ``mirror``,
+  ``outer`` also available): never seen in pretraining; the stream ``retain demo`` teaches. Each expert writes in a fixed style of its own that differs from the model's, so that SFT is dragged
   to the expert's surface form while SDFT's teacher answers the content in the model's style (the mechanism
   the SDFT paper credits, REFERENCE section 1). The ``alnum`` scorer ignores separators, so both are scored
   on content alone.

@@ -1,7 +1,7 @@
 """A scenario: an ordered stream of tasks, the model that learns it and how each task is scored.
 
-Every domain (vision, control, and later language) builds these, so the consolidation benchmark runs any
-method on any of them with the same code. ``R[i][j]`` of ``retain.evaluate.metrics`` is ``tasks[j].score``
+Vision and control build these, so the consolidation benchmark runs any method on any of them with the
+same code (language streams go through ``retain.train.runner`` instead, see ``retain.domains.language``). ``R[i][j]`` of ``retain.evaluate.metrics`` is ``tasks[j].score``
 after training on ``tasks[:i]``.
 """
 
