@@ -1,8 +1,8 @@
 """A scenario: an ordered stream of tasks, the model that learns it and how each task is scored.
 
 Vision and control build these, so the consolidation benchmark runs any method on any of them with the
-same code (language streams go through ``retain.train.runner`` instead, see ``retain.domains.language``). ``R[i][j]`` of ``retain.evaluate.metrics`` is ``tasks[j].score``
-after training on ``tasks[:i]``.
+same code; language streams go through ``retain.train.runner`` instead (``retain.domains.language``).
+``R[i][j]`` of ``retain.evaluate.metrics`` is ``tasks[j].score`` after training on ``tasks[:i]``.
 """
 
 from __future__ import annotations
