@@ -99,15 +99,19 @@ class CausalLMAdapter:
             mask[b, :len(c)] = True
         return logits[rows, cols.to(logits.device)], mask.to(logits.device)
 
-    def predictions(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and targets for every token of every demonstration (the SFT targets)."""
-        prompts = [self.student_ids(e) for e in batch]
-        completions = [self.completion_ids(e.demonstration) for e in batch]
+    def target_predictions(self, prompts: list[list[int]],
+                           completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[N, V]`` and the completion tokens ``[N]`` they should predict, over every real token."""
         logits, mask = self.completion_logits(prompts, completions)
         targets = torch.zeros(mask.shape, dtype=torch.long, device=logits.device)
         for b, c in enumerate(completions):
             targets[b, :len(c)] = torch.tensor(c)
         return logits[mask], targets[mask]
+
+    def predictions(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and targets for every token of every demonstration (the SFT targets)."""
+        return self.target_predictions([self.student_ids(e) for e in batch],
+                                       [self.completion_ids(e.demonstration) for e in batch])
 
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()

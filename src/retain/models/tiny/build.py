@@ -101,11 +101,7 @@ def pretrain(out_dir: Path, cfg: BuildConfig, on_step: Callable[[int, int, float
     start = time.perf_counter()
     for step in range(cfg.steps):
         prompts, completions = _batch(adapter, rng, cfg.batch_size, rng.random() < cfg.demo_batch_fraction, exclude)
-        logits, mask = adapter.completion_logits(prompts, completions)
-        targets = torch.zeros(mask.shape, dtype=torch.long)
-        for b, c in enumerate(completions):
-            targets[b, :len(c)] = torch.tensor(c)
-        loss = F.cross_entropy(logits[mask], targets[mask])
+        loss = F.cross_entropy(*adapter.target_predictions(prompts, completions))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
