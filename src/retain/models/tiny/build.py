@@ -51,6 +51,21 @@ class BuildConfig:
         check(self.steps >= 1, "must be >= 1", field="steps")
         check(self.batch_size >= 1, "must be >= 1", field="batch_size")
 
+    @classmethod
+    def for_size(cls, size: str, **overrides: float) -> "BuildConfig":
+        """The recipe of one size of ``SIZES``: same skill library, tokenizer, steps and batch; wider and deeper."""
+        check(size in SIZES, f"must be one of {', '.join(SIZES)}, got {size!r}", field="size")
+        return cls(**{**SIZES[size], **overrides})
+
+
+# Model sizes for the capacity study (issue 8): S is the shipped 0.87M model; M about 4M and L about 16M
+# parameters. Wider networks forget less (Ramasesh et al. 2022; Mirzadeh et al. 2022).
+SIZES: dict[str, dict[str, float]] = {
+    "S": {"hidden_size": 128, "num_layers": 4, "num_heads": 4, "intermediate_size": 384},
+    "M": {"hidden_size": 256, "num_layers": 5, "num_heads": 8, "intermediate_size": 768, "lr": 2e-3},
+    "L": {"hidden_size": 512, "num_layers": 5, "num_heads": 8, "intermediate_size": 1536, "lr": 1e-3},
+}
+
 
 def new_model(cfg: BuildConfig, vocab_size: int):
     from transformers import LlamaConfig, LlamaForCausalLM
