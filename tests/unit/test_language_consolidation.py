@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from test_sdft_teacher import tiny_adapter
 
 from retain.data.synthetic import new_skills
 from retain.demo import DEMO_SDFT, DemoConfig
@@ -36,7 +35,7 @@ def record_batch_sizes(objective):
 
 
 @pytest.mark.parametrize("spec", ["sdft+ewc", "sdft+replay"])
-def test_sdft_composes_with_a_consolidation_method_on_a_causal_lm(spec):
+def test_sdft_composes_with_a_consolidation_method_on_a_causal_lm(spec, tiny_adapter):
     torch.set_num_threads(1)
     adapter = tiny_adapter()
     first, second = (s.train for s in new_skills(n_train=4, n_test=1, seed=0)[:2])
@@ -65,7 +64,7 @@ def test_sdft_composes_with_a_consolidation_method_on_a_causal_lm(spec):
     assert objective.memory_bytes() > 0 and plugin.memory_bytes() > 0
 
 
-def test_under_lora_ewc_weighs_only_the_adapter_weights():
+def test_under_lora_ewc_weighs_only_the_adapter_weights(tiny_adapter):
     torch.set_num_threads(1)
     adapter = tiny_adapter(lora=True)
     first, second = (s.train for s in new_skills(n_train=4, n_test=1, seed=0)[:2])

@@ -8,7 +8,6 @@ import re
 
 import pytest
 import typer
-from ledger_support import change_one_layer, learn, new_home
 from typer.testing import CliRunner
 
 from retain.cli_ledger import register
@@ -31,7 +30,7 @@ def cli():
 
 
 @pytest.fixture
-def home(tmp_path):
+def home(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     learn(home, change_one_layer(base, tmp_path / "m3", delta=0.02), "mul", 0.9, probes={"p1": 0.1, "p2": 0.8})

@@ -9,14 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from ledger_support import change_one_layer, learn, new_home, tiny_model
 from transformers import AutoModelForCausalLM
 
 from retain.ledger.core import Home, is_home
 from retain.ledger.verify import verify
 
-HERE = Path(__file__).parent
-PRELUDE = f"import sys; sys.path.insert(0, {str(HERE)!r}); from pathlib import Path\n"
+PRELUDE = "import sys\nfrom pathlib import Path\n"
 # The writers run without torch or transformers loaded (the ledger needs neither to store), so each
 # subprocess starts in a fraction of a second.
 INIT = PRELUDE + """
@@ -62,7 +60,7 @@ def check_consistent(root: Path, tmp: Path) -> Home:
 
 @pytest.mark.parametrize("point", ["object_written", "before_rename", "init_stored", *COMMIT_POINTS,
                                    "init_before_rename"])
-def test_killed_init_leaves_no_home_and_init_can_run_again(tmp_path, point):
+def test_killed_init_leaves_no_home_and_init_can_run_again(tmp_path, point, tiny_model):
     base = tiny_model(tmp_path / "base")
     run_killed(INIT, point, tmp_path / "home", base)
     assert not is_home(tmp_path / "home") and not (tmp_path / "home").exists()
@@ -71,7 +69,7 @@ def test_killed_init_leaves_no_home_and_init_can_run_again(tmp_path, point):
 
 
 @pytest.mark.parametrize("point", ["object_written", "before_rename", "artifacts_stored", *COMMIT_POINTS])
-def test_killed_learn_leaves_the_home_consistent(tmp_path, point):
+def test_killed_learn_leaves_the_home_consistent(tmp_path, point, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     home.conn.close()
     candidate = change_one_layer(base, tmp_path / "m2")
@@ -89,7 +87,7 @@ def test_killed_learn_leaves_the_home_consistent(tmp_path, point):
 
 
 @pytest.mark.parametrize("point", COMMIT_POINTS)
-def test_killed_rollback_leaves_the_home_consistent(tmp_path, point):
+def test_killed_rollback_leaves_the_home_consistent(tmp_path, point, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     home.conn.close()

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from ledger_support import change_one_layer, learn, lora_adapter, new_home
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -18,7 +17,7 @@ from retain.ledger.diff import diff, parameter_distance
 from retain.ledger.verify import verify
 
 
-def test_export_writes_a_loadable_model_with_card_and_records_it(tmp_path):
+def test_export_writes_a_loadable_model_with_card_and_records_it(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     result = export(home, "v2", tmp_path / "out")
@@ -41,7 +40,7 @@ def test_export_writes_a_loadable_model_with_card_and_records_it(tmp_path):
     assert verify(home.root).ok
 
 
-def test_export_of_a_lora_version_is_the_merged_model(tmp_path):
+def test_export_of_a_lora_version_is_the_merged_model(tmp_path, new_home, learn, lora_adapter):
     home, base = new_home(tmp_path)
     learn(home, lora_adapter(base, tmp_path / "lora"), "add", 0.9, kind="adapter")
     export(home, "v2", tmp_path / "out")
@@ -49,7 +48,7 @@ def test_export_of_a_lora_version_is_the_merged_model(tmp_path):
     assert not any("lora" in name for name in model.state_dict())
 
 
-def test_export_refuses_a_non_empty_target_and_changes_nothing(tmp_path):
+def test_export_refuses_a_non_empty_target_and_changes_nothing(tmp_path, new_home):
     home, _ = new_home(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
@@ -59,7 +58,7 @@ def test_export_refuses_a_non_empty_target_and_changes_nothing(tmp_path):
     assert home.audit.read() == before and [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 
-def test_parameter_distance_matches_the_change_made(tmp_path):
+def test_parameter_distance_matches_the_change_made(tmp_path, new_home, change_one_layer):
     _, base = new_home(tmp_path)
     moved = change_one_layer(base, tmp_path / "m2", tensor="model.layers.1.mlp.down_proj.weight", delta=0.01)
     result = parameter_distance(base, moved)
@@ -71,7 +70,7 @@ def test_parameter_distance_matches_the_change_made(tmp_path):
     assert math.isclose(result["relative"], result["l2"] / norm, rel_tol=1e-9)
 
 
-def test_diff_reports_scores_distance_and_drift(tmp_path):
+def test_diff_reports_scores_distance_and_drift(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2", delta=0.5), "add", 0.9, probes={"p1": 0.49, "p2": 0.8})
     result = diff(home, "v1", "v2", tmp_path / "work")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ledger_support import change_one_layer, learn, new_home
 from rich.console import Console
 
 from retain.ledger import store
@@ -50,7 +49,7 @@ def test_the_table_shows_every_check():
     assert text.count("pass") == 3 and text.count("FAIL") == 1
 
 
-def test_ledger_records_accept_reject_and_force_with_reasons(tmp_path):
+def test_ledger_records_accept_reject_and_force_with_reasons(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     accepted = learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     rejected = learn(home, change_one_layer(base, tmp_path / "m3", delta=0.02), "mul", 0.9,

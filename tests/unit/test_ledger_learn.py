@@ -7,7 +7,6 @@ import hashlib
 import json
 
 import pytest
-from ledger_support import new_home
 from safetensors.torch import load_file
 
 from retain.data.jsonl import read_skill
@@ -27,7 +26,7 @@ def data(tmp_path):
     return path
 
 
-def test_learn_records_recipe_data_held_out_set_and_scores_then_reproduces(tmp_path, data):
+def test_learn_records_recipe_data_held_out_set_and_scores_then_reproduces(tmp_path, data, new_home):
     home, _ = new_home(tmp_path, GatePolicy(floor=0.0), measured=True)
     outcome = learn_in_home(home.root, data, method="sft", seed=3, **FAST)
     assert (outcome.version, outcome.parent, outcome.decision.decision) == ("v2", "v1", "accepted")
@@ -50,7 +49,7 @@ def test_learn_records_recipe_data_held_out_set_and_scores_then_reproduces(tmp_p
     assert verify(home.root).ok
 
 
-def test_lora_learn_stores_only_the_adapter_and_reproduces(tmp_path, data):
+def test_lora_learn_stores_only_the_adapter_and_reproduces(tmp_path, data, new_home):
     home, _ = new_home(tmp_path, GatePolicy(floor=0.0), measured=True)
     outcome = learn_in_home(home.root, data, method="sft", lora=True, **FAST)
     art = outcome.record["artifacts"]
@@ -63,7 +62,7 @@ def test_lora_learn_stores_only_the_adapter_and_reproduces(tmp_path, data):
     assert not any("lora" in k for k in load_file(merged / "model.safetensors"))
 
 
-def test_a_candidate_below_the_floor_is_rejected_and_force_promotes_it(tmp_path, data):
+def test_a_candidate_below_the_floor_is_rejected_and_force_promotes_it(tmp_path, data, new_home):
     home, _ = new_home(tmp_path, GatePolicy(floor=1.0), measured=True)
     rejected = learn_in_home(home.root, data, method="sft", **FAST)
     assert rejected.decision.decision == "rejected" and home.champion() == "v1"
@@ -73,7 +72,7 @@ def test_a_candidate_below_the_floor_is_rejected_and_force_promotes_it(tmp_path,
     assert store.gates_of(home.conn, "v3")[0]["forced_reason"] == "accepting for the test"
 
 
-def test_bad_input_is_one_error_and_changes_nothing(tmp_path, data):
+def test_bad_input_is_one_error_and_changes_nothing(tmp_path, data, new_home):
     home, _ = new_home(tmp_path)
     before = (home.audit.read(), sorted(home.objects))
     with pytest.raises(RetainError, match="no such file"):

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from ledger_support import change_one_layer, learn, new_home
 
 from retain.errors import RetainError
 from retain.ledger.operations import rollback
@@ -16,7 +15,6 @@ from retain.ledger.verify import verify
 
 HOLD = f"""
 import sys, time
-sys.path.insert(0, {str(Path(__file__).parent)!r})
 from pathlib import Path
 from retain.ledger.core import Home
 home = Home.open(sys.argv[1])
@@ -36,7 +34,7 @@ def hold_lock(root: Path, seconds: float, tmp: Path) -> subprocess.Popen:
     return proc
 
 
-def test_a_second_writer_fails_with_who_holds_the_lock(tmp_path):
+def test_a_second_writer_fails_with_who_holds_the_lock(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     proc = hold_lock(home.root, 8, tmp_path)
     try:
@@ -51,7 +49,7 @@ def test_a_second_writer_fails_with_who_holds_the_lock(tmp_path):
         proc.wait()
 
 
-def test_a_second_writer_with_a_timeout_waits_for_the_first(tmp_path):
+def test_a_second_writer_with_a_timeout_waits_for_the_first(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     proc = hold_lock(home.root, 2.5, tmp_path)
     try:
@@ -66,7 +64,7 @@ def test_a_second_writer_with_a_timeout_waits_for_the_first(tmp_path):
     assert verify(home.root).ok
 
 
-def test_the_lock_is_released_when_its_holder_dies(tmp_path):
+def test_the_lock_is_released_when_its_holder_dies(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     proc = hold_lock(home.root, 60, tmp_path)
     proc.kill()

@@ -5,7 +5,6 @@ Skipped where MLflow is not installed (the base install never needs it)."""
 from __future__ import annotations
 
 import pytest
-from ledger_support import change_one_layer, learn, new_home
 
 from retain.ledger import store
 from retain.ledger.operations import rollback
@@ -14,7 +13,8 @@ from retain.ledger.verify import verify
 mlflow = pytest.importorskip("mlflow")
 
 
-def test_versions_become_runs_and_the_champion_alias_follows_promotion_and_rollback(tmp_path, monkeypatch):
+def test_versions_become_runs_and_the_champion_alias_follows_promotion_and_rollback(tmp_path, monkeypatch, new_home,
+                                                                                    learn, change_one_layer):
     from mlflow.tracking import MlflowClient
 
     from retain.ledger.mlflow_sync import registered_name, sync

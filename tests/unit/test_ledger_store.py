@@ -7,7 +7,6 @@ import sqlite3
 
 import pytest
 import torch
-from ledger_support import change_one_layer, learn, lora_adapter, new_home, tiny_model
 from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -18,7 +17,7 @@ from retain.ledger.core import Home, is_home
 from retain.ledger.operations import rollback
 
 
-def test_lineage_after_several_learns_and_a_rollback(tmp_path):
+def test_lineage_after_several_learns_and_a_rollback(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     v2 = change_one_layer(base, tmp_path / "m2", delta=0.01)
     v3 = change_one_layer(v2, tmp_path / "m3", tensor="model.layers.0.mlp.up_proj.weight")
@@ -43,7 +42,7 @@ def test_lineage_after_several_learns_and_a_rollback(tmp_path):
     assert sorted(rows["v4"]["record"]["suite"]) == ["add", "mul", "p1", "p2", "sub"]
 
 
-def test_version_records_what_made_it(tmp_path):
+def test_version_records_what_made_it(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     record = home.version("v2")["record"]
@@ -57,7 +56,7 @@ def test_version_records_what_made_it(tmp_path):
     assert home.objects.get(held_out["examples_sha256"]).decode().count("\n") == 6
 
 
-def test_unchanged_tensors_are_stored_once(tmp_path):
+def test_unchanged_tensors_are_stored_once(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     v1 = home.version("v1")["record"]["artifacts"]
     changed = "model.layers.1.mlp.down_proj.weight"
@@ -71,7 +70,7 @@ def test_unchanged_tensors_are_stored_once(tmp_path):
     assert v2["bytes_new"] < v1["bytes"] / 4
 
 
-def test_lora_version_stores_only_the_adapter(tmp_path):
+def test_lora_version_stores_only_the_adapter(tmp_path, new_home, learn, lora_adapter):
     home, base = new_home(tmp_path)
     adapter = lora_adapter(base, tmp_path / "lora")
     art = learn(home, adapter, "add", 0.9, kind="adapter").record["artifacts"]
@@ -88,7 +87,7 @@ def test_lora_version_stores_only_the_adapter(tmp_path):
                            AutoModelForCausalLM.from_pretrained(base).state_dict()["model.layers.0.self_attn.q_proj.weight"])
 
 
-def test_materialize_round_trips_every_tensor_bit_for_bit(tmp_path):
+def test_materialize_round_trips_every_tensor_bit_for_bit(tmp_path, new_home):
     home, base = new_home(tmp_path)
     out = home.materialize("v1", tmp_path / "out")
     assert load_file(out / "model.safetensors").keys() == load_file(base / "model.safetensors").keys()
@@ -98,12 +97,11 @@ def test_materialize_round_trips_every_tensor_bit_for_bit(tmp_path):
     AutoModelForCausalLM.from_pretrained(out)
 
 
-def test_bf16_and_sharded_weights_pass_through(tmp_path):
+def test_bf16_and_sharded_weights_pass_through(tmp_path, new_home, tiny_model, char_tokenizer):
     model = AutoModelForCausalLM.from_pretrained(tiny_model(tmp_path / "f32")).to(torch.bfloat16)
     model.save_pretrained(tmp_path / "bf16", max_shard_size="4KB")
     assert len(list((tmp_path / "bf16").glob("*.safetensors"))) > 1
-    from ledger_support import tokenizer
-    tokenizer().save_pretrained(tmp_path / "bf16")
+    char_tokenizer().save_pretrained(tmp_path / "bf16")
     home, _ = new_home(tmp_path / "h")
     with home.writing("test"):
         art = home.store_model(tmp_path / "bf16")
@@ -117,7 +115,7 @@ def test_bf16_and_sharded_weights_pass_through(tmp_path):
         assert torch.equal(again.state_dict()[name], tensor)
 
 
-def test_bad_references_are_one_clear_error(tmp_path):
+def test_bad_references_are_one_clear_error(tmp_path, new_home):
     home, _ = new_home(tmp_path)
     with pytest.raises(RetainError, match="unknown version 'v9' \\(known: v1\\)"):
         home.version("v9")
@@ -128,7 +126,7 @@ def test_bad_references_are_one_clear_error(tmp_path):
     assert not is_home(tmp_path) and is_home(home.root)
 
 
-def test_rollback_refuses_a_version_that_was_never_champion(tmp_path):
+def test_rollback_refuses_a_version_that_was_never_champion(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.1)
     assert home.version("v2")["status"] == "rejected"
@@ -138,7 +136,7 @@ def test_rollback_refuses_a_version_that_was_never_champion(tmp_path):
     assert home.audit.read() == before
 
 
-def test_database_is_wal_and_matches_a_replay_of_the_log(tmp_path):
+def test_database_is_wal_and_matches_a_replay_of_the_log(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     assert home.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from ledger_support import change_one_layer, learn, lora_adapter, new_home
 
 from retain.errors import RetainError
 from retain.ledger.core import Home
@@ -14,7 +13,7 @@ from retain.ledger.verify import verify
 
 
 @pytest.fixture
-def home(tmp_path):
+def home(tmp_path, new_home, learn, change_one_layer, lora_adapter):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
     learn(home, lora_adapter(base, tmp_path / "lora"), "mul", 0.9, kind="adapter")
