@@ -107,15 +107,17 @@ def _check_objects(root: Path, records: list[dict[str, Any]], report: Report) ->
     report.counts["objects referenced"] = len(refs)
 
 
-def verify(path: str | Path) -> Report:
-    """Check a whole home. A writer's interrupted commit is finished first, as opening any home does."""
+def verify(path: str | Path, finish: bool = True) -> Report:
+    """Check a whole home. A writer's interrupted commit is finished first, as opening any home does, unless
+    ``finish`` is False (a read-only caller such as ``retain report``: the unapplied entries are then noted)."""
     root = Path(path)
     if not is_home(root):
         raise RetainError(f"not a retain home (no valid {MARKER})", file=str(root))
-    try:
-        Home.open(root).conn.close()
-    except RetainError:
-        pass
+    if finish:
+        try:
+            Home.open(root).conn.close()
+        except RetainError:
+            pass
     report = Report()
     entries, problems = audit.parse(audit.AuditLog(root / "audit.jsonl").read())
     report.problems += problems
