@@ -19,9 +19,10 @@ from retain.data.skills import Example, Skill
 # -- causal LMs --------------------------------------------------------------------------------------------
 
 
-def _tiny_lm(lora: bool = False, seed: int = 0):
+def _tiny_lm(lora: bool = False, seed: int = 0, init_range: float = 0.02):
     """A randomly initialised 1-layer Llama on the embedded model's character tokenizer and chat template,
-    optionally wrapped in a fresh PEFT LoRA adapter on every linear layer."""
+    optionally wrapped in a fresh PEFT LoRA adapter on every linear layer. A larger ``init_range`` gives peaked,
+    position-dependent next-token distributions (exact tests need divergences far from zero)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from retain.models.causal_lm import CausalLMAdapter
@@ -30,7 +31,8 @@ def _tiny_lm(lora: bool = False, seed: int = 0):
     torch.manual_seed(seed)
     tok = build_tokenizer()
     config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+                         num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                         initializer_range=init_range)
     model = LlamaForCausalLM(config)
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -40,7 +42,7 @@ def _tiny_lm(lora: bool = False, seed: int = 0):
 
 @pytest.fixture
 def tiny_adapter() -> Callable[..., object]:
-    """``tiny_adapter(lora=False, seed=0)``: a fresh random tiny causal-LM adapter (about 10k parameters)."""
+    """``tiny_adapter(lora=False, seed=0, init_range=0.02)``: a fresh random tiny causal-LM adapter."""
     return _tiny_lm
 
 

@@ -35,7 +35,8 @@ def _brute(student, teacher, alpha, top_k=None):
 @pytest.fixture
 def logits():
     g = torch.Generator().manual_seed(0)
-    return torch.randn(2, 3, 7, generator=g, dtype=torch.float64), torch.randn(2, 3, 7, generator=g, dtype=torch.float64)
+    return (torch.randn(2, 3, 7, generator=g, dtype=torch.float64),
+            torch.randn(2, 3, 7, generator=g, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
@@ -85,3 +86,66 @@ def test_sequence_mean_averages_per_sequence_then_over_sequences():
     mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
     # Row 0: (1+3)/2 = 2, row 1: 10, row 2 has no tokens and is left out: (2 + 10) / 2 = 6.
     assert sequence_mean(values, mask).item() == pytest.approx(6.0)
+
+
+# -- gradients: every divergence against autograd on an explicit probability-space formula ------------------
+
+
+def _explicit(student, teacher, alpha, top_k=None):
+    """The divergence per position from probabilities written out (softmax by hand, the mixture M in
+    probability space, the top-k restriction by an explicit sort), so autograd on it is an independent check."""
+    if top_k is not None:
+        rows = student.detach().reshape(-1, student.shape[-1])
+        keep = torch.tensor([sorted(range(row.numel()), key=lambda i: -row[i].item())[:top_k] for row in rows])
+        keep = keep.reshape(*student.shape[:-1], top_k)
+        student, teacher = student.gather(-1, keep), teacher.gather(-1, keep)
+    s = student.exp() / student.exp().sum(-1, keepdim=True)
+    t = teacher.exp() / teacher.exp().sum(-1, keepdim=True)
+
+    def kl(p, q):
+        return (p * (p.log() - q.log())).sum(-1)
+    if alpha == 0.0:
+        return kl(t, s)
+    if alpha == 1.0:
+        return kl(s, t)
+    m = alpha * t + (1 - alpha) * s
+    return alpha * kl(t, m) + (1 - alpha) * kl(s, m)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("top_k", [None, 3])
+def test_divergence_gradient_matches_autograd_on_the_explicit_formula(logits, alpha, top_k):
+    student, teacher = logits
+    # random weights per position so a wrong gradient cannot hide in a sum that cancels
+    weights = torch.rand(2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    s1 = student.clone().requires_grad_(True)
+    t1 = teacher.clone().requires_grad_(True)
+    (token_divergence(s1, t1, alpha=alpha, top_k=top_k) * weights).sum().backward()
+    s2 = student.clone().requires_grad_(True)
+    t2 = teacher.clone().requires_grad_(True)
+    (_explicit(s2, t2, alpha, top_k) * weights).sum().backward()
+    assert s1.grad.abs().max() > 1e-3
+    torch.testing.assert_close(s1.grad.double(), s2.grad, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(t1.grad.double(), t2.grad, rtol=1e-5, atol=1e-8)
+    if top_k is not None:
+        # tokens outside the student's top k get no gradient at all
+        outside = torch.ones_like(student, dtype=torch.bool).scatter(-1, student.topk(top_k, -1).indices, False)
+        assert s1.grad[outside].abs().max() == 0
+
+
+def test_reverse_kl_gradient_is_the_closed_form(logits):
+    """d KL(S || T) / d s_i = p_i (log p_i - log q_i - KL(S || T)), with p = softmax(s), q = softmax(t)."""
+    student, teacher = logits
+    student = student.clone().requires_grad_(True)
+    token_divergence(student, teacher, 1.0).sum().backward()
+    log_p, log_q = torch.log_softmax(student.detach(), -1), torch.log_softmax(teacher, -1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(-1, keepdim=True)
+    torch.testing.assert_close(student.grad, log_p.exp() * (log_p - log_q - kl), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("skip", [0, 1, 3])
+def test_skip_mask_masks_exactly_the_first_skip_positions(skip):
+    lengths = [5, 3, 1, 0]
+    mask = torch.tensor([[t < n for t in range(6)] for n in lengths])
+    want = [[skip <= t < n for t in range(6)] for n in lengths]
+    assert skip_mask(mask, skip).tolist() == want
