@@ -56,7 +56,7 @@ def embedded_lm():
 @pytest.fixture
 def tiny_home(tmp_path):
     """A home initialised from the embedded model (v1 scored on the probe set), under ``tmp_path/home``."""
-    from retain.ledger.home import init_home_from_model
+    from retain.home import init_home_from_model
     return init_home_from_model(tmp_path / "home", "embedded")
 
 
@@ -127,7 +127,7 @@ def _new_home(tmp: Path, policy=None, measured: bool = False):
     """A home whose v1 is a fresh tiny model, with two probes pinned in its suite, scored ``PROBES`` or, when
     ``measured``, as retain.api scores them. Returns ``(home, base folder)``."""
     from retain.ledger.gate import GatePolicy
-    from retain.ledger.home import score_suite
+    from retain.home import score_suite
     from retain.ledger.operations import init_home
 
     base = _tiny_model(tmp / "base")

@@ -76,11 +76,11 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
 
     Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it.
     """
-    from retain.ledger.home import is_home
+    from retain.home import is_home
 
     options = parse_sets(set_)
     if is_home(model):
-        from retain.ledger.home import learn_in_home
+        from retain.home import learn_in_home
         if out is not None:
             raise RetainError("a home keeps its own versions; use `retain export` instead", field="--out")
         outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
@@ -129,7 +129,7 @@ def build_base(out: Optional[Path] = typer.Option(None, "--out", help="Default: 
     """Build the embedded base model from scratch (seeded; the shipped one took the default recipe)."""
     from retain.models.tiny.build import BuildConfig, pretrain
     from retain.models.tiny.store import WEIGHTS_DIR
-    from retain.train.runner import progress_bar
+    from retain.run import progress_bar
 
     cfg = BuildConfig(seed=seed)
     if short:

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from retain.bench.consolidation import METHODS, run_benchmark, validate, write_results
-from retain.domains import language
+from retain.bench import language_tuning as language
 
 
 def _cell(stat: dict[str, float], digits: int = 3) -> str:

@@ -1,7 +1,7 @@
 """The ledger's commands: ``init``, ``log``, ``show``, ``diff``, ``rollback``, ``verify``, ``export``, ``reproduce``.
 
 They parse, call :mod:`retain.ledger` and print; ``learn HOME ...`` lives in :mod:`retain.cli` and calls
-:func:`retain.ledger.home.learn_in_home`.
+:func:`retain.home.learn_in_home`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def init(home: HomeArg,
          floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.")] = GatePolicy.floor,
          mlflow: MlflowOpt = None) -> None:
     """Create a home whose v1 (the champion) is the base model; pin the probe set as its regression suite."""
-    from retain.ledger.home import init_home_from_model
+    from retain.home import init_home_from_model
     opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow)
     row = opened.version("v1")
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "
@@ -210,7 +210,7 @@ def export(home: HomeArg, version: Annotated[str, typer.Argument(help="The versi
 
 def reproduce(home: HomeArg, version: Annotated[str, typer.Argument(help="A learned version.")]) -> None:
     """Re-run the recorded recipe and report whether the weights hash matches; exit 1 if it does not."""
-    from retain.ledger.home import reproduce as run_reproduce
+    from retain.home import reproduce as run_reproduce
     result = run_reproduce(home, version)
     verdict = "[green]identical weights[/]" if result["match"] else "[red]DIFFERENT weights[/]"
     console.print(f"{result['version']}: {verdict}\n  recorded   {result['expected']}\n  reproduced {result['got']}")

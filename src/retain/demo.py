@@ -14,29 +14,24 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from retain.data.synthetic import new_skills, probe_skills
+from retain.domains import language
+from retain.domains.language import EMBEDDED_SDFT, Budget
 from retain.evaluate.evaluation import accuracy, drift_kl
-from retain.models.causal_lm import EMBEDDED, load_adapter
+from retain.recipe import EMBEDDED, Recipe, default_lr
 from retain.report.plots import matrices_png, prior_png
+from retain.run import RunResult, progress_bar, run
 from retain.seeding import seed_everything
-from retain.train.loop import TrainConfig
-from retain.train.runner import StreamResult, progress_bar, run_stream
-
-# Where the demo departs from the library's paper defaults on the embedded model, and why (printed).
-DEMO_SDFT = {
-    "skip_tokens": (0, "answers are 3-14 characters, so masking the first 3 tokens (the official code's value, "
-                       "meant for long chat answers) would hide a third of every answer"),
-    "max_new_tokens": (24, "no demo answer is longer than 14 characters"),
-}
 
 
 @dataclass
 class DemoConfig:
-    n_train: int = 512
-    n_test: int = 50
+    """The demo's budget (:class:`retain.domains.language.Budget`'s defaults), methods, seeds and SDFT teacher."""
+
+    n_train: int = Budget.n_train
+    n_test: int = Budget.n_test
     methods: tuple[str, ...] = ("sft", "sdft")
-    epochs: int = 2
-    batch_size: int = 16
+    epochs: int = Budget.epochs
+    batch_size: int = Budget.batch_size
     lr: float | None = None
     seeds: int = 1
     teacher: str = "ema"
@@ -44,14 +39,17 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> "DemoConfig":
-        return cls(n_train=128, n_test=24)
+        q = Budget.quick()
+        return cls(n_train=q.n_train, n_test=q.n_test)
+
+    def budget(self) -> Budget:
+        return Budget(n_train=self.n_train, n_test=self.n_test, epochs=self.epochs, batch_size=self.batch_size)
 
 
-def capability_check(console: Console, cfg: DemoConfig) -> dict[str, Any]:
+def capability_check(console: Console, cfg: DemoConfig, base: Any) -> dict[str, Any]:
     """What SDFT needs from the base model, measured before any training."""
-    adapter = load_adapter(EMBEDDED)
-    probes = probe_skills(n_test=cfg.n_test)
-    stream = new_skills(n_train=cfg.n_train, n_test=cfg.n_test)
+    adapter = base
+    stream, probes = language.demo_skills(cfg.budget(), 0)
     table = Table(title="Embedded base model, before any training (held-out queries)")
     table.add_column("skill")
     table.add_column("kind")
@@ -73,17 +71,17 @@ def capability_check(console: Console, cfg: DemoConfig) -> dict[str, Any]:
     return facts
 
 
-def _matrix_table(result: StreamResult) -> Table:
+def _matrix_table(result: RunResult) -> Table:
     """R[i][j] on the stream, then the probes: prior skills (their mean) and demonstration use."""
     table = Table(title=f"{result.method} (seed {result.seed}): accuracy after each skill of the stream")
     table.add_column("")
-    for name in result.skills:
+    for name in result.tasks:
         table.add_column(name, justify="right")
     prior = [j for j, p in enumerate(result.probes) if p != "in-context"]
     table.add_column("prior skills", justify="right")
     if len(prior) < len(result.probes):
         table.add_column("in-context", justify="right")
-    labels = ["before"] + [f"after {s}" for s in result.skills]
+    labels = ["before"] + [f"after {s}" for s in result.tasks]
     for label, row, probe_row in zip(labels, result.matrix, result.probe_matrix):
         cells = [f"{v:.0%}" for v in row] + [f"{sum(probe_row[j] for j in prior) / len(prior):.0%}"]
         cells += [f"{probe_row[j]:.0%}" for j, p in enumerate(result.probes) if p == "in-context"]
@@ -121,39 +119,36 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     """Run the demo and write ``results.json`` and the plots into ``out``; return the results."""
     console = console or Console()
     start = time.perf_counter()
-    base = load_adapter(EMBEDDED)
-    from retain.api import default_lr
     lr = cfg.lr if cfg.lr is not None else default_lr(EMBEDDED, lora=False)
-    sdft_options = {k: v for k, (v, _) in DEMO_SDFT.items()}
-    sdft_options.update({"teacher": cfg.teacher}, **cfg.sdft_options)
+    sdft_options = language.embedded_sdft_options(cfg.teacher, **cfg.sdft_options)
+    base = language.load_model(Recipe())
     console.rule("[bold]retain demo[/]: teach the embedded model new skills, SFT vs SDFT")
     console.print(f"Budget per method and skill: {cfg.n_train} examples x {cfg.epochs} passes, batch {cfg.batch_size}, "
                   f"lr {lr:g} (AdamW, cosine, grad clip 1). Same examples and passes for every method.")
     console.print("SDFT settings that differ from the library (paper) defaults on this model:")
-    for key, (value, why) in DEMO_SDFT.items():
+    for key, (value, why) in EMBEDDED_SDFT.items():
         console.print(f"  sdft.{key} = {value}: {why}")
-    console.print(f"  sdft.teacher = {sdft_options['teacher']} (rate {sdft_options.get('ema_rate', 0.01)})")
-    capability = capability_check(console, cfg)
-    probes = probe_skills(n_test=cfg.n_test)
+    console.print(f"  sdft.teacher = {cfg.teacher} (rate {sdft_options.get('ema_rate', 0.01)})")
+    capability = capability_check(console, cfg, base)
+    _, probes = language.demo_skills(cfg.budget(), 0)
     by_method: dict[str, list[dict[str, float]]] = {m: [] for m in cfg.methods}
     results: list[dict[str, Any]] = []
     with progress_bar() as progress:
         for seed in range(cfg.seeds):
-            stream = new_skills(n_train=cfg.n_train, n_test=cfg.n_test, seed=seed)
+            scenario = language.demo_stream(cfg.budget(), seed)
             for method in cfg.methods:
-                options = {"sdft": dict(sdft_options)} if method.split("+")[0] == "sdft" else None
-                train = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, seed=seed)
-                result, adapter = run_stream(EMBEDDED, stream, probes, method, options=options, train=train,
-                                             seed=seed, progress=progress)
+                recipe = language.demo_recipe(method, seed, cfg.budget(), lr=lr, teacher=cfg.teacher,
+                                              sdft=cfg.sdft_options)
+                result = run(scenario, recipe, progress=progress)
                 seed_everything(seed)
-                result.summary["drift_kl"] = drift_kl(base, adapter, probes)
+                result.summary["drift_kl"] = drift_kl(base, result.adapter, probes)
                 by_method[method].append(result.summary)
                 results.append(result.to_dict())
                 progress.console.print(_matrix_table(result))
     console.print(summary_table(by_method))
     out.mkdir(parents=True, exist_ok=True)
     first = {r["method"]: r for r in results if r["seed"] == 0}
-    skills = results[0]["skills"]
+    skills = results[0]["tasks"]
     matrices_png(out / "accuracy_matrices.png", {m: r["matrix"] for m, r in first.items()}, skills)
     prior_png(out / "prior_skills.png", {m: r["probe_matrix"] for m, r in first.items()}, skills)
     payload = {"config": {**asdict(cfg), "lr": lr, "sdft_options": sdft_options}, "capability": capability,

@@ -19,3 +19,8 @@ def seed_everything(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th part of a run seeded with ``seed`` (a task of a stream, an episode)."""
+    return (seed * 1000 + index) % 2**63

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from retain.bench.consolidation import validate
-from retain.domains import language
+from retain.bench import language_tuning as language
 from retain.errors import RetainError
 
 METRIC_KEYS = {"acc", "bwt", "fwt", "forgetting", "retention", "time_ratio", "memory_bytes"}

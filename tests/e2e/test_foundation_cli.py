@@ -44,7 +44,7 @@ def test_learn_then_eval(tmp_path, skill_file, method, lora):
     assert weights.exists() and (out / "tokenizer.json").exists()
     assert not (out / "sdft_teacher").exists()
     recipe = json.loads((out / "retain_recipe.json").read_text())
-    assert recipe["method"] == method and recipe["lora"] is lora
+    assert recipe["recipe"]["method"] == method and recipe["recipe"]["model"]["lora"] is lora
     from retain.models.tiny.store import embedded_dir
     if not lora:
         assert sha(weights) != sha(embedded_dir() / "model.safetensors")

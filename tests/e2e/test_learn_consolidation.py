@@ -33,6 +33,6 @@ def test_learn_embedded_with_sdft_ewc(tmp_path: Path) -> None:
     weights = out / "model.safetensors"
     assert weights.exists() and (out / "tokenizer.json").exists()
     recipe = json.loads((out / "retain_recipe.json").read_text())
-    assert recipe["method"] == "sdft+ewc" and recipe["consolidation"]["ewc"]["fisher"] == "sampled"
+    assert recipe["recipe"]["method"] == "sdft+ewc" and recipe["recipe"]["options"]["ewc"]["fisher"] == "sampled"
     from retain.models.tiny.store import embedded_dir
     assert sha(weights) != sha(embedded_dir() / "model.safetensors")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from retain.data.synthetic import new_skills
-from retain.demo import DEMO_SDFT, DemoConfig
-from retain.domains import language
+from retain.bench import language_tuning as language
+from retain.domains.language import EMBEDDED_SDFT, Budget, demo_recipe
 from retain.methods.ewc import EWC
 from retain.methods.registry import parse_method
 from retain.methods.replay import Replay
@@ -94,14 +94,14 @@ def test_under_lora_ewc_weighs_only_the_adapter_weights(tiny_adapter):
 
 
 def test_language_options_are_the_demos_and_every_method_builds():
-    cfg = DemoConfig()
     for label, spec in language.METHODS.items():
-        options = language.method_options(label, 7, cfg)
-        objective, plugins = parse_method(spec, options)
+        recipe = demo_recipe(spec, 7, Budget(), options=language.method_options(label, 7))
+        objective, plugins = recipe.methods()
+        assert recipe.train.lr == 1e-4 and recipe.train.epochs == Budget().epochs
         if "sdft" in spec.split("+"):
-            for key, (value, _) in DEMO_SDFT.items():
+            for key, (value, _) in EMBEDDED_SDFT.items():
                 assert getattr(objective.config, key) == value
-            assert objective.config.teacher == cfg.teacher
+            assert objective.config.teacher == "ema"
         for plugin in plugins:
             if isinstance(plugin, EWC):
                 assert plugin.config.fisher == "sampled" and plugin.config.seed == 7
@@ -111,4 +111,4 @@ def test_language_options_are_the_demos_and_every_method_builds():
                 assert plugin.config.size == language.OPTIONS[label]["replay"]["size"]
     for label, grid in language.GRID.items():
         for chosen in grid:
-            parse_method(language.METHODS[label], language.method_options(label, 0, cfg, chosen))
+            parse_method(language.METHODS[label], language.method_options(label, 0, chosen))

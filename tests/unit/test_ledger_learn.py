@@ -13,7 +13,7 @@ from retain.data.jsonl import read_skill
 from retain.errors import RetainError
 from retain.ledger import store
 from retain.ledger.gate import GatePolicy
-from retain.ledger.home import learn_in_home, reproduce
+from retain.home import learn_in_home, reproduce
 from retain.ledger.verify import verify
 
 FAST = {"epochs": 1, "lr": 1e-2, "batch_size": 8, "quiet": True}
@@ -33,8 +33,8 @@ def test_learn_records_recipe_data_held_out_set_and_scores_then_reproduces(tmp_p
     record = home.version("v2")["record"]
     assert record["data"] == [{"role": "source", "name": "echo.jsonl", "path": str(data.resolve()),
                                "sha256": hashlib.sha256(data.read_bytes()).hexdigest(), "bytes": data.stat().st_size}]
-    assert record["config"]["model"] == "v1" and record["config"]["train"]["lr"] == 1e-2
-    assert record["options"]["epochs"] == 1 and record["seed"] == 3 and record["kind"] == "full"
+    assert record["config"]["model"] == "v1" and record["config"]["recipe"]["train"]["lr"] == 1e-2
+    assert record["options"]["recipe"]["train"]["epochs"] == 1 and record["seed"] == 3 and record["kind"] == "full"
     assert set(record["scores"]["probes"]) == {"p1", "p2"} and set(record["scores"]["skills"]) == {"echo"}
     # The held-out set kept in the home is exactly the split api.learn never trained on.
     spec = [s for s in store.suite_specs(home.conn) if s["name"] == "echo"][0]

@@ -1,8 +1,8 @@
 """``retain bench consolidation``: every consolidation method on every vision, control and language stream.
 
-For each scenario, method and seed the stream is learned task by task with ``retain.train.loop.train_task``
-and every task is scored before training and after each task, giving the accuracy matrix R (row 0: before
-any training). The table reports ACC, BWT, forgetting and mean retention of the earlier tasks
+For each scenario, method and seed the stream is learned task by task through :func:`retain.run.run` and
+every task is scored before training and after each task, giving the accuracy matrix R (row 0: before any
+training). The table reports ACC, BWT, forgetting and mean retention of the earlier tasks
 (``retain.evaluate.metrics``), training time relative to naive fine-tuning (``sft``) on the same seed, and
 the bytes each method holds beyond the model, as mean +- std over seeds.
 
@@ -10,7 +10,7 @@ Hyperparameters were chosen on the validation split (``split="val"``; grid and p
 ``benchmarks/consolidation.py --tune``) and are reported on the test split, never tuned on it.
 
 The language domain is ``retain demo``'s skill stream on the embedded model with SFT and SDFT under each
-consolidation method (``retain.domains.language``, which also holds its tuning); its runs also carry the
+consolidation method (``retain.bench.language_tuning``, which also holds its tuning); its runs also carry the
 retention of the prior skills the model had before the stream (``prior_retention``).
 """
 
@@ -26,14 +26,15 @@ from typing import Any, Callable
 
 import torch
 
-from retain.domains import control_cartpole, language, vision_digits
-from retain.domains.scenario import Scenario
+from retain.bench import language_tuning
+from retain.domains import control_cartpole, vision_digits
+from retain.domains.language import demo_skills
 from retain.errors import RetainError, check
 from retain.evaluate import metrics
-from retain.methods.registry import parse_method
+from retain.recipe import ModelSpec, Recipe
 from retain.report.plots_consolidation import plot_all
-from retain.seeding import seed_everything
-from retain.train.loop import train_task
+from retain.run import run
+from retain.scenario import Scenario
 
 # label -> method spec; "sft" is naive fine-tuning, the baseline every ratio is taken against
 METHODS: dict[str, str] = {
@@ -87,21 +88,13 @@ def method_options(scenario: str, label: str, seed: int) -> dict[str, dict[str, 
 
 def run_stream(scenario: Scenario, spec: str, options: dict[str, dict[str, Any]], seed: int,
                on_task: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Learn ``scenario`` with ``spec``; return R, training seconds and the bytes the methods hold."""
-    seed_everything(seed)
-    adapter = scenario.make_adapter(seed)
-    objective, plugins = parse_method(spec, options)
-    R = [[task.score(adapter) for task in scenario.tasks]]
-    seconds = 0.0
-    for index, task in enumerate(scenario.tasks):
-        start = time.perf_counter()
-        train_task(adapter, objective, plugins, task.train, replace(scenario.train, seed=seed * 1000 + index))
-        seconds += time.perf_counter() - start
-        R.append([t.score(adapter) for t in scenario.tasks])
-        if on_task is not None:
-            on_task()
-    memory = objective.memory_bytes() + sum(p.memory_bytes() for p in plugins)
-    return {"seed": seed, "R": R, "seconds": seconds, "memory_bytes": memory, "metrics": metrics.summarize(R)}
+    """Learn ``scenario`` with ``spec`` through :func:`retain.run.run`; return R, training seconds and the bytes
+    the methods hold."""
+    recipe = Recipe(model=ModelSpec(path=f"{scenario.domain}:{scenario.name}"), method=spec, options=options,
+                    train=replace(scenario.train, seed=seed), seed=seed)
+    result = run(scenario, recipe, quiet=True, on_task=(lambda index, partial: on_task()) if on_task else None)
+    return {"seed": seed, "R": result.matrix, "seconds": sum(result.train_seconds),
+            "memory_bytes": result.extra_memory_bytes, "metrics": metrics.summarize(result.matrix)}
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -123,7 +116,7 @@ def summarize_runs(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -
 
 def domain_methods(domain: str) -> dict[str, str]:
     """Label -> method spec of the methods ``domain`` runs."""
-    return language.METHODS if domain == LANGUAGE else METHODS
+    return language_tuning.METHODS if domain == LANGUAGE else METHODS
 
 
 def chosen_methods(domain: str, methods: list[str] | None) -> list[str]:
@@ -171,7 +164,7 @@ def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[
     first = {name: DOMAINS[name](split, 0, quick) for name in domains if name != LANGUAGE}
     total = sum(len(sc.tasks) * len(labels[name]) for name, scs in first.items() for sc in scs) * seeds
     if LANGUAGE in domains:
-        stream, _ = language.stream_and_probes(language.demo_config(quick), 0, split)
+        stream, _ = demo_skills(language_tuning.budget(quick), 0, split)
         total += len(stream) * len(labels[LANGUAGE]) * seeds
     describe = progress(total) if progress is not None else None
     results: dict[str, Any] = {"benchmark": "consolidation", "split": split, "quick": quick,
@@ -210,8 +203,8 @@ def _summarize(entries: dict[str, Any]) -> None:
 def _run_language(seeds: int, quick: bool, split: str, labels: list[str],
                   describe: Callable[[str], Callable[[], None]] | None) -> dict[str, Any]:
     """The demo's stream (one scenario) with every label; the progress bar moves once per finished run."""
-    cfg = language.demo_config(quick)
-    stream, probes = language.stream_and_probes(cfg, 0, split)
+    cfg = language_tuning.budget(quick)
+    stream, probes = demo_skills(cfg, 0, split)
     budget = (f"{'quick ' if quick else ''}demo budget: {cfg.n_train} examples x {cfg.epochs} epochs per skill, "
               f"{cfg.n_test} test")
     entry: dict[str, Any] = {"kind": "new skills + prior-skill probes", "tasks": [s.name for s in stream],
@@ -219,11 +212,11 @@ def _run_language(seeds: int, quick: bool, split: str, labels: list[str],
     for seed in range(seeds):
         for label in labels:
             callback = describe(f"language {label} seed {seed}") if describe else None
-            run = language.run(label, seed, quick=quick, split=split)
+            outcome = language_tuning.run(label, seed, quick=quick, split=split)
             method = entry["methods"].setdefault(label, {
-                "spec": language.METHODS[label],
-                "options": language.method_options(label, 0, cfg), "runs": []})
-            method["runs"].append(run)
+                "spec": language_tuning.METHODS[label],
+                "options": language_tuning.method_options(label, 0), "runs": []})
+            method["runs"].append(outcome)
             if callback is not None:
                 for _ in stream:
                     callback()

@@ -18,30 +18,28 @@ from rich.console import Console
 from rich.table import Table
 
 from retain.data.synthetic import new_skills
-from retain.demo import DEMO_SDFT
-from retain.methods.registry import parse_method
-from retain.models.causal_lm import EMBEDDED, load_adapter
+from retain.domains import language
+from retain.recipe import EMBEDDED, Recipe
+from retain.run import run
+from retain.scenario import Scenario, Task
 from retain.seeding import seed_everything
-from retain.train.loop import TrainConfig, train_task
 
 
 def _measure(method: str, examples: int, lora: bool, queue: mp.Queue) -> None:
-    from retain.api import default_lr
-
-    seed_everything(0)
     skill = new_skills(n_train=examples, n_test=1)[0]
-    options = {"sdft": {k: v for k, (v, _) in DEMO_SDFT.items()}} if method == "sdft" else None
-    objective, plugins = parse_method(method, options)
-    adapter = load_adapter(EMBEDDED, lora=lora)
-    cfg = TrainConfig(epochs=1, batch_size=16, lr=default_lr(EMBEDDED, lora), seed=0)
+    options = {"sdft": language.embedded_sdft_options()} if method == "sdft" else None
+    recipe = Recipe.for_model(EMBEDDED, method, lora=lora, seed=0, options=options, epochs=1, batch_size=16)
+    # no score: only training is timed
+    scenario = Scenario("language", "speed", "timing", [Task(skill.name, skill.train)], language.load_model)
+    seed_everything(0)
+    adapter = language.load_model(recipe)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
-    train_task(adapter, objective, plugins, skill.train, cfg)
-    seconds = time.perf_counter() - start
+    result = run(scenario, recipe, adapter=adapter, quiet=True)
+    seconds = result.train_seconds[0]
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     queue.put({"method": method, "examples": examples, "seconds": seconds, "seconds_per_example": seconds / examples,
                "peak_rss_mb": peak_kb / 1024, "rss_growth_mb": (peak_kb - rss_before) / 1024,
-               "extra_memory_bytes": objective.memory_bytes()})
+               "extra_memory_bytes": result.objective.memory_bytes()})
 
 
 def run_speed(examples: int = 64, lora: bool = False, out: Path = Path("results/speed"),

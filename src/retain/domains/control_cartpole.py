@@ -19,7 +19,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from retain.domains.scenario import Scenario, Task
+from retain.scenario import Scenario, Task
+from retain.seeding import derived_seed
 from retain.errors import check
 from retain.models.classifier import Labeled, mlp
 from retain.models.policy import PolicyAdapter
@@ -62,7 +63,7 @@ def demonstrations(view: View, states: int, seed: int) -> list[Labeled]:
     examples: list[Labeled] = []
     episode = 0
     while len(examples) < states:
-        state, _ = env.reset(seed=seed * 1000 + episode)
+        state, _ = env.reset(seed=derived_seed(seed, episode))
         episode += 1
         done = False
         while not done and len(examples) < states:
@@ -110,7 +111,7 @@ def cartpole_stream(split: str, train: TrainConfig, *, seed: int, states: int, e
     check(1 <= tasks <= len(VIEWS), f"must be between 1 and {len(VIEWS)}, got {tasks}", field="tasks")
     stream = [_task(k, tasks, states, episodes, split, seed) for k in range(tasks)]
     return Scenario("control", "cartpole-views", "task-incremental", stream,
-                    lambda s: PolicyAdapter(mlp(4 + tasks, HIDDEN, 2, s)), train)
+                    lambda recipe: PolicyAdapter(mlp(4 + tasks, HIDDEN, 2, recipe.seed)), train)
 
 
 def scenarios(split: str = "test", *, seed: int = 0, quick: bool = False) -> list[Scenario]:

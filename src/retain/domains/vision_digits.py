@@ -19,7 +19,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from retain.domains.scenario import Scenario, Task
+from retain.recipe import Recipe
+from retain.scenario import Scenario, Task
 from retain.errors import check
 from retain.models.classifier import ClassifierAdapter, Labeled, mlp
 from retain.train.loop import TrainConfig
@@ -54,8 +55,8 @@ def _task(name: str, train: list[Labeled], held_out: list[Labeled]) -> Task:
     return Task(name=name, train=train, score=lambda adapter: adapter.accuracy(held_out))
 
 
-def _make_adapter(seed: int) -> ClassifierAdapter:
-    return ClassifierAdapter(mlp(64, HIDDEN, 10, seed))
+def _make_adapter(recipe: Recipe) -> ClassifierAdapter:
+    return ClassifierAdapter(mlp(64, HIDDEN, 10, recipe.seed))
 
 
 def split_digits(split: str, train: TrainConfig, *, task_incremental: bool) -> Scenario:

@@ -101,11 +101,11 @@ def retention(R: Matrix) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def prior_retention(before: float, after: float) -> float:
-    """Retention of a prior capability that is not in the stream: score after / score before."""
-    if before <= 0:
-        return math.nan
-    return after / before
+def prior_retention(before: Sequence[float], after: Sequence[float]) -> float:
+    """Retention of prior capabilities that are not in the stream (probes): the mean of after / before over
+    the capabilities the model had (before > 0); ``nan`` when it had none, never a made-up zero."""
+    ratios = [a / b for b, a in zip(before, after) if b > 0]
+    return float(np.mean(ratios)) if ratios else math.nan
 
 
 def summarize(R: Matrix) -> dict[str, float]:

@@ -65,7 +65,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
                on_step: Callable[[int, int, float], None] | None = None) -> TaskStats:
     """Train ``adapter`` on one task's ``examples`` with ``objective`` plus every plugin's hooks.
 
-    ``on_step(step, total, loss)`` is called after each optimiser step (the runner draws progress bars with it).
+    ``on_step(step, total, loss)`` is called after each optimiser step (:func:`retain.run.run` draws progress bars with it).
     """
     cfg.validate()
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())

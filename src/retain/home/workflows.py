@@ -1,8 +1,10 @@
 """The user-facing operations on a home that need a model to run: ``init`` (score the base model on the
 probes), ``learn`` into a home (train a candidate from the champion, score both on the regression suite,
-gate, record) and ``reproduce`` (train again from the record and compare weight hashes).
+gate, record) and ``reproduce`` (train again from the recorded recipe and compare weight hashes).
 
-Training and scoring go through :mod:`retain.api`; everything else is the ledger's.
+These workflows sit above the public API: training goes through :func:`retain.api.learn_skill` (and so
+:func:`retain.run.run`), scoring through :func:`retain.api.evaluate`; storage is the ledger's
+(:mod:`retain.ledger`), which knows nothing of training.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Console
 
+from retain import api
+from retain.data.jsonl import read_skill
 from retain.data.skills import Skill
 from retain.errors import RetainError
 from retain.ledger import mlflow_sync, store, suite
@@ -24,6 +29,7 @@ from retain.ledger.gate import GatePolicy, Scores, render
 from retain.ledger.merge import merge_adapter
 from retain.ledger.operations import Candidate, Outcome, init_home, record_candidate
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
+from retain.recipe import Recipe, default_lr
 
 
 def is_home(path: str | Path) -> bool:
@@ -33,7 +39,6 @@ def is_home(path: str | Path) -> bool:
 
 def score_suite(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
     """Every suite entry's score for the model in ``model_dir`` (loaded once), split into probes and skills."""
-    from retain import api
     from retain.ledger.merge import quiet_hf
 
     with quiet_hf():
@@ -44,20 +49,11 @@ def score_suite(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
     return scores
 
 
-def _train(parent_dir: Path, data: Path, out: Path, *, method: str, seed: int, lora: bool,
-           recipe: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    """Train a candidate from ``parent_dir`` into ``out`` (adapter only under LoRA); return the resolved config.
-
-    ``recipe`` holds every other knob of :func:`retain.api.learn`, resolved, so that ``reproduce`` can replay it.
-    """
-    from retain import api
-
-    result = api.learn(model=str(parent_dir), data=str(data), method=method, out=str(out), lora=lora, seed=seed,
-                       options=recipe["method_options"], epochs=recipe["epochs"], lr=recipe["lr"],
-                       batch_size=recipe["batch_size"], scorer=recipe["scorer"],
-                       test_fraction=recipe["test_fraction"], quiet=quiet)
-    # The home's record holds the recipe; the copy api.learn leaves in the folder names temporary paths.
-    (out / "retain_recipe.json").unlink(missing_ok=True)
+def _train(parent_dir: Path, recipe: Recipe, skill: Skill, out: Path, *, quiet: bool) -> dict[str, Any]:
+    """Train a candidate from ``parent_dir`` with ``recipe`` and save it into ``out`` (the adapter only under
+    LoRA); return the run's record (the recipe as it writes itself, held-out size and scorer)."""
+    result = api.learn_skill(replace(recipe, model=replace(recipe.model, path=str(parent_dir))), skill, quiet=quiet)
+    result.adapter.save(out)
     return dict(result.config)
 
 
@@ -98,12 +94,10 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
 
     The candidate is scored with the champion on the whole regression suite (every probe, every skill learned
     so far, and the new skill's held-out set, split exactly as :func:`retain.api.learn` splits it); it becomes
-    champion only if the gate passes or ``force`` gives a reason. Nothing is written to the home before
-    training and scoring have succeeded. With ``mlflow_uri`` the version is mirrored to MLflow afterwards.
+    champion only if the gate passes or ``force`` gives a reason. Every input and option is checked before the
+    lock is taken, and nothing is written to the home before training and scoring have succeeded. With
+    ``mlflow_uri`` the version is mirrored to MLflow afterwards.
     """
-    from retain import api
-    from retain.data.jsonl import read_skill
-
     if mlflow_uri:
         mlflow_sync.require()
     opened = Home.open(home)
@@ -118,18 +112,19 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         raise RetainError(f"the skill is named {skill.name!r} after its file, which is a probe of this home; "
                           "rename the file", file=str(data))
     base_source = opened.version("v1")["record"]["config"]["source"]
-    recipe = {"method_options": options or {}, "epochs": epochs, "batch_size": batch_size, "scorer": scorer,
-              "test_fraction": test_fraction, "lr": lr if lr is not None else api.default_lr(base_source, lora)}
+    recipe = Recipe.for_model(base_source, method, lora=lora, seed=seed, options=options,
+                              lr=lr if lr is not None else default_lr(base_source, lora), epochs=epochs,
+                              batch_size=batch_size)
     with opened.writing("learn", lock_timeout):
         work = Path(tempfile.mkdtemp(prefix="retain-learn-"))
         try:
             parent = opened.champion()
             parent_dir = opened.materialize(parent, work / "champion")
             start = time.perf_counter()
-            config = _train(parent_dir, data, work / "candidate", method=method, seed=seed, lora=lora,
-                            recipe=recipe, quiet=quiet)
+            config = _train(parent_dir, recipe, skill, work / "candidate", quiet=quiet)
             wall = time.perf_counter() - start
-            config.update(model=parent, data=str(data.resolve()))
+            config.update(model=parent, data=str(data.resolve()),
+                          held_out={**config["held_out"], "fraction": test_fraction})
             full_dir = work / "candidate"
             if lora:
                 full_dir = work / "candidate-merged"
@@ -139,8 +134,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
             candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
                                   skill=skill, scores=score_suite(full_dir, regression),
                                   champion_scores=_champion_scores(opened, parent, parent_dir, regression),
-                                  seed=seed, lora=lora, options=recipe, config=config, data=[("source", data)],
-                                  wall_seconds=wall)
+                                  seed=seed, lora=lora, options=_stored_recipe(recipe, scorer, test_fraction),
+                                  config=config, data=[("source", data)], wall_seconds=wall)
             outcome = record_candidate(opened, candidate, force)
             if mlflow_uri:
                 mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
@@ -149,6 +144,14 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     if not quiet:
         Console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
+
+
+def _stored_recipe(recipe: Recipe, scorer: str, test_fraction: float) -> dict[str, Any]:
+    """What a version records to be trained again: the recipe as it writes itself, and how the data was split
+    and scored. The model is always the version's parent, so the recipe's path is not kept."""
+    written = recipe.to_dict()
+    written["model"]["path"] = "parent"
+    return {"recipe": written, "scorer": scorer, "test_fraction": test_fraction}
 
 
 def _champion_scores(home: Home, champion: str, folder: Path, regression: list[tuple[Skill, str]]) -> Scores:
@@ -198,8 +201,13 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             data.write_bytes(opened.objects.get(source["sha256"]))
             if record["environment"].get("torch_threads"):
                 torch.set_num_threads(record["environment"]["torch_threads"])
-            _train(parent_dir, data, work / "candidate", method=record["method"], seed=record["seed"],
-                   lora=record["lora"], recipe=record["options"], quiet=True)
+            stored = record["options"]
+            if "recipe" not in stored:
+                raise RetainError(f"{row['name']} was recorded by an earlier retain without a recipe; this "
+                                  "version cannot train it again", file=str(home))
+            recipe = Recipe.from_dict(stored["recipe"], source=f"{row['name']}.options.recipe")
+            skill = read_skill(data, seed=recipe.seed, test_fraction=stored["test_fraction"], scorer=stored["scorer"])
+            _train(parent_dir, recipe, skill, work / "candidate", quiet=True)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
         finally:
             torch.set_num_threads(threads)
