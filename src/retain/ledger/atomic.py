@@ -33,18 +33,24 @@ def write_atomic(path: str | Path, data: bytes, tmp_dir: str | Path | None = Non
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part."""
     path = Path(path)
     tmp = Path(tmp_dir or path.parent) / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    killpoint("before_rename")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        killpoint("before_rename")
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk fails the write or the flush: leave no half-written temporary file behind.
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
 def append_durable(path: str | Path, data: bytes) -> None:
     """Append ``data`` in one write and sync it. ``audit_torn`` simulates power loss halfway through."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    size = os.fstat(fd).st_size
     try:
         if os.environ.get(KILL_ENV) == "audit_torn":
             os.write(fd, data[: len(data) // 2])
@@ -54,5 +60,9 @@ def append_durable(path: str | Path, data: bytes) -> None:
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+    except OSError:
+        # A full disk can stop the append halfway: cut it back so the log ends where the last commit did.
+        os.ftruncate(fd, size)
+        raise
     finally:
         os.close(fd)

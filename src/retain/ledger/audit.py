@@ -18,6 +18,7 @@ from typing import Any
 
 from retain.ledger.atomic import append_durable, fsync_dir
 from retain.ledger.hashing import ZERO_SHA, canonical_json, sha256_bytes
+from retain.ledger.keys import Key
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,18 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def encode(events: list[dict[str, Any]], head_seq: int, head_sha: str,
-           start: int) -> tuple[list[Entry], bytes]:
-    """The entries (and the bytes to append at byte ``start``) for one operation's events, chained onto the head."""
+def encode(events: list[dict[str, Any]], head_seq: int, head_sha: str, start: int,
+           key: Key | None = None) -> tuple[list[Entry], bytes]:
+    """The entries (and the bytes to append at byte ``start``) for one operation's events, chained onto the head.
+
+    With a ``key`` every entry carries its MAC (see :mod:`retain.ledger.keys`), written in the same append.
+    """
     entries, chunks, prev, stamp, offset = [], [], head_sha, now(), start
     for i, payload in enumerate(events):
         data = {"seq": head_seq + 1 + i, "time": stamp, "op": head_seq + 1, "last": i == len(events) - 1,
                 "prev_sha256": prev, "payload": payload}
+        if key is not None:
+            data = key.sign(data)
         raw = canonical_json(data)
         prev = sha256_bytes(raw)
         offset += len(raw) + 1

@@ -13,6 +13,7 @@ blobs; a crash after it is finished on the next open by applying the committed e
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ from typing import Any
 
 from retain.data.skills import Skill
 from retain.errors import RetainError
-from retain.ledger import audit, lock, store, suite, tensors
+from retain.ledger import audit, keys, lock, store, suite, tensors
 from retain.ledger.atomic import fsync_dir, killpoint, write_atomic
 from retain.ledger.audit import AuditLog, Entry
 from retain.ledger.gate import GatePolicy
@@ -38,6 +39,16 @@ FORMAT = "retain-home/1"
 MARKER = "home.json"
 # Readers finish an interrupted commit under the lock for an instant; a writer waits this long rather than fail.
 WRITER_GRACE_S = 2.0
+
+
+def _clean_stale_builds(root: Path) -> None:
+    """Remove hidden build folders a killed ``init`` of ``root`` left beside it (their lock is free)."""
+    for stale in root.parent.glob(f".{root.name}.init-*"):
+        try:
+            if stale.is_dir() and not lock.is_locked(stale / "lock"):
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def is_home(path: str | Path) -> bool:
@@ -59,19 +70,37 @@ def check_new_home(root: Path) -> None:
         raise RetainError("parent folder does not exist", file=str(root.absolute().parent))
 
 
-class Home:
-    """An open home. Reading needs nothing; every change happens inside :meth:`writing`."""
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
-    def __init__(self, root: Path) -> None:
+
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or quota) is full; libraries that wrap the OSError keep its text."""
+    return (isinstance(err, OSError) and err.errno in DISK_FULL) or "No space left on device" in str(err)
+
+
+class Home:
+    """An open home. Reading needs nothing; every change happens inside :meth:`writing`.
+
+    A home on a read-only medium (or without write permission) opens its database read-only and serves every
+    read; only :meth:`writing` refuses.
+    """
+
+    def __init__(self, root: Path, create: bool = False) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.objects = ObjectStore(root / "objects", self.tmp)
         self.audit = AuditLog(root / "audit.jsonl")
+        self.key = keys.load()
+        self.readonly = not os.access(root, os.W_OK)
+        db = root / "ledger.sqlite"
+        if not create and not db.is_file():
+            raise RetainError("the ledger database is missing; retain verify HOME --repair rebuilds it from the "
+                              "audit log", file=str(db))
         try:
-            self.conn = store.connect(root / "ledger.sqlite")
+            self.conn = store.connect_readonly(db) if self.readonly else store.connect(db)
         except sqlite3.DatabaseError as err:
             raise RetainError(f"the ledger database is damaged ({err}); run retain verify",
-                              file=str(root / "ledger.sqlite")) from None
+                              file=str(db)) from None
 
     # -- opening and creating ------------------------------------------------------------------------
     @classmethod
@@ -81,11 +110,16 @@ class Home:
         if not is_home(root):
             raise RetainError("not a retain home (create one with: retain init HOME)", file=str(root))
         home = cls(root)
-        if home.audit.path.exists() and home.audit.path.stat().st_size > store.head(home.conn)[2]:
+        if home.readonly:
+            return home
+        behind = home.audit.path.exists() and home.audit.path.stat().st_size > store.head(home.conn)[2]
+        if behind or (home.tmp.is_dir() and any(home.tmp.iterdir())):
+            # A writer killed mid-commit or mid-training is finished or cleaned by whoever comes next.
             try:
                 with lock.exclusive(root / "lock", "recover"):
                     home._recover()
-            except RetainError:
+                    home._clean_tmp()
+            except (RetainError, OSError):
                 pass
         return home
 
@@ -99,47 +133,112 @@ class Home:
         """
         root = Path(path).absolute()
         check_new_home(root)
+        _clean_stale_builds(root)
         building = root.parent / f".{root.name}.init-{uuid.uuid4().hex[:8]}"
-        building.mkdir()
         try:
-            for sub in ("objects", "tmp"):
-                (building / sub).mkdir()
-            write_atomic(building / MARKER, canonical_json({"format": FORMAT}) + b"\n")
-            home = cls(building)
-            home.commit(events + fill(home))
-            home.conn.close()
-            killpoint("init_before_rename")
-            try:
-                os.rename(building, root)
-            except OSError:
-                raise RetainError("was created by someone else meanwhile", file=str(root)) from None
+            building.mkdir()
+            # The build holds its own lock, so a later init can tell a killed build's leftovers from a live one.
+            with lock.exclusive(building / "lock", "init"):
+                for sub in ("objects", "tmp"):
+                    (building / sub).mkdir()
+                write_atomic(building / MARKER, canonical_json({"format": FORMAT}) + b"\n")
+                home = cls(building, create=True)
+                home.commit(events + fill(home))
+                home.conn.close()
+                shutil.rmtree(home.tmp)
+                home.tmp.mkdir()
+                killpoint("init_before_rename")
+                try:
+                    os.rename(building, root)
+                except OSError:
+                    raise RetainError("was created by someone else meanwhile", file=str(root)) from None
             fsync_dir(root.parent)
+        except (OSError, RuntimeError) as err:
+            if disk_full(err):
+                raise RetainError("no space left on the device; nothing was created", file=str(root)) from None
+            raise
         finally:
             if building.exists():
                 shutil.rmtree(building, ignore_errors=True)
-        return cls.open(root)
+        opened = cls.open(root)
+        opened._witness()
+        return opened
 
     # -- writing -------------------------------------------------------------------------------------
     @contextmanager
     def writing(self, command: str, timeout: float = 0.0) -> Iterator[None]:
-        """Hold the write lock; start from a clean, fully applied, undamaged state."""
+        """Hold the write lock; start from a clean, fully applied, undamaged state.
+
+        If the block fails before its commit, the blobs it stored and its temporary files are removed (nothing
+        references them); a full disk becomes one line.
+        """
+        if self.readonly:
+            raise RetainError("the home is read-only (read-only medium or no write permission); "
+                              f"{command} needs to write to it", file=str(self.root))
         with lock.exclusive(self.root / "lock", command, max(timeout, WRITER_GRACE_S)):
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp.mkdir(exist_ok=True)
+            self._clean_tmp()
             self._recover()
             self._check_head()
-            yield
+            self.objects.new.clear()
+            committed_before = store.head(self.conn)[0]
+            try:
+                yield
+            except BaseException as err:
+                if store.head(self.conn)[0] == committed_before and self.audit_size() == store.head(self.conn)[2]:
+                    self.objects.discard_new()
+                self._clean_tmp()
+                if disk_full(err):
+                    raise RetainError(f"no space left on the device; {command} recorded nothing",
+                                      file=str(self.root)) from None
+                raise
+            finally:
+                self.objects.new.clear()
+
+    def audit_size(self) -> int:
+        return self.audit.path.stat().st_size if self.audit.path.exists() else 0
+
+    @contextmanager
+    def work_dir(self, name: str) -> Iterator[Path]:
+        """A scratch folder inside the home (``HOME/tmp/<name>-<random>``), removed when the block ends.
+
+        Same file system as the objects, so nothing spills into the system temp folder; after a kill, the next
+        command that opens the home removes what is left (see :meth:`open`).
+        """
+        self.tmp.mkdir(exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=self.tmp))
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _clean_tmp(self) -> None:
+        """Empty ``HOME/tmp`` (only ever called under the write lock, so no live writer owns what is there)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(exist_ok=True)
 
     def commit(self, events: list[dict[str, Any]]) -> list[Entry]:
-        """Append one operation's events to the audit log, then apply them to the database."""
+        """Append one operation's events to the audit log, then apply them to the database.
+
+        With a signing key (:mod:`retain.ledger.keys`) every entry carries its MAC, and this machine's witness
+        moves to the new head.
+        """
         seq, sha, size = store.head(self.conn)
-        entries, data = audit.encode(events, seq, sha, size)
+        entries, data = audit.encode(events, seq, sha, size, self.key)
         killpoint("before_audit")
         self.audit.append(data)
         killpoint("after_audit")
         store.apply(self.conn, entries)
         killpoint("after_db")
+        self._witness()
         return entries
+
+    def _witness(self) -> None:
+        if self.key is None:
+            return
+        seq, sha, _ = store.head(self.conn)
+        first = self.audit.read().split(b"\n", 1)[0]
+        if seq:
+            keys.record_witness(self.root, sha256_bytes(first), seq, sha)
 
     def _head_matches(self, raw: bytes) -> bool:
         """Whether the log still holds, unchanged, the last entry the database applied."""
@@ -160,11 +259,34 @@ class Home:
         if len(raw) <= size or not self._head_matches(raw):
             return
         entries, _ = audit.parse(raw, size, seq + 1, sha, seq)
+        if self.key is not None and self._head_signed(raw):
+            signed = 0
+            while signed < len(entries) and self.key.check(entries[signed].data):
+                signed += 1
+            if signed < len(entries):
+                # An entry this key did not sign follows a signed head: forged, not torn. Leave it for verify.
+                store.apply(self.conn, audit.committed(entries[:signed]))
+                return
         good = audit.committed(entries)
         store.apply(self.conn, good)
         end = good[-1].end if good else size
         if end < len(raw):
             self.audit.truncate(end)
+
+    def _head_entry(self, raw: bytes) -> dict[str, Any] | None:
+        """The last entry the database applied, as parsed from the log (``None`` before the first)."""
+        size = store.head(self.conn)[2]
+        if not size:
+            return None
+        start = raw.rfind(b"\n", 0, size - 1) + 1
+        try:
+            return json.loads(raw[start:size - 1])
+        except ValueError:
+            return None
+
+    def _head_signed(self, raw: bytes) -> bool:
+        head = self._head_entry(raw)
+        return head is not None and "mac" in head
 
     def _check_head(self) -> None:
         """Refuse to write on top of a log that was changed or cut: walk the whole chain (it is small)."""
@@ -173,6 +295,12 @@ class Home:
         if problems or len(raw) != store.head(self.conn)[2] or not self._head_matches(raw):
             raise RetainError("the audit log does not match the ledger database (it was changed or cut); "
                               "run retain verify", file=str(self.audit.path))
+        head = self._head_entry(raw)
+        if head is not None and "key" in head and (self.key is None or self.key.id != head["key"]):
+            # Writing unsigned (or with another key) onto a signed log would make every later entry suspect.
+            mine = f"yours is {self.key.id} from {self.key.source}" if self.key else "no key is set"
+            raise RetainError(f"the home is signed with key {head['key']} and {mine}; set {keys.ENV} or "
+                              f"{keys.key_path()} to that key", file=str(self.root))
 
     # -- reading -------------------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:

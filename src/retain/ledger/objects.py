@@ -22,6 +22,9 @@ class ObjectStore:
         self.root = root
         self.tmp = tmp
         self.bytes_written = 0
+        # Blobs this process wrote (not found already stored), so a write that fails before its commit can
+        # take back exactly those and leave no unreferenced blobs.
+        self.new: list[str] = []
 
     def path(self, sha: str) -> Path:
         return self.root / sha[:2] / sha[2:]
@@ -42,9 +45,23 @@ class ObjectStore:
             target.parent.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.root)
         write_atomic(target, data, tmp_dir=self.tmp)
+        self.new.append(sha)
         self.bytes_written += len(data)
         killpoint("object_written")
         return sha
+
+    def discard_new(self) -> None:
+        """Remove the blobs recorded in :attr:`new` (the caller knows no commit references them)."""
+        for sha in self.new:
+            self.path(sha).unlink(missing_ok=True)
+        self.new.clear()
+
+    def remove(self, sha: str) -> int:
+        """Delete one blob (for ``gc``); return the bytes freed."""
+        target = self.path(sha)
+        size = target.stat().st_size
+        target.unlink()
+        return size
 
     def get(self, sha: str) -> bytes:
         """The blob's bytes, checked against its name; a missing or changed blob is a user-facing error."""

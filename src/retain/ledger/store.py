@@ -39,6 +39,13 @@ TABLES = ("meta", "versions", "scores", "data_files", "suite", "gates", "events"
 LEFT_STATUS = {"promoted": "superseded", "rolled_back": "rolled-back"}
 
 
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a database on a read-only medium: ``immutable`` skips the locks and WAL index it cannot write."""
+    conn = sqlite3.connect(f"file:{path.absolute()}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 def connect(path: Path | str) -> sqlite3.Connection:
     """Open (or create) a ledger database in WAL mode with the schema in place."""
     conn = sqlite3.connect(str(path), isolation_level=None)
@@ -107,11 +114,50 @@ def _apply_one(conn: sqlite3.Connection, entry: Entry) -> None:
         if payload["decision"] == "rejected":
             _status(conn, payload["version"], "rejected")
     elif kind in LEFT_STATUS:
+        why = _refusal(conn, entry)
+        if why:
+            _set_meta(conn, "refused", _json(refused(conn) + [{"seq": entry.seq, "reason": why}]))
+            return
         old = meta(conn, "champion")
         if old:
             _status(conn, old, LEFT_STATUS[kind])
         _status(conn, payload["version"], "champion")
         _set_meta(conn, "champion", payload["version"])
+
+
+def refused(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Champion changes the log records but replay refused (``seq`` and why), oldest first."""
+    return json.loads(meta(conn, "refused") or "[]")
+
+
+def _refusal(conn: sqlite3.Connection, entry: Entry) -> str | None:
+    """Why a ``promoted`` or ``rolled_back`` entry must not change the champion, or ``None`` if it may.
+
+    A promotion needs its gate pass (no failed check) or a forced decision with its reason, earlier in the same
+    operation; only the base model of ``init`` is promoted without one. A rollback returns to an earlier
+    champion. One appended line can then no longer promote a rejected version.
+    """
+    payload = entry.payload
+    name, kind = payload.get("version"), payload["type"]
+    row = conn.execute("SELECT kind FROM versions WHERE name=?", (name,)).fetchone()
+    if row is None:
+        return f"{kind} {name}: no such version"
+    if kind == "rolled_back":
+        skip = {r["seq"] for r in refused(conn)}
+        earlier = conn.execute("SELECT seq FROM events WHERE version=? AND type IN ('promoted', 'rolled_back') "
+                               "AND seq<?", (name, entry.seq)).fetchall()
+        return None if {r["seq"] for r in earlier} - skip else f"rolled back to {name}, which was never champion"
+    if row["kind"] == "base" and meta(conn, "champion") is None:
+        return None
+    gate = conn.execute("SELECT decision, reasons, forced_reason FROM gates WHERE version=? AND seq>=? AND seq<? "
+                        "ORDER BY seq DESC LIMIT 1", (name, entry.data["op"], entry.seq)).fetchone()
+    if gate is None:
+        return f"promoted {name} without a gate decision in the same operation"
+    if gate["decision"] == "accepted" and json.loads(gate["reasons"]) == []:
+        return None
+    if gate["decision"] == "forced" and (gate["forced_reason"] or "").strip():
+        return None
+    return f"promoted {name} although its gate decision is {gate['decision']!r} with no recorded --force reason"
 
 
 def apply(conn: sqlite3.Connection, entries: list[Entry]) -> None:

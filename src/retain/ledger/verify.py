@@ -1,23 +1,29 @@
 """``retain verify``: recompute every hash in a home and say what changed and where.
 
-Three layers, each checked against the one below it:
+Four layers, each checked against the one below it:
+- outside the home: with a signing key, every entry's MAC (:mod:`retain.ledger.keys`), this machine's witness
+  of the last signed head, and an exported anchor when given; a log rewritten with recomputed hashes, cut back,
+  or extended without the key is found here;
 - the audit log: every line canonical, every ``prev_sha256`` the hash of the line before, the newest applied
-  line the one the database pins;
+  line the one the database pins; replaying it refuses promotions without a gate pass or ``--force``;
 - the database: replaying the log into an empty database must give the same rows, value for value;
 - the objects: every blob hashes to its name, and every blob a version's record uses exists (the records are
-  taken from the log, not the database, so a changed row cannot hide a changed blob).
+  taken from the log, not the database, so a changed row cannot hide a changed blob); unreferenced blobs are
+  counted for ``retain gc``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retain.errors import RetainError
-from retain.ledger import audit, lock, store, tensors
+from retain.ledger import anchors, audit, keys, lock, store, tensors
 from retain.ledger.core import MARKER, Home, is_home
 from retain.ledger.hashing import sha256_file
 from retain.ledger.objects import ObjectStore
@@ -39,11 +45,14 @@ class Report:
 def _check_database(root: Path, entries: list[audit.Entry], chain_ok: bool, report: Report) -> None:
     path = root / "ledger.sqlite"
     if not path.is_file():
-        report.problems.append("ledger.sqlite: missing")
+        report.problems.append("ledger.sqlite: missing (retain verify HOME --repair rebuilds it from the audit log)")
         return
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
+        if os.access(root, os.W_OK):
+            conn = sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)
+            conn.row_factory = sqlite3.Row
+        else:
+            conn = store.connect_readonly(path)
         result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
         if result != ["ok"]:
             report.problems += [f"ledger.sqlite: {line}" for line in result[:5]]
@@ -63,6 +72,8 @@ def _check_database(root: Path, entries: list[audit.Entry], chain_ok: bool, repo
                                 + ("(a write is in progress)" if held else "(an interrupted write)"))
         replayed = store.connect(":memory:")
         store.apply(replayed, entries[:seq])
+        report.problems += [f"audit.jsonl:{r['seq']}: {r['reason']}: refused, the champion was not changed"
+                            for r in store.refused(replayed)]
         report.problems += store.compare(conn, replayed)
         report.counts["database rows checked"] = sum(
             conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in store.TABLES)
@@ -71,7 +82,7 @@ def _check_database(root: Path, entries: list[audit.Entry], chain_ok: bool, repo
         report.problems.append(f"ledger.sqlite: unreadable ({err})")
 
 
-def _references(objects: ObjectStore, records: list[dict[str, Any]], report: Report) -> dict[str, str]:
+def references(objects: ObjectStore, records: list[dict[str, Any]], report: Report) -> dict[str, str]:
     """Every blob the recorded versions use, with what it is; checks manifests and weight hashes on the way."""
     refs: dict[str, str] = {}
     for record in records:
@@ -93,7 +104,7 @@ def _references(objects: ObjectStore, records: list[dict[str, Any]], report: Rep
 
 def _check_objects(root: Path, records: list[dict[str, Any]], report: Report) -> None:
     objects = ObjectStore(root / "objects", root / "tmp")
-    refs = _references(objects, records, report)
+    refs = references(objects, records, report)
     stored = set()
     for sha in objects:
         stored.add(sha)
@@ -103,13 +114,43 @@ def _check_objects(root: Path, records: list[dict[str, Any]], report: Report) ->
     for sha, what in sorted(refs.items(), key=lambda kv: kv[1]):
         if sha not in stored:
             report.problems.append(f"{objects.relpath(sha)}: missing ({what})")
+    loose = sorted(stored - set(refs))
+    if loose:
+        size = sum(objects.size(sha) for sha in loose)
+        report.notes.append(f"{len(loose)} unreferenced objects ({size} bytes), e.g. {objects.relpath(loose[0])}; "
+                            "retain gc HOME removes them")
     report.counts["objects hashed"] = len(stored)
     report.counts["objects referenced"] = len(refs)
 
 
-def verify(path: str | Path, finish: bool = True) -> Report:
+def _rebuild(root: Path, entries: list[audit.Entry], report: Report) -> None:
+    """Replay the whole log into a new database and move it into place; a differing one is kept beside it."""
+    path = root / "ledger.sqlite"
+    with lock.exclusive(root / "lock", "repair"):
+        fresh = root / "tmp" / f"ledger-{os.getpid()}.sqlite"
+        fresh.parent.mkdir(exist_ok=True)
+        fresh.unlink(missing_ok=True)
+        conn = store.connect(fresh)
+        store.apply(conn, audit.committed(entries))
+        conn.execute("PRAGMA journal_mode=DELETE")
+        conn.close()
+        if path.exists():
+            kept = path.with_name(f"ledger.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(path, kept)
+            report.notes.append(f"kept the old database as {kept.name}")
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, path)
+    report.notes.append(f"rebuilt ledger.sqlite from {len(audit.committed(entries))} audit entries")
+
+
+def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, repair: bool = False) -> Report:
     """Check a whole home. A writer's interrupted commit is finished first, as opening any home does, unless
-    ``finish`` is False (a read-only caller such as ``retain report``: the unapplied entries are then noted)."""
+    ``finish`` is False (a read-only caller such as ``retain report``: the unapplied entries are then noted).
+
+    ``anchor`` is a file from :func:`export_anchor`; ``repair`` rebuilds a missing or differing database from
+    the log, but only when the log itself (chain, signatures, witness, anchor) is sound.
+    """
     root = Path(path)
     if not is_home(root):
         raise RetainError(f"not a retain home (no valid {MARKER})", file=str(root))
@@ -122,8 +163,29 @@ def verify(path: str | Path, finish: bool = True) -> Report:
     entries, problems = audit.parse(audit.AuditLog(root / "audit.jsonl").read())
     report.problems += problems
     report.counts["audit entries"] = len(entries)
+    key = keys.load()
+    for found in (anchors.check_signatures(entries, key), anchors.check_witness(root, entries, key),
+                  anchors.check_anchor(anchor, entries, key) if anchor else ([], [])):
+        report.problems += found[0]
+        report.notes += found[1]
+    log_sound = not report.problems
     _check_database(root, entries, not problems, report)
+    if repair and report.problems and log_sound:
+        if not os.access(root, os.W_OK):
+            raise RetainError("the home is read-only; --repair needs to write to it", file=str(root))
+        _rebuild(root, entries, report)
+        report.problems = []
+        _check_database(root, entries, True, report)
     records = [e.payload["record"] for e in entries if e.payload.get("type") == "version_created"]
     report.counts["versions"] = len(records)
     _check_objects(root, records, report)
     return report
+
+
+def export_anchor(path: str | Path, out: Path) -> dict[str, Any]:
+    """Verify the home, then write its chain head to ``out`` (kept by the user, outside the home)."""
+    report = verify(path)
+    if not report.ok:
+        raise RetainError(f"the home does not verify ({report.problems[0]}); no anchor was written", file=str(path))
+    entries, _ = audit.parse(audit.AuditLog(Path(path) / "audit.jsonl").read())
+    return anchors.export_anchor(entries, keys.load(), out)
