@@ -44,8 +44,25 @@ def test_export_of_a_lora_version_is_the_merged_model(tmp_path, new_home, learn,
     home, base = new_home(tmp_path)
     learn(home, lora_adapter(base, tmp_path / "lora"), "add", 0.9, kind="adapter")
     export(home, "v2", tmp_path / "out")
-    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
-    assert not any("lora" in name for name in model.state_dict())
+    got = AutoModelForCausalLM.from_pretrained(tmp_path / "out").state_dict()
+    assert not any("lora" in name for name in got)
+    # merged by hand: W + (lora_alpha / r) * B @ A on every adapted layer, every other tensor the base's
+    config = json.loads((tmp_path / "lora" / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    lora = load_file(tmp_path / "lora" / "adapter_model.safetensors")
+    want = load_file(base / "model.safetensors")
+    merged = set()
+    for key in want:
+        a = f"base_model.model.{key.removesuffix('.weight')}.lora_A.weight"
+        if a in lora:
+            want[key] = want[key] + scale * lora[a.replace("lora_A", "lora_B")] @ lora[a]
+            merged.add(key)
+    assert len(merged) == 4  # q_proj and v_proj of both layers
+    assert got.keys() == want.keys()
+    for key, tensor in want.items():
+        torch.testing.assert_close(got[key], tensor, rtol=1e-5, atol=1e-6, msg=key)
+        if key in merged:
+            assert (got[key] - load_file(base / "model.safetensors")[key]).abs().max() > 1e-3, key
 
 
 def test_export_refuses_a_non_empty_target_and_changes_nothing(tmp_path, new_home):
