@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retain.bench.consolidation import DOMAINS, METHODS, method_options, run_stream
-from retain.cli_bench_consolidation import make_console, run_with_progress
+from retain.cli.bench import make_console, run_with_progress
 
 # label -> (method, option, values); replay's size is a memory budget we fix, not a knob we tune
 GRID: dict[str, tuple[str, str, list[float]]] = {

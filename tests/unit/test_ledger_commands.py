@@ -7,21 +7,18 @@ import json
 import re
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from retain.cli_ledger import register
+from retain.cli.home import app as home_commands
 from retain.errors import RetainError
 
 
 @pytest.fixture
 def cli():
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
 
     def run(*args: str) -> tuple[int, str]:
-        result = runner.invoke(app, [str(a) for a in args], terminal_width=200)
+        result = runner.invoke(home_commands, [str(a) for a in args], terminal_width=200)
         if isinstance(result.exception, RetainError):
             raise result.exception
         return result.exit_code, result.output

@@ -15,15 +15,19 @@ REQUIRED = ("prompt", "demonstration")
 KNOWN = ("prompt", "demonstration", "answer")
 
 
-def read_examples(path: str | Path, *, require_demonstration: bool = True) -> list[Example]:
-    """Parse a JSONL skill file into examples; raise :class:`RetainError` naming file, line and field."""
+def read_examples(path: str | Path, *, require_demonstration: bool = True,
+                  require_reference: bool = True) -> list[Example]:
+    """Parse a JSONL skill file into examples; raise :class:`RetainError` naming file, line and field.
+
+    ``require_reference=False`` accepts prompts alone (prior-competence data the model answers itself)."""
     path = Path(path)
     if not path.exists():
         raise RetainError("no such file", file=str(path))
     if not path.is_file():
         raise RetainError("not a file", file=str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: editors on Windows start UTF-8 files with a byte-order mark, which is not JSON.
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         raise RetainError(f"not UTF-8 text ({err.reason})", file=str(path)) from None
     examples = []
@@ -49,7 +53,7 @@ def read_examples(path: str | Path, *, require_demonstration: bool = True) -> li
             raise RetainError("must not be empty", file=str(path), line=number, field="prompt")
         if require_demonstration and not record["demonstration"].strip():
             raise RetainError("must not be empty", file=str(path), line=number, field="demonstration")
-        if "demonstration" not in record and "answer" not in record:
+        if require_reference and "demonstration" not in record and "answer" not in record:
             raise RetainError("needs a demonstration or an answer to score against", file=str(path),
                               line=number, field="answer")
         examples.append(Example(prompt=record["prompt"], demonstration=record.get("demonstration", ""),

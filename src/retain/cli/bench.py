@@ -1,20 +1,31 @@
-"""``retain bench consolidation``: the command, its progress bar and its tables; the work is in
-``retain.bench.consolidation``."""
+"""``retain bench speed`` and ``retain bench consolidation``: the commands, their progress bar and tables; the
+work is in :mod:`retain.bench.speed` and :mod:`retain.bench.consolidation` (imported when a command runs, since
+they load torch and every domain)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-    TimeRemainingColumn
-from rich.table import Table
+from typer.core import TyperCommand
 
-from retain.bench.consolidation import METHODS, run_benchmark, validate, write_results
-from retain.bench import language_tuning as language
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+app = typer.Typer(name="bench", no_args_is_help=True, help="The tables we publish.")
+
+
+@app.command("speed")
+def bench_speed(examples: int = typer.Option(64, "--examples", help="Training examples per method."),
+                lora: bool = typer.Option(False, "--lora"),
+                out: Path = typer.Option(Path("results/speed"), "--out")) -> None:
+    """Time per training example and peak memory for SFT and SDFT on the embedded model, side by side."""
+    from retain.bench.speed import run_speed
+
+    run_speed(examples=examples, lora=lora, out=out)
 
 
 def _cell(stat: dict[str, float], digits: int = 3) -> str:
@@ -37,6 +48,8 @@ def tables(results: dict[str, Any]) -> list[Table]:
 
     Language adds the retention of the prior skills (the probes), which is what forgetting is about there.
     """
+    from rich.table import Table
+
     out = []
     seeds = len(results["seeds"])
     for domain, scenarios in results["domains"].items():
@@ -61,6 +74,11 @@ def tables(results: dict[str, Any]) -> list[Table]:
 def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path, split: str,
                       methods: list[str] | None, console: Console) -> list[Path]:
     """Run the benchmark with a progress bar, print the tables and write JSON and PNG into ``out``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from retain.bench.consolidation import run_benchmark, validate, write_results
+
     seeds = seeds if seeds is not None else (1 if quick else 3)
     validate(domain, seeds, split, methods)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -86,24 +104,35 @@ def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path,
 
 def make_console() -> Console:
     """A console for the tables; a log file or pipe gets 150 columns, not rich's 80 that wrap every cell."""
+    from rich.console import Console
+
     console = Console()
     return console if console.is_terminal else Console(width=150)
 
 
-def register(bench_app: typer.Typer) -> None:
-    """Add ``consolidation`` to ``retain bench``."""
+class _MethodsHelp(TyperCommand):
+    """Fills in ``--methods``' help, the method names of each domain, only when the help is shown: the names
+    live with the benchmark, whose import loads torch and every domain."""
 
-    @bench_app.command("consolidation")
-    def consolidation(
-        domain: str = typer.Option("all", "--domain", help="vision, control, language or all"),
-        seeds: int | None = typer.Option(None, "--seeds", help="seeds per method (default 3, or 1 with --quick)"),
-        quick: bool = typer.Option(False, "--quick", help="small budgets: a smoke test, not a result"),
-        out: Path = typer.Option(Path("results/consolidation"), "--out", help="folder for JSON and PNG"),
-        split: str = typer.Option("test", "--split", help="test to report; val to tune hyperparameters"),
-        methods: str | None = typer.Option(
-            None, "--methods", help=f"comma list of {', '.join(METHODS)} (vision, control) or "
-                                    f"{', '.join(language.METHODS)} (language)"),
-    ) -> None:
-        """Every consolidation method on every vision, control and language stream, side by side."""
-        chosen = [m.strip() for m in methods.split(",")] if methods else None
-        run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        from retain.bench.consolidation import LANGUAGE, METHODS, domain_methods
+
+        for param in self.params:
+            if param.name == "methods":
+                param.help = (f"comma list of {', '.join(METHODS)} (vision, control) or "
+                              f"{', '.join(domain_methods(LANGUAGE))} (language)")
+        super().format_help(ctx, formatter)
+
+
+@app.command("consolidation", cls=_MethodsHelp)
+def consolidation(
+    domain: str = typer.Option("all", "--domain", help="vision, control, language or all"),
+    seeds: int | None = typer.Option(None, "--seeds", help="seeds per method (default 3, or 1 with --quick)"),
+    quick: bool = typer.Option(False, "--quick", help="small budgets: a smoke test, not a result"),
+    out: Path = typer.Option(Path("results/consolidation"), "--out", help="folder for JSON and PNG"),
+    split: str = typer.Option("test", "--split", help="test to report; val to tune hyperparameters"),
+    methods: str | None = typer.Option(None, "--methods", help="comma list of method labels"),
+) -> None:
+    """Every consolidation method on every vision, control and language stream, side by side."""
+    chosen = [m.strip() for m in methods.split(",")] if methods else None
+    run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())

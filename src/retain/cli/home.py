@@ -1,7 +1,7 @@
-"""The ledger's commands: ``init``, ``log``, ``show``, ``diff``, ``rollback``, ``verify``, ``export``, ``reproduce``.
+"""The home's commands: ``init``, ``log``, ``show``, ``diff``, ``rollback``, ``verify``, ``export``, ``reproduce``.
 
-They parse, call :mod:`retain.ledger` and print; ``learn HOME ...`` lives in :mod:`retain.cli` and calls
-:func:`retain.home.learn_in_home`.
+They parse, call :mod:`retain.home` and :mod:`retain.ledger` and print; ``learn HOME ...`` lives in
+:mod:`retain.cli.learn` and calls :func:`retain.home.learn_in_home`.
 """
 
 from __future__ import annotations
@@ -13,22 +13,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from retain.ledger import store
-from retain.ledger.card import export as export_version
-from retain.ledger.core import Home
+from retain.cli import usage
 from retain.ledger.gate import GatePolicy
-from retain.ledger.hashing import canonical_json
 
+app = typer.Typer()
 
 
 class _Console:
     """Rich output made when first used, so a redirected stdout gets wide, untruncated tables."""
 
     def print(self, *args: Any, **kwargs: Any) -> None:
+        from rich.console import Console
+
         Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(*args, **kwargs)
 
 
@@ -47,14 +44,17 @@ def _mean(values: dict[str, float]) -> float | None:
     return sum(values.values()) / len(values) if values else None
 
 
+@app.command()
 def init(home: HomeArg,
          model: Annotated[str, typer.Option(help="'embedded' or a local save_pretrained folder.")] = "embedded",
          max_drop: Annotated[float, typer.Option(help="Gate: the largest relative drop allowed on any earlier "
-                                                      "skill or probe.")] = GatePolicy.max_drop,
-         floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.")] = GatePolicy.floor,
+                                                      "skill or probe.", callback=usage.fraction)] = GatePolicy.max_drop,
+         floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.",
+                                              callback=usage.fraction)] = GatePolicy.floor,
          mlflow: MlflowOpt = None) -> None:
     """Create a home whose v1 (the champion) is the base model; pin the probe set as its regression suite."""
     from retain.home import init_home_from_model
+
     opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow)
     row = opened.version("v1")
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "
@@ -80,8 +80,14 @@ def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+@app.command()
 def log(home: HomeArg) -> None:
     """The lineage tree: version, status, method, data, and the scores that matter."""
+    from rich import box
+    from rich.table import Table
+
+    from retain.ledger.core import Home
+
     opened = Home.open(home)
     table = Table(title=f"{home}: champion {opened.champion()}", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("version", "status", "method", "skill", "data (sha256)", "new skill", "skills (mean)",
@@ -100,9 +106,17 @@ def log(home: HomeArg) -> None:
     console.print(table)
 
 
+@app.command()
 def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or champion.")],
          as_json: Annotated[bool, typer.Option("--json", help="Print the full record as JSON.")] = False) -> None:
     """Everything recorded about one version."""
+    from rich import box
+    from rich.table import Table
+
+    from retain.ledger import store
+    from retain.ledger.core import Home
+    from retain.ledger.hashing import canonical_json
+
     opened = Home.open(home)
     row = opened.version(version)
     record, name = row["record"], row["name"]
@@ -142,11 +156,17 @@ def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or ch
                       + (f" ({e['payload']['reason']})" if e["payload"].get("reason") else ""))
 
 
+@app.command()
 def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version.")],
          b: Annotated[str, typer.Argument(help="The second version.")],
          drift: Annotated[bool, typer.Option(help="Measure output drift (runs both models).")] = True) -> None:
     """Per-skill and probe score changes, parameter distance and output drift between two versions."""
+    from rich import box
+    from rich.table import Table
+
+    from retain.ledger.core import Home
     from retain.ledger.diff import diff as diff_versions
+
     opened = Home.open(home)
     with tempfile.TemporaryDirectory(prefix="retain-diff-") as work:
         result = diff_versions(opened, a, b, Path(work), drift=drift)
@@ -169,12 +189,15 @@ def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version
                       f"max KL {d['max_kl']:.6g} (prompt {d['max_prompt']!r})")
 
 
+@app.command()
 def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earlier champion.")],
              reason: Annotated[str | None, typer.Option(help="Why (recorded in the audit log).")] = None,
              mlflow: MlflowOpt = None) -> None:
     """Make an earlier champion the champion again; recorded like any other change."""
     from retain.ledger import mlflow_sync
+    from retain.ledger.core import Home
     from retain.ledger.operations import rollback as do_rollback
+
     if mlflow:
         mlflow_sync.require()
     opened = Home.open(home)
@@ -185,9 +208,11 @@ def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earl
             mlflow_sync.sync(opened, mlflow, target, champion=True)
 
 
+@app.command()
 def verify(home: HomeArg) -> None:
     """Recompute every hash (audit chain, database, objects); exit 1 on any mismatch."""
     from retain.ledger.verify import verify as run_verify
+
     report = run_verify(home)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     for note in report.notes:
@@ -201,24 +226,24 @@ def verify(home: HomeArg) -> None:
     raise typer.Exit(1)
 
 
+@app.command()
 def export(home: HomeArg, version: Annotated[str, typer.Argument(help="The version to export.")],
            out: Annotated[Path, typer.Argument(help="A new or empty folder.")]) -> None:
     """Write a version as a save_pretrained folder with a model card (lineage, data, gate results)."""
+    from retain.ledger.card import export as export_version
+    from retain.ledger.core import Home
+
     result = export_version(Home.open(home), version, out)
     console.print(f"exported {result['version']} to {result['out']} (weights sha256 {result['weights_sha256']})")
 
 
+@app.command()
 def reproduce(home: HomeArg, version: Annotated[str, typer.Argument(help="A learned version.")]) -> None:
     """Re-run the recorded recipe and report whether the weights hash matches; exit 1 if it does not."""
     from retain.home import reproduce as run_reproduce
+
     result = run_reproduce(home, version)
     verdict = "[green]identical weights[/]" if result["match"] else "[red]DIFFERENT weights[/]"
     console.print(f"{result['version']}: {verdict}\n  recorded   {result['expected']}\n  reproduced {result['got']}")
     if not result["match"]:
         raise typer.Exit(1)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ledger's commands to the ``retain`` app."""
-    for command in (init, log, show, diff, rollback, verify, export, reproduce):
-        app.command(command.__name__)(command)

@@ -1,0 +1,38 @@
+"""``retain demo``: teach the embedded model a stream of new skills with SFT and SDFT; the work is in
+:mod:`retain.demo`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from retain.cli.usage import parse_sets
+from retain.errors import RetainError
+
+app = typer.Typer()
+
+
+@app.command()
+def demo(quick: bool = typer.Option(False, "--quick", help="Small budget (about 2 minutes); what tests run."),
+         seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat over seeds 0..N-1; report mean and spread."),
+         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./retain-demo-<time>)."),
+         teacher: str = typer.Option("ema", "--teacher", help="SDFT teacher: ema, frozen or live."),
+         set_: list[str] = typer.Option([], "--set", help="Extra SDFT option, e.g. sdft.ema_rate=0.02.")) -> None:
+    """The main job: teach the embedded model a stream of new skills with SFT and SDFT; compare forgetting."""
+    from retain.demo import DemoConfig, run_demo
+    from retain.methods.registry import make_config
+    from retain.methods.sdft import SDFT
+
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    cfg.seeds = seeds
+    cfg.teacher = teacher
+    extra = parse_sets(set_)
+    if set(extra) - {"sdft"}:
+        raise RetainError("the demo takes only sdft.* options", field="--set")
+    cfg.sdft_options = extra.get("sdft", {})
+    make_config(SDFT, {"teacher": teacher, **cfg.sdft_options}, "sdft")
+    out = out or Path(f"retain-demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_demo(cfg, out)
