@@ -7,10 +7,8 @@ name of the scorer that decides whether an answer is right.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -37,12 +35,6 @@ class Skill:
     test: list[Example] = field(default_factory=list)
     scorer: str = "exact"
     with_demonstration: bool = False
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the skill's content, for lineage records."""
-        payload = json.dumps({"name": self.name, "scorer": self.scorer, "train": [asdict(e) for e in self.train],
-                              "test": [asdict(e) for e in self.test]}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def split_held_out(examples: list[Example], test_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

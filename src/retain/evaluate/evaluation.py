@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from retain.data.prompts import PAPER_TEACHER_TEMPLATE
 from retain.data.skills import Skill
 from retain.evaluate.scorers import get_scorer
 from retain.methods.divergence import token_divergence
@@ -12,7 +11,7 @@ from retain.models.causal_lm import CausalLMAdapter
 
 
 def accuracy(adapter: CausalLMAdapter, skill: Skill, *, with_demonstration: bool | None = None,
-             max_new_tokens: int = 32, template: str = PAPER_TEACHER_TEMPLATE) -> float:
+             max_new_tokens: int = 32, template: str | None = None) -> float:
     """Mean score of greedy answers on the skill's held-out examples.
 
     Prompts carry no demonstration unless the skill is a probe of demonstration use (or it is asked for).

@@ -18,21 +18,37 @@ def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
+def tail_bucket(log_probs: torch.Tensor) -> torch.Tensor:
+    """Append one bucket holding the probability mass outside a top-k support: ``[..., k]`` true
+    log-probabilities in (summing to P <= 1), ``[..., k + 1]`` out, summing to 1 (TRL's ``add_tail_bucket``,
+    whose clamp keeps the log finite when the top k hold all the mass)."""
+    captured = torch.logsumexp(log_probs, dim=-1, keepdim=True).clamp(max=-1e-7)
+    return torch.cat([log_probs, torch.log(-torch.expm1(captured))], dim=-1)
+
+
 def token_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float = 0.0,
-                     top_k: int | None = None) -> torch.Tensor:
+                     top_k: int | None = None, tail: bool = False) -> torch.Tensor:
     """Divergence at every position: ``[..., V]`` logits in, ``[...]`` values out.
 
     With ``top_k``, both distributions are restricted to the student's ``k`` most likely tokens at each
-    position and renormalised there (TRL's ``topk_logits``); otherwise the full vocabulary is used.
+    position (TRL's ``topk_logits``), renormalised there, or with ``tail`` kept as they are with the mass
+    outside the top k as one extra bucket (TRL's ``distillation_add_tail``); otherwise the full vocabulary is
+    used.
     """
     student_logits = student_logits.float()
     teacher_logits = teacher_logits.float()
     if top_k is not None and top_k < student_logits.shape[-1]:
         index = student_logits.detach().topk(top_k, dim=-1).indices
+        if tail:
+            log_s = tail_bucket(F.log_softmax(student_logits, dim=-1).gather(-1, index))
+            log_t = tail_bucket(F.log_softmax(teacher_logits, dim=-1).gather(-1, index))
+            return _divergence(log_s, log_t, alpha)
         student_logits = student_logits.gather(-1, index)
         teacher_logits = teacher_logits.gather(-1, index)
-    log_s = F.log_softmax(student_logits, dim=-1)
-    log_t = F.log_softmax(teacher_logits, dim=-1)
+    return _divergence(F.log_softmax(student_logits, dim=-1), F.log_softmax(teacher_logits, dim=-1), alpha)
+
+
+def _divergence(log_s: torch.Tensor, log_t: torch.Tensor, alpha: float) -> torch.Tensor:
     if alpha == 0.0:
         return _kl(log_t, log_s)
     if alpha == 1.0:

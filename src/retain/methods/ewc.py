@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from retain.errors import check
-from retain.methods.base import Adapter, Consolidation, tensor_bytes
-from retain.methods.l2 import quadratic_penalty, snapshot
+from retain.methods.importance import ImportanceConsolidation
+from retain.models.adapter import Adapter
 
 
 def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -87,7 +86,7 @@ def diagonal_fisher(adapter: Adapter, examples: list[Any], estimator: str, *, li
     return {name: f / max(count, 1) for name, f in fisher.items()}
 
 
-class EWC(Consolidation):
+class EWC(ImportanceConsolidation):
     """Quadratic penalty weighted by the diagonal Fisher of earlier tasks (separate or online)."""
 
     name = "ewc"
@@ -102,40 +101,34 @@ class EWC(Consolidation):
         batch_size: int = 64
         seed: int = 0
 
-        def validate(self) -> None:
-            check(self.lam >= 0, f"must be >= 0, got {self.lam}", field="ewc.lam")
-            check(self.mode in ("separate", "online"), f"must be separate or online, got {self.mode!r}",
-                  field="ewc.mode")
-            check(0 < self.gamma <= 1, f"must be in (0, 1], got {self.gamma}", field="ewc.gamma")
-            check(self.fisher in ("exact", "sampled", "empirical"),
-                  f"must be exact, sampled or empirical, got {self.fisher!r}", field="ewc.fisher")
-            check(self.fisher_samples >= 1, f"must be >= 1, got {self.fisher_samples}", field="ewc.fisher_samples")
-            check(self.batch_size >= 1, f"must be >= 1, got {self.batch_size}", field="ewc.batch_size")
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if not self.lam >= 0:
+                yield "lam", f"must be >= 0, got {self.lam}"
+            if self.mode not in ("separate", "online"):
+                yield "mode", f"must be separate or online, got {self.mode!r}"
+            if not 0 < self.gamma <= 1:
+                yield "gamma", f"must be in (0, 1], got {self.gamma}"
+            if self.fisher not in ("exact", "sampled", "empirical"):
+                yield "fisher", f"must be exact, sampled or empirical, got {self.fisher!r}"
+            if self.fisher_samples < 1:
+                yield "fisher_samples", f"must be >= 1, got {self.fisher_samples}"
+            if self.batch_size < 1:
+                yield "batch_size", f"must be >= 1, got {self.batch_size}"
 
-    def __init__(self, config: "EWC.Config | None" = None) -> None:
-        self.config = config or EWC.Config()
-        self.config.validate()
-        # separate mode: one (anchor, Fisher) per task; online mode: exactly one, the running pair
-        self.tasks: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
-        self.learned = 0
+    @property
+    def scale(self) -> float:
+        return self.config.lam / 2
 
-    def penalty(self, adapter: Adapter) -> torch.Tensor | None:
-        if not self.tasks or self.config.lam == 0:
-            return None
-        terms = [quadratic_penalty(adapter, anchor, fisher, self.config.lam / 2) for anchor, fisher in self.tasks]
-        return torch.stack(terms).sum()
+    @property
+    def online(self) -> bool:
+        return self.config.mode == "online"
+
+    @property
+    def decay(self) -> float:
+        return self.config.gamma
 
     def after_task(self, adapter: Adapter, examples: list[Any]) -> None:
         cfg = self.config
         fisher = diagonal_fisher(adapter, examples, cfg.fisher, limit=cfg.fisher_samples, chunk=cfg.batch_size,
                                  seed=cfg.seed + self.learned)
-        self.learned += 1
-        anchor = snapshot(adapter)
-        if cfg.mode == "online" and self.tasks:
-            previous = self.tasks[0][1]
-            self.tasks = [(anchor, {name: cfg.gamma * previous[name] + f for name, f in fisher.items()})]
-        else:
-            self.tasks.append((anchor, fisher))
-
-    def memory_bytes(self) -> int:
-        return sum(tensor_bytes(anchor) + tensor_bytes(fisher) for anchor, fisher in self.tasks)
+        self.consolidate(adapter, fisher)

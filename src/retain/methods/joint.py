@@ -7,10 +7,12 @@ everything, which is why its memory and time columns matter as much as its accur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from retain.methods.base import Consolidation
+import torch
+
+from retain.methods.base import Consolidation, NoOptions
+from retain.methods.example_codec import decode, encode_examples
 from retain.methods.replay import example_bytes
 
 
@@ -18,14 +20,10 @@ class Joint(Consolidation):
     """Accumulate every task's examples and train on the union."""
 
     name = "joint"
+    Config = NoOptions
 
-    @dataclass
-    class Config:
-        def validate(self) -> None:
-            """No options: joint training has nothing to tune."""
-
-    def __init__(self, config: "Joint.Config | None" = None) -> None:
-        self.config = config or Joint.Config()
+    def __init__(self, config: NoOptions | None = None) -> None:
+        super().__init__(config)
         self.seen: list[Any] = []
 
     def training_set(self, examples: list[Any]) -> list[Any]:
@@ -34,3 +32,13 @@ class Joint(Consolidation):
 
     def memory_bytes(self) -> int:
         return sum(example_bytes(e) for e in self.seen)
+
+    # -- state kept between runs: every example seen -------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return encode_examples(self.seen, "seen.")[0]
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"seen": encode_examples(self.seen, "seen.")[1]}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        self.seen = [decode(form, tensors) for form in extra["seen"]]

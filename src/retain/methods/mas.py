@@ -10,14 +10,13 @@ gradients are per-prediction (a batch gradient would let opposite signs cancel).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from retain.errors import check
-from retain.methods.base import Adapter, Consolidation, tensor_bytes
 from retain.methods.ewc import chunks, per_prediction_grads
-from retain.methods.l2 import quadratic_penalty, snapshot
+from retain.methods.importance import ImportanceConsolidation
+from retain.models.adapter import Adapter
 
 
 def output_sensitivity(adapter: Adapter, examples: list[Any], *, limit: int, chunk: int,
@@ -36,7 +35,7 @@ def output_sensitivity(adapter: Adapter, examples: list[Any], *, limit: int, chu
     return {name: t / max(count, 1) for name, t in total.items()}
 
 
-class MAS(Consolidation):
+class MAS(ImportanceConsolidation):
     """Label-free output-sensitivity importance, accumulated over tasks, with the quadratic anchor penalty."""
 
     name = "mas"
@@ -48,34 +47,19 @@ class MAS(Consolidation):
         batch_size: int = 64
         seed: int = 0
 
-        def validate(self) -> None:
-            check(self.lam >= 0, f"must be >= 0, got {self.lam}", field="mas.lam")
-            check(self.samples >= 1, f"must be >= 1, got {self.samples}", field="mas.samples")
-            check(self.batch_size >= 1, f"must be >= 1, got {self.batch_size}", field="mas.batch_size")
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if not self.lam >= 0:
+                yield "lam", f"must be >= 0, got {self.lam}"
+            if self.samples < 1:
+                yield "samples", f"must be >= 1, got {self.samples}"
+            if self.batch_size < 1:
+                yield "batch_size", f"must be >= 1, got {self.batch_size}"
 
-    def __init__(self, config: "MAS.Config | None" = None) -> None:
-        self.config = config or MAS.Config()
-        self.config.validate()
-        self.importance: dict[str, torch.Tensor] | None = None
-        self.anchor: dict[str, torch.Tensor] | None = None
-        self.learned = 0
-
-    def penalty(self, adapter: Adapter) -> torch.Tensor | None:
-        if self.importance is None or self.config.lam == 0:
-            return None
-        return quadratic_penalty(adapter, self.anchor, self.importance, self.config.lam)
+    @property
+    def scale(self) -> float:
+        return self.config.lam
 
     def after_task(self, adapter: Adapter, examples: list[Any]) -> None:
         cfg = self.config
-        new = output_sensitivity(adapter, examples, limit=cfg.samples, chunk=cfg.batch_size,
-                                 seed=cfg.seed + self.learned)
-        self.learned += 1
-        if self.importance is None:
-            self.importance = new
-        else:
-            self.importance = {name: self.importance[name] + imp for name, imp in new.items()}
-        self.anchor = snapshot(adapter)
-
-    def memory_bytes(self) -> int:
-        held = [self.importance, self.anchor]
-        return sum(tensor_bytes(t) for t in held if t)
+        self.consolidate(adapter, output_sensitivity(adapter, examples, limit=cfg.samples, chunk=cfg.batch_size,
+                                                     seed=cfg.seed + self.learned))

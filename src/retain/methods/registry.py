@@ -1,73 +1,67 @@
 """Method names, as the CLI and the Python API spell them, and how a spec like ``sdft+ewc+replay`` is built.
 
-Each method class carries its typed ``Config`` dataclass (TRL-style: a method's knobs live next to its code);
-options arrive as ``{"ewc": {"lam": 100.0}}`` and an unknown method or key is a :class:`RetainError`.
+The registry holds the method classes themselves, keyed by their ``name``. Each carries its typed ``Config``
+(checked when the method is built, :mod:`retain.methods.base`); options arrive as ``{"ewc": {"lam": "100"}}``,
+strings from the command line are turned into the field's type here, and an unknown method or key is a
+:class:`RetainError` naming it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import typing
 from typing import Any
 
 from retain.errors import RetainError
-from retain.methods.base import Consolidation, Objective
+from retain.methods.base import Consolidation, Objective, check_config, type_name
+from retain.methods.ewc import EWC
+from retain.methods.joint import Joint
+from retain.methods.l2 import L2
+from retain.methods.mas import MAS
+from retain.methods.rehearsal import Rehearsal
+from retain.methods.replay import Replay
+from retain.methods.sdft import SDFT
+from retain.methods.sft import SFT
+from retain.methods.si import SI
 
-OBJECTIVES = {
-    "sft": "retain.methods.sft:SFT",
-    "sdft": "retain.methods.sdft:SDFT",
-}
-CONSOLIDATIONS = {
-    "ewc": "retain.methods.ewc:EWC",
-    "si": "retain.methods.si:SI",
-    "mas": "retain.methods.mas:MAS",
-    "l2": "retain.methods.l2:L2",
-    "replay": "retain.methods.replay:Replay",
-    "joint": "retain.methods.joint:Joint",
-}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (SFT, SDFT)}
+CONSOLIDATIONS: dict[str, type[Consolidation]] = {cls.name: cls for cls in (EWC, SI, MAS, L2, Replay, Rehearsal, Joint)}
 
-
-def _load(path: str) -> type:
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
+_FALSE, _TRUE = ("false", "0", "no"), ("true", "1", "yes")
 
 
-def _coerce(value: Any, spec: dataclasses.Field, field: str) -> Any:
+def _coerce(value: Any, annotation: Any, field: str) -> Any:
     """Turn a command-line string into the field's declared type (``float``, ``int``, ``bool``, ``x | None``)."""
-    kind = spec.type if isinstance(spec.type, str) else getattr(spec.type, "__name__", str(spec.type))
-    optional = "None" in kind
-    base = kind.replace("| None", "").replace("None |", "").strip()
-    if optional and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", ""))):
+    arms = typing.get_args(annotation) or (annotation,)
+    optional = type(None) in arms
+    base = next((arm for arm in arms if arm is not type(None)), str)
+    if not isinstance(value, str):
+        return value  # typed values (Python callers, stored recipes) are checked when the method is built
+    if optional and value.lower() in ("none", "null", ""):
         return None
     try:
-        if base == "bool":
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
-        if base == "int":
-            if isinstance(value, float) and not value.is_integer():
+        if base is bool:
+            if value.lower() not in _FALSE + _TRUE:
                 raise ValueError(value)
-            return int(value)
-        if base == "float":
-            return float(value)
-    except (TypeError, ValueError):
-        raise RetainError(f"must be {base}{' or none' if optional else ''}, got {value!r}", field=field) from None
+            return value.lower() in _TRUE
+        if base in (int, float):
+            return base(value)
+    except ValueError:
+        raise RetainError(f"must be {type_name(annotation)}, got {value!r}", field=field) from None
     return value
 
 
-def make_config(cls: type, options: dict[str, Any], field_prefix: str) -> Any:
-    """Build ``cls.Config`` from ``options``; unknown keys and bad values are user errors."""
-    config_cls = cls.Config
-    known = {f.name: f for f in dataclasses.fields(config_cls)}
+def make_config(cls: type, options: dict[str, Any], field_prefix: str | None = None) -> Any:
+    """Build and check ``cls.Config`` from ``options``; unknown keys and bad values are user errors."""
+    prefix = field_prefix or cls.name
+    hints = typing.get_type_hints(cls.Config)
+    known = {f.name for f in dataclasses.fields(cls.Config)}
     for key in options:
         if key not in known:
-            raise RetainError(f"unknown option (known: {', '.join(sorted(known))})", field=f"{field_prefix}.{key}")
-    config = config_cls(**{key: _coerce(value, known[key], f"{field_prefix}.{key}") for key, value in options.items()})
-    validate = getattr(config, "validate", None)
-    if validate is not None:
-        validate()
+            raise RetainError(f"unknown option (known: {', '.join(sorted(known)) or 'none'})",
+                              field=f"{prefix}.{key}")
+    config = cls.Config(**{key: _coerce(value, hints[key], f"{prefix}.{key}") for key, value in options.items()})
+    check_config(prefix, config)
     return config
 
 
@@ -92,12 +86,8 @@ def parse_method(spec: str, options: dict[str, dict[str, Any]] | None = None,
     for key in options:
         if key not in names and not (key == default_objective and not objectives):
             raise RetainError(f"options given for {key!r}, which {spec!r} does not use", field="method")
-    objective_name = objectives[0] if objectives else default_objective
-    objective_cls = _load(OBJECTIVES[objective_name])
-    objective = objective_cls(make_config(objective_cls, options.get(objective_name, {}), objective_name))
-    plugins = []
-    for name in names:
-        if name in CONSOLIDATIONS:
-            cls = _load(CONSOLIDATIONS[name])
-            plugins.append(cls(make_config(cls, options.get(name, {}), name)))
+    objective_cls = OBJECTIVES[objectives[0] if objectives else default_objective]
+    objective = objective_cls(make_config(objective_cls, options.get(objective_cls.name, {})))
+    plugins = [CONSOLIDATIONS[name](make_config(CONSOLIDATIONS[name], options.get(name, {})))
+               for name in names if name in CONSOLIDATIONS]
     return objective, plugins

@@ -12,13 +12,14 @@ from __future__ import annotations
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from retain.errors import check
-from retain.methods.base import Adapter, Consolidation
+from retain.methods.base import Consolidation
+from retain.methods.example_codec import decode, encode_examples
+from retain.models.adapter import Adapter
 
 
 def example_bytes(example: Any) -> int:
@@ -72,14 +73,14 @@ class Replay(Consolidation):
         ratio: float = 1.0
         seed: int = 0
 
-        def validate(self) -> None:
-            check(self.size >= 1, f"must be >= 1, got {self.size}", field="replay.size")
-            check(self.ratio > 0, f"must be > 0 (stored examples per new example), got {self.ratio}",
-                  field="replay.ratio")
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if self.size < 1:
+                yield "size", f"must be >= 1, got {self.size}"
+            if not self.ratio > 0:
+                yield "ratio", f"must be > 0 (stored examples per new example), got {self.ratio}"
 
     def __init__(self, config: "Replay.Config | None" = None) -> None:
-        self.config = config or Replay.Config()
-        self.config.validate()
+        super().__init__(config)
         self.buffer = Reservoir(self.config.size, self.config.seed)
 
     def mix(self, batch: list[Any], rng: random.Random) -> list[Any]:
@@ -95,3 +96,21 @@ class Replay(Consolidation):
 
     def memory_bytes(self) -> int:
         return sum(example_bytes(e) for e in self.buffer.items)
+
+    # -- state kept between runs: the buffer, how many were offered, and the reservoir's generator ---------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return encode_examples(self.buffer.items, "item.")[0]
+
+    def extra_state(self) -> dict[str, Any]:
+        version, internal, gauss = self.buffer.rng.getstate()
+        return {"items": encode_examples(self.buffer.items, "item.")[1], "offered": self.buffer.offered,
+                "rng": [version, list(internal), gauss]}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+        items = [decode(form, tensors) for form in extra["items"]]
+        if len(items) > self.config.size:
+            raise ValueError(f"{len(items)} stored examples given to a replay buffer of size {self.config.size}")
+        self.buffer.items = items
+        self.buffer.offered = int(extra["offered"])
+        version, internal, gauss = extra["rng"]
+        self.buffer.rng.setstate((version, tuple(internal), gauss))

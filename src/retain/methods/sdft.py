@@ -1,32 +1,52 @@
 """Self-Distillation Fine-Tuning (Shenfeld, Damani, Hübotter, Agrawal 2026, arXiv 2601.19897).
 
 One model, two roles. The student sees the query alone and samples a completion on-policy; the teacher sees
-the query with the expert's demonstration for that same query (the paper's prompt wording by default) and
-scores the same sampled tokens; the student is trained to match the teacher's next-token distribution at
-every completion position. Followed: REFERENCE section 1 and the official code (idanshen/Self-Distillation):
-EMA teacher at rate 0.01, forward KL, the first 3 completion tokens masked, temperature 1, top-p 1, one
-sample per prompt, per-sequence mean then batch mean.
+the query with the expert's demonstration for that same query and scores the same sampled tokens; the student
+is trained to match the teacher's next-token distribution at every completion position.
 
-Under LoRA the frozen teacher is the model with its adapter disabled and the EMA teacher is a second adapter,
-so no second copy of the full model is ever held.
+Followed: REFERENCE section 1, the official code (idanshen/Self-Distillation, ``main.py`` and
+``distil_trainer.py``) and TRL's ``trl/experimental/sdft`` (``SDFTTrainer``, ``loss_utils.py``):
+
+- teacher: an EMA of the student at rate 0.01 (official ``ref_model_mixup_alpha``), ``frozen`` (the model as
+  it was when the task started, TRL's ``base``) or ``live`` (the student itself). The model adapter owns it
+  (:meth:`retain.models.causal_lm.CausalLMAdapter.teacher_view`): under LoRA a second adapter, in full
+  fine-tuning a copy; it always runs in eval mode (no dropout) and without gradients;
+- forward KL by default (``alpha`` as TRL: 0 forward, 1 reverse, between the generalised JSD), over the full
+  vocabulary or the student's ``top_k`` tokens, renormalised there or, with ``top_k_tail``, with the mass
+  outside the top k as one extra bucket (TRL's ``distillation_add_tail``);
+- both roles' logits divided by the sampling temperature before the divergence, as TRL's ``_forward_logits``
+  and the official ``_get_per_token_logps_and_entropies`` do (the same thing at temperature 1);
+- sampling at temperature 1, top-p 1, one sample per prompt; per-sequence mean, then batch mean;
+- the teacher prompt: the paper's wording, spelled as the model adapter says (``teacher_template=None``): the
+  official code's exact whitespace for outside models, the compact spelling the embedded model was pretrained
+  with for it (:mod:`retain.data.prompts`);
+- ``skip_tokens``: the first 3 completion tokens are left out of the loss, the official code's
+  ``num_loss_tokens_to_skip=3`` (TRL's default is 0). It stays 3 and does not adapt to answer length: it is
+  there to stop the student copying the teacher's opening ("Based on the example..."), which a length rule
+  cannot see. Short answers are where it bites, so :meth:`SDFT.check_examples` stops a task, before it
+  trains, whose demonstrations it would mask almost entirely, and names ``--set sdft.skip_tokens=0``.
+
+One difference remains on purpose: a rollout with no token left after the skip is left out of the batch mean
+(:func:`retain.methods.divergence.sequence_mean`), where TRL and the official code count it as a zero.
+:meth:`SDFT.token_stats` counts the completion tokens trained on, so a run can say how many that was.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Iterator
 
 import torch
 
-from retain.data.prompts import PAPER_TEACHER_TEMPLATE, validate_template
+from retain.data.prompts import validate_template
 from retain.data.skills import Example
-from retain.errors import check
-from retain.methods.base import Objective, tensor_bytes
+from retain.errors import RetainError
+from retain.methods.base import Objective
 from retain.methods.divergence import sequence_mean, skip_mask, token_divergence
 from retain.models.causal_lm import CausalLMAdapter
 
-TEACHER_ADAPTER = "sdft_teacher"
+# Below this fraction of the demonstrations' tokens left after the skip, a task would train on almost nothing.
+MIN_TRAINED_FRACTION = 0.1
 
 
 class SDFT(Objective):
@@ -38,108 +58,65 @@ class SDFT(Objective):
         ema_rate: float = 0.01
         alpha: float = 0.0
         top_k: int | None = None
+        top_k_tail: bool = False
         skip_tokens: int = 3
         temperature: float = 1.0
         top_p: float = 1.0
         max_new_tokens: int = 64
         samples_per_prompt: int = 1
-        teacher_template: str = PAPER_TEACHER_TEMPLATE
+        teacher_template: str | None = None
 
-        def validate(self) -> None:
-            check(self.teacher in ("ema", "frozen", "live"), f"must be ema, frozen or live, got {self.teacher!r}",
-                  field="sdft.teacher")
-            check(0.0 < self.ema_rate <= 1.0, f"must be in (0, 1], got {self.ema_rate}", field="sdft.ema_rate")
-            check(0.0 <= self.alpha <= 1.0, f"must be in [0, 1], got {self.alpha}", field="sdft.alpha")
-            check(self.top_k is None or self.top_k >= 1, f"must be >= 1, got {self.top_k}", field="sdft.top_k")
-            check(self.skip_tokens >= 0, f"must be >= 0, got {self.skip_tokens}", field="sdft.skip_tokens")
-            check(self.temperature > 0, f"must be > 0, got {self.temperature}", field="sdft.temperature")
-            check(0.0 < self.top_p <= 1.0, f"must be in (0, 1], got {self.top_p}", field="sdft.top_p")
-            check(self.max_new_tokens >= 1, f"must be >= 1, got {self.max_new_tokens}", field="sdft.max_new_tokens")
-            check(self.samples_per_prompt >= 1, f"must be >= 1, got {self.samples_per_prompt}",
-                  field="sdft.samples_per_prompt")
-            validate_template(self.teacher_template)
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if self.teacher not in ("ema", "frozen", "live"):
+                yield "teacher", f"must be ema, frozen or live, got {self.teacher!r}"
+            if not 0.0 < self.ema_rate <= 1.0:
+                yield "ema_rate", f"must be in (0, 1], got {self.ema_rate}"
+            if not 0.0 <= self.alpha <= 1.0:
+                yield "alpha", f"must be in [0, 1], got {self.alpha}"
+            if self.top_k is not None and self.top_k < 1:
+                yield "top_k", f"must be >= 1, got {self.top_k}"
+            if self.top_k_tail and self.top_k is None:
+                yield "top_k_tail", "needs top_k (the tail is the mass outside the top k)"
+            if self.skip_tokens < 0:
+                yield "skip_tokens", f"must be >= 0, got {self.skip_tokens}"
+            if not self.temperature > 0:
+                yield "temperature", f"must be > 0, got {self.temperature}"
+            if not 0.0 < self.top_p <= 1.0:
+                yield "top_p", f"must be in (0, 1], got {self.top_p}"
+            if self.max_new_tokens < 1:
+                yield "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"
+            if self.samples_per_prompt < 1:
+                yield "samples_per_prompt", f"must be >= 1, got {self.samples_per_prompt}"
+            if self.teacher_template is not None:
+                try:
+                    validate_template(self.teacher_template)
+                except RetainError as err:
+                    yield "teacher_template", err.message
 
     def __init__(self, config: "SDFT.Config | None" = None) -> None:
-        self.config = config or SDFT.Config()
-        self.config.validate()
-        self._teacher_model: torch.nn.Module | None = None
+        super().__init__(config)
         self._peak_bytes = 0
+        self._trained_tokens = 0
+        self._total_tokens = 0
 
-    # -- the teacher ---------------------------------------------------------------------------------
+    # -- before training -----------------------------------------------------------------------------
+    def check_examples(self, adapter: CausalLMAdapter, examples: list[Example]) -> None:
+        """Stop, before training, a task whose demonstrations ``skip_tokens`` would mask (almost) entirely.
+
+        The rollouts are not sampled yet, so the demonstrations' token lengths (EOS left out) stand in for them.
+        """
+        skip = self.config.skip_tokens
+        if skip == 0 or not examples:
+            return
+        lengths = [len(adapter.completion_ids(e.demonstration)) - 1 for e in examples]
+        kept = sum(max(0, n - skip) for n in lengths)
+        if kept < MIN_TRAINED_FRACTION * max(1, sum(lengths)):
+            raise RetainError(f"{skip} masks {100 * (1 - kept / max(1, sum(lengths))):.0f}% of the demonstrations' "
+                              f"tokens (answers are {min(lengths)}-{max(lengths)} tokens long), so SDFT would train "
+                              "on almost nothing; try --set sdft.skip_tokens=0", field="sdft.skip_tokens")
+
     def before_task(self, adapter: CausalLMAdapter) -> None:
-        kind = self.config.teacher
-        if kind == "live" or (kind == "frozen" and adapter.is_lora):
-            return
-        if adapter.is_lora:
-            model = adapter.model
-            if TEACHER_ADAPTER not in model.peft_config:
-                model.add_adapter(TEACHER_ADAPTER, copy.deepcopy(model.peft_config["default"]))
-                model.set_adapter("default")
-            self._copy_adapter("default", TEACHER_ADAPTER, adapter, rate=1.0)
-            return
-        self._teacher_model = copy.deepcopy(adapter.model).eval()
-        for p in self._teacher_model.parameters():
-            p.requires_grad_(False)
-
-    @staticmethod
-    def _copy_adapter(source: str, target: str, adapter: CausalLMAdapter, rate: float) -> None:
-        """``target <- rate * source + (1 - rate) * target`` over the LoRA weights."""
-        params = dict(adapter.model.named_parameters())
-        with torch.no_grad():
-            for name, p in params.items():
-                if f".{source}." in name:
-                    t = params[name.replace(f".{source}.", f".{target}.")]
-                    t.mul_(1.0 - rate).add_(p.detach(), alpha=rate)
-
-    def after_step(self, adapter: CausalLMAdapter) -> None:
-        if self.config.teacher != "ema":
-            return
-        rate = self.config.ema_rate
-        if adapter.is_lora:
-            self._copy_adapter("default", TEACHER_ADAPTER, adapter, rate)
-            return
-        assert self._teacher_model is not None
-        with torch.no_grad():
-            for t, s in zip(self._teacher_model.parameters(), adapter.model.parameters()):
-                t.mul_(1.0 - rate).add_(s.detach(), alpha=rate)
-
-    def after_task(self, adapter: CausalLMAdapter) -> None:
-        """Release the teacher: the next task starts it again from the student, and saved models hold no trace."""
-        self._peak_bytes = max(self._peak_bytes, self._teacher_bytes(adapter))
-        self._teacher_model = None
-        if adapter.is_lora and TEACHER_ADAPTER in adapter.model.peft_config:
-            adapter.model.delete_adapter(TEACHER_ADAPTER)
-            adapter.model.set_adapter("default")
-
-    def _teacher_bytes(self, adapter: CausalLMAdapter) -> int:
-        if self._teacher_model is not None:
-            return tensor_bytes(list(self._teacher_model.parameters()))
-        if adapter.is_lora:
-            return tensor_bytes([p for n, p in adapter.model.named_parameters() if f".{TEACHER_ADAPTER}." in n])
-        return 0
-
-    @torch.no_grad()
-    def _teacher_logits(self, adapter: CausalLMAdapter, prompts: list[list[int]],
-                        completions: list[list[int]]) -> torch.Tensor:
-        kind = self.config.teacher
-        if kind == "live":
-            return adapter.completion_logits(prompts, completions)[0]
-        if adapter.is_lora:
-            model = adapter.model
-            if kind == "frozen":
-                with model.disable_adapter():
-                    return adapter.completion_logits(prompts, completions)[0]
-            model.set_adapter(TEACHER_ADAPTER)
-            try:
-                return adapter.completion_logits(prompts, completions)[0]
-            finally:
-                model.set_adapter("default")
-        student_model = adapter.model
-        adapter.model = self._teacher_model
-        try:
-            return adapter.completion_logits(prompts, completions)[0]
-        finally:
-            adapter.model = student_model
+        adapter.start_teacher(self.config.teacher)
 
     # -- the loss ------------------------------------------------------------------------------------
     def rollouts(self, adapter: CausalLMAdapter, batch: list[Example]) -> tuple[list[Example], list[list[int]]]:
@@ -152,15 +129,34 @@ class SDFT(Objective):
         examples = [e for e in batch for _ in range(cfg.samples_per_prompt)]
         return examples, completions
 
-    def loss(self, adapter: Any, batch: list[Example]) -> torch.Tensor:
+    def loss(self, adapter: CausalLMAdapter, batch: list[Example]) -> torch.Tensor:
         cfg = self.config
         examples, completions = self.rollouts(adapter, batch)
         student_prompts = [adapter.student_ids(e) for e in examples]
         teacher_prompts = [adapter.teacher_ids(e, cfg.teacher_template) for e in examples]
         student_logits, mask = adapter.completion_logits(student_prompts, completions)
-        teacher_logits = self._teacher_logits(adapter, teacher_prompts, completions)
-        per_token = token_divergence(student_logits, teacher_logits, alpha=cfg.alpha, top_k=cfg.top_k)
-        return sequence_mean(per_token, skip_mask(mask, cfg.skip_tokens))
+        with adapter.teacher_view(cfg.teacher):
+            teacher_logits = adapter.completion_logits(teacher_prompts, completions)[0]
+        per_token = token_divergence(student_logits / cfg.temperature, teacher_logits / cfg.temperature,
+                                     alpha=cfg.alpha, top_k=cfg.top_k, tail=cfg.top_k_tail)
+        trained = skip_mask(mask, cfg.skip_tokens)
+        self._trained_tokens += int(trained.sum())
+        self._total_tokens += int(mask.sum())
+        return sequence_mean(per_token, trained)
+
+    def token_stats(self) -> dict[str, int]:
+        """Completion tokens sampled (``total``) and left in the loss after the skip (``trained``), so far."""
+        return {"trained": self._trained_tokens, "total": self._total_tokens}
+
+    # -- after training ------------------------------------------------------------------------------
+    def after_step(self, adapter: CausalLMAdapter) -> None:
+        if self.config.teacher == "ema":
+            adapter.update_teacher(self.config.ema_rate)
+
+    def after_task(self, adapter: CausalLMAdapter) -> None:
+        """Release the teacher: the next task starts it again from the student, and saved models hold no trace."""
+        self._peak_bytes = max(self._peak_bytes, adapter.teacher_bytes())
+        adapter.release_teacher()
 
     def memory_bytes(self) -> int:
         """Bytes of the teacher's own weights at their largest (a full copy, a second adapter, or none)."""

@@ -7,13 +7,13 @@ demonstration's tokens).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
 
-from retain.errors import check
-from retain.methods.base import Adapter, Objective
+from retain.methods.base import Objective
+from retain.models.adapter import Adapter
 
 
 class SFT(Objective):
@@ -23,12 +23,9 @@ class SFT(Objective):
     class Config:
         label_smoothing: float = 0.0
 
-        def validate(self) -> None:
-            check(0.0 <= self.label_smoothing < 1.0, f"must be in [0, 1), got {self.label_smoothing}",
-                  field="sft.label_smoothing")
-
-    def __init__(self, config: "SFT.Config | None" = None) -> None:
-        self.config = config or SFT.Config()
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if not 0.0 <= self.label_smoothing < 1.0:
+                yield "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}"
 
     def loss(self, adapter: Adapter, batch: list[Any]) -> torch.Tensor:
         logits, targets = adapter.predictions(batch)

@@ -11,16 +11,17 @@ Ven et al.'s PyTorch implementation); the step is the one actually taken, clippi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
-from retain.errors import check
-from retain.methods.base import Adapter, Consolidation, tensor_bytes
-from retain.methods.l2 import quadratic_penalty, snapshot
+from retain.errors import RetainError
+from retain.methods.base import tensor_bytes
+from retain.methods.importance import ImportanceConsolidation, snapshot
+from retain.models.adapter import Adapter
 
 
-class SI(Consolidation):
+class SI(ImportanceConsolidation):
     """Path-integral importance accumulated online, with the quadratic anchor penalty."""
 
     name = "si"
@@ -30,30 +31,28 @@ class SI(Consolidation):
         c: float = 1.0
         xi: float = 0.1
 
-        def validate(self) -> None:
-            check(self.c >= 0, f"must be >= 0, got {self.c}", field="si.c")
-            check(self.xi > 0, f"must be > 0 (it keeps Omega finite for parameters that did not move), "
-                               f"got {self.xi}", field="si.xi")
+        def problems(self) -> Iterator[tuple[str, str]]:
+            if not self.c >= 0:
+                yield "c", f"must be >= 0, got {self.c}"
+            if not self.xi > 0:
+                yield "xi", f"must be > 0 (it keeps Omega finite for parameters that did not move), got {self.xi}"
 
     def __init__(self, config: "SI.Config | None" = None) -> None:
-        self.config = config or SI.Config()
-        self.config.validate()
-        self.importance: dict[str, torch.Tensor] | None = None
-        self.anchor: dict[str, torch.Tensor] | None = None
+        super().__init__(config)
+        # held only while a task trains
         self.omega: dict[str, torch.Tensor] = {}
         self.start: dict[str, torch.Tensor] = {}
         self.previous: dict[str, torch.Tensor] = {}
         self.grads: dict[str, torch.Tensor] = {}
 
+    @property
+    def scale(self) -> float:
+        return self.config.c
+
     def before_task(self, adapter: Adapter) -> None:
         self.start = snapshot(adapter)
         self.previous = snapshot(adapter)
         self.omega = {name: torch.zeros_like(p) for name, p in self.start.items()}
-
-    def penalty(self, adapter: Adapter) -> torch.Tensor | None:
-        if self.importance is None or self.config.c == 0:
-            return None
-        return quadratic_penalty(adapter, self.anchor, self.importance, self.config.c)
 
     def after_backward(self, adapter: Adapter) -> None:
         self.grads = {name: p.grad.detach().clone() for name, p in adapter.trainable_parameters().items()
@@ -69,15 +68,14 @@ class SI(Consolidation):
 
     def after_task(self, adapter: Adapter, examples: list[Any]) -> None:
         end = snapshot(adapter)
-        task_importance = {name: self.omega[name] / ((end[name] - self.start[name]) ** 2 + self.config.xi)
-                           for name in end}
-        if self.importance is None:
-            self.importance = task_importance
-        else:
-            self.importance = {name: self.importance[name] + imp for name, imp in task_importance.items()}
-        self.anchor = end
+        self.consolidate(adapter, {name: self.omega[name] / ((end[name] - self.start[name]) ** 2 + self.config.xi)
+                                   for name in end})
         self.omega, self.start, self.previous = {}, {}, {}
 
+    def protect(self, adapter: Adapter, examples: list[Any]) -> None:
+        raise RetainError("si learns importance along a training path and cannot estimate it from data "
+                          "before training; protect named data with ewc, mas, l2, replay or rehearsal",
+                          field="method")
+
     def memory_bytes(self) -> int:
-        held = [self.importance, self.anchor, self.omega, self.start, self.previous]
-        return sum(tensor_bytes(t) for t in held if t)
+        return super().memory_bytes() + sum(tensor_bytes(t) for t in (self.omega, self.start, self.previous) if t)

@@ -1,21 +1,25 @@
 """The one place that knows Hugging Face causal LMs: loading (embedded or a local folder), optional PEFT LoRA,
-prompts through the chat template, target-token logits, sampling, and ``save_pretrained``."""
+prompts through the chat template, target-token logits, sampling, SDFT's teacher, and ``save_pretrained``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from retain.data.prompts import PAPER_TEACHER_TEMPLATE, teacher_message
+from retain.data.prompts import OFFICIAL_TEACHER_TEMPLATE, PAPER_TEACHER_TEMPLATE, teacher_message
 from retain.data.skills import Example
 from retain.errors import RetainError
 
 EMBEDDED = "embedded"
+TEACHER_ADAPTER = "retain_teacher"  # the PEFT adapter that holds SDFT's teacher under LoRA
+TEACHER_KINDS = ("ema", "frozen", "live")
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -33,11 +37,20 @@ def resolve_model_path(path: str | Path) -> Path:
     return p
 
 
+def default_teacher_template(tokenizer: Any) -> str:
+    """The embedded model's own template for it and every model derived from it (recognised by its chat
+    template, which they keep), the official code's for every other model (see :mod:`retain.data.prompts`)."""
+    from retain.models.tiny.tokenizer import CHAT_TEMPLATE
+    return PAPER_TEACHER_TEMPLATE if getattr(tokenizer, "chat_template", None) == CHAT_TEMPLATE \
+        else OFFICIAL_TEACHER_TEMPLATE
+
+
 class CausalLMAdapter:
     """A causal LM and its tokenizer, seen the way methods need them.
 
     Prompts go through the tokenizer's chat template when it has one (one user message, generation prompt
-    added), else the raw text followed by a newline. A completion ends with the EOS token.
+    added), else the raw text followed by a newline. A completion ends with the EOS token. The teacher prompt
+    uses :attr:`teacher_template` unless a template is given.
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, source: str) -> None:
@@ -46,6 +59,11 @@ class CausalLMAdapter:
         self.source = source
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.teacher_template = default_teacher_template(tokenizer)
+        self._teacher_kind: str | None = None
+        self._teacher_model: nn.Module | None = None  # full fine-tuning: the teacher's own copy of the model
+        self._student_adapter = "default"  # under LoRA: the adapter that trains
+        self._scorer: nn.Module | None = None  # what completion_logits runs, when not self.model
 
     @property
     def is_lora(self) -> bool:
@@ -69,8 +87,8 @@ class CausalLMAdapter:
     def student_ids(self, example: Example) -> list[int]:
         return self.prompt_ids(example.prompt)
 
-    def teacher_ids(self, example: Example, template: str = PAPER_TEACHER_TEMPLATE) -> list[int]:
-        return self.prompt_ids(teacher_message(example, template))
+    def teacher_ids(self, example: Example, template: str | None = None) -> list[int]:
+        return self.prompt_ids(teacher_message(example, template or self.teacher_template))
 
     def completion_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
@@ -89,7 +107,8 @@ class CausalLMAdapter:
         for b, s in enumerate(seqs):
             ids[b, :len(s)] = torch.tensor(s)
             attn[b, :len(s)] = 1
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).logits
+        model = self._scorer if self._scorer is not None else self.model
+        logits = model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).logits
         t_max = max(len(c) for c in completions)
         rows = torch.arange(len(seqs)).unsqueeze(1)
         cols = torch.zeros((len(seqs), t_max), dtype=torch.long)
@@ -146,7 +165,7 @@ class CausalLMAdapter:
         return self.tokenizer.decode([t for t in completion if t != self.eos_id], skip_special_tokens=True)
 
     def answer(self, examples: list[Example], *, with_demonstration: bool = False, max_new_tokens: int = 32,
-               batch_size: int = 64, template: str = PAPER_TEACHER_TEMPLATE) -> list[str]:
+               batch_size: int = 64, template: str | None = None) -> list[str]:
         """Greedy answers to the examples' prompts (shown with their demonstrations if asked)."""
         answers = []
         for i in range(0, len(examples), batch_size):
@@ -155,11 +174,103 @@ class CausalLMAdapter:
             answers += [self.decode(c) for c in self.generate(prompts, max_new_tokens=max_new_tokens, do_sample=False)]
         return answers
 
+    # -- SDFT's teacher (Shenfeld et al. 2026; TRL's SDFTTrainer._setup_teacher_model) ------------------
+    def start_teacher(self, kind: str) -> None:
+        """Snapshot the current trainable weights as the teacher (``ema``, ``frozen``), or use none (``live``).
+
+        Under LoRA the snapshot is a second PEFT adapter copied from the active one (so the base weights are
+        never duplicated, as TRL's ``PEFTAdapterEMACallback``); in full fine-tuning it is a frozen copy of the
+        model. Either way a ``frozen`` teacher is the model as it was at the start of the task. Trainable
+        parameters outside the LoRA adapter, if any, are shared with the student.
+        """
+        if kind not in TEACHER_KINDS:
+            raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
+        self.release_teacher()
+        self._teacher_kind = kind
+        if kind == "live":
+            return
+        if self.is_lora:
+            self._student_adapter = self.model.active_adapter
+            self.model.add_adapter(TEACHER_ADAPTER, copy.deepcopy(self.model.peft_config[self._student_adapter]))
+            self.model.set_adapter(self._student_adapter)  # the teacher's adapter does not train
+        else:
+            self._teacher_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        student = self.trainable_parameters()
+        with torch.no_grad():
+            for name, t in self.teacher_parameters().items():
+                t.copy_(student[name])
+
+    def update_teacher(self, rate: float) -> None:
+        """EMA step of an ``ema`` teacher: ``teacher <- (1 - rate) * teacher + rate * student`` (the official
+        code's ``ref_model_mixup_alpha``, TRL's ``teacher_update_rate``); a ``frozen`` or ``live`` one stays."""
+        if self._teacher_kind != "ema":
+            return
+        student = self.trainable_parameters()
+        with torch.no_grad():
+            for name, t in self.teacher_parameters().items():
+                t.mul_(1.0 - rate).add_(student[name].detach(), alpha=rate)
+
+    @contextmanager
+    def teacher_view(self, kind: str) -> Iterator[None]:
+        """Inside the block, :meth:`completion_logits` runs the teacher, in eval mode and without gradients.
+
+        ``live`` is the student itself (in eval mode); ``ema`` and ``frozen`` need :meth:`start_teacher` first.
+        Training mode, the active adapter and the scored module are restored on the way out.
+        """
+        if kind not in TEACHER_KINDS:
+            raise ValueError(f"teacher kind must be one of {TEACHER_KINDS}, got {kind!r}")
+        if kind != "live" and kind != self._teacher_kind:
+            raise RuntimeError(f"no {kind} teacher: call start_teacher({kind!r}) first")
+        was_training = self.model.training
+        swapped = kind != "live" and self.is_lora
+        try:
+            self.model.eval()
+            if swapped:
+                self.model.set_adapter(TEACHER_ADAPTER)
+            elif kind != "live":
+                self._scorer = self._teacher_model
+            with torch.no_grad():
+                yield
+        finally:
+            self._scorer = None
+            if swapped:
+                self.model.set_adapter(self._student_adapter)
+            self.model.train(was_training)
+
+    def teacher_parameters(self) -> dict[str, torch.Tensor]:
+        """The teacher's copy of each trainable parameter, by the student's parameter name (``{}`` for live)."""
+        if self._teacher_kind in (None, "live"):
+            return {}
+        student = self.trainable_parameters()
+        if self._teacher_model is not None:
+            copies = dict(self._teacher_model.named_parameters())
+            return {name: copies[name] for name in student}
+        tag = f".{self._student_adapter}."
+        params = dict(self.model.named_parameters())
+        return {name: params[name.replace(tag, f".{TEACHER_ADAPTER}.")] for name in student if tag in name}
+
+    def teacher_bytes(self) -> int:
+        """Bytes the teacher holds of its own: the adapter copy, the full model copy, or nothing."""
+        held = self._teacher_model.parameters() if self._teacher_model is not None else \
+            self.teacher_parameters().values()
+        return sum(t.numel() * t.element_size() for t in held)
+
+    def release_teacher(self) -> None:
+        """Drop the teacher's copy or delete its adapter, so that a saved model holds no trace of it."""
+        self._teacher_model = None
+        self._teacher_kind = None
+        if self.is_lora and TEACHER_ADAPTER in self.model.peft_config:
+            self.model.delete_adapter(TEACHER_ADAPTER)
+            self.model.set_adapter(self._student_adapter)
+
     # -- saving --------------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, safe_serialization=True)
+        if self.is_lora:  # only the trained adapter, never a teacher's
+            self.model.save_pretrained(out, safe_serialization=True, selected_adapters=[self.model.active_adapter])
+        else:
+            self.model.save_pretrained(out, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
 
 

@@ -41,7 +41,7 @@ def mlp(inputs: int, hidden: tuple[int, ...], outputs: int, seed: int) -> nn.Seq
 
 
 class ClassifierAdapter:
-    """Wraps any module mapping inputs ``[N, ...]`` to logits ``[N, C]`` (see ``retain.methods.base.Adapter``)."""
+    """Wraps any module mapping inputs ``[N, ...]`` to logits ``[N, C]`` (see ``retain.models.adapter.Adapter``)."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

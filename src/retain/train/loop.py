@@ -16,7 +16,8 @@ import torch
 from accelerate import Accelerator
 
 from retain.errors import check
-from retain.methods.base import Adapter, Consolidation, Objective
+from retain.methods.base import Consolidation, Objective
+from retain.models.adapter import Adapter
 
 
 @dataclass
