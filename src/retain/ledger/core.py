@@ -258,19 +258,17 @@ class Home:
         raw = self.audit.read()
         if len(raw) <= size or not self._head_matches(raw):
             return
-        entries, _ = audit.parse(raw, size, seq + 1, sha, seq)
+        entries, problems = audit.parse(raw, size, seq + 1, sha, seq)
+        keep = len(entries)
         if self.key is not None and self._head_signed(raw):
-            signed = 0
-            while signed < len(entries) and self.key.check(entries[signed].data):
-                signed += 1
-            if signed < len(entries):
-                # An entry this key did not sign follows a signed head: forged, not torn. Leave it for verify.
-                store.apply(self.conn, audit.committed(entries[:signed]))
-                return
-        good = audit.committed(entries)
+            keep = next((i for i, e in enumerate(entries) if not self.key.check(e.data)), keep)
+        good = audit.committed(entries[:keep])
         store.apply(self.conn, good)
+        # Only a torn append is cut. A whole line that does not chain on, or that follows a signed head without
+        # this key's signature, is forged or damaged: evidence for verify, never applied or removed.
+        torn = not problems or "incomplete last line" in problems[0]
         end = good[-1].end if good else size
-        if end < len(raw):
+        if torn and keep == len(entries) and end < len(raw):
             self.audit.truncate(end)
 
     def _head_entry(self, raw: bytes) -> dict[str, Any] | None:
