@@ -209,16 +209,26 @@ def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earl
 
 
 @app.command()
-def verify(home: HomeArg) -> None:
-    """Recompute every hash (audit chain, database, objects); exit 1 on any mismatch."""
+def verify(home: HomeArg,
+           anchor: Annotated[Path | None, typer.Option("--anchor", help="Check against a chain head exported "
+                                                                      "earlier with --export-anchor.")] = None,
+           export_anchor: Annotated[Path | None, typer.Option("--export-anchor", help="After verifying, write the "
+                                                              "chain head to this file (keep it outside the home).")] = None,
+           repair: Annotated[bool, typer.Option("--repair", help="Rebuild a missing or differing database from a "
+                                                                 "sound audit log.")] = False) -> None:
+    """Recompute every hash (signatures, audit chain, database, objects); exit 1 on any mismatch."""
+    from retain.ledger.verify import export_anchor as write_anchor
     from retain.ledger.verify import verify as run_verify
 
-    report = run_verify(home)
+    report = run_verify(home, anchor=anchor, repair=repair)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     for note in report.notes:
         console.print(f"note: {note}")
     if report.ok:
         console.print(f"[green]ok[/]: {counts}")
+        if export_anchor:
+            record = write_anchor(home, export_anchor)
+            console.print(f"anchor: entry {record['seq']} ({record['sha256'][:16]}) written to {export_anchor}")
         return
     for problem in report.problems:
         console.print(f"[red]MISMATCH[/] {problem}", soft_wrap=True)

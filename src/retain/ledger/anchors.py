@@ -108,3 +108,20 @@ def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Find
     problems += _against(entries, record["seq"], record["sha256"], f"the anchor {path.name}")
     later = len(entries) - record["seq"]
     return problems, ([f"matches the anchor at entry {record['seq']}; {later} entries since"] if not problems else [])
+
+
+def sign_home(path: str | Path) -> int:
+    """``retain key sign HOME``: start signing a home made before the key (one signed ``keyed`` entry).
+
+    From this entry on, every entry must carry the key's MAC; the earlier ones are vouched for only by the
+    chain up to here. Returns the entry's seq.
+    """
+    from retain.ledger.core import Home
+
+    key = keys.load()
+    if key is None:
+        raise RetainError(f"no signing key; create one with: retain key init (or set {keys.ENV})")
+    home = Home.open(path)
+    with home.writing("key sign"):
+        entries = home.commit([{"type": "keyed", "key": key.id}])
+    return entries[-1].seq
