@@ -18,12 +18,19 @@ def _kl(p, q):
     return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q) if pi > 0)
 
 
-def _brute(student, teacher, alpha, top_k=None):
-    if top_k is not None:
+def _brute(student, teacher, alpha, top_k=None, tail=False):
+    if top_k is not None and tail:
+        # the full distributions on the student's top k, plus one bucket with the mass outside them
         keep = sorted(range(len(student)), key=lambda i: -student[i])[:top_k]
-        student = [student[i] for i in keep]
-        teacher = [teacher[i] for i in keep]
-    s, t = _probs(student), _probs(teacher)
+        s = [_probs(student)[i] for i in keep]
+        t = [_probs(teacher)[i] for i in keep]
+        s, t = s + [1 - sum(s)], t + [1 - sum(t)]
+    else:
+        if top_k is not None:
+            keep = sorted(range(len(student)), key=lambda i: -student[i])[:top_k]
+            student = [student[i] for i in keep]
+            teacher = [teacher[i] for i in keep]
+        s, t = _probs(student), _probs(teacher)
     if alpha == 0.0:
         return _kl(t, s)
     if alpha == 1.0:
@@ -40,14 +47,14 @@ def logits():
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
-@pytest.mark.parametrize("top_k", [None, 3])
-def test_divergence_matches_brute_force(logits, alpha, top_k):
+@pytest.mark.parametrize("top_k,tail", [(None, False), (3, False), (3, True)])
+def test_divergence_matches_brute_force(logits, alpha, top_k, tail):
     student, teacher = logits
-    got = token_divergence(student, teacher, alpha=alpha, top_k=top_k)
+    got = token_divergence(student, teacher, alpha=alpha, top_k=top_k, tail=tail)
     assert got.shape == (2, 3)
     for b in range(2):
         for t in range(3):
-            want = _brute(student[b, t].tolist(), teacher[b, t].tolist(), alpha, top_k)
+            want = _brute(student[b, t].tolist(), teacher[b, t].tolist(), alpha, top_k, tail)
             assert got[b, t].item() == pytest.approx(want, rel=1e-5, abs=1e-7)
 
 
@@ -91,16 +98,22 @@ def test_sequence_mean_averages_per_sequence_then_over_sequences():
 # -- gradients: every divergence against autograd on an explicit probability-space formula ------------------
 
 
-def _explicit(student, teacher, alpha, top_k=None):
+def _explicit(student, teacher, alpha, top_k=None, tail=False):
     """The divergence per position from probabilities written out (softmax by hand, the mixture M in
-    probability space, the top-k restriction by an explicit sort), so autograd on it is an independent check."""
+    probability space, the top-k restriction by an explicit sort, the tail as 1 minus the kept mass), so
+    autograd on it is an independent check."""
+    s = student.exp() / student.exp().sum(-1, keepdim=True)
+    t = teacher.exp() / teacher.exp().sum(-1, keepdim=True)
     if top_k is not None:
         rows = student.detach().reshape(-1, student.shape[-1])
         keep = torch.tensor([sorted(range(row.numel()), key=lambda i: -row[i].item())[:top_k] for row in rows])
         keep = keep.reshape(*student.shape[:-1], top_k)
-        student, teacher = student.gather(-1, keep), teacher.gather(-1, keep)
-    s = student.exp() / student.exp().sum(-1, keepdim=True)
-    t = teacher.exp() / teacher.exp().sum(-1, keepdim=True)
+        s, t = s.gather(-1, keep), t.gather(-1, keep)
+        if tail:
+            s = torch.cat([s, 1 - s.sum(-1, keepdim=True)], -1)
+            t = torch.cat([t, 1 - t.sum(-1, keepdim=True)], -1)
+        else:
+            s, t = s / s.sum(-1, keepdim=True), t / t.sum(-1, keepdim=True)
 
     def kl(p, q):
         return (p * (p.log() - q.log())).sum(-1)
@@ -113,22 +126,22 @@ def _explicit(student, teacher, alpha, top_k=None):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 0.9, 1.0])
-@pytest.mark.parametrize("top_k", [None, 3])
-def test_divergence_gradient_matches_autograd_on_the_explicit_formula(logits, alpha, top_k):
+@pytest.mark.parametrize("top_k,tail", [(None, False), (3, False), (3, True)])
+def test_divergence_gradient_matches_autograd_on_the_explicit_formula(logits, alpha, top_k, tail):
     student, teacher = logits
     # random weights per position so a wrong gradient cannot hide in a sum that cancels
     weights = torch.rand(2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     s1 = student.clone().requires_grad_(True)
     t1 = teacher.clone().requires_grad_(True)
-    (token_divergence(s1, t1, alpha=alpha, top_k=top_k) * weights).sum().backward()
+    (token_divergence(s1, t1, alpha=alpha, top_k=top_k, tail=tail) * weights).sum().backward()
     s2 = student.clone().requires_grad_(True)
     t2 = teacher.clone().requires_grad_(True)
-    (_explicit(s2, t2, alpha, top_k) * weights).sum().backward()
+    (_explicit(s2, t2, alpha, top_k, tail) * weights).sum().backward()
     assert s1.grad.abs().max() > 1e-3
     torch.testing.assert_close(s1.grad.double(), s2.grad, rtol=1e-5, atol=1e-8)
     torch.testing.assert_close(t1.grad.double(), t2.grad, rtol=1e-5, atol=1e-8)
-    if top_k is not None:
-        # tokens outside the student's top k get no gradient at all
+    if top_k is not None and not tail:
+        # renormalised on the top k, tokens outside it get no gradient at all
         outside = torch.ones_like(student, dtype=torch.bool).scatter(-1, student.topk(top_k, -1).indices, False)
         assert s1.grad[outside].abs().max() == 0
 
