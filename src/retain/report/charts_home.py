@@ -69,7 +69,8 @@ def _label(card: VersionCard, report: HomeReport) -> str:
     what = f"learned {record['skill']} ({record['method']}{' +LoRA' if record['lora'] else ''})" \
         if record["skill"] else f"base model ({record['config'].get('source', '-')})"
     notes = [f"FORCED: {reason}" for reason in card.forced]
-    notes += ["rolled back to" for e in card.events if e["type"] == "rolled_back"]
+    notes += [f"champion again by rollback from {e['payload']['previous']}" for e in card.events
+              if e["type"] == "rolled_back"]
     status = card.status + (" (current)" if card.name == report.champion and card.status != "champion" else "")
     return f"{card.name}  {status.upper()}  {what}" + "".join(f"  [{n}]" for n in notes)
 
@@ -99,11 +100,21 @@ def lineage_figure(report: HomeReport) -> plt.Figure:
                    zorder=3)
         ax.text(lanes - 0.4, p.row, _label(cards[name], report), va="center", ha="left", fontsize=9,
                 fontweight="bold" if name == report.champion else "normal")
+    for card in report.versions:  # a rollback: an arrow from the champion it replaced back to this version
+        for e in card.events:
+            source = placed.get(e["payload"].get("previous") or "") if e["type"] == "rolled_back" else None
+            if source is not None:
+                target = placed[card.name]
+                ax.annotate("", xy=(target.lane + 0.12, target.row + 0.1), xytext=(source.lane + 0.12, source.row),
+                            arrowprops={"arrowstyle": "-|>", "linestyle": "--", "color": "#8a3a00",
+                                        "connectionstyle": "arc3,rad=-0.4", "linewidth": 1.2}, zorder=2)
+                ax.text(min(source.lane, target.lane) - 0.25, (source.row + target.row) / 2, "rollback",
+                        fontsize=7, color="#8a3a00", va="center", ha="right", rotation=90)
     handles = [ax.scatter([], [], marker=m, s=s, facecolors=f, edgecolors="black", label=status)
                for status, (m, f, s) in MARKERS.items()]
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(handles), frameon=False,
               fontsize=8, handletextpad=0.2, columnspacing=1.0)
-    ax.set_xlim(-0.5, lanes + 6.0)
+    ax.set_xlim(-0.8, lanes + 6.0)
     ax.set_ylim(n - 0.5, -0.7)
     ax.axis("off")
     return fig

@@ -9,6 +9,7 @@ number comes from the ledger's own readers (:mod:`retain.ledger.store`, :func:`r
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
@@ -100,8 +101,11 @@ def _connect(root: Path) -> sqlite3.Connection:
     if not path.is_file():
         raise RetainError("the ledger database is missing; run retain verify", file=str(path))
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        conn.row_factory = sqlite3.Row
+        if os.access(root, os.W_OK):
+            conn = sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)
+            conn.row_factory = sqlite3.Row
+        else:  # on a read-only medium SQLite cannot even make the WAL index a read-only reader needs
+            conn = store.connect_readonly(path)
         conn.execute("SELECT 1 FROM versions LIMIT 1")
     except sqlite3.DatabaseError as err:
         raise RetainError(f"the ledger database is unreadable ({err}); run retain verify", file=str(path)) from None
@@ -133,13 +137,18 @@ def is_quarantine(event: dict[str, Any]) -> bool:
     return "quarantin" in event["type"]
 
 
+def check_home(root: Path) -> None:
+    """Raise the user error ``retain report`` gives for a folder that is not a home."""
+    if not is_home(root):
+        raise RetainError(f"not a retain home (no valid {MARKER}; create one with: retain init HOME)",
+                          file=str(root))
+
+
 def build_home_report(home: str | Path, measure_drift: bool = False) -> HomeReport:
     """Read a home into a :class:`HomeReport`; ``measure_drift`` also runs ``retain diff`` on every version
     against its parent (parameter distance and output KL, which loads both models)."""
     root = Path(home)
-    if not is_home(root):
-        raise RetainError(f"not a retain home (no valid {MARKER}; create one with: retain init HOME)",
-                          file=str(root))
+    check_home(root)
     checked = verify(root, finish=False)
     conn = _connect(root)
     try:

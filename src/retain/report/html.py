@@ -184,7 +184,7 @@ def _heat_pages(report: Any) -> list[dict[str, Any]]:
         pages.append({"title": f"{chunk[0].name} to {chunk[-1].name} ({len(chunk)} versions)",
                       "open": k == len(chunks) - 1,
                       "chart": Chart(svg, "Score of each version (rows) on each suite entry (columns); the gate's "
-                                          "floor is marked on the colour scale.", table)})
+                                          "floor is marked on the colour scale.", [table])})
     return pages
 
 
@@ -202,7 +202,7 @@ def _lineage(report: Any) -> Chart:
                                              "became champion"], rows)
     svg = figure_svg(lineage_figure(report), f"Lineage graph of the {len(report.versions)} versions of the home",
                      "lineage")
-    return Chart(svg, f"Champion: {report.champion}.", table)
+    return Chart(svg, f"Champion: {report.champion}.", [table])
 
 
 def render_home(report: Any) -> str:
@@ -231,8 +231,9 @@ def write_home_report(home: str | Path, out: str | Path, measure_drift: bool = F
 
     ``out`` may not lie inside the home, whose folder holds only what the ledger writes.
     """
-    from retain.report.home_report import build_home_report
+    from retain.report.home_report import build_home_report, check_home
 
+    check_home(Path(home))
     root, target = Path(home).resolve(), Path(out).resolve()
     if target == root or root in target.parents:
         raise RetainError("the report may not be written inside the home (a report never changes a home)",

@@ -20,11 +20,11 @@ class Table:
 
 @dataclass
 class Chart:
-    """An inline SVG chart with its caption and the table of what it shows."""
+    """An inline SVG chart with its caption and the tables of what it shows."""
 
     svg: str
     caption: str
-    data: Table | None = None
+    data: list[Table] = field(default_factory=list)
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""The demo's pictures: accuracy matrices side by side, and prior-skill accuracy over the stream."""
+"""The demo's pictures: accuracy matrices side by side, and prior-skill accuracy over the stream.
+
+Each is built once as a figure; the demo saves it as PNG and its HTML report inlines the same figure as SVG.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def matrices_png(path: Path, matrices: dict[str, list[list[float]]], skills: list[str]) -> None:
+def matrices_figure(matrices: dict[str, list[list[float]]], skills: list[str]) -> Figure:
     """One heatmap per method of R[i][j] (rows: before training, then after each skill)."""
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
     rows = ["before"] + [f"after {s}" for s in skills]
@@ -27,11 +31,15 @@ def matrices_png(path: Path, matrices: dict[str, list[list[float]]], skills: lis
                         color="black" if data[i, j] > 0.5 else "white", fontsize=9)
     fig.suptitle("Accuracy on each new skill (held-out queries, no demonstration)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def prior_png(path: Path, curves: dict[str, list[list[float]]], skills: list[str]) -> None:
+def matrices_png(path: Path, matrices: dict[str, list[list[float]]], skills: list[str]) -> None:
+    """:func:`matrices_figure` as a PNG."""
+    _save(matrices_figure(matrices, skills), path)
+
+
+def prior_figure(curves: dict[str, list[list[float]]], skills: list[str]) -> Figure:
     """Mean prior-skill (probe) accuracy after each step of the stream, per method; thin lines per probe."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     x = range(len(skills) + 1)
@@ -47,5 +55,14 @@ def prior_png(path: Path, curves: dict[str, list[list[float]]], skills: list[str
     ax.set_title("Prior skills (probes) while new ones are learned")
     ax.legend(loc="lower left")
     fig.tight_layout()
+    return fig
+
+
+def prior_png(path: Path, curves: dict[str, list[list[float]]], skills: list[str]) -> None:
+    """:func:`prior_figure` as a PNG."""
+    _save(prior_figure(curves, skills), path)
+
+
+def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)

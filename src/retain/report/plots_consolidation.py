@@ -11,9 +11,10 @@ import matplotlib
 matplotlib.use("Agg")  # no display on CI machines; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def plot_retention(domain: str, scenarios: dict[str, Any], path: Path) -> Path:
+def retention_figure(domain: str, scenarios: dict[str, Any]) -> Figure:
     """Grouped bars: mean retention of earlier tasks for every method, one bar per scenario, std as error."""
     methods = list(next(iter(scenarios.values()))["methods"])
     width = 0.8 / len(scenarios)
@@ -30,12 +31,20 @@ def plot_retention(domain: str, scenarios: dict[str, Any], path: Path) -> Path:
     ax.set_title(f"{domain}: retention of earlier tasks")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_matrices(domain: str, name: str, entry: dict[str, Any], path: Path) -> Path:
+def plot_retention(domain: str, scenarios: dict[str, Any], path: Path) -> Path:
+    """:func:`retention_figure` as a PNG."""
+    return _save(retention_figure(domain, scenarios), path)
+
+
+def mean_matrix(runs: list[dict[str, Any]], key: str = "R") -> np.ndarray:
+    """The element-wise mean over seeds of the runs' matrices ``key`` (``R`` or ``probe_R``)."""
+    return np.mean([run[key] for run in runs], axis=0)
+
+
+def matrices_figure(domain: str, name: str, entry: dict[str, Any]) -> Figure:
     """One heatmap per method of the accuracy matrix R (mean over seeds); row 0 is before training."""
     methods = list(entry["methods"])
     cols = min(3, len(methods))
@@ -44,7 +53,7 @@ def plot_matrices(domain: str, name: str, entry: dict[str, Any], path: Path) -> 
     for ax in axes.flat[len(methods):]:
         ax.axis("off")
     for ax, label in zip(axes.flat, methods):
-        R = np.mean([run["R"] for run in entry["methods"][label]["runs"]], axis=0)
+        R = mean_matrix(entry["methods"][label]["runs"])
         ax.imshow(R, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         for (i, j), value in np.ndenumerate(R):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
@@ -56,6 +65,15 @@ def plot_matrices(domain: str, name: str, entry: dict[str, Any], path: Path) -> 
         ax.set_ylabel("after task", fontsize=7)
     fig.suptitle(f"{domain} / {name}: accuracy matrix R (mean over seeds)")
     fig.tight_layout()
+    return fig
+
+
+def plot_matrices(domain: str, name: str, entry: dict[str, Any], path: Path) -> Path:
+    """:func:`matrices_figure` as a PNG."""
+    return _save(matrices_figure(domain, name, entry), path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -34,6 +34,7 @@ svg { max-width: none; height: auto; }
 .st-champion { color: #7a5c00; } .st-rejected, .bad { color: var(--bad); } .st-rolled-back { color: #8a3a00; }
 .st-superseded { color: #33536f; } .ok { color: var(--ok); }
 details { margin: .3rem 0; } summary { cursor: pointer; padding: .2rem 0; }
+summary > h3, summary > h4 { display: inline; }
 details.version { border: 1px solid var(--line); border-left: 6px solid var(--line); padding: .2rem .7rem; }
 details.version[data-status=champion] { border-left-color: #f2c12e; }
 details.version[data-status=rejected] { border-left-style: dotted; border-left-color: var(--bad); }
@@ -124,19 +125,24 @@ MACROS = """
 <figure>
 <div class="scroll" tabindex="0" aria-label="{{ c.caption }} (scrollable)">{{ c.svg | safe }}</div>
 <figcaption>{{ c.caption }}</figcaption>
-{% if c.data %}<details><summary>The numbers in this chart</summary><div class="scroll" tabindex="0">{{ table(c.data) }}</div></details>{% endif %}
+{% if c.data %}<details><summary>The numbers in this chart</summary>{% for t in c.data %}<div class="scroll" tabindex="0">{{ table(t) }}</div>{% endfor %}</details>{% endif %}
 </figure>
 {%- endmacro %}
-{% macro section(s, level=2) -%}
-<section id="{{ s.id }}" aria-labelledby="{{ s.id }}-h">
-<h{{ level }} id="{{ s.id }}-h">{{ s.title }}</h{{ level }}>
+{% macro body(s, level) -%}
 {% for p in s.paragraphs %}<p>{{ p }}</p>
 {% endfor %}{% for t in s.tables %}<div class="scroll" tabindex="0">{{ table(t) }}</div>
 {% endfor %}{% for c in s.charts %}{{ chart(c) }}
-{% endfor %}{% for sub in s.subsections %}<details{% if sub.open %} open{% endif %}><summary>{{ sub.title }}</summary>
-{{ section(sub, level + 1) }}
-</details>
-{% endfor %}</section>
+{% endfor %}{% for sub in s.subsections %}<section id="{{ sub.id }}" aria-labelledby="{{ sub.id }}-h"><details{% if sub.open %} open{% endif %}>
+<summary><h{{ level + 1 }} id="{{ sub.id }}-h">{{ sub.title }}</h{{ level + 1 }}></summary>
+{{ body(sub, level + 1) }}
+</details></section>
+{% endfor %}
+{%- endmacro %}
+{% macro section(s) -%}
+<section id="{{ s.id }}" aria-labelledby="{{ s.id }}-h">
+<h2 id="{{ s.id }}-h">{{ s.title }}</h2>
+{{ body(s, 2) }}
+</section>
 {%- endmacro %}
 """
 
