@@ -71,6 +71,23 @@ def parse_blob(blob: bytes, where: str) -> tuple[str, list[int], bytes]:
     return spec["dtype"], spec["shape"], data
 
 
+def check_complete(folder: Path) -> None:
+    """Raise a one-line error if a ``*.safetensors`` file in ``folder`` is cut short or its header is broken.
+
+    Reads only headers and sizes, so a truncated download or a copy onto a full disk is named before a
+    framework fails on it with a traceback.
+    """
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        with open(path, "rb") as handle:
+            header, data_start = _read_header(handle, str(path))
+        ends = [spec["data_offsets"][1] for name, spec in header.items()
+                if name != "__metadata__" and isinstance(spec, dict) and "data_offsets" in spec]
+        need, have = data_start + max(ends, default=0), path.stat().st_size
+        if have < need:
+            raise RetainError(f"truncated: {have} bytes where its header needs {need} (copy or download it again)",
+                              file=str(path))
+
+
 def _split_safetensors(path: Path, put: Callable[[bytes], str]) -> dict[str, Any]:
     """Store each tensor of one safetensors file; return its metadata and (name, blob sha) in file order."""
     with open(path, "rb") as handle:
