@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from retain.data.jsonl import read_examples, read_skill
-from retain.data.skills import Skill
+from retain.data.skills import Example, Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.domains.language import skills_scenario
 from retain.errors import RetainError
@@ -27,6 +27,7 @@ from retain.evaluate.evaluation import accuracy
 from retain.models.causal_lm import CausalLMAdapter, resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
 from retain.run import RunResult, run
+from retain.seeding import seed_everything
 
 RECIPE_FILE = "retain_recipe.json"
 
@@ -59,10 +60,13 @@ def _prepare_out(out: str | None, overwrite: bool) -> Path | None:
 
 
 def learn_skill(recipe: Recipe, skill: Skill, *, quiet: bool = False, adapter: Any = None,
-                methods: tuple[Any, list[Any]] | None = None) -> LearnResult:
+                methods: tuple[Any, list[Any]] | None = None, protect: list[Any] | None = None) -> LearnResult:
     """Teach the recipe's model ``skill`` (one task of :func:`retain.run.run`); score its held-out split before
-    and after. Nothing is written. ``adapter``/``methods`` continue a loaded model and stateful methods."""
-    result = run(skills_scenario(skill.name, [skill]), recipe, adapter=adapter, methods=methods, quiet=quiet)
+    and after. Nothing is written. ``adapter``/``methods`` continue a loaded model and stateful methods;
+    ``protect`` is what the model already knows, protected by every consolidation plugin before training."""
+    scenario = skills_scenario(skill.name, [skill])
+    scenario.protect = list(protect or [])
+    result = run(scenario, recipe, adapter=adapter, methods=methods, quiet=quiet)
     before, after = result.matrix[0][0], result.matrix[-1][0]
     config = {"recipe": result.recipe,
               "held_out": {"fraction": None, "examples": len(skill.test), "scorer": skill.scorer}}
@@ -73,23 +77,55 @@ def learn_skill(recipe: Recipe, skill: Skill, *, quiet: bool = False, adapter: A
                        train_seconds=result.train_seconds[0], run=result)
 
 
+def answered(adapter: CausalLMAdapter, examples: list[Example], max_new_tokens: int = 32) -> list[Example]:
+    """``examples`` with every missing demonstration filled by the model's own greedy answer: prior-competence
+    data needs no answers, since what is protected is what the model does now."""
+    missing = [e for e in examples if not e.demonstration.strip()]
+    answers = dict(zip(missing, adapter.answer(missing, max_new_tokens=max_new_tokens))) if missing else {}
+    return [Example(e.prompt, answers[e], e.answer) if e in answers else e for e in examples]
+
+
+def read_protect(paths: list[str | Path]) -> list[Example]:
+    """The examples of every ``--protect`` file (JSONL with at least ``prompt``), checked before training."""
+    return [e for path in paths for e in read_examples(path, require_demonstration=False, require_reference=False)]
+
+
+def check_protection(recipe: Recipe, protect: list[Any]) -> None:
+    """A consolidation method with nothing to protect is an error, never a silent no-op."""
+    _, plugins = recipe.methods()
+    if plugins and not protect:
+        names = "+".join(p.name for p in plugins)
+        raise RetainError(f"{names} has nothing to protect in a single learn: name what the model already knows "
+                          "with --protect FILE (prompts of its prior skills), or learn into a home", field="protect")
+
+
 def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = None, *, lora: bool = False,
           seed: int = 0, options: dict[str, dict[str, Any]] | None = None, epochs: int = 2,
           lr: float | None = None, batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
-          overwrite: bool = False, quiet: bool = False) -> LearnResult:
+          overwrite: bool = False, quiet: bool = False, protect: list[str | Path] | None = None) -> LearnResult:
     """Teach ``model`` the skill in ``data`` (JSONL) with ``method`` and save it to ``out`` with save_pretrained.
 
     A seeded ``test_fraction`` of the prompts is held out: training never sees them and they give the
-    before/after scores. Every input is checked before anything is trained or written; ``out`` gets the model
-    (only the adapter under LoRA) and ``retain_recipe.json``, the recipe that repeats the run.
+    before/after scores. ``protect`` names JSONL files of what the model already knows (prompts; answers are
+    optional, the model's own are used where missing): every consolidation method protects them before
+    training, and a consolidation method without them is an error. Every input is checked before anything is
+    trained or written; ``out`` gets the model (only the adapter under LoRA) and ``retain_recipe.json``, the
+    recipe that repeats the run.
     """
     skill = read_skill(data, seed=seed, test_fraction=test_fraction, scorer=scorer)
     recipe = Recipe.for_model(model, method, lora=lora, seed=seed, options=options, lr=lr, epochs=epochs,
                               batch_size=batch_size)
+    prior = read_protect(list(protect or []))
+    check_protection(recipe, prior)
     resolve_model_path(model)
     out_path = _prepare_out(out, overwrite)
-    result = learn_skill(recipe, skill, quiet=quiet)
-    result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction})
+    if prior:
+        seed_everything(recipe.seed)
+    adapter = load_for_recipe(recipe) if prior else None
+    result = learn_skill(recipe, skill, quiet=quiet, adapter=adapter,
+                         protect=answered(adapter, prior) if prior else None)
+    result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction},
+                         protect=[str(p) for p in protect or []])
     if out_path is not None:
         result.adapter.save(out_path)
         (out_path / RECIPE_FILE).write_text(json.dumps(result.config, indent=2, sort_keys=True) + "\n")

@@ -65,7 +65,8 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
     """Learn ``scenario``'s tasks in order with ``recipe``; return the accuracy matrices and the trained model.
 
     ``adapter`` continues an already loaded model (default: ``scenario.make_adapter(recipe)``); ``methods``
-    continues an objective and plugins that already hold state (default: fresh ones from the recipe).
+    continues an objective and plugins that already hold state (default: fresh ones from the recipe). Before
+    the first task every plugin protects ``scenario.protect`` (what the model already knows).
     ``on_task(index, partial_result)`` is called after each task is learned and scored.
     """
     recipe.validate()
@@ -88,6 +89,12 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
         progress.remove_task(bar)
 
     try:
+        if scenario.protect:
+            bar = progress.add_task(f"  {recipe.method}: protecting {len(scenario.protect)} prior examples",
+                                    total=None, info="")
+            for plugin in plugins:
+                plugin.protect(adapter, list(scenario.protect))
+            progress.remove_task(bar)
         evaluate()
         for index, task in enumerate(scenario.tasks):
             cfg = replace(recipe.train, seed=derived_seed(recipe.seed, index))

@@ -30,6 +30,8 @@ class Scenario:
     """An ordered stream of tasks; ``make_adapter(recipe)`` builds the model a run starts from.
 
     ``train`` is the training budget this scenario's benchmark uses by default (recipes built for it copy it).
+    ``protect`` is what the model knows before the first task (``--protect`` data, a home's suite training
+    splits): every consolidation plugin protects it before training starts.
     """
 
     domain: str
@@ -39,3 +41,4 @@ class Scenario:
     make_adapter: Callable[["Recipe"], Any]
     train: TrainConfig = field(default_factory=TrainConfig)
     probes: list[Task] = field(default_factory=list)
+    protect: list[Any] = field(default_factory=list)

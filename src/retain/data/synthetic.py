@@ -161,19 +161,31 @@ def held_out_words(n: int = 200, seed: int = 12345) -> list[str]:
     return _distinct_words(random.Random(seed), n, set())
 
 
-def probe_skills(n_test: int = 50, seed: int = 1) -> list[Skill]:
-    """Prior skills the base model has (no demonstration) plus the in-context probe (with demonstration)."""
+def probe_skills(n_test: int = 50, seed: int = 1, n_train: int = 0) -> list[Skill]:
+    """Prior skills the base model has (no demonstration) plus the in-context probe (with demonstration).
+
+    Test queries use the held-out words. ``n_train`` training examples per probe use other words (drawn by a
+    generator of their own, so the test sets do not depend on ``n_train``): prompts of prior skills that
+    protection (importance, rehearsal) may use, never the test prompts.
+    """
     rng = random.Random(seed)
     words = held_out_words()
+    train_rng = random.Random(seed + 7919)
+    train_words = _distinct_words(train_rng, n_train * (len(PRIOR_RULES) + 1), set(words))
     skills = []
-    for name, rule in PRIOR_RULES.items():
+    for k, (name, rule) in enumerate(PRIOR_RULES.items()):
         test = [make_example(name, rule, w, "plain") for w in rng.sample(words, n_test)]
-        skills.append(Skill(name=name, test=test, scorer="alnum"))
+        train = [make_example(name, rule, w, "plain") for w in train_words[k * n_train:(k + 1) * n_train]]
+        skills.append(Skill(name=name, train=train, test=test, scorer="alnum"))
     icl = []
     for w in rng.sample(words, n_test):
         style = rng.choice([s for s in STYLES if s != "plain"])
         icl.append(make_example(random_skill_name(rng), random_rule(rng), w, style))
-    skills.append(Skill(name="in-context", test=icl, scorer="alnum", with_demonstration=True))
+    icl_train = []
+    for w in train_words[len(PRIOR_RULES) * n_train:]:
+        style = train_rng.choice([s for s in STYLES if s != "plain"])
+        icl_train.append(make_example(random_skill_name(train_rng), random_rule(train_rng), w, style))
+    skills.append(Skill(name="in-context", train=icl_train, test=icl, scorer="alnum", with_demonstration=True))
     return skills
 
 

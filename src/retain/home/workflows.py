@@ -1,6 +1,7 @@
-"""The user-facing operations on a home that need a model to run: ``init`` (score the base model on the
-probes), ``learn`` into a home (train a candidate from the champion, score both on the regression suite,
-gate, record) and ``reproduce`` (train again from the recorded recipe and compare weight hashes).
+"""The user-facing operations on a home that need a model to run: ``init`` (score the base model on its
+suite, estimate the protection state), ``learn`` into a home (train a candidate from the champion with the
+champion's protection state, score both on the regression suite, gate, record), ``reproduce`` (train again
+from the recorded recipe and compare weight hashes) and suite edits.
 
 These workflows sit above the public API: training goes through :func:`retain.api.learn_skill` (and so
 :func:`retain.run.run`), scoring through :func:`retain.api.evaluate`; storage is the ledger's
@@ -9,11 +10,9 @@ These workflows sit above the public API: training goes through :func:`retain.ap
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,15 +20,19 @@ from rich.console import Console
 from retain import api
 from retain.data.jsonl import read_skill
 from retain.data.skills import Skill
+from retain.domains.language import load_model as load_for_recipe
 from retain.errors import RetainError
+from retain.home import protection
+from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
 from retain.ledger.merge import merge_adapter
-from retain.ledger.operations import Candidate, Outcome, init_home, record_candidate
+from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
 from retain.recipe import Recipe, default_lr
+from retain.seeding import seed_everything
 
 
 def is_home(path: str | Path) -> bool:
@@ -49,18 +52,30 @@ def score_suite(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
     return scores
 
 
-def _train(parent_dir: Path, recipe: Recipe, skill: Skill, out: Path, *, quiet: bool) -> dict[str, Any]:
-    """Train a candidate from ``parent_dir`` with ``recipe`` and save it into ``out`` (the adapter only under
-    LoRA); return the run's record (the recipe as it writes itself, held-out size and scorer)."""
-    result = api.learn_skill(replace(recipe, model=replace(recipe.model, path=str(parent_dir))), skill, quiet=quiet)
-    result.adapter.save(out)
-    return dict(result.config)
+def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool) -> list[Skill]:
+    """The suite a new home starts with: the user's, else the embedded probes for the embedded model."""
+    from retain.data.synthetic import probe_skills
+
+    if suite and no_suite:
+        raise RetainError("--suite and --no-suite contradict each other", field="--no-suite")
+    if suite:
+        return read_suite(suite)
+    if no_suite:
+        return []
+    if model == "embedded":
+        return probe_skills(n_train=protection.PER_ENTRY)
+    raise RetainError("a home for this model needs a regression suite: pass --suite FILE_OR_DIR (skill files of "
+                      "what it must keep doing), or --no-suite for a home whose gate measures only new skills",
+                      field="--suite")
 
 
 def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None,
-                         mlflow_uri: str | None = None) -> Home:
-    """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on the probe set."""
-    from retain.data.synthetic import probe_skills
+                         mlflow_uri: str | None = None, *, suite: list[str | Path] | None = None,
+                         no_suite: bool = False, protect: tuple[str, ...] = protection.INIT_METHODS,
+                         quiet: bool = True) -> Home:
+    """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
+    user's ``suite`` files, or the embedded probes for the embedded model), with the protection state of
+    ``protect`` estimated on the suite's training splits."""
     from retain.models.causal_lm import resolve_model_path
 
     if mlflow_uri:
@@ -74,27 +89,81 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     if not list(folder.glob("*.safetensors")):
         raise RetainError("holds no *.safetensors weights (save it with safe_serialization=True)",
                           file=str(folder))
-    probes = probe_skills()
+    probes = _base_suite(model, suite, no_suite)
+    source = model if model == "embedded" else str(folder.resolve())
+    recipe = _home_recipe(source, "+".join(("sft",) + tuple(protect)), None, 0, False, None, 1, 16) if protect else None
     start = time.perf_counter()
     scores = score_suite(folder, [(p, "probe") for p in probes])
-    source = model if model == "embedded" else str(folder.resolve())
-    home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start)
+    blob, notes = None, []
+    if recipe is not None and any(p.train for p in probes):
+        _, plugins = recipe.methods()
+        adapter = api.load_model(str(folder))
+        notes = protection.start(plugins, adapter, None, probes, lora=False)
+        blob = protection.encode(plugins)
+    config = {"protection": {"methods": list(protect) if blob else [], "notes": notes,
+                             "recipe": recipe.to_dict()["options"] if blob and recipe else {}}}
+    home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start, protection=blob,
+                     config=config)
+    if not quiet:
+        for note in notes:
+            Console(stderr=True).print(f"  protection {note}")
     if mlflow_uri:
         with home.writing("mlflow"):
             mlflow_sync.sync(home, mlflow_uri, "v1", champion=True)
     return home
 
 
+def _home_recipe(base_source: str, method: str, options: dict[str, dict[str, Any]] | None, seed: int, lora: bool,
+                 lr: float | None, epochs: int, batch_size: int) -> Recipe:
+    """A learn's recipe in a home: the home's method defaults (:data:`protection.HOME_OPTIONS`) under the
+    user's options, the base model's learning rate unless given."""
+    options = {name: dict(values) for name, values in (options or {}).items()}
+    names = [n.strip().lower() for n in method.split("+")]
+    for name, defaults in protection.HOME_OPTIONS.items():
+        if name in names:
+            options[name] = {**defaults, **options.get(name, {})}
+    return Recipe.for_model(base_source, method, lora=lora, seed=seed, options=options,
+                            lr=lr if lr is not None else default_lr(base_source, lora), epochs=epochs,
+                            batch_size=batch_size)
+
+
+def _state(home: Home, version: str) -> dict[str, Any] | None:
+    sha = home.version(version)["record"]["artifacts"].get("protection_sha256")
+    return protection.decode(home.objects.get(sha)) if sha else None
+
+
+def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], out: Path,
+           *, quiet: bool) -> tuple[dict[str, Any], bytes | None]:
+    """Train a candidate from the version ``parent`` (materialised in ``parent_dir``) with ``recipe``, its
+    consolidation plugins continuing ``parent``'s protection state (or protecting ``suite``'s training splits);
+    save it into ``out`` (the adapter only under LoRA). Returns the run's record and the new protection state."""
+    recipe = replace(recipe, model=replace(recipe.model, path=str(parent_dir)))
+    seed_everything(recipe.seed)
+    adapter = load_for_recipe(recipe)
+    objective, plugins = recipe.methods()
+    notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
+                             seed=recipe.seed)
+    for note in notes:
+        Console(stderr=True, quiet=quiet).print(f"  protection {note}")
+    result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
+    result.adapter.save(out)
+    config = dict(result.config)
+    config["protection"] = {"notes": notes}
+    return config, protection.encode(plugins) if plugins else None
+
+
 def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
                   options: dict[str, dict[str, Any]] | None = None, seed: int = 0, lora: bool = False,
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
                   batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
-                  lock_timeout: float = 0.0, mlflow_uri: str | None = None) -> Outcome:
+                  lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
-    The candidate is scored with the champion on the whole regression suite (every probe, every skill learned
-    so far, and the new skill's held-out set, split exactly as :func:`retain.api.learn` splits it); it becomes
-    champion only if the gate passes or ``force`` gives a reason. Every input and option is checked before the
+    The candidate's consolidation methods continue the champion's protection state, so a learn protects what
+    every earlier version knew. It is scored with the champion on the whole regression suite (every suite
+    item, every skill learned so far, and the new skill's held-out set, split exactly as
+    :func:`retain.api.learn` splits it); it becomes champion only if the gate passes or ``force`` gives a
+    reason. ``name`` names the skill (default: the file's stem). Every input and option is checked before the
     lock is taken, and nothing is written to the home before training and scoring have succeeded. With
     ``mlflow_uri`` the version is mirrored to MLflow afterwards.
     """
@@ -104,54 +173,52 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
     data = Path(data)
-    skill = read_skill(data, seed=seed, test_fraction=test_fraction, scorer=scorer)
+    skill = read_skill(data, name=name, seed=seed, test_fraction=test_fraction, scorer=scorer)
     if not skill.test:
         raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
                           file=str(data))
     if skill.name in [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]:
-        raise RetainError(f"the skill is named {skill.name!r} after its file, which is a probe of this home; "
-                          "rename the file", file=str(data))
+        raise RetainError(f"the skill is named {skill.name!r}, which is an item of this home's suite; "
+                          "pass --name NEW_NAME to learn it under another name", file=str(data))
     base_source = opened.version("v1")["record"]["config"]["source"]
-    recipe = Recipe.for_model(base_source, method, lora=lora, seed=seed, options=options,
-                              lr=lr if lr is not None else default_lr(base_source, lora), epochs=epochs,
-                              batch_size=batch_size)
-    with opened.writing("learn", lock_timeout):
-        work = Path(tempfile.mkdtemp(prefix="retain-learn-"))
-        try:
-            parent = opened.champion()
-            parent_dir = opened.materialize(parent, work / "champion")
-            start = time.perf_counter()
-            config = _train(parent_dir, recipe, skill, work / "candidate", quiet=quiet)
-            wall = time.perf_counter() - start
-            config.update(model=parent, data=str(data.resolve()),
-                          held_out={**config["held_out"], "fraction": test_fraction})
-            full_dir = work / "candidate"
-            if lora:
-                full_dir = work / "candidate-merged"
-                full_dir.mkdir()
-                merge_adapter(parent_dir, work / "candidate", full_dir)
-            regression = [(s, kind) for s, kind in _suite(opened) if s.name != skill.name] + [(skill, "skill")]
-            candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
-                                  skill=skill, scores=score_suite(full_dir, regression),
-                                  champion_scores=_champion_scores(opened, parent, parent_dir, regression),
-                                  seed=seed, lora=lora, options=_stored_recipe(recipe, scorer, test_fraction),
-                                  config=config, data=[("source", data)], wall_seconds=wall)
-            outcome = record_candidate(opened, candidate, force)
-            if mlflow_uri:
-                mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    recipe = _home_recipe(base_source, method, options, seed, lora, lr, epochs, batch_size)
+    with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
+        parent = opened.champion()
+        parent_dir = opened.materialize(parent, work / "champion")
+        specs = [spec for spec in store.suite_specs(opened.conn) if spec["name"] != skill.name]
+        suite_now = [(suite.load(opened.objects, spec), spec["kind"]) for spec in specs]
+        start = time.perf_counter()
+        config, state = _train(opened, parent, parent_dir, recipe, skill, [s for s, _ in suite_now],
+                               work / "candidate", quiet=quiet)
+        wall = time.perf_counter() - start
+        config["protection"]["specs"] = specs
+        config.update(model=parent, data=str(data.resolve()),
+                      held_out={**config["held_out"], "fraction": test_fraction})
+        full_dir = work / "candidate"
+        if lora:
+            full_dir = work / "candidate-merged"
+            full_dir.mkdir()
+            merge_adapter(parent_dir, work / "candidate", full_dir)
+        regression = suite_now + [(skill, "skill")]
+        candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
+                              skill=skill, scores=score_suite(full_dir, regression),
+                              champion_scores=_champion_scores(opened, parent, parent_dir, regression),
+                              seed=seed, lora=lora, options=_stored_recipe(recipe, skill, scorer, test_fraction),
+                              config=config, data=[("source", data)], wall_seconds=wall, protection=state)
+        outcome = record_candidate(opened, candidate, force)
+        if mlflow_uri:
+            mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
     if not quiet:
         Console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
 
 
-def _stored_recipe(recipe: Recipe, scorer: str, test_fraction: float) -> dict[str, Any]:
-    """What a version records to be trained again: the recipe as it writes itself, and how the data was split
-    and scored. The model is always the version's parent, so the recipe's path is not kept."""
+def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: float) -> dict[str, Any]:
+    """What a version records to be trained again: the recipe as it writes itself, the skill's name, and how
+    the data was split and scored. The model is always the version's parent, so the recipe's path is not kept."""
     written = recipe.to_dict()
     written["model"]["path"] = "parent"
-    return {"recipe": written, "scorer": scorer, "test_fraction": test_fraction}
+    return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction}
 
 
 def _champion_scores(home: Home, champion: str, folder: Path, regression: list[tuple[Skill, str]]) -> Scores:
@@ -176,22 +243,23 @@ def _champion_scores(home: Home, champion: str, folder: Path, regression: list[t
     return {suite: {**scores[suite], **measured[suite]} for suite in scores}
 
 
-def _suite(home: Home) -> list[tuple[Skill, str]]:
-    return [(suite.load(home.objects, spec), spec["kind"]) for spec in store.suite_specs(home.conn)]
-
-
 def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str, Any]:
-    """Train the version again from its record (parent, stored data, method, options, seed, threads) and
-    compare the weights hash; the result is recorded in the audit log."""
+    """Train the version again from its record (parent and its protection state, stored data, recipe, seed,
+    threads, the suite entries it protected) and compare the weights hash; the result is recorded in the
+    audit log."""
     import torch
 
     opened = Home.open(home)
-    with opened.writing("reproduce", lock_timeout):
+    with opened.writing("reproduce", lock_timeout), opened.work_dir("reproduce") as work:
         row = opened.version(ref)
         record = row["record"]
         if record["parent"] is None:
             raise RetainError(f"{row['name']} is the base model; there is no recipe to re-run", file=str(home))
-        work = Path(tempfile.mkdtemp(prefix="retain-reproduce-"))
+        stored = record["options"]
+        if "recipe" not in stored:
+            raise RetainError(f"{row['name']} was recorded by an earlier retain without a recipe; this "
+                              "version cannot train it again", file=str(home))
+        recipe = Recipe.from_dict(stored["recipe"], source=f"{row['name']}.options.recipe")
         threads = torch.get_num_threads()
         try:
             parent_dir = opened.materialize(record["parent"], work / "parent")
@@ -201,18 +269,55 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             data.write_bytes(opened.objects.get(source["sha256"]))
             if record["environment"].get("torch_threads"):
                 torch.set_num_threads(record["environment"]["torch_threads"])
-            stored = record["options"]
-            if "recipe" not in stored:
-                raise RetainError(f"{row['name']} was recorded by an earlier retain without a recipe; this "
-                                  "version cannot train it again", file=str(home))
-            recipe = Recipe.from_dict(stored["recipe"], source=f"{row['name']}.options.recipe")
-            skill = read_skill(data, seed=recipe.seed, test_fraction=stored["test_fraction"], scorer=stored["scorer"])
-            _train(parent_dir, recipe, skill, work / "candidate", quiet=True)
+            skill = read_skill(data, name=stored.get("skill"), seed=recipe.seed,
+                               test_fraction=stored["test_fraction"], scorer=stored["scorer"])
+            protected = _protected_suite(opened, record)
+            _train(opened, record["parent"], parent_dir, recipe, skill, protected, work / "candidate", quiet=True)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
         finally:
             torch.set_num_threads(threads)
-            shutil.rmtree(work, ignore_errors=True)
         expected = record["artifacts"]["weights_sha256"]
         opened.commit([{"type": "reproduced", "version": row["name"], "expected": expected, "got": got,
                         "match": got == expected}])
     return {"version": row["name"], "expected": expected, "got": got, "match": got == expected}
+
+
+def _protected_suite(home: Home, record: dict[str, Any]) -> list[Skill]:
+    """The suite entries a version's learn protected, as they were then (the specs recorded with it)."""
+    specs = record["config"].get("protection", {}).get("specs", [])
+    return [suite.load(home.objects, spec) for spec in specs]
+
+
+def list_suite(home: str | Path) -> list[dict[str, Any]]:
+    """The regression suite's entries (name, kind, scorer, sizes, who added them), as stored."""
+    opened = Home.open(home)
+    added = {r["name"]: r["added_by"] for r in opened.conn.execute("SELECT name, added_by FROM suite")}
+    return [{**spec, "added_by": added.get(spec["name"])} for spec in store.suite_specs(opened.conn)]
+
+
+def add_to_suite(home: str | Path, paths: list[str | Path], reason: str = "added by retain suite add",
+                 lock_timeout: float = 0.0) -> list[dict[str, Any]]:
+    """Add suite items (files, folders or manifests, :mod:`retain.home.suite_files`) as one recorded event;
+    a name already in the suite is an error that says how to rename."""
+    opened = Home.open(home)
+    items = read_suite(paths)
+    existing = {spec["name"] for spec in store.suite_specs(opened.conn)}
+    for item in items:
+        if item.name in existing:
+            raise RetainError(f"the suite already has an item named {item.name!r}; give this one another name "
+                              "(a \"name\" setting in suite.json or a manifest, or rename the file), or remove "
+                              f"the old one first with `retain suite remove HOME {item.name}`", field="name")
+    with opened.writing("suite", lock_timeout):
+        return change_suite(opened, items, [], reason)
+
+
+def remove_from_suite(home: str | Path, names: list[str], reason: str = "removed by retain suite remove",
+                      lock_timeout: float = 0.0) -> None:
+    """Remove suite items by name as one recorded event (past versions keep their scores on them)."""
+    opened = Home.open(home)
+    existing = {spec["name"] for spec in store.suite_specs(opened.conn)}
+    for name in names:
+        if name not in existing:
+            raise RetainError(f"no suite item is named {name!r} (see `retain suite list HOME`)", field="name")
+    with opened.writing("suite", lock_timeout):
+        change_suite(opened, [], names, reason)

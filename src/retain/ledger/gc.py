@@ -36,7 +36,7 @@ def collect(path: str | Path, dry_run: bool = False, timeout: float = 0.0) -> Co
                 raise RetainError(f"the manifest of {record['version']} is missing or damaged, so its tensors "
                                   "cannot be told from unreferenced ones; run retain verify",
                                   file=home.objects.relpath(sha))
-        refs = references(home.objects, records, Report())
+        refs = references(home.objects, records, Report(), store.suite_event_specs(home.conn))
         loose = [sha for sha in home.objects if sha not in refs]
         freed = sum(home.objects.size(sha) if dry_run else home.objects.remove(sha) for sha in loose)
         if not dry_run:

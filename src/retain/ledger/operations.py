@@ -1,7 +1,7 @@
 """What changes the versions of a home, each as one committed operation: init, a gated candidate, rollback.
 
 These functions take models as folders and scores as numbers; training and evaluating are the caller's
-(see :mod:`retain.ledger.home`), so the ledger can be tested with any real model.
+(see :mod:`retain.home`), so the ledger can be tested with any real model.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Candidate:
     config: dict[str, Any] = field(default_factory=dict)
     data: list[tuple[str, Path]] = field(default_factory=list)
     wall_seconds: float = 0.0
+    protection: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,20 @@ def _record(name: str, parent: str | None, kind: str, method: str, artifacts: di
 
 
 def init_home(path: str | Path, folder: Path, source: str, policy: GatePolicy, probes: list[Skill],
-              scores: Scores, wall_seconds: float = 0.0) -> Home:
-    """Create a home whose v1 (and champion) is the model in ``folder``, with ``probes`` pinned as its suite."""
+              scores: Scores, wall_seconds: float = 0.0, protection: bytes | None = None,
+              config: dict[str, Any] | None = None) -> Home:
+    """Create a home whose v1 (and champion) is the model in ``folder``, with ``probes`` pinned as its suite
+    and ``protection`` (a blob: importance, anchors, rehearsal prompts estimated on the suite) as its state."""
     policy.validate()
 
     def fill(home: Home) -> list[dict[str, Any]]:
         artifacts = home.store_model(folder)
+        if protection is not None:
+            artifacts["protection_sha256"] = home.objects.put(protection)
         specs = [home.store_suite_entry(p, "probe") for p in probes]
         killpoint("init_stored")
         record = _record("v1", None, "base", "base", artifacts, skill=None, seed=None, lora=False, options={},
-                         config={"source": source}, data=[], suite_added=specs, suite=[p.name for p in probes],
+                         config={"source": source, **(config or {})}, data=[], suite_added=specs, suite=[p.name for p in probes],
                          scores=scores, wall_seconds=wall_seconds)
         return [{"type": "version_created", "version": "v1", "record": record},
                 {"type": "promoted", "version": "v1", "previous": None, "reason": "base model"}]
@@ -101,6 +106,8 @@ def record_candidate(home: Home, candidate: Candidate, force: str | None = None)
         raise RetainError(f"must be full or adapter, got {candidate.kind!r}", field="kind")
     parent, name = home.champion(), home.next_version()
     artifacts = home.store_model(candidate.folder)
+    if candidate.protection is not None:
+        artifacts["protection_sha256"] = home.objects.put(candidate.protection)
     data = [home.store_file(path, role, keep_path=role == "source") for role, path in candidate.data]
     spec = home.store_suite_entry(candidate.skill, "skill")
     killpoint("artifacts_stored")
@@ -137,3 +144,15 @@ def rollback(home: Home, ref: str, reason: str | None = None, timeout: float = 0
         home.commit([{"type": "rolled_back", "version": target, "previous": current,
                       "reason": reason or "rollback requested"}])
     return target, current
+
+
+def change_suite(home: Home, added: list[Skill], removed: list[str], reason: str) -> list[dict[str, Any]]:
+    """Add items to (and remove names from) the regression suite in one commit; the caller holds
+    ``home.writing``. An added item is judged from the next version on (the champion's own record has no
+    score for it, so the next gate measures it on both). Returns the added entries."""
+    judges_from = home.next_version()
+    specs = [home.store_suite_entry(skill, "probe") for skill in added]
+    events: list[dict[str, Any]] = [{"type": "suite_removed", "name": name, "reason": reason} for name in removed]
+    events += [{"type": "suite_added", "spec": spec, "judges_from": judges_from, "reason": reason} for spec in specs]
+    home.commit(events)
+    return specs

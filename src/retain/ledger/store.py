@@ -106,6 +106,12 @@ def _apply_one(conn: sqlite3.Connection, entry: Entry) -> None:
         for spec in record["suite_added"]:
             conn.execute("INSERT OR REPLACE INTO suite(name, kind, added_by, spec) VALUES (?, ?, ?, ?)",
                          (spec["name"], spec["kind"], name, _json(spec)))
+    elif kind == "suite_added":
+        spec = payload["spec"]
+        conn.execute("INSERT OR REPLACE INTO suite(name, kind, added_by, spec) VALUES (?, ?, ?, ?)",
+                     (spec["name"], spec["kind"], payload["judges_from"], _json(spec)))
+    elif kind == "suite_removed":
+        conn.execute("DELETE FROM suite WHERE name=?", (payload["name"],))
     elif kind == "gate_decision":
         conn.execute("INSERT INTO gates(seq, version, champion, decision, reasons, checks, forced_reason)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -224,6 +230,12 @@ def version_names(conn: sqlite3.Connection) -> list[str]:
 def suite_specs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """The regression suite: probes pinned at init plus the held-out set of every skill learned since."""
     return [json.loads(r["spec"]) for r in conn.execute("SELECT spec FROM suite ORDER BY kind, name")]
+
+
+def suite_event_specs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every suite entry ever added by ``retain suite add`` (removed ones included: history keeps them)."""
+    return [json.loads(r["payload"])["spec"] for r in conn.execute(
+        "SELECT payload FROM events WHERE type='suite_added' ORDER BY seq")]
 
 
 def gates_of(conn: sqlite3.Connection, version: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
-"""The regression suite kept in a home: the probe set pinned at ``init`` and every learned skill's held-out set.
+"""The regression suite kept in a home: the user's suite (or the embedded probes) pinned at ``init``, items
+added or removed later (``retain suite``), and every learned skill's held-out set.
 
 Held-out sets are stored as canonical JSONL blobs, so every later candidate is judged on exactly the examples
-earlier versions were, even when the data files or the built-in probes change.
+earlier versions were, even when the data files or the built-in probes change. An entry's training split,
+when it has one, is stored beside it: protection (importance, rehearsal) draws on it, never on the held-out set.
 """
 
 from __future__ import annotations
@@ -25,15 +27,30 @@ def examples_jsonl(examples: list[Example]) -> bytes:
 
 
 def store(objects: ObjectStore, skill: Skill, kind: str) -> dict[str, Any]:
-    """Keep a skill's held-out examples and return the suite entry that names them."""
-    sha = objects.put(examples_jsonl(skill.test))
-    return {"name": skill.name, "kind": kind, "scorer": skill.scorer, "with_demonstration": skill.with_demonstration,
-            "examples_sha256": sha, "n": len(skill.test)}
+    """Keep a skill's held-out examples (and training split, if any) and return the suite entry naming them."""
+    spec = {"name": skill.name, "kind": kind, "scorer": skill.scorer, "with_demonstration": skill.with_demonstration,
+            "examples_sha256": objects.put(examples_jsonl(skill.test)), "n": len(skill.test)}
+    if skill.train:
+        spec.update(train_sha256=objects.put(examples_jsonl(skill.train)), n_train=len(skill.train))
+    return spec
+
+
+def _examples(objects: ObjectStore, sha: str) -> list[Example]:
+    text = objects.get(sha).decode("utf-8")
+    return [Example(prompt=r["prompt"], demonstration=r["demonstration"], answer=r.get("answer"))
+            for r in map(json.loads, text.splitlines()) if r]
 
 
 def load(objects: ObjectStore, spec: dict[str, Any]) -> Skill:
-    """The suite entry as a skill with only held-out examples (the blob's hash is checked on read)."""
-    text = objects.get(spec["examples_sha256"]).decode("utf-8")
-    test = [Example(prompt=r["prompt"], demonstration=r["demonstration"], answer=r.get("answer"))
-            for r in map(json.loads, text.splitlines()) if r]
-    return Skill(name=spec["name"], test=test, scorer=spec["scorer"], with_demonstration=spec["with_demonstration"])
+    """The suite entry as a skill: held-out examples, and its training split when stored (hashes checked)."""
+    train = _examples(objects, spec["train_sha256"]) if "train_sha256" in spec else []
+    return Skill(name=spec["name"], train=train, test=_examples(objects, spec["examples_sha256"]),
+                 scorer=spec["scorer"], with_demonstration=spec["with_demonstration"])
+
+
+def blobs(spec: dict[str, Any]) -> dict[str, str]:
+    """The blobs a suite entry uses, with what each is."""
+    refs = {spec["examples_sha256"]: f"held-out set of {spec['kind']} {spec['name']}"}
+    if "train_sha256" in spec:
+        refs[spec["train_sha256"]] = f"training split of {spec['kind']} {spec['name']}"
+    return refs

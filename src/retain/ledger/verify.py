@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.errors import RetainError
-from retain.ledger import anchors, audit, keys, lock, store, tensors
+from retain.ledger import anchors, audit, keys, lock, store, suite, tensors
 from retain.ledger.core import MARKER, Home, is_home
 from retain.ledger.hashing import sha256_file
 from retain.ledger.objects import ObjectStore
@@ -82,16 +82,22 @@ def _check_database(root: Path, entries: list[audit.Entry], chain_ok: bool, repo
         report.problems.append(f"ledger.sqlite: unreadable ({err})")
 
 
-def references(objects: ObjectStore, records: list[dict[str, Any]], report: Report) -> dict[str, str]:
-    """Every blob the recorded versions use, with what it is; checks manifests and weight hashes on the way."""
+def references(objects: ObjectStore, records: list[dict[str, Any]], report: Report,
+               suite_specs: list[dict[str, Any]] = ()) -> dict[str, str]:
+    """Every blob the recorded versions and suite edits use, with what it is; checks manifests and weight
+    hashes on the way."""
     refs: dict[str, str] = {}
+    for spec in suite_specs:
+        refs.update({sha: f"{what} added by retain suite" for sha, what in suite.blobs(spec).items()})
     for record in records:
         name, art = record["version"], record["artifacts"]
         refs[art["manifest_sha256"]] = f"manifest of {name}"
+        if art.get("protection_sha256"):
+            refs[art["protection_sha256"]] = f"protection state of {name}"
         for d in record["data"]:
             refs[d["sha256"]] = f"data file {d['name']} ({d['role']}) of {name}"
         for spec in record["suite_added"]:
-            refs[spec["examples_sha256"]] = f"held-out set of {spec['kind']} {spec['name']} added by {name}"
+            refs.update({sha: f"{what} added by {name}" for sha, what in suite.blobs(spec).items()})
         if not objects.check(art["manifest_sha256"]):
             continue
         manifest = json.loads(objects.path(art["manifest_sha256"]).read_bytes())
@@ -102,9 +108,10 @@ def references(objects: ObjectStore, records: list[dict[str, Any]], report: Repo
     return refs
 
 
-def _check_objects(root: Path, records: list[dict[str, Any]], report: Report) -> None:
+def _check_objects(root: Path, records: list[dict[str, Any]], report: Report,
+                   suite_specs: list[dict[str, Any]] = ()) -> None:
     objects = ObjectStore(root / "objects", root / "tmp")
-    refs = references(objects, records, report)
+    refs = references(objects, records, report, suite_specs)
     stored = set()
     for sha in objects:
         stored.add(sha)
@@ -178,7 +185,8 @@ def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, re
         _check_database(root, entries, True, report)
     records = [e.payload["record"] for e in entries if e.payload.get("type") == "version_created"]
     report.counts["versions"] = len(records)
-    _check_objects(root, records, report)
+    specs = [e.payload["spec"] for e in entries if e.payload.get("type") == "suite_added"]
+    _check_objects(root, records, report, specs)
     return report
 
 
