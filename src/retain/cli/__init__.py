@@ -57,8 +57,9 @@ def main(args: list[str] | None = None) -> None:
         if not is_click_error(err):
             raise
         if type(err).__name__ == "NoArgsIsHelpError":
-            # `retain` or `retain bench` alone: the help is the answer, printed where click prints it.
-            err.show()
+            # `retain` or `retain bench` alone: the help is the answer. Typer's rich help prints itself
+            # to stdout and returns ""; click's plain help is returned as text.
+            print(err.ctx.get_help() or "", end="")
         else:
             print(f"retain: error: {describe(err)}", file=sys.stderr)
         sys.exit(2)
