@@ -18,7 +18,7 @@ METHODS = {"sft", "ewc", "online-ewc", "si", "mas", "l2", "replay", "ewc+replay"
 
 
 def retain(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "retain", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "retain", *args], capture_output=True, text=True, timeout=3600)
 
 
 def check_results(out: Path, domain: str, scenarios: set[str]) -> dict:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def retain(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "retain", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=900)
+                          cwd=cwd, env=env, timeout=3600)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ def test_learn_embedded_with_sdft_ewc(tmp_path: Path) -> None:
     out = tmp_path / "model"
     done = subprocess.run([sys.executable, "-m", "retain", "learn", "embedded", str(data), "--method", "sdft+ewc",
                            "--out", str(out), "--epochs", "1", "-q", "--set", "ewc.fisher=sampled",
-                           "--set", "ewc.fisher_samples=16", "--set", "ewc.batch_size=1"], capture_output=True, text=True, timeout=600,
+                           "--set", "ewc.fisher_samples=16", "--set", "ewc.batch_size=1"], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr
     weights = out / "model.safetensors"

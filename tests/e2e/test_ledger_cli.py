@@ -26,7 +26,7 @@ LEARN = ["--method", "sft", "--epochs", "1", "--scorer", "alnum", "--quiet"]
 
 
 def retain(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=900,
+    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "COLUMNS": "200", **(env or {})})
 
 
@@ -127,7 +127,7 @@ def test_a_second_learn_fails_while_the_first_holds_the_home(home, skill_file):
         second = retain("learn", home, skill_file, *LEARN)
         assert second.returncode == 2
         assert f"the home is busy: pid {first.pid} (learn, since" in second.stderr
-        assert first.wait(timeout=900) in (0, 1), first.stderr.read() if first.stderr else ""
+        assert first.wait(timeout=3600) in (0, 1), first.stderr.read() if first.stderr else ""
     finally:
         first.kill()
         first.wait()

@@ -46,7 +46,7 @@ COMMIT_POINTS = ["before_audit", "audit_torn", "after_audit", "in_db_transaction
 def run_killed(script: str, point: str, *args: Path) -> None:
     env = {**os.environ, "RETAIN_TEST_KILL_AT": point}
     proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=900)
     assert proc.returncode == 137, f"kill point {point} was never reached: {proc.stderr[-2000:]}"
 
 
@@ -64,7 +64,7 @@ def test_killed_init_leaves_no_home_and_init_can_run_again(tmp_path, point, tiny
     base = tiny_model(tmp_path / "base")
     run_killed(INIT, point, tmp_path / "home", base)
     assert not is_home(tmp_path / "home") and not (tmp_path / "home").exists()
-    subprocess.run([sys.executable, "-c", INIT, str(tmp_path / "home"), str(base)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", INIT, str(tmp_path / "home"), str(base)], check=True, timeout=900)
     assert [v["name"] for v in check_consistent(tmp_path / "home", tmp_path).versions()] == ["v1"]
 
 

@@ -13,7 +13,7 @@ from retain.errors import RetainError
 from retain.ledger.operations import rollback
 from retain.ledger.verify import verify
 
-HOLD = f"""
+HOLD = """
 import sys, time
 from pathlib import Path
 from retain.ledger.core import Home
@@ -27,7 +27,7 @@ with home.writing("learn"):
 def hold_lock(root: Path, seconds: float, tmp: Path) -> subprocess.Popen:
     flag = tmp / "locked.flag"
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(root), str(flag), str(seconds)])
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 600
     while not flag.exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the holder never took the lock"
         time.sleep(0.05)
@@ -36,11 +36,13 @@ def hold_lock(root: Path, seconds: float, tmp: Path) -> subprocess.Popen:
 
 def test_a_second_writer_fails_with_who_holds_the_lock(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
-    proc = hold_lock(home.root, 8, tmp_path)
+    candidate = change_one_layer(base, tmp_path / "m2")
+    # held far longer than the test needs (it is killed below), so a slow machine cannot release it early
+    proc = hold_lock(home.root, 600, tmp_path)
     try:
         before = home.audit.read()
         with pytest.raises(RetainError, match=rf"the home is busy: pid {proc.pid} \(learn, since .*\) is writing"):
-            learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
+            learn(home, candidate, "add", 0.9)
         with pytest.raises(RetainError, match="the home is busy"):
             rollback(home, "v1")
         assert home.audit.read() == before
@@ -54,10 +56,10 @@ def test_a_second_writer_with_a_timeout_waits_for_the_first(tmp_path, new_home, 
     proc = hold_lock(home.root, 2.5, tmp_path)
     try:
         start = time.monotonic()
-        with home.writing("learn", timeout=30):
+        with home.writing("learn", timeout=600):
             waited = time.monotonic() - start
         assert waited > 0.5
-        assert proc.wait(timeout=30) == 0
+        assert proc.wait(timeout=600) == 0
     finally:
         proc.kill()
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
