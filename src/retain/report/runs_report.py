@@ -23,6 +23,8 @@ REPORT = "report.html"
 # metric -> (column title, what it means); the order is the table's
 METRICS = {
     "new_skill_accuracy": ("new skill", "mean accuracy on each new skill right after learning it"),
+    "prior_accuracy_before": ("prior before", "mean prior-skill accuracy before any training"),
+    "prior_accuracy_after": ("prior after", "mean prior-skill accuracy after the whole stream"),
     "prior_retention": ("prior kept", "prior-skill accuracy at the end relative to before training"),
     "acc": ("ACC", "mean accuracy on every stream task at the end"),
     "bwt": ("BWT", "backward transfer: mean change on earlier tasks since they were learned (negative: forgot)"),
@@ -31,9 +33,11 @@ METRICS = {
     "retention": ("retention", "earlier tasks' final accuracy relative to right after learning them"),
     "drift_kl": ("KL drift", "mean KL divergence from the base model on the probes (nats)"),
     "time_ratio": ("time vs sft", "training time relative to plain fine-tuning on the same seed"),
+    "train_seconds": ("train time", "seconds spent training over the whole stream"),
     "memory_bytes": ("extra memory", "bytes the method keeps beyond the model"),
 }
-PERCENT = {"new_skill_accuracy", "prior_retention", "acc", "forgetting", "retention"}
+PERCENT = {"new_skill_accuracy", "prior_accuracy_before", "prior_accuracy_after", "prior_retention", "acc",
+           "forgetting", "retention"}
 
 
 def _finite(values: list[float | None]) -> list[float]:
@@ -50,6 +54,8 @@ def spread(key: str, mean: float | None, std: float | None, n: int) -> str:
         show = "{:.1%}".format
     elif key == "time_ratio":
         show = "{:.2f}x".format
+    elif key == "train_seconds":
+        show = "{:.1f} s".format
     else:
         show = "{:+.3f}".format if key in ("bwt", "fwt") else "{:.3f}".format
     if n > 1 and std is not None and not math.isnan(std):
@@ -89,7 +95,7 @@ def demo_page(payload: dict[str, Any]) -> Page:
     runs = payload["runs"]
     methods = list(dict.fromkeys(r["method"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})
-    skills, probes = runs[0]["skills"], runs[0]["probes"]
+    skills, probes = runs[0]["tasks"], runs[0]["probes"]
     by_method = {m: [r for r in runs if r["method"] == m] for m in methods}
     stats = {}
     for m, mine in by_method.items():
