@@ -19,6 +19,7 @@ from retain.domains.language import EMBEDDED_SDFT, Budget
 from retain.evaluate.evaluation import accuracy, drift_kl
 from retain.recipe import EMBEDDED, Recipe, default_lr
 from retain.report.plots import matrices_png, prior_png
+from retain.report.runs_report import write_demo_report
 from retain.run import RunResult, progress_bar, run
 from retain.seeding import seed_everything
 
@@ -158,4 +159,5 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"Wrote results.json, accuracy_matrices.png and prior_skills.png to [bold]{out}[/] "
                   f"({payload['seconds']:.0f}s)")
+    console.print(f"See what happened: open [bold]{write_demo_report(payload, out).resolve().as_uri()}[/]")
     return payload
