@@ -33,6 +33,7 @@ from retain.errors import RetainError, check
 from retain.evaluate import metrics
 from retain.recipe import ModelSpec, Recipe
 from retain.report.plots_consolidation import plot_all
+from retain.report.runs_report import write_bench_report
 from retain.run import run
 from retain.scenario import Scenario
 
@@ -241,4 +242,4 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "consolidation.json"
     path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
-    return [path, *plot_all(results, out)]
+    return [path, *plot_all(results, out), write_bench_report(results, out)]
