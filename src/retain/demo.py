@@ -159,5 +159,5 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"Wrote results.json, accuracy_matrices.png and prior_skills.png to [bold]{out}[/] "
                   f"({payload['seconds']:.0f}s)")
-    console.print(f"See what happened: open [bold]{write_demo_report(payload, out).resolve().as_uri()}[/]")
+    console.print(f"See what happened: open {write_demo_report(payload, out).resolve().as_uri()}", soft_wrap=True)
     return payload
