@@ -24,4 +24,4 @@ def report(home: Annotated[Path, typer.Argument(help="The home folder (made by r
     from retain.report.html import write_home_report
 
     path = write_home_report(home, out, measure_drift=drift)
-    print(f"wrote {path} (open it in a browser: file://{path.resolve()})")
+    print(f"wrote {path} (open it in a browser: {path.resolve().as_uri()})")
