@@ -57,7 +57,7 @@ def embedded_lm():
 def tiny_home(tmp_path):
     """A home initialised from the embedded model (v1 scored on the probe set), under ``tmp_path/home``."""
     from retain.home import init_home_from_model
-    return init_home_from_model(tmp_path / "home", "embedded")
+    return init_home_from_model(tmp_path / "home", "embedded", protect=())
 
 
 # -- ledger material: real tiny Hugging Face folders -----------------------------------------------------------

@@ -10,11 +10,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
 from retain.cli import usage
+from retain.errors import RetainError
 from retain.ledger.gate import GatePolicy
 
 app = typer.Typer()
@@ -51,14 +52,32 @@ def init(home: HomeArg,
                                                       "skill or probe.", callback=usage.fraction)] = GatePolicy.max_drop,
          floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.",
                                               callback=usage.fraction)] = GatePolicy.floor,
+         suite: Annotated[Optional[list[Path]], typer.Option(
+             "--suite", help="The regression suite: skill files, folders of them (settings in suite.json) or a "
+                             "manifest; repeatable. Default: the embedded probes for the embedded model.")] = None,
+         no_suite: Annotated[bool, typer.Option("--no-suite", help="Accept a home whose gate measures only "
+                                                                   "the skills it learns.")] = False,
+         protect_with: Annotated[str, typer.Option(
+             "--protect-with", help="Consolidation methods whose state is estimated on the suite now, so the "
+                                    "first learn with them protects the base ('' for none).")] = "ewc+rehearsal",
          mlflow: MlflowOpt = None) -> None:
-    """Create a home whose v1 (the champion) is the base model; pin the probe set as its regression suite."""
+    """Create a home whose v1 (the champion) is the base model; pin its regression suite (yours, or the embedded
+    probes) and estimate the protection state on the suite's training splits."""
     from retain.home import init_home_from_model
+    from retain.methods.registry import CONSOLIDATIONS
 
-    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow)
+    methods = tuple(m.strip().lower() for m in protect_with.split("+") if m.strip())
+    for method in methods:
+        if method not in CONSOLIDATIONS:
+            raise RetainError(f"unknown consolidation method {method!r} (known: {', '.join(CONSOLIDATIONS)})",
+                              field="--protect-with")
+    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow, suite=suite,
+                                  no_suite=no_suite, protect=methods, quiet=False)
     row = opened.version("v1")
+    probes = row['record']['scores']['probes']
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "
-                  f"tensors, probes {_num(_mean(row['record']['scores']['probes']))} on average")
+                  f"tensors, suite of {len(probes)} items"
+                  + (f", {_num(_mean(probes))} on average" if probes else " (ungated but for new skills)"))
 
 
 def _tree_order(rows: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

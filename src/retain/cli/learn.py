@@ -37,10 +37,16 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
           mlflow: Optional[str] = typer.Option(None, "--mlflow", help="(home) Also log to this MLflow tracking URI."),
           wait: float = typer.Option(0.0, "--wait", callback=usage.number(minimum=0),
                                      help="(home) Seconds to wait for another learn's lock (default: fail at once)."),
+          protect: list[Path] = typer.Option([], "--protect",
+                                             help="JSONL of what the model already knows (prompts; answers optional):"
+                                                  " consolidation methods protect it. Repeatable."),
+          name: Optional[str] = typer.Option(None, "--name", help="(home) The skill's name (default: the file's)."),
           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 
-    Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it.
+    Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it. The
+    consolidation methods (ewc, rehearsal, ...) continue the champion's protection state. A single learn
+    protects what --protect names; a consolidation method with nothing to protect is an error.
     """
     from retain.home import is_home
 
@@ -49,22 +55,26 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
         from retain.home import learn_in_home
         if out is not None:
             raise RetainError("a home keeps its own versions; use `retain export` instead", field="--out")
+        if protect:
+            raise RetainError("a home protects its own suite and state; add prior data with `retain suite add`",
+                              field="--protect")
         outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
                                 quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
-                                mlflow_uri=mlflow, lock_timeout=wait)
+                                mlflow_uri=mlflow, lock_timeout=wait, name=name)
         # A candidate the gate rejects is recorded, but the command did not do what was asked: exit 1.
         if not outcome.promoted:
             raise typer.Exit(1)
         return
-    if force is not None or mlflow is not None:
-        raise RetainError("only applies when learning into a home", field="--force" if force is not None else "--mlflow")
+    for flag, value in (("--force", force), ("--mlflow", mlflow), ("--name", name)):
+        if value is not None:
+            raise RetainError("only applies when learning into a home", field=flag)
     if out is None:
         raise RetainError("is required when MODEL is not a home", field="--out")
     from rich.console import Console
 
     from retain import api
     result = api.learn(model, data, method, str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
-                       batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet)
+                       batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet, protect=protect)
     Console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
 
 

@@ -38,7 +38,7 @@ INIT_METHODS = ("ewc", "rehearsal")
 # anchor however many skills the home learns (online EWC, Schwarz et al. 2018), not one per learn.
 HOME_OPTIONS: dict[str, dict[str, Any]] = {"ewc": {"mode": "online"}}
 # Training prompts per suite entry that protection draws on (a seeded sample).
-PER_ENTRY = 64
+PER_ENTRY = 32
 
 
 def encode(plugins: list[Any]) -> bytes:
