@@ -75,7 +75,9 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 def disk_full(err: BaseException) -> bool:
     """Whether ``err`` says the disk (or quota) is full; libraries that wrap the OSError keep its text."""
-    return (isinstance(err, OSError) and err.errno in DISK_FULL) or "No space left on device" in str(err)
+    text = str(err)
+    return (isinstance(err, OSError) and err.errno in DISK_FULL) or "No space left on device" in text \
+        or "database or disk is full" in text
 
 
 class Home:
@@ -91,16 +93,30 @@ class Home:
         self.objects = ObjectStore(root / "objects", self.tmp)
         self.audit = AuditLog(root / "audit.jsonl")
         self.key = keys.load()
-        self.readonly = not os.access(root, os.W_OK)
+        # Why this home cannot be written now (``None`` when it can); reads work either way.
+        self.unwritable: str | None = None
+        if not os.access(root, os.W_OK):
+            self.unwritable = "the home is read-only (read-only medium or no write permission)"
         db = root / "ledger.sqlite"
         if not create and not db.is_file():
             raise RetainError("the ledger database is missing; retain verify HOME --repair rebuilds it from the "
                               "audit log", file=str(db))
         try:
-            self.conn = store.connect_readonly(db) if self.readonly else store.connect(db)
+            self.conn = store.connect_readonly(db) if self.unwritable else store.connect(db)
+        except sqlite3.OperationalError as err:
+            if create or shutil.disk_usage(root).free > (1 << 20):
+                raise RetainError(f"the ledger database cannot be opened ({err}); run retain verify",
+                                  file=str(db)) from None
+            # SQLite needs room for its WAL index even to read; on a full disk read the file as it stands.
+            self.unwritable = "no space left on the device"
+            self.conn = store.connect_readonly(db)
         except sqlite3.DatabaseError as err:
             raise RetainError(f"the ledger database is damaged ({err}); run retain verify",
                               file=str(db)) from None
+
+    @property
+    def readonly(self) -> bool:
+        return self.unwritable is not None
 
     # -- opening and creating ------------------------------------------------------------------------
     @classmethod
@@ -119,7 +135,8 @@ class Home:
                 with lock.exclusive(root / "lock", "recover"):
                     home._recover()
                     home._clean_tmp()
-            except (RetainError, OSError):
+            except (RetainError, OSError, sqlite3.Error):
+                # No room or no lock to finish it now: read what the database has; the next writer finishes.
                 pass
         return home
 
@@ -172,9 +189,8 @@ class Home:
         If the block fails before its commit, the blobs it stored and its temporary files are removed (nothing
         references them); a full disk becomes one line.
         """
-        if self.readonly:
-            raise RetainError("the home is read-only (read-only medium or no write permission); "
-                              f"{command} needs to write to it", file=str(self.root))
+        if self.unwritable:
+            raise RetainError(f"{self.unwritable}; {command} needs to write to the home", file=str(self.root))
         with lock.exclusive(self.root / "lock", command, max(timeout, WRITER_GRACE_S)):
             self._clean_tmp()
             self._recover()
@@ -184,9 +200,15 @@ class Home:
             try:
                 yield
             except BaseException as err:
-                if store.head(self.conn)[0] == committed_before and self.audit_size() == store.head(self.conn)[2]:
+                committed = (store.head(self.conn)[0] != committed_before
+                             or self.audit_size() != store.head(self.conn)[2])
+                if not committed:
                     self.objects.discard_new()
                 self._clean_tmp()
+                if disk_full(err) and committed:
+                    raise RetainError(f"no space left on the device after {command} was committed to the audit "
+                                      "log; the database catches up on the next command once there is space",
+                                      file=str(self.root)) from None
                 if disk_full(err):
                     raise RetainError(f"no space left on the device; {command} recorded nothing",
                                       file=str(self.root)) from None

@@ -181,7 +181,9 @@ def apply(conn: sqlite3.Connection, entries: list[Entry]) -> None:
         killpoint("in_db_transaction")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite has already rolled back on some errors (a full disk); then there is nothing left to undo.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
 
 
