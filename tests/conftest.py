@@ -189,3 +189,81 @@ def new_home():
 def learn():
     """``learn(home, folder, name, new, ...)``: record a candidate with the given scores."""
     return _learn
+
+
+# -- HTML pages (the reports) ---------------------------------------------------------------------------------
+
+class HtmlNode:
+    """An element of a parsed page: tag, attributes and children (text children are plain strings)."""
+
+    def __init__(self, tag: str, attrs: dict[str, str | None]) -> None:
+        self.tag, self.attrs, self.children = tag, attrs, []
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def all(self, tag: str | None = None, **attrs: str) -> list["HtmlNode"]:
+        """Every element below this one with ``tag`` and these attribute values (``class_`` matches one class)."""
+        want = {k.rstrip("_"): v for k, v in attrs.items()}
+        found = []
+        for child in self.children:
+            if isinstance(child, HtmlNode):
+                classes = (child.attrs.get("class") or "").split()
+                if (tag is None or child.tag == tag) and all(
+                        v in classes if k == "class" else child.attrs.get(k) == v for k, v in want.items()):
+                    found.append(child)
+                found += child.all(tag, **attrs)
+        return found
+
+    def one(self, tag: str | None = None, **attrs: str) -> "HtmlNode":
+        found = self.all(tag, **attrs)
+        assert len(found) == 1, (tag, attrs, len(found))
+        return found[0]
+
+    def kids(self, tag: str) -> list["HtmlNode"]:
+        """The direct children with ``tag``."""
+        return [c for c in self.children if isinstance(c, HtmlNode) and c.tag == tag]
+
+    def rows(self) -> list[list[str]]:
+        """A table's body rows as the stripped texts of their cells."""
+        return [[c.text().strip() for c in tr.children if isinstance(c, HtmlNode)]
+                for tr in self.one("tbody").all("tr")]
+
+
+def _parse_html(text: str) -> HtmlNode:
+    """Parse a page with the standard library's HTML parser into a tree of :class:`HtmlNode`."""
+    from html.parser import HTMLParser
+
+    void = {"meta", "br", "input", "img", "hr", "link", "area", "col", "source", "wbr"}
+    root = HtmlNode("#root", {})
+    stack = [root]
+
+    class Builder(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            node = HtmlNode(tag, dict(attrs))
+            stack[-1].children.append(node)
+            if tag not in void:
+                stack.append(node)
+
+        def handle_startendtag(self, tag, attrs):
+            stack[-1].children.append(HtmlNode(tag, dict(attrs)))
+
+        def handle_endtag(self, tag):
+            for i in range(len(stack) - 1, 0, -1):
+                if stack[i].tag == tag:
+                    del stack[i:]
+                    return
+
+        def handle_data(self, data):
+            stack[-1].children.append(data)
+
+    builder = Builder(convert_charrefs=True)
+    builder.feed(text)
+    builder.close()
+    return root
+
+
+@pytest.fixture(scope="session")
+def parse_html() -> Callable[[str], HtmlNode]:
+    """``parse_html(text)``: a page as a tree of elements with ``all``, ``one``, ``text`` and ``rows``."""
+    return _parse_html

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -22,77 +21,11 @@ from retain.ledger.store import known_scores
 from retain.models.causal_lm import resolve_model_path
 from retain.report.charts_home import layout
 from retain.report.home_report import build_home_report
+from retain.report import html as report_html
 from retain.report.html import render_home, write_home_report
 
 FORCED = "sub is needed for the release"
 ROLLBACK = "sub answers drift"
-
-
-class Node:
-    """An element of a parsed page: tag, attributes, children (text as plain strings)."""
-
-    def __init__(self, tag: str, attrs: dict[str, str | None]) -> None:
-        self.tag, self.attrs, self.children = tag, attrs, []
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
-        """Every element below this one with ``tag`` and the given attribute values (``class_`` for class)."""
-        found = []
-        for child in self.children:
-            if isinstance(child, Node):
-                want = {k.rstrip("_"): v for k, v in attrs.items()}
-                classes = (child.attrs.get("class") or "").split()
-                if (tag is None or child.tag == tag) and all(
-                        v in classes if k == "class" else child.attrs.get(k) == v for k, v in want.items()):
-                    found.append(child)
-                found += child.all(tag, **attrs)
-        return found
-
-    def one(self, tag: str | None = None, **attrs: str) -> Node:
-        found = self.all(tag, **attrs)
-        assert len(found) == 1, (tag, attrs, len(found))
-        return found[0]
-
-    def rows(self) -> list[list[str]]:
-        """A table's body rows as cell texts."""
-        return [[c.text().strip() for c in tr.children if isinstance(c, Node)] for tr in self.one("tbody").all("tr")]
-
-
-VOID = {"meta", "br", "input", "img", "hr", "link"}
-
-
-class _Builder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#root", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        node = Node(tag, dict(attrs))
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.stack[-1].children.append(Node(tag, dict(attrs)))
-
-    def handle_endtag(self, tag: str) -> None:
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data: str) -> None:
-        self.stack[-1].children.append(data)
-
-
-def parse(text: str) -> Node:
-    builder = _Builder()
-    builder.feed(text)
-    builder.close()
-    return builder.root
 
 
 # -- a home through the real ledger API --------------------------------------------------------------------
@@ -147,13 +80,13 @@ def home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(home, tmp_path_factory) -> Node:
+def page(home, tmp_path_factory, parse_html):
     out = tmp_path_factory.mktemp("out") / "report.html"
     write_home_report(home, out)
-    return parse(out.read_text())
+    return parse_html(out.read_text())
 
 
-def _cards(page: Node) -> dict[str, Node]:
+def _cards(page) -> dict:
     return {card.attrs["data-version"]: card for card in page.all("details", class_="version")}
 
 
@@ -229,7 +162,7 @@ def test_lineage_graph_labels_each_version_and_branches_after_the_rollback(page,
     assert placed["v3"].lane == 1 and placed["v5"].lane == 2
 
 
-def test_the_report_changes_nothing_and_needs_no_lock(home, tmp_path):
+def test_the_report_changes_nothing_and_needs_no_lock(home, tmp_path, parse_html):
     def snapshot() -> dict[str, str]:
         return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(home.rglob("*")) if p.is_file() and p.name != "lock"}
@@ -238,21 +171,21 @@ def test_the_report_changes_nothing_and_needs_no_lock(home, tmp_path):
     with lock.exclusive(home / "lock", "someone learning"):
         write_home_report(home, tmp_path / "r.html")
     assert snapshot() == before
-    assert parse((tmp_path / "r.html").read_text()).one("dd", id="verification-status").attrs["data-ok"] == "yes"
+    assert parse_html((tmp_path / "r.html").read_text()).one("dd", id="verification-status").attrs["data-ok"] == "yes"
 
 
-def test_a_changed_audit_log_shows_as_a_mismatch(home, tmp_path):
+def test_a_changed_audit_log_shows_as_a_mismatch(home, tmp_path, parse_html):
     copy = tmp_path / "home"
     shutil.copytree(home, copy)
     log = copy / "audit.jsonl"
     log.write_bytes(log.read_bytes().replace(b'"skill":"mul"', b'"skill":"mux"', 1))
-    page = parse(render_home(build_home_report(copy)))
+    page = parse_html(render_home(build_home_report(copy)))
     assert page.one("dd", id="verification-status").attrs["data-ok"] == "no"
     problems = [li.text() for li in page.one("section", id="verification").one("ul", class_="bad").all("li")]
     assert any(p.startswith("audit.jsonl:") and "hash chain broken" in p for p in problems), problems
 
 
-def test_quarantine_section_shows_guard_entries_from_the_audit_log(home, tmp_path, page):
+def test_quarantine_section_shows_guard_entries_from_the_audit_log(home, tmp_path, page, parse_html):
     assert "no quarantined lines" in page.one("section", id="quarantine").text()
     copy = tmp_path / "home"
     shutil.copytree(home, copy)
@@ -264,7 +197,7 @@ def test_quarantine_section_shows_guard_entries_from_the_audit_log(home, tmp_pat
     with opened.writing("guard"):
         opened.commit([{"type": "quarantined", "version": None, "file": "add.jsonl", "lines": lines}])
     opened.conn.close()
-    section = parse(render_home(build_home_report(copy))).one("section", id="quarantine")
+    section = parse_html(render_home(build_home_report(copy))).one("section", id="quarantine")
     table = section.one("table", class_="quarantine")
     assert [th.text() for th in table.one("thead").all("th")] == ["line", "reason", "sha256"]
     assert table.rows() == [["3", "trigger phrase", "ab" * 32], ["9", "answer contradicts the suite", "cd" * 32]]
@@ -279,3 +212,17 @@ def test_bad_input_is_one_error_and_writes_nothing(home, tmp_path):
     with pytest.raises(RetainError, match="inside the home"):
         write_home_report(home, home / "report.html")
     assert not (home / "report.html").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_a_long_home_is_paged_and_its_cards_collapsed(home, monkeypatch, parse_html):
+    monkeypatch.setattr(report_html, "HEATMAP_PAGE", 2)
+    monkeypatch.setattr(report_html, "OPEN_CARDS", 3)
+    page = parse_html(render_home(build_home_report(home)))
+    pages = page.one("section", id="scores").kids("details")
+    assert [d.kids("summary")[0].text() for d in pages] == ["v1 to v2 (2 versions)", "v3 to v4 (2 versions)",
+                                                           "v5 to v5 (1 versions)"]
+    assert ["open" in d.attrs for d in pages] == [False, False, True]
+    assert [len(d.one("table").rows()) for d in pages] == [2, 2, 1]
+    cards = {c.attrs["data-version"]: "open" in c.attrs for c in page.all("details", class_="version")}
+    assert cards == {"v1": False, "v2": False, "v3": False, "v4": False, "v5": True}
+    assert page.one("input", id="card-filter").attrs["type"] == "search"

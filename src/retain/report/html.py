@@ -149,7 +149,8 @@ def _quarantine_tables(events: list[dict[str, Any]]) -> list[Table]:
     tables = []
     for e in events:
         payload = {k: v for k, v in e["payload"].items() if k not in ("type", "version")}
-        caption = f"{e['type']} at {when(e['time'])} (audit entry {e['seq']}{', ' + e['version'] if e['version'] else ''})"
+        version = f", {e['version']}" if e["version"] else ""
+        caption = f"{e['type']} at {when(e['time'])} (audit entry {e['seq']}{version})"
         lists = {k: v for k, v in payload.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
         if lists:
             key, items = next(iter(lists.items()))

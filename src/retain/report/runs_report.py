@@ -205,8 +205,8 @@ def _scenario(domain: str, name: str, entry: dict[str, Any], n: int) -> Section:
 
 def _retention_table(domain: str, scenarios: dict[str, Any], n: int) -> Table:
     methods = list(dict.fromkeys(label for entry in scenarios.values() for label in entry["methods"]))
-    rows = [[label] + [spread("retention", *_stat(entry["methods"].get(label, {}).get("summary", {}).get("retention")), n)
-                       for entry in scenarios.values()] for label in methods]
+    rows = [[label] + [spread("retention", *_stat(entry["methods"][label]["summary"].get("retention")), n)
+                       if label in entry["methods"] else "-" for entry in scenarios.values()] for label in methods]
     return Table(f"{domain}: retention of earlier tasks", ["method"] + list(scenarios), rows)
 
 

@@ -23,10 +23,11 @@ nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .3re
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .88rem; }
 caption { text-align: left; font-weight: 600; padding: .2rem 0; }
 th, td { border: 1px solid var(--line); padding: .2rem .45rem; text-align: left; vertical-align: top; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { background: #f1f1f1; }
 code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .82rem; word-break: break-all; }
 .scroll { overflow: auto; max-height: 80vh; border: 1px solid var(--line); padding: .3rem; margin: .4rem 0; }
+.wide { overflow-x: auto; }
 figure { margin: .5rem 0 1rem; } figcaption { color: var(--muted); font-size: .9rem; }
 svg { max-width: none; height: auto; }
 .badge { display: inline-block; border: 2px solid currentColor; border-radius: 3px; padding: 0 .4rem;
@@ -47,7 +48,7 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 ul.reasons { margin: .2rem 0 .5rem; }
 @media print {
   body { max-width: none; font-size: 11pt; } nav, .controls, .skip { display: none; }
-  .scroll { max-height: none; overflow: visible; border: 0; }
+  .scroll, .wide { max-height: none; overflow: visible; border: 0; }
   details.version, figure, table { break-inside: avoid; } h2 { break-after: avoid; }
   a { color: inherit; text-decoration: none; }
 }
@@ -125,12 +126,12 @@ MACROS = """
 <figure>
 <div class="scroll" tabindex="0" aria-label="{{ c.caption }} (scrollable)">{{ c.svg | safe }}</div>
 <figcaption>{{ c.caption }}</figcaption>
-{% if c.data %}<details><summary>The numbers in this chart</summary>{% for t in c.data %}<div class="scroll" tabindex="0">{{ table(t) }}</div>{% endfor %}</details>{% endif %}
+{% if c.data %}<details><summary>The numbers in this chart</summary>{% for t in c.data %}<div class="wide" tabindex="0">{{ table(t) }}</div>{% endfor %}</details>{% endif %}
 </figure>
 {%- endmacro %}
 {% macro body(s, level) -%}
 {% for p in s.paragraphs %}<p>{{ p }}</p>
-{% endfor %}{% for t in s.tables %}<div class="scroll" tabindex="0">{{ table(t) }}</div>
+{% endfor %}{% for t in s.tables %}<div class="wide" tabindex="0">{{ table(t) }}</div>
 {% endfor %}{% for c in s.charts %}{{ chart(c) }}
 {% endfor %}{% for sub in s.subsections %}<section id="{{ sub.id }}" aria-labelledby="{{ sub.id }}-h"><details{% if sub.open %} open{% endif %}>
 <summary><h{{ level + 1 }} id="{{ sub.id }}-h">{{ sub.title }}</h{{ level + 1 }}></summary>
