@@ -52,5 +52,6 @@ def blobs(spec: dict[str, Any]) -> dict[str, str]:
     """The blobs a suite entry uses, with what each is."""
     refs = {spec["examples_sha256"]: f"held-out set of {spec['kind']} {spec['name']}"}
     if "train_sha256" in spec:
-        refs[spec["train_sha256"]] = f"training split of {spec['kind']} {spec['name']}"
+        # One blob can be both (a tiny skill whose every example is held out): name it by its held-out role.
+        refs.setdefault(spec["train_sha256"], f"training split of {spec['kind']} {spec['name']}")
     return refs
