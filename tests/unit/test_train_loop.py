@@ -183,20 +183,23 @@ def test_learning_rate_follows_the_schedule_step_by_step(schedule, warmup):
 # -- AdamW with clipping, by hand -------------------------------------------------------------------------------
 
 
-def hand_training(w: list[float], b: float, cfg: TrainConfig, steps: int) -> tuple[list[float], list[torch.Tensor]]:
+def hand_training(w: list[float], b: float, cfg: TrainConfig,
+                  steps: int) -> tuple[list[float], list[torch.Tensor], list[torch.Tensor]]:
     """Full-batch squared error on POINTS, the gradient written out, clipping to a global norm, AdamW
-    (Loshchilov & Hutter: decoupled decay, bias-corrected moments, beta 0.9/0.999, eps 1e-8) and the schedule."""
+    (Loshchilov & Hutter: decoupled decay, bias-corrected moments, beta 0.9/0.999, eps 1e-8) and the schedule.
+    Returns the losses, the parameters after each step and the unclipped gradients."""
     theta = torch.tensor(w + [b], dtype=torch.float64)
     x = torch.tensor([list(p.x) + [1.0] for p in POINTS], dtype=torch.float64)
     y = torch.tensor([p.y for p in POINTS], dtype=torch.float64)
     m = torch.zeros_like(theta)
     v = torch.zeros_like(theta)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    losses, params = [], []
+    losses, params, raw = [], [], []
     for t in range(steps):
         residual = x @ theta - y
         losses.append(float((residual ** 2).mean()))
         g = 2 * x.T @ residual / len(POINTS)
+        raw.append(g)
         norm = float(g.norm())
         if cfg.grad_clip > 0:
             g = g * min(1.0, cfg.grad_clip / (norm + 1e-6))
@@ -207,7 +210,18 @@ def hand_training(w: list[float], b: float, cfg: TrainConfig, steps: int) -> tup
         m_hat, v_hat = m / (1 - b1 ** (t + 1)), v / (1 - b2 ** (t + 1))
         theta = theta - lr * m_hat / (v_hat.sqrt() + eps)
         params.append(theta.clone())
-    return losses, params
+    return losses, params, raw
+
+
+class GradientRecorder(Consolidation):
+    """Keeps the gradient ``after_backward`` sees (weight then bias), as SI's path integral would read it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def after_backward(self, adapter):
+        self.seen.append(torch.cat([adapter.model.weight.grad.flatten(), adapter.model.bias.grad]).clone())
 
 
 @pytest.mark.parametrize("clip", [0.0, 0.5, 1e3])
@@ -218,13 +232,19 @@ def test_adamw_steps_with_clipping_equal_the_hand_computation(clip):
                       schedule="cosine", warmup_steps=1)
     adapter = LineAdapter(w, b)
     params: list[torch.Tensor] = []
-    stats = train_task(adapter, SquaredError(), [], POINTS, cfg, on_step=lambda *_: params.append(
+    recorder = GradientRecorder()
+    stats = train_task(adapter, SquaredError(), [recorder], POINTS, cfg, on_step=lambda *_: params.append(
         torch.cat([adapter.model.weight.detach().flatten(), adapter.model.bias.detach()])))
-    want_losses, want_params = hand_training(w, b, cfg, steps=4)
+    want_losses, want_params, want_grads = hand_training(w, b, cfg, steps=4)
     assert stats.losses == pytest.approx(want_losses, rel=1e-10)
+    assert len(params) == len(recorder.seen) == 4
     for got, want in zip(params, want_params):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    # plugins see the loss's own gradient, before clipping
+    for got, want in zip(recorder.seen, want_grads):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
     if clip == 0.5:
         # clipping was active and it changed the result: the unclipped run differs
-        _, unclipped = hand_training(w, b, TrainConfig(**{**cfg.__dict__, "grad_clip": 0.0}), steps=4)
+        assert max(float(g.norm()) for g in want_grads) > 2 * clip
+        _, unclipped, _ = hand_training(w, b, TrainConfig(**{**cfg.__dict__, "grad_clip": 0.0}), steps=4)
         assert (unclipped[-1] - want_params[-1]).abs().max() > 1e-4
