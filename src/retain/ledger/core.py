@@ -367,7 +367,9 @@ class Home:
         if row["kind"] != "adapter":
             tensors.materialize(self.objects, self.manifest(row["name"]), out)
             return out
-        with tempfile.TemporaryDirectory(prefix="retain-merge-") as work:
+        # A writer's scratch stays inside the home (cleaned after a kill); a reader's goes to the system temp.
+        inside = out.absolute().is_relative_to(self.tmp.absolute())
+        with tempfile.TemporaryDirectory(prefix="merge-", dir=out.parent if inside else None) as work:
             parent, adapter = Path(work) / "parent", Path(work) / "adapter"
             adapter.mkdir()
             self.materialize(row["parent"], parent)
