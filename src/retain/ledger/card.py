@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +96,15 @@ def card(home: Home, name: str) -> str:
 def export(home: Home, ref: str, out: str | Path, timeout: float = 0.0) -> dict[str, Any]:
     """Write version ``ref`` to ``out`` (new or empty folder) in one rename and record the export.
 
-    The home's lock is held throughout so the recorded export and the folder always agree.
+    The home's lock is held throughout so the recorded export and the folder always agree. A read-only home
+    is exported all the same, without the record (``recorded`` is then False).
     """
     out = Path(out).absolute()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RetainError("exists and is not an empty folder", file=str(out))
     if not out.parent.is_dir():
         raise RetainError("parent folder does not exist", file=str(out.parent))
-    with home.writing("export", timeout):
+    with home.writing("export", timeout) if not home.readonly else nullcontext():
         name = home.resolve(ref)
         row = home.version(name)
         building = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
@@ -118,5 +120,6 @@ def export(home: Home, ref: str, out: str | Path, timeout: float = 0.0) -> dict[
             fsync_dir(out.parent)
         finally:
             shutil.rmtree(building, ignore_errors=True)
-        home.commit([{"type": "exported", "version": name, "out": str(out), "weights_sha256": weights}])
-    return {"version": name, "out": str(out), "weights_sha256": weights}
+        if not home.readonly:
+            home.commit([{"type": "exported", "version": name, "out": str(out), "weights_sha256": weights}])
+    return {"version": name, "out": str(out), "weights_sha256": weights, "recorded": not home.readonly}
