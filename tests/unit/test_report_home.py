@@ -125,7 +125,7 @@ def test_cards_hold_recipe_data_hashes_seed_times_and_drift(page, home):
     card = _cards(page)["v5"]
     facts = {dt.text(): dd.text() for dt, dd in zip(card.all("dt"), card.all("dd"))}
     assert facts["Parent"] == "v2" and facts["Seed"] == "7"
-    assert "method sft" in facts["Recipe"] and '"lr": 0.0001' in facts["Recipe"]
+    assert facts["Recipe"].startswith("method sft, kind full, lr 0.0001") and '"lr": 0.0001' in facts["Recipe"]
     assert "3.2 s" in facts["Created"] or "3.3 s" in facts["Created"]
     data = card.all("table")[0].rows()
     expected = hashlib.sha256(Path(data[0][4]).read_bytes()).hexdigest()

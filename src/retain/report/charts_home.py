@@ -151,10 +151,11 @@ def heatmap_figure(report: HomeReport, versions: list[VersionCard]) -> plt.Figur
     ax.set_yticks(range(rows), [f"{v.name} {v.status}" for v in versions], fontsize=8)
     bar = fig.colorbar(image, ax=ax, fraction=0.04 if rows > 8 else 0.08, pad=0.02)
     floor = report.policy.get("floor")
-    if floor is not None:
+    if floor is not None:  # the floor is a tick of its own, replacing any round tick it would overlap
         bar.ax.axhline(floor, color="black", linewidth=2)
-        bar.ax.text(1.3, floor, f"floor {floor:.2f}", transform=bar.ax.get_yaxis_transform(), va="center",
-                    fontsize=8)
+        ticks = [t for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if abs(t - floor) >= 0.08] + [floor]
+        bar.set_ticks(sorted(ticks), labels=[f"floor {t:.2f}" if t == floor else f"{t:.1f}" for t in sorted(ticks)],
+                      fontsize=8)
     ax.set_xlabel(f"boxed: the version's new skill (gate floor {floor if floor is not None else '-'});  "
                   f"{FAILED}: failed a gate check (drop over {report.policy.get('max_drop', 0):.0%} or below "
                   "the floor);  \u2013: not scored", fontsize=8)

@@ -57,11 +57,31 @@ def environment(env: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+# Training settings worth a glance on a version's card, wherever the recorded recipe nests them.
+GLANCE = ("epochs", "lr", "batch_size", "teacher")
+
+
+def settings(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """The :data:`GLANCE` settings found anywhere in a recorded recipe, first occurrence of each."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if key in GLANCE and not isinstance(inner, (dict, list)) and key not in found:
+                    found[key] = str(inner)
+                walk(inner)
+
+    walk(options)
+    return [(key, found[key]) for key in GLANCE if key in found]
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.DictLoader({"base": templates.BASE, "macros": templates.MACROS,
                                                       "page": templates.PAGE, "home": templates.HOME}),
                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False)
-    env.filters.update(num=num, pct=pct, when=when, bytes=human_bytes, environment=environment)
+    env.filters.update(num=num, pct=pct, when=when, bytes=human_bytes, environment=environment, settings=settings)
+    env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
     env.filters["tojson"] = lambda value: json.dumps(value, sort_keys=True)
     env.tests["numeric"] = lambda text: bool(_NUMERIC.match(str(text)))
     return env

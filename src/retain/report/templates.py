@@ -25,6 +25,8 @@ caption { text-align: left; font-weight: 600; padding: .2rem 0; }
 th, td { border: 1px solid var(--line); padding: .2rem .45rem; text-align: left; vertical-align: top; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { background: #f1f1f1; }
+pre.json { white-space: pre-wrap; word-break: break-all; font-size: .8rem; max-height: 24rem; overflow: auto;
+            background: #f7f7f7; padding: .4rem; }
 code, .hash { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .82rem; word-break: break-all; }
 .scroll { overflow: auto; max-height: 80vh; border: 1px solid var(--line); padding: .3rem; margin: .4rem 0; }
 .wide { overflow-x: auto; }
@@ -48,7 +50,7 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 ul.reasons { margin: .2rem 0 .5rem; }
 @media print {
   body { max-width: none; font-size: 11pt; } nav, .controls, .skip { display: none; }
-  .scroll, .wide { max-height: none; overflow: visible; border: 0; }
+  .scroll, .wide, pre.json { max-height: none; overflow: visible; border: 0; }
   details.version, figure, table { break-inside: avoid; } h2 { break-after: avoid; }
   a { color: inherit; text-decoration: none; }
 }
@@ -187,8 +189,9 @@ HOME = """{% extends "base" %}{% import "macros" as m %}
 {% for e in v.events if e.type == "rolled_back" %} &middot; rolled back to{% endfor %}</summary>
 <dl class="facts">
 <dt>Parent</dt><dd>{% if v.parent %}<a href="#card-{{ v.parent }}">{{ v.parent }}</a>{% else %}none (base model){% endif %}</dd>
-<dt>Recipe</dt><dd>method {{ rec.method }}{% if rec.lora %} (LoRA adapter){% endif %}, kind {{ rec.kind }}{% if rec.options %}; options <code>{{ rec.options|tojson }}</code>{% endif %}</dd>
-{% if rec.config %}<dt>Config</dt><dd><code>{{ rec.config|tojson }}</code></dd>{% endif %}
+<dt>Recipe</dt><dd>method {{ rec.method }}{% if rec.lora %} (LoRA adapter){% endif %}, kind {{ rec.kind }}{% for key, value in rec.options|settings %}, {{ key }} {{ value }}{% endfor %}
+{% if rec.options %}<details><summary>Recipe as recorded</summary><pre class="json">{{ rec.options|pretty }}</pre></details>{% endif %}
+{% if rec.config %}<details><summary>Configuration as recorded</summary><pre class="json">{{ rec.config|pretty }}</pre></details>{% endif %}</dd>
 <dt>Seed</dt><dd>{{ rec.seed if rec.seed is not none else "-" }}</dd>
 <dt>Created</dt><dd><time datetime="{{ rec.created_at }}">{{ rec.created_at|when }}</time>, trained and scored in {{ "%.1f"|format(rec.wall_seconds) }} s</dd>
 <dt>Weights</dt><dd><span class="hash">sha256 {{ rec.artifacts.weights_sha256 }}</span> ({{ rec.artifacts.tensors }} tensors, {{ rec.artifacts.bytes|bytes }}, {{ rec.artifacts.bytes_new|bytes }} new)</dd>
