@@ -12,7 +12,9 @@ the order of ``GROUPS`` is the order of ``retain --help``.
 library and light parts of retain (``retain.errors``, ``retain.cli.usage``). Everything else (torch,
 transformers, scikit-learn, gymnasium, ``retain.api``, ``retain.home``, the ledger's workflows) is imported
 inside the command that needs it; ``tests/e2e/test_cli_usage.py`` checks that ``--help`` loads no torch.
-Options share their validators (finite numbers, seeds, scorers) from :mod:`retain.cli.usage`.
+A help text that needs a heavy import is filled in only when shown (see ``_MethodsHelp`` in
+:mod:`retain.cli.bench`). Options share their validators (finite numbers, seeds, scorers) from
+:mod:`retain.cli.usage`; a new one rejects a value with ``usage.fail(param, "must be ...")``.
 
 Errors: a user error raises :class:`retain.errors.RetainError`; a usage error (bad value, unknown option,
 missing argument) comes from typer. :func:`main` prints either as one line, ``retain: error: ...``, and exits
