@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,8 @@ def test_demo_writes_report_and_prints_its_address(tmp_path, parse_html):
 def _browse(page: Path, shot: Path) -> list[str]:
     """Load ``page`` in headless Chromium, screenshot it; return the console messages it logged."""
     if CHROMIUM is None:
-        print("SKIP reason: no Chromium (install Debian's chromium package to run the browser checks)")
+        # a warning shows in pytest's summary even under -q, where skip reasons do not
+        warnings.warn("report browser checks skipped: no Chromium on this machine (apt-get install chromium)")
         pytest.skip("no Chromium on this machine (apt-get install chromium)")
     done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
