@@ -226,3 +226,17 @@ def test_a_long_home_is_paged_and_its_cards_collapsed(home, monkeypatch, parse_h
     cards = {c.attrs["data-version"]: "open" in c.attrs for c in page.all("details", class_="version")}
     assert cards == {"v1": False, "v2": False, "v3": False, "v4": False, "v5": True}
     assert page.one("input", id="card-filter").attrs["type"] == "search"
+
+
+def test_measured_drift_is_retain_diff_against_the_parent(home, tmp_path):
+    from retain.ledger.core import Home
+    from retain.ledger.diff import diff
+
+    before = {p: p.read_bytes() for p in (home / "audit.jsonl", home / "ledger.sqlite")}
+    card = build_home_report(home, measure_drift=True).version("v5")
+    assert {p: p.read_bytes() for p in before} == before
+    opened = Home.open(home)
+    expected = diff(opened, "v2", "v5", tmp_path)
+    opened.conn.close()
+    assert card.drift.measured == {"parameters": expected["parameters"], "output": expected["drift"]}
+    assert card.drift.measured["parameters"]["changed"] == 1 and card.drift.measured["output"]["max_kl"] > 0

@@ -183,6 +183,8 @@ def _measure(root: Path, report: HomeReport) -> None:
     from retain.ledger.diff import diff
 
     opened = Home(root)
+    opened.conn.close()
+    opened.conn = _connect(root)  # models are read through the ledger's reader, but never with a writable handle
     try:
         for card in report.versions:
             if card.drift is None:
