@@ -197,11 +197,27 @@ def test_quarantine_section_shows_guard_entries_from_the_audit_log(home, tmp_pat
     with opened.writing("guard"):
         opened.commit([{"type": "quarantined", "version": None, "file": "add.jsonl", "lines": lines}])
     opened.conn.close()
-    section = parse_html(render_home(build_home_report(copy))).one("section", id="quarantine")
-    table = section.one("table", class_="quarantine")
+    page = parse_html(render_home(build_home_report(copy)))
+    table = page.one("section", id="quarantine").one("table", class_="quarantine")
     assert [th.text() for th in table.one("thead").all("th")] == ["line", "reason", "sha256"]
     assert table.rows() == [["3", "trigger phrase", "ab" * 32], ["9", "answer contradicts the suite", "cd" * 32]]
     assert "file: add.jsonl" in table.one("caption").text()
+    assert "2 line(s) in 1 guard event(s)" in page.one("section", id="summary").text()
+
+
+def test_guard_entries_of_another_shape_are_found_by_their_quarantine_field(home, tmp_path, parse_html):
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    from retain.ledger.core import Home
+
+    opened = Home.open(copy)
+    with opened.writing("guard"):
+        opened.commit([{"type": "guard_screened", "version": None, "kept": 40, "quarantined": ["bad 1", "bad 2"]},
+                       {"type": "guard_screened", "version": None, "kept": 12, "quarantined": []}])
+    opened.conn.close()
+    page = parse_html(render_home(build_home_report(copy)))
+    table = page.one("section", id="quarantine").one("table", class_="quarantine")
+    assert table.rows() == [["bad 1"], ["bad 2"]] and "kept: 40" in table.one("caption").text()
 
 
 def test_bad_input_is_one_error_and_writes_nothing(home, tmp_path):

@@ -133,8 +133,10 @@ def _drift(conn: sqlite3.Connection, objects: ObjectStore, row: dict[str, Any],
 
 
 def is_quarantine(event: dict[str, Any]) -> bool:
-    """Whether an audit event records lines the guard held back (any event type naming a quarantine)."""
-    return "quarantin" in event["type"]
+    """Whether an audit event records lines the guard held back: its type names a quarantine, or it carries a
+    non-empty field that does (the guard's own entries, whatever their exact shape)."""
+    return "quarantin" in event["type"] or any("quarantin" in key and value
+                                                for key, value in event["payload"].items())
 
 
 def check_home(root: Path) -> None:

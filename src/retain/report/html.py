@@ -164,16 +164,27 @@ def _events_table(events: list[dict[str, Any]], caption: str) -> Table:
     return Table(caption, ["seq", "time", "type", "version", "details"], rows)
 
 
+def held_back(payload: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | None:
+    """The list of held-back lines in a guard event: a non-empty list field, one named like a quarantine first;
+    plain values become ``{"line": value}`` rows."""
+    lists = [(k, v) for k, v in payload.items() if isinstance(v, list) and v]
+    lists.sort(key=lambda kv: "quarantin" not in kv[0])
+    if not lists:
+        return None
+    key, items = lists[0]
+    return key, [item if isinstance(item, dict) else {"line": item} for item in items]
+
+
 def _quarantine_tables(events: list[dict[str, Any]]) -> list[Table]:
-    """One table per quarantine event: its list of held-back lines when it has one, else its fields."""
+    """One table per guard event: its held-back lines when it lists them, else its fields."""
     tables = []
     for e in events:
         payload = {k: v for k, v in e["payload"].items() if k not in ("type", "version")}
         version = f", {e['version']}" if e["version"] else ""
         caption = f"{e['type']} at {when(e['time'])} (audit entry {e['seq']}{version})"
-        lists = {k: v for k, v in payload.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)}
-        if lists:
-            key, items = next(iter(lists.items()))
+        found = held_back(payload)
+        if found:
+            key, items = found
             columns = list(dict.fromkeys(k for item in items for k in item))
             rows = [[_cell(item.get(c)) for c in columns] for item in items]
             others = "; ".join(f"{k}: {_cell(v)}" for k, v in payload.items() if k != key)
@@ -229,8 +240,7 @@ def _lineage(report: Any) -> Chart:
 def render_home(report: Any) -> str:
     """A :class:`~retain.report.home_report.HomeReport` as HTML."""
     statuses = sorted(Counter(v.status for v in report.versions).items())
-    lines = sum(max((len(v) for v in e["payload"].values() if isinstance(v, list)), default=1)
-                for e in report.quarantine)
+    lines = sum(len(found[1]) if (found := held_back(e["payload"])) else 1 for e in report.quarantine)
     quarantined = (f"{lines} line(s) in {len(report.quarantine)} guard event(s): see the quarantine section"
                    if report.quarantine else "none recorded")
     counts = Table("What was checked", ["item", "count"], [[k, str(v)] for k, v in report.verification.counts.items()])
