@@ -72,8 +72,9 @@ def test_demo_settings_and_capability_are_shown(demo):
     settings = {row[0]: row[1] for row in demo.one("section", id="settings").one("table").rows()}
     assert settings["lr"] == "0.0003" and settings["teacher"] == "ema"
     assert settings["sdft_options"] == '{"skip_tokens": 0}'
-    before = {row[0]: row for row in demo.one("section", id="before").one("table").rows()}
-    assert before["swap"] == ["swap", "new skill", "25%", "75%"]
+    before = demo.one("section", id="before")
+    assert _table(before, "Prior skills").rows() == [["reverse", "100%"], ["in-context", "75%"]]
+    assert _table(before, "New skills").rows() == [["rotr", "0%", "100%"], ["swap", "25%", "75%"]]
 
 
 def _method(runs: list[dict], summary: dict) -> dict:

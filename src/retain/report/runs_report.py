@@ -119,9 +119,8 @@ def demo_page(payload: dict[str, Any]) -> Page:
                         + [_matrix_table(f"{m}: accuracy on each prior skill ({over})", curves[m], probes, steps)
                            for m in methods])
     cap = payload.get("capability", {})
-    before = [[name, "prior skill", f"{score:.0%}", ""] for name, score in cap.get("probes", {}).items()]
-    before += [[name, "new skill", f"{v['student']:.0%}", f"{v['teacher']:.0%}"]
-               for name, v in cap.get("new_skills", {}).items()]
+    prior = [[name, f"{score:.0%}"] for name, score in cap.get("probes", {}).items()]
+    new = [[name, f"{v['student']:.0%}", f"{v['teacher']:.0%}"] for name, v in cap.get("new_skills", {}).items()]
     sections = [
         Section("summary", "Summary", [
             f"The embedded model learned {len(skills)} new skills one after another ({', '.join(skills)}) with "
@@ -132,11 +131,12 @@ def demo_page(payload: dict[str, Any]) -> Page:
         Section("matrices", "Accuracy matrices", charts=[matrix_chart]),
         Section("prior", "Prior skills", charts=[prior_chart]),
         Section("before", "Before any training",
-                ["What the base model could do before the stream: its prior skills from the query alone, and "
-                 "each new skill from the query alone (student) and with a demonstration in the prompt (the "
-                 "teacher SDFT learns from)."],
-                tables=[Table("Base model on held-out queries", ["skill", "kind", "query only", "with demonstration"],
-                              before)]),
+                ["What the base model could do before the stream: its prior skills (the probes), and each new "
+                 "skill from the query alone (the student) and with a demonstration in the prompt (the teacher "
+                 "SDFT learns from)."],
+                tables=[Table("Prior skills of the base model (held-out queries)", ["probe", "accuracy"], prior),
+                        Table("New skills before training (held-out queries)",
+                              ["skill", "query only (student)", "with a demonstration (teacher)"], new)]),
         Section("settings", "Settings", [f"The run took {payload.get('seconds', 0):.0f} s."],
                 tables=[_settings_table("Settings of this run (results.json: config)", payload["config"])]),
     ]
