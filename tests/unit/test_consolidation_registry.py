@@ -52,3 +52,18 @@ def test_configs_validate_when_built_directly() -> None:
         EWC(EWC.Config(lam=-1.0))
     with pytest.raises(RetainError):
         Replay(Replay.Config(size=0))
+
+
+def test_the_registry_holds_classes_and_fields_are_named_from_the_method() -> None:
+    from retain.methods.registry import CONSOLIDATIONS, OBJECTIVES
+
+    assert all(isinstance(cls, type) and cls.name == name for name, cls in {**OBJECTIVES, **CONSOLIDATIONS}.items())
+    for method, config, field in ((EWC, EWC.Config(lam="big"), "ewc.lam"), (SI, SI.Config(xi=-1.0), "si.xi"),
+                                  (MAS, MAS.Config(samples=1.5), "mas.samples"), (L2, L2.Config(lam=None), "l2.lam"),
+                                  (SFT, SFT.Config(label_smoothing=1.0), "sft.label_smoothing")):
+        with pytest.raises(RetainError) as err:
+            method(config)
+        assert err.value.field == field
+    with pytest.raises(TypeError):
+        EWC(SI.Config())
+    assert Joint().config == Joint.Config()

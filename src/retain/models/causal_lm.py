@@ -18,7 +18,7 @@ from retain.data.skills import Example
 from retain.errors import RetainError
 
 EMBEDDED = "embedded"
-TEACHER_ADAPTER = "retain_teacher"  # the PEFT adapter that holds SDFT's teacher under LoRA
+TEACHER_ADAPTER = "sdft_teacher"  # the PEFT adapter that holds SDFT's teacher under LoRA
 TEACHER_KINDS = ("ema", "frozen", "live")
 
 
