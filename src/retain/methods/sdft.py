@@ -110,9 +110,11 @@ class SDFT(Objective):
             return
         lengths = [len(adapter.completion_ids(e.demonstration)) - 1 for e in examples]
         kept = sum(max(0, n - skip) for n in lengths)
-        if kept < MIN_TRAINED_FRACTION * max(1, sum(lengths)):
-            raise RetainError(f"{skip} masks {100 * (1 - kept / max(1, sum(lengths))):.0f}% of the demonstrations' "
-                              f"tokens (answers are {min(lengths)}-{max(lengths)} tokens long), so SDFT would train "
+        fraction = kept / max(1, sum(lengths))
+        if fraction < MIN_TRAINED_FRACTION:
+            span = f"{min(lengths)}" if min(lengths) == max(lengths) else f"{min(lengths)} to {max(lengths)}"
+            raise RetainError(f"masking the first {skip} completion tokens leaves {fraction:.0%} of the "
+                              f"demonstrations' tokens (answers are {span} tokens long), so SDFT would train "
                               "on almost nothing; try --set sdft.skip_tokens=0", field="sdft.skip_tokens")
 
     def before_task(self, adapter: CausalLMAdapter) -> None:
