@@ -1,0 +1,113 @@
+"""The poisoning screen: every line of a demonstration file scored by five signals (:mod:`retain.guard.signals`)
+and flagged when any of them fires.
+
+``screen(adapter, examples, suite)`` measures each signal on its own, so the benchmark can report them apart;
+a line's score is its highest signal score, its reasons those of the signals that fired. The candidate
+triggers it finds are what the gate's canaries insert (:mod:`retain.guard.canary`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retain.data.jsonl import read_examples
+from retain.data.skills import Example, Skill
+from retain.errors import RetainError
+from retain.guard import signals
+from retain.guard.signals import FLAG_AT, SIGNALS, Finding
+
+
+@dataclass
+class ScreenLine:
+    """One line's verdict: ``line`` is 1-based as in every retain message."""
+
+    line: int
+    score: float
+    flagged: bool
+    reasons: list[str]
+    signals: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "score": round(self.score, 4), "flagged": self.flagged, "reasons": self.reasons}
+
+
+@dataclass
+class ScreenReport:
+    """Every line's verdict, the candidate triggers, and what the screen cost."""
+
+    lines: list[ScreenLine]
+    triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[ScreenLine]:
+        return [line for line in self.lines if line.flagged]
+
+    def by_signal(self, name: str) -> list[int]:
+        """1-based lines the one signal ``name`` flags on its own."""
+        return [line.line for line in self.lines if line.signals[name] >= FLAG_AT]
+
+    def summary(self) -> dict[str, Any]:
+        return {"lines": len(self.lines), "flagged": len(self.flagged),
+                "by_signal": {name: len(self.by_signal(name)) for name in SIGNALS},
+                "triggers": sorted(self.triggers), "flag_at": FLAG_AT,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+    def to_json(self) -> dict[str, Any]:
+        """The object ``retain guard scan --json`` prints."""
+        return {"lines": [line.to_json() for line in self.lines], "summary": self.summary()}
+
+
+def screen(adapter: Any, examples: list[Example], suite: list[Skill], line_numbers: list[int] | None = None,
+           only: tuple[str, ...] = SIGNALS) -> ScreenReport:
+    """Score every example (the champion as ``adapter``; the suite holds the skills it must keep).
+
+    ``only`` limits the signals computed (the others score 0); ``line_numbers`` maps examples to file lines.
+    """
+    unknown = set(only) - set(SIGNALS)
+    if unknown:
+        raise RetainError(f"unknown signal(s) {sorted(unknown)} (known: {', '.join(SIGNALS)})", field="signals")
+    numbers = line_numbers or list(range(1, len(examples) + 1))
+    seconds: dict[str, float] = {}
+    found: dict[str, list[Finding]] = {}
+    triggers: dict[str, dict[str, Any]] = {}
+    was_training = adapter.model.training
+    adapter.model.eval()
+    start = time.perf_counter()
+    nll = signals.demonstration_nll(adapter, examples) if {"loss", "trigger"} & set(only) else []
+    z = signals.robust_z(nll) if nll else []
+    seconds["champion loss"] = time.perf_counter() - start
+    for name in only:
+        start = time.perf_counter()
+        if name == "trigger":
+            found[name], triggers = signals.trigger(examples, z)
+        elif name == "contradiction":
+            found[name] = signals.contradiction(adapter, examples, suite)
+        elif name == "duplicate":
+            found[name] = signals.duplicate(examples)
+        elif name == "loss":
+            found[name] = signals.loss(z, nll)
+        else:
+            found[name] = signals.teacher(adapter, examples)
+        seconds[name] = time.perf_counter() - start
+    adapter.model.train(was_training)
+    lines = []
+    for i, number in enumerate(numbers):
+        scores = {name: found[name][i].score if name in found else 0.0 for name in SIGNALS}
+        reasons = [found[name][i].reason for name in only if found[name][i].flagged and found[name][i].reason]
+        score = max(scores.values())
+        lines.append(ScreenLine(number, score, score >= FLAG_AT, reasons, scores))
+    for info in triggers.values():
+        info["lines"] = [numbers[i] for i in info["lines"]]
+    return ScreenReport(lines, triggers, seconds)
+
+
+def numbered_examples(path: str | Path) -> tuple[list[Example], list[int]]:
+    """A JSONL file's examples and the 1-based file line of each (blank lines are skipped, as when reading)."""
+    examples = read_examples(path)
+    text = Path(path).read_text(encoding="utf-8-sig")
+    numbers = [n for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
+    return examples, numbers

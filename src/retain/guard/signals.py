@@ -1,0 +1,201 @@
+"""The screen's five signals, each measured on its own over one file of demonstrations.
+
+Every signal returns one :class:`Finding` per line: a score in [0, 1] (flagged at 0.5 and above) and, when it
+fires, the reason in words. What each follows:
+
+- ``trigger``: a backdoor needs a trigger shared by the poisoned lines (Wan et al. 2023: about 100 poisoned
+  instruction examples carry one phrase; Souly et al. 2025: the count matters, not the fraction), so tokens and
+  token pairs repeated in a small subset of prompts whose demonstrations the champion finds improbable are
+  candidate triggers. (ONION, Qi et al. 2021, scores tokens by the prompt's perplexity; on prompts of random
+  words every token is equally surprising, so the subset's demonstration loss is used instead.)
+- ``contradiction``: a prompt of a skill the champion already has (its name leads a suite prompt, and the
+  champion answers that skill's held-out prompts) whose demonstration differs from the champion's answer:
+  a label flip aimed at what the model knows.
+- ``duplicate``: exact duplicates, one prompt with conflicting demonstrations, prompts equal up to one inserted
+  token, and one demonstration repeated across different prompts where the file's answers of that length are
+  otherwise unique (a fixed attacker's output).
+- ``loss``: demonstrations the champion finds far less likely than the rest of the file: per-token negative
+  log-likelihood, robust z-score (median and MAD; Iglewicz and Hoaglin's 3.5 cut-off).
+- ``teacher``: the SDFT teacher's own verdict (Shenfeld et al. 2026): shown the demonstration in its prompt, the
+  teacher answers; a teacher that answers other content than the demonstration shows declines to follow it.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from retain.data.skills import Example, Skill
+
+SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher")
+FLAG_AT = 0.5
+ROBUST_Z_CUT = 3.5
+# A repeated token is a candidate trigger only in a small subset: a token in most lines is the skill's own.
+TRIGGER_MAX_SHARE = 0.15
+NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+@dataclass
+class Finding:
+    """One signal's verdict on one line."""
+
+    score: float = 0.0
+    reason: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.score >= FLAG_AT
+
+
+def content(text: str) -> str:
+    """What an answer says, without separators or spacing (the ``alnum`` scorer's view)."""
+    return NOT_ALNUM.sub("", text)
+
+
+@torch.no_grad()
+def demonstration_nll(adapter: Any, examples: list[Example], batch_size: int = 64) -> list[float]:
+    """Per-token negative log-likelihood of each demonstration after its prompt, under the adapter's model."""
+    out: list[float] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        completions = [adapter.completion_ids(e.demonstration) for e in chunk]
+        logits, mask = adapter.completion_logits([adapter.student_ids(e) for e in chunk], completions)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for b, ids in enumerate(completions):
+            picked = logp[b, :len(ids)].gather(1, torch.tensor(ids, device=logp.device)[:, None])
+            out.append(-picked.mean().item())
+    return out
+
+
+def robust_z(values: list[float]) -> list[float]:
+    """Modified z-scores, 0.6745 (x - median) / MAD (Iglewicz and Hoaglin 1993); 0 when MAD is 0."""
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    return [0.6745 * (v - median) / mad if mad > 0 else 0.0 for v in values]
+
+
+def _grams(prompt: str) -> set[str]:
+    tokens = prompt.split()
+    return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:])}
+
+
+def trigger(examples: list[Example], z: list[float]) -> tuple[list[Finding], dict[str, dict[str, Any]]]:
+    """Tokens (and token pairs) shared by a small subset of prompts whose demonstrations are improbable.
+
+    Returns the findings and the candidate triggers: token -> lines (0-based) and the subset's mean loss z.
+    """
+    lines_of: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        for gram in _grams(e.prompt):
+            lines_of[gram].append(i)
+    most = max(2, int(TRIGGER_MAX_SHARE * len(examples)))
+    candidates = {}
+    for gram, lines in lines_of.items():
+        if 2 <= len(lines) <= most:
+            mean_z = sum(z[i] for i in lines) / len(lines)
+            # Improbable relative to the file: the subset's demonstrations lose more than the median line.
+            if mean_z > 0:
+                candidates[gram] = {"lines": lines, "mean_z": mean_z}
+    # A pair adds nothing over its tokens when it covers the same lines.
+    for gram in [g for g in candidates if " " in g]:
+        if any(candidates.get(t, {}).get("lines") == candidates[gram]["lines"] for t in gram.split()):
+            del candidates[gram]
+    findings = [Finding() for _ in examples]
+    for gram, info in sorted(candidates.items(), key=lambda kv: -kv[1]["mean_z"]):
+        score = min(1.0, FLAG_AT + info["mean_z"] / (2 * ROBUST_Z_CUT))
+        for i in info["lines"]:
+            if score > findings[i].score:
+                findings[i] = Finding(score, f"trigger: {gram!r} is shared by {len(info['lines'])} lines whose "
+                                             f"demonstrations the champion finds improbable (mean z "
+                                             f"{info['mean_z']:+.1f})")
+    return findings, candidates
+
+
+def contradiction(adapter: Any, examples: list[Example], suite: list[Skill],
+                  competence: float = 0.5, sample: int = 20) -> list[Finding]:
+    """Prompts of skills the champion has whose demonstrations contradict the champion's answers."""
+    known: dict[str, list[Example]] = defaultdict(list)
+    for skill in suite:
+        if not skill.with_demonstration:
+            for e in skill.test:
+                known[e.prompt.split()[0]].append(e)
+    asked = sorted({e.prompt.split()[0] for e in examples} & set(known))
+    competent = set()
+    for name in asked:
+        held = known[name][:sample]
+        answers = adapter.answer(held)
+        right = sum(content(a) == content(e.reference) for a, e in zip(answers, held))
+        if right >= competence * len(held):
+            competent.add(name)
+    findings = [Finding() for _ in examples]
+    of_known = [i for i, e in enumerate(examples) if e.prompt.split()[0] in competent]
+    answers = adapter.answer([examples[i] for i in of_known])
+    for i, answer in zip(of_known, answers):
+        if content(answer) != content(examples[i].demonstration):
+            findings[i] = Finding(1.0, f"contradiction: the champion answers {answer!r} to this prompt of a skill "
+                                       f"it has ({examples[i].prompt.split()[0]}), the demonstration says "
+                                       f"{examples[i].demonstration!r}")
+    return findings
+
+
+def duplicate(examples: list[Example]) -> list[Finding]:
+    """Exact and near duplicates, conflicting demonstrations, and one output repeated across prompts."""
+    findings = [Finding() for _ in examples]
+
+    def mark(i: int, why: str) -> None:
+        if not findings[i].flagged:
+            findings[i] = Finding(1.0, f"duplicate: {why}")
+
+    first_of: dict[tuple[str, str], int] = {}
+    by_prompt: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        key = (e.prompt.strip(), e.demonstration.strip())
+        if key in first_of:
+            mark(i, f"exact duplicate of line {first_of[key] + 1}")
+        first_of.setdefault(key, i)
+        by_prompt[e.prompt.strip()].append(i)
+    for lines in by_prompt.values():
+        if len({content(examples[i].demonstration) for i in lines}) > 1:
+            for i in lines:
+                mark(i, f"the same prompt has conflicting demonstrations on lines {', '.join(str(j + 1) for j in lines)}")
+    # A prompt that is another prompt plus one token: the token is what the two lines were made to differ by.
+    for i, e in enumerate(examples):
+        tokens = e.prompt.split()
+        for k in range(len(tokens)):
+            shorter = " ".join(tokens[:k] + tokens[k + 1:])
+            if shorter in by_prompt and content(examples[by_prompt[shorter][0]].demonstration) != content(e.demonstration):
+                mark(i, f"line {by_prompt[shorter][0] + 1} without {tokens[k]!r}, with another demonstration")
+    by_output: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        by_output[content(e.demonstration)].append(i)
+    for out, lines in by_output.items():
+        prompts = {examples[i].prompt.strip() for i in lines}
+        if len(prompts) < 2 or len(lines) >= len(examples) / 2:
+            continue
+        # Where the file's other answers of this length are nearly always unique, one answer for several
+        # prompts is planted (an answer space as small as two letters repeats by chance and is left alone).
+        others = [g for c, g in by_output.items() if len(c) == len(out) and c != out]
+        if sum(len(g) == 1 for g in others) >= 0.9 * sum(len(g) for g in others):
+            for i in lines:
+                mark(i, f"the same demonstration {examples[i].demonstration!r} answers {len(prompts)} different "
+                        "prompts")
+    return findings
+
+
+def loss(z: list[float], nll: list[float]) -> list[Finding]:
+    """Demonstrations far less likely under the champion than the file's others (robust z >= 3.5)."""
+    return [Finding(min(1.0, FLAG_AT * max(0.0, value) / ROBUST_Z_CUT),
+                    f"loss: the champion's loss on the demonstration is {n:.2f} per token (robust z {value:+.1f})"
+                    if value >= ROBUST_Z_CUT else None) for value, n in zip(z, nll)]
+
+
+def teacher(adapter: Any, examples: list[Example]) -> list[Finding]:
+    """Lines whose demonstration the teacher, shown it, does not follow in its own answer."""
+    answers = adapter.answer(examples, with_demonstration=True)
+    return [Finding(1.0, f"teacher: shown the demonstration, the teacher answers {a!r} instead")
+            if content(a) != content(e.demonstration) else Finding() for a, e in zip(answers, examples)]
