@@ -92,6 +92,7 @@ class HomeReport:
     quarantine: list[dict[str, Any]] = field(default_factory=list)
 
     def version(self, name: str) -> VersionCard:
+        """The card of version ``name``."""
         return next(v for v in self.versions if v.name == name)
 
 

@@ -28,6 +28,7 @@ def num(value: float | None, digits: int = 3) -> str:
 
 
 def pct(value: float | None) -> str:
+    """A fraction as a percentage with one decimal; ``-`` where there is none."""
     return "-" if value is None else f"{value:.1%}"
 
 
@@ -37,6 +38,7 @@ def when(stamp: str) -> str:
 
 
 def human_bytes(value: int | None) -> str:
+    """A byte count in decimal units (B, kB, MB, GB)."""
     if value is None:
         return "-"
     size = float(value)
