@@ -53,6 +53,9 @@ def test_demo_summary_gives_mean_and_sample_spread_over_seeds(demo):
     assert rows["sft"] == ["sft", "60.0% \u00b1 14.1%", "37.5% \u00b1 17.7%", "-0.375 \u00b1 0.177"]
     assert rows["sdft"] == ["sdft", "95.0% \u00b1 7.1%", "87.5% \u00b1 17.7%", "-0.375 \u00b1 0.177"]
     assert "over 2 seeds" in table.one("caption").text()
+    said = [p.text() for p in demo.one("section", id="summary").all("p")]
+    assert "With sdft the model scored 95% on each new skill right after learning it and ended with 88% of its " \
+           "prior-skill accuracy." in said
 
 
 def test_demo_matrices_and_prior_curves_are_means_over_seeds(demo):

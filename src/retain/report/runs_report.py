@@ -125,7 +125,8 @@ def demo_page(payload: dict[str, Any]) -> Page:
         Section("summary", "Summary", [
             f"The embedded model learned {len(skills)} new skills one after another ({', '.join(skills)}) with "
             f"each of {', '.join(methods)} under the same budget, and was scored on those skills and on "
-            f"{len(probes)} skills it had before ({', '.join(probes)}).", _glossary(set().union(*stats.values()))],
+            f"{len(probes)} skills it had before ({', '.join(probes)}).", *_outcomes(stats),
+            _glossary(set().union(*stats.values()))],
             tables=[_summary_table("Each method over the whole stream",
                                    {m: dict(s) for m, s in stats.items()}, len(seeds))]),
         Section("matrices", "Accuracy matrices", charts=[matrix_chart]),
@@ -143,6 +144,17 @@ def demo_page(payload: dict[str, Any]) -> Page:
     return Page("retain demo: what the model kept while it learned", "SFT and SDFT teach the embedded model a "
                 "stream of new skills; the question is what each keeps of the skills it already had.",
                 _now(), sections)
+
+
+def _outcomes(stats: dict[str, dict[str, tuple[float | None, float | None]]]) -> list[str]:
+    """One plain sentence per method: how well it learned the new skills and how much of the old it kept."""
+    lines = []
+    for method, s in stats.items():
+        new, kept = s.get("new_skill_accuracy", (None, None))[0], s.get("prior_retention", (None, None))[0]
+        if new is not None and kept is not None:
+            lines.append(f"With {method} the model scored {new:.0%} on each new skill right after learning it and "
+                         f"ended with {kept:.0%} of its prior-skill accuracy.")
+    return lines
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
