@@ -111,3 +111,28 @@ def numbered_examples(path: str | Path) -> tuple[list[Example], list[int]]:
     text = Path(path).read_text(encoding="utf-8-sig")
     numbers = [n for n, raw in enumerate(text.splitlines(), start=1) if raw.strip()]
     return examples, numbers
+
+
+def scan_file(data: str | Path, model: str, suite_files: list[str | Path] | None = None,
+              only: tuple[str, ...] = SIGNALS) -> ScreenReport:
+    """``retain guard scan``: screen a JSONL file against ``model`` (``embedded``, a model folder, or a home,
+    whose champion and regression suite are used). Inputs are checked before any model is loaded."""
+    import tempfile
+
+    from retain.data.synthetic import probe_skills
+    from retain.ledger.core import Home, is_home
+    from retain.models.causal_lm import load_adapter, resolve_model_path
+
+    examples, numbers = numbered_examples(data)
+    suite = [Skill(name=Path(p).stem, test=read_examples(p)) for p in suite_files or []]
+    if is_home(model):
+        home = Home.open(model)
+        suite = suite or [s for s in home.suite() if not s.with_demonstration]
+        with tempfile.TemporaryDirectory(prefix="retain-scan-") as work:
+            adapter = load_adapter(home.materialize("champion", Path(work) / "champion"))
+    else:
+        resolve_model_path(model)
+        # The embedded model's prior skills are its suite; another model's is what --suite names.
+        suite = suite or (probe_skills() if model == "embedded" else [])
+        adapter = load_adapter(model)
+    return screen(adapter, examples, suite, numbers, only)

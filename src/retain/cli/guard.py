@@ -1,0 +1,52 @@
+"""``retain guard scan DATA.jsonl --model M|HOME [--json]``: the poisoning screen (:mod:`retain.guard.screen`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(name="guard", no_args_is_help=True, help="Screen incoming data for poisoning.")
+
+
+@app.command("scan")
+def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration, optional answer.")],
+         model: Annotated[str, typer.Option("--model", help="`embedded`, a model folder, or a home (its champion "
+                                                            "and suite).")] = "embedded",
+         suite: Annotated[list[Path], typer.Option("--suite", help="JSONL of what the model must keep doing "
+                                                                   "(default: the home's suite, or the embedded "
+                                                                   "model's probes). Repeatable.")] = [],
+         signals: Annotated[str, typer.Option("--signals", help="Comma-separated subset of trigger, contradiction, "
+                                                                "duplicate, loss, teacher.")] = "",
+         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: lines and summary.")] = False
+         ) -> None:
+    """Score every line for signs of poisoning; flagged lines are listed with their reasons."""
+    from retain.guard.screen import scan_file
+    from retain.guard.signals import SIGNALS
+
+    only = tuple(s.strip() for s in signals.split(",") if s.strip()) or SIGNALS
+    report = scan_file(data, model, list(suite), only)
+    if as_json:
+        print(json.dumps(report.to_json()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=200)
+    summary = report.summary()
+    console.print(f"{data}: {summary['flagged']} of {summary['lines']} lines flagged")
+    table = Table()
+    for column in ("signal", "lines flagged"):
+        table.add_column(column)
+    for name, count in summary["by_signal"].items():
+        table.add_row(name, str(count))
+    table.add_row("[bold]any (flagged)[/]", f"[bold]{summary['flagged']}[/]")
+    console.print(table)
+    if report.triggers:
+        console.print("candidate triggers: " + ", ".join(f"{t!r} (lines {', '.join(map(str, i['lines']))})"
+                                                          for t, i in report.triggers.items()))
+    for line in report.flagged:
+        for reason in line.reasons:
+            console.print(f"{data}:{line.line}: score {line.score:.2f}: {reason}", soft_wrap=True)
