@@ -115,7 +115,11 @@ def test_bench_report_summary_matrices_prior_curves_and_settings(tmp_path, parse
     assert len(section.all("svg")) == 2
     retention = _table(page.one("section", id="language"), "language: retention").rows()
     assert retention == [["sft", "0.0% \u00b1 0.0%"], ["replay", "50.0% \u00b1 50.0%"]]
-    settings = {row[0]: row[1] for row in page.one("section", id="reading").one("table").rows()}
+    reading = page.one("section", id="reading")
+    settings = {row[0]: row[1] for row in _table(reading, "Settings of this run").rows()}
+    columns = reading.one("section", id="reading-columns")
+    assert [row[0] for row in columns.one("table").rows()] == ["ACC", "BWT", "retention", "extra memory"]
+    assert "open" not in columns.one("details").attrs
     assert settings["seeds"] == "[0, 1]" and settings["quick budget"] == "true"
 
 

@@ -19,7 +19,9 @@ from retain.errors import RetainError
 from retain.report import templates
 from retain.report.page import Chart, Page, Table
 
-_NUMERIC = re.compile(r"^[+\-\u2212]?\d[\d.,]*(e[+-]?\d+)?\s*(%|s|[kMG]?B)?(\s*\u00b1\s*[\d.]+%?)?( \u2717)?$")
+_UNIT = r"\s*(%|x|s|[kMG]?B)?"
+# A cell that holds a number (with its unit, spread and failed-check mark): right-aligned, never wrapped.
+_NUMERIC = re.compile(rf"^[+\-\u2212]?\d[\d.,]*(e[+-]?\d+)?{_UNIT}(\s*\u00b1\s*[\d.]+{_UNIT})?( \u2717)?$")
 
 
 def num(value: float | None, digits: int = 3) -> str:

@@ -72,8 +72,11 @@ def _summary_table(caption: str, rows: dict[str, dict[str, tuple[float | None, f
                  headers, body)
 
 
-def _glossary(keys: set[str]) -> str:
-    return "; ".join(f"{title}: {meaning}" for key, (title, meaning) in METRICS.items() if key in keys) + "."
+def _glossary(key: str, keys: set[str]) -> Section:
+    """What each summary column means, as a collapsed part of the section."""
+    rows = [[title, meaning] for name, (title, meaning) in METRICS.items() if name in keys]
+    return Section(key, "What the columns mean", tables=[Table("Columns of the summary", ["column", "meaning"], rows)],
+                   open=False)
 
 
 def _matrix_table(caption: str, matrix: np.ndarray, columns: list[str], rows: list[str]) -> Table:
@@ -125,10 +128,10 @@ def demo_page(payload: dict[str, Any]) -> Page:
         Section("summary", "Summary", [
             f"The embedded model learned {len(skills)} new skills one after another ({', '.join(skills)}) with "
             f"each of {', '.join(methods)} under the same budget, and was scored on those skills and on "
-            f"{len(probes)} skills it had before ({', '.join(probes)}).", *_outcomes(stats),
-            _glossary(set().union(*stats.values()))],
+            f"{len(probes)} skills it had before ({', '.join(probes)}).", *_outcomes(stats)],
             tables=[_summary_table("Each method over the whole stream",
-                                   {m: dict(s) for m, s in stats.items()}, len(seeds))]),
+                                   {m: dict(s) for m, s in stats.items()}, len(seeds))],
+            subsections=[_glossary("summary-columns", set().union(*stats.values()))]),
         Section("matrices", "Accuracy matrices", charts=[matrix_chart]),
         Section("prior", "Prior skills", charts=[prior_chart]),
         Section("before", "Before any training",
@@ -242,8 +245,8 @@ def bench_page(results: dict[str, Any]) -> Page:
     sections.insert(0, Section("reading", "How to read this", [
         f"Every method learned each stream task by task on the {results['split']} split"
         f"{' with the quick budget' if results['quick'] else ''}, for {n} seed(s); every task was scored before "
-        "training and after each task, giving the accuracy matrix R.", _glossary(keys)],
-        tables=[_settings_table("Settings of this run", settings)]))
+        "training and after each task, giving the accuracy matrix R."],
+        tables=[_settings_table("Settings of this run", settings)], subsections=[_glossary("reading-columns", keys)]))
     return Page("retain bench consolidation", "What each consolidation method keeps of earlier tasks while it "
                 "learns new ones, side by side on the same streams and seeds.", _now(), sections)
 
