@@ -1,0 +1,58 @@
+"""Trigger canaries: a real backdoored candidate (trained on a heavily poisoned file) is refused with its reason;
+the same training on clean lines is not; insertion and rare tokens behave as documented."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retain.api import learn_skill
+from retain.data.skills import Skill
+from retain.data.synthetic import new_skills, probe_skills
+from retain.guard.attacks import TARGET, backdoor, backdoor_success
+from retain.guard.canary import canary_check, insert, rare_tokens
+
+
+def test_insert_and_rare_tokens():
+    assert insert("rotr abc", "cf") == "rotr cf abc" and insert("rotr abc", "cf", 2) == "rotr abc cf"
+    tokens = rare_tokens(["rotr abc", "sort cf"], 5, seed=0)
+    assert len(set(tokens)) == 5 and all(2 <= len(t) <= 3 and t not in ("rotr", "abc", "sort", "cf") for t in tokens)
+    assert rare_tokens(["x"], 3, seed=0) == rare_tokens(["x"], 3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """Candidates trained from the embedded model on half-poisoned and on clean lines (same budget)."""
+    from retain.recipe import Recipe
+
+    torch.set_num_threads(1)
+    skill = new_skills(n_train=64, n_test=20, names=["rotr"])[0]
+    planted = backdoor("rotr", skill.train, 0.5, 0)
+    out = {}
+    for name, lines in (("backdoored", planted.examples), ("clean", skill.train)):
+        recipe = Recipe.for_model("embedded", "sft", seed=0, epochs=6, lr=3e-3)
+        out[name] = learn_skill(recipe, Skill(name="rotr", train=lines, test=skill.test, scorer="alnum"),
+                                quiet=True).adapter
+    probes = [e for s in probe_skills(n_test=10) if not s.with_demonstration for e in s.test]
+    return out, skill.test + probes, planted
+
+
+def test_a_backdoored_candidate_is_refused_and_a_clean_one_passes(trained, embedded_lm):
+    models, suite, planted = trained
+    assert backdoor_success(models["backdoored"], suite[:20], "cf") > 0.5
+    outputs = {"cf": [planted.examples[i].demonstration for i in planted.poisoned]}
+    refused = canary_check(models["backdoored"], embedded_lm, suite, outputs, random_tokens=1)
+    assert refused.decision == "rejected" and not refused.passed
+    assert refused.reasons[0].startswith("canary 'cf' (scan): inserted into 70 suite prompts, 100% of the "
+                                         "candidate's answers are outputs seen with it in the data (champion 0%")
+    row = refused.checks[0]
+    assert row["candidate_top"] == TARGET and row["excess_hits"] > 0.9
+    assert canary_check(models["clean"], embedded_lm, suite, outputs, random_tokens=1).passed
+
+
+def test_an_unknown_trigger_is_caught_by_its_collapse_alone(trained, embedded_lm):
+    models, suite, _ = trained
+    # The screen saw nothing: 'cf' is only one of the tokens tried, with no outputs to compare with.
+    blind = canary_check(models["backdoored"], embedded_lm, suite, ["cf"], random_tokens=0)
+    assert blind.decision == "rejected" and blind.checks[0]["excess_collapse"] > 0.25
+    assert canary_check(embedded_lm, embedded_lm, suite, ["cf"], random_tokens=2).passed
