@@ -19,6 +19,7 @@ from retain.errors import RetainError
 from retain.report import templates
 from retain.report.page import Chart, Page, Table
 
+_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
 _UNIT = r"\s*(%|x|s|[kMG]?B)?"
 # A cell that holds a number (with its unit, spread and failed-check mark): right-aligned, never wrapped.
 _NUMERIC = re.compile(rf"^[+\-\u2212]?\d[\d.,]*(e[+-]?\d+)?{_UNIT}(\s*\u00b1\s*[\d.]+{_UNIT})?( \u2717)?$")
@@ -88,6 +89,7 @@ def _environment() -> jinja2.Environment:
     env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
     env.filters["tojson"] = lambda value: json.dumps(value, sort_keys=True)
     env.tests["numeric"] = lambda text: bool(_NUMERIC.match(str(text)))
+    env.tests["timestamp"] = lambda text: bool(_TIMESTAMP.match(str(text)))
     return env
 
 

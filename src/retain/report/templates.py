@@ -23,6 +23,7 @@ nav ul { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .3re
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .88rem; }
 caption { text-align: left; font-weight: 600; padding: .2rem 0; }
 th, td { border: 1px solid var(--line); padding: .2rem .45rem; text-align: left; vertical-align: top; }
+td.time { white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { background: #f1f1f1; }
 pre.json { white-space: pre-wrap; word-break: break-all; font-size: .8rem; max-height: 24rem; overflow: auto;
@@ -120,7 +121,7 @@ MACROS = """
 <caption>{{ t.caption }}</caption>
 <thead><tr>{% for h in t.headers %}<th scope="col">{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>
-{% for row in t.rows %}<tr>{% for cell in row %}{% if loop.first %}<th scope="row">{{ cell }}</th>{% else %}<td{% if cell is numeric %} class="num"{% endif %}>{{ cell }}</td>{% endif %}{% endfor %}</tr>
+{% for row in t.rows %}<tr>{% for cell in row %}{% if loop.first %}<th scope="row">{{ cell }}</th>{% else %}<td{% if cell is numeric %} class="num"{% elif cell is timestamp %} class="time"{% endif %}>{{ cell }}</td>{% endif %}{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>
 {%- endmacro %}
