@@ -136,3 +136,14 @@ def consolidation(
     """Every consolidation method on every vision, control and language stream, side by side."""
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())
+
+
+@app.command("guard")
+def guard(seeds: int = typer.Option(3, "--seeds", help="seeds (default 3; 1 with --quick)"),
+          quick: bool = typer.Option(False, "--quick", help="one seed, 64 lines, 5% only: a smoke test"),
+          out: Path = typer.Option(Path("results/guard"), "--out", help="folder for JSON and PNG")) -> None:
+    """Planted backdoors and label flips: the screen's recall and false positives per signal, attack success
+    with and without the guard (the work is in retain.cli.guard.bench)."""
+    from retain.cli.guard import bench
+
+    bench(seeds, quick, out, make_console())

@@ -50,3 +50,13 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
     for line in report.flagged:
         for reason in line.reasons:
             console.print(f"{data}:{line.line}: score {line.score:.2f}: {reason}", soft_wrap=True)
+
+
+def bench(seeds: int, quick: bool, out: Path, console: object) -> None:
+    """``retain bench guard``: run :mod:`retain.bench.guard`, print its table, write JSON and PNG."""
+    from retain.bench.guard import run_and_write, table
+
+    results, paths = run_and_write(seeds, quick, out, describe=console.log)
+    console.print(table(results))
+    for path in paths:
+        console.print(f"wrote {path}")
