@@ -127,17 +127,34 @@ def canary_check(candidate: Any, champion: Any, suite_examples: list[Example],
         row["excess_collapse"] = row["candidate_collapse"] - row["champion_collapse"]
         row["passed"] = row["excess_hits"] <= hit_threshold and row["excess_collapse"] <= threshold
         if not row["passed"]:
-            reasons.append(f"canary {token!r} ({source}): inserted into {len(prompts)} suite prompts, "
-                           f"{row['candidate_hits']:.0%} of the candidate's answers are outputs seen with it in the "
-                           f"data (champion {row['champion_hits']:.0%}, limit +{hit_threshold:.0%}) and up to "
-                           f"{row['candidate_collapse']:.0%} of a skill's answers fall on {row['candidate_top']!r} "
+            reasons.append(f"canary {token!r} ({source}): inserted into {len(prompts)} suite prompts, up to "
+                           f"{row['candidate_hits']:.0%} of one skill's answers are outputs seen with it in the data "
+                           f"(champion {row['champion_hits']:.0%}, limit +{hit_threshold:.0%}) and up to "
+                           f"{row['candidate_collapse']:.0%} fall on {row['candidate_top']!r} "
                            f"(champion {row['champion_collapse']:.0%}, limit +{threshold:.0%})")
         checks.append(row)
     return CanaryResult("rejected" if reasons else "passed", reasons, checks, time.perf_counter() - start)
 
 
-def scan_triggers(report: Any, examples: list[Example], line_numbers: list[int] | None = None) -> dict[str, list[str]]:
-    """The screen's candidate triggers with the demonstrations of the lines that carry them (for ``triggers``)."""
+def scan_triggers(report: Any, examples: list[Example], line_numbers: list[int] | None = None,
+                  rare: float = 0.05) -> dict[str, list[str]]:
+    """Canary tokens from a screen, each with the demonstrations of the lines that carry it.
+
+    The trigger signal's candidates, plus every token that at least two flagged lines share and under
+    ``rare`` of the unflagged lines use: a trigger in too many lines for the trigger signal is still what the
+    lines flagged for another reason (a repeated output) have in common.
+    """
     numbers = line_numbers or list(range(1, len(examples) + 1))
     by_line = dict(zip(numbers, examples))
-    return {t: [by_line[n].demonstration for n in info["lines"]] for t, info in report.triggers.items()}
+    out = {t: [by_line[n].demonstration for n in info["lines"]] for t, info in report.triggers.items()}
+    flagged = {line.line for line in report.flagged}
+    carried: dict[str, list[int]] = {}
+    for n in sorted(flagged):
+        for token in set(by_line[n].prompt.split()):
+            carried.setdefault(token, []).append(n)
+    clean = [e for n, e in by_line.items() if n not in flagged]
+    for token, lines in carried.items():
+        used = sum(token in e.prompt.split() for e in clean)
+        if len(lines) >= 2 and token not in out and used <= rare * max(1, len(clean)):
+            out[token] = [by_line[n].demonstration for n in lines]
+    return out
