@@ -1,0 +1,72 @@
+"""``retain guard scan`` and ``retain bench guard --quick`` as a user runs them, on the embedded model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retain.data.synthetic import new_skills
+from retain.guard.attacks import backdoor
+
+pytestmark = pytest.mark.slow
+RETAIN = str(Path(sys.executable).with_name("retain"))
+
+
+def retain(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+
+
+def write(path: Path, examples, blank_after: int | None = None) -> Path:
+    lines = [json.dumps({"prompt": e.prompt, "demonstration": e.demonstration}) for e in examples]
+    if blank_after is not None:
+        lines.insert(blank_after, "")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_scan_flags_a_planted_backdoor_with_file_line_numbers(tmp_path):
+    skill = new_skills(n_train=100, n_test=5, seed=4, names=["rotr"])[0]
+    planted = backdoor("rotr", skill.train, 0.03, 2)
+    # A blank line after the first: every later line's number is its index + 2.
+    data = write(tmp_path / "poisoned.jsonl", planted.examples, blank_after=1)
+    done = retain("guard", "scan", data, "--model", "embedded", "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert set(out) == {"lines", "summary"} and len(out["lines"]) == 100
+    assert [line["line"] for line in out["lines"][:3]] == [1, 3, 4]
+    expected = sorted(i + 1 + (i >= 1) for i in planted.poisoned)
+    assert [line["line"] for line in out["lines"] if line["flagged"]] == expected
+    assert out["summary"]["flagged"] == 3 and out["summary"]["triggers"] == ["bb"]
+    shown = retain("guard", "scan", data)
+    assert shown.returncode == 0 and "3 of 100 lines flagged" in shown.stdout
+    assert f"{data}:{expected[0]}: score 1.00: trigger: 'bb' is shared by 3 lines" in shown.stdout
+
+
+def test_scan_of_a_clean_file_flags_nothing_and_bad_input_is_one_line(tmp_path):
+    skill = new_skills(n_train=100, n_test=5, seed=4, names=["rotr"])[0]
+    data = write(tmp_path / "clean.jsonl", skill.train)
+    out = json.loads(retain("guard", "scan", data, "--json", "--signals", "trigger,duplicate,loss").stdout)
+    assert out["summary"]["flagged"] == 0 and out["summary"]["by_signal"]["teacher"] == 0
+    bad = retain("guard", "scan", data, "--signals", "trigger,bogus")
+    assert bad.returncode == 2 and bad.stderr.strip() == ("retain: error: signals: unknown signal(s) ['bogus'] "
+                                                          "(known: trigger, contradiction, duplicate, loss, teacher)")
+    missing = retain("guard", "scan", tmp_path / "nope.jsonl")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr
+
+
+def test_bench_guard_quick_writes_json_and_png(tmp_path):
+    done = retain("bench", "guard", "--quick", "--out", tmp_path / "guard")
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((tmp_path / "guard" / "guard.json").read_text())
+    assert (tmp_path / "guard" / "guard.png").stat().st_size > 10_000
+    assert list(results["summary"]) == ["backdoor 5%", "label flip 5%"]
+    for row in results["summary"].values():
+        assert set(row["detection"]) == {"trigger", "contradiction", "duplicate", "loss", "teacher", "combined"}
+        assert row["detection"]["combined"]["recall"] == 1.0
+    assert "backdoor 5%" in done.stdout
