@@ -139,3 +139,22 @@ def test_separate_ewc_keeps_one_anchor_and_fisher_per_task() -> None:
     torch.testing.assert_close(ewc.penalty(adapter), expected)
     params = sum(p.numel() for p in adapter.trainable_parameters().values())
     assert ewc.memory_bytes() == 2 * params * 8 + 2 * params * 4  # float64 anchors, float32 Fishers
+
+
+@pytest.mark.parametrize("estimator", ["exact", "sampled", "empirical"])
+def test_importance_is_the_same_when_the_gradient_rows_come_a_few_at_a_time(monkeypatch, estimator) -> None:
+    # a causal LM makes one prediction per token, so per-prediction gradients come in slices of rows; the
+    # slices must cover every row exactly once, with the exact estimator's weights matched row for row
+    from retain.methods import ewc as ewc_module
+    from retain.methods.mas import output_sensitivity
+
+    adapter, data = softmax_regression(), examples(n=7)
+    whole = diagonal_fisher(adapter, data, estimator, limit=100, chunk=1000, seed=0)
+    sensitivity = output_sensitivity(adapter, data, limit=100, chunk=1000, seed=0)
+    monkeypatch.setattr(ewc_module, "GRAD_FLOATS_PER_CALL", 3 * (D * C + C))  # three rows per batched call
+    sliced = diagonal_fisher(adapter, data, estimator, limit=100, chunk=1000, seed=0)
+    sliced_sensitivity = output_sensitivity(adapter, data, limit=100, chunk=1000, seed=0)
+    for name in whole:
+        torch.testing.assert_close(sliced[name], whole[name])
+        torch.testing.assert_close(sliced_sensitivity[name], sensitivity[name])
+        assert float(whole[name].abs().sum()) > 0

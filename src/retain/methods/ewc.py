@@ -25,20 +25,31 @@ from retain.methods.importance import ImportanceConsolidation
 from retain.models.adapter import Adapter
 
 
-def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The gradient of every entry of ``scalars`` [N] on its own: name -> [N, *param.shape].
+# Per-prediction gradients one batched call may hold, in floats (rows x trainable parameters; about 256 MB in
+# float32). A language model makes one prediction per target token, so a chunk of examples can hold hundreds
+# of rows: without this bound their gradients (and the batched backward's intermediates) reach gigabytes.
+GRAD_FLOATS_PER_CALL = 1 << 26
 
-    One batched vector-Jacobian product per call (``is_grads_batched``) with the rows of the identity, so a
-    chunk of predictions costs one forward pass instead of N. Prediction n's scalar depends on the parameters
-    only through its own example (the model is in eval mode, nothing mixes examples), so row n is exactly
+
+def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
+    """The gradient of every entry of ``scalars`` [N] on its own, some rows at a time: ``(rows, name ->
+    [len(rows), *param.shape])``.
+
+    One batched vector-Jacobian product per slice (``is_grads_batched``) with rows of the identity, so a chunk
+    of predictions costs one forward pass instead of N. Prediction n's scalar depends on the parameters only
+    through its own example (the model is in eval mode, nothing mixes examples), so row n is exactly
     d scalars[n] / d theta.
     """
     params = adapter.trainable_parameters()
-    eye = torch.eye(scalars.shape[0], dtype=scalars.dtype, device=scalars.device)
-    grads = torch.autograd.grad(scalars, list(params.values()), grad_outputs=eye, is_grads_batched=True,
-                                allow_unused=True)
-    return {name: (g if g is not None else torch.zeros((scalars.shape[0], *p.shape), device=p.device))
-            for (name, p), g in zip(params.items(), grads)}
+    n = scalars.shape[0]
+    step = max(1, GRAD_FLOATS_PER_CALL // max(1, sum(p.numel() for p in params.values())))
+    eye = torch.eye(n, dtype=scalars.dtype, device=scalars.device)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        grads = torch.autograd.grad(scalars, list(params.values()), grad_outputs=eye[rows], is_grads_batched=True,
+                                    allow_unused=True, retain_graph=rows.stop < n)
+        yield rows, {name: (g if g is not None else torch.zeros((rows.stop - rows.start, *p.shape), device=p.device))
+                     for (name, p), g in zip(params.items(), grads)}
 
 
 def chunks(examples: list[Any], limit: int, size: int, seed: int) -> list[list[Any]]:
@@ -48,22 +59,31 @@ def chunks(examples: list[Any], limit: int, size: int, seed: int) -> list[list[A
     return [examples[i:i + size] for i in range(0, len(examples), size)]
 
 
+def examples_per_chunk(adapter: Adapter, examples: list[Any], rows: int, per_class: bool = False) -> int:
+    """How many examples give about ``rows`` gradient rows in one batched call.
+
+    A batched call costs its rows times the size of its graph, which grows with the examples in it, so the
+    rows, not the examples, are what to bound: a classifier makes one prediction per example, a causal LM one
+    per target token, and the exact Fisher needs one row per class of each. The first example stands for all.
+    """
+    with torch.no_grad():
+        logits = adapter.predictions(list(examples[:1]))[0]
+    per_example = logits.shape[0] * (logits.shape[-1] if per_class else 1)
+    return max(1, rows // max(1, per_example))
+
+
 def diagonal_fisher(adapter: Adapter, examples: list[Any], estimator: str, *, limit: int, chunk: int,
                     seed: int) -> dict[str, torch.Tensor]:
     """Mean over predictions of the squared per-prediction gradient of log p(y|x), y as ``estimator`` says.
 
-    ``chunk`` bounds the gradients computed in one batched call; the exact estimator needs one per class, so
-    it takes ``chunk // classes`` examples at a time (a batched call costs its rows times its graph's size).
+    ``chunk`` bounds the gradient rows of one batched call (:func:`examples_per_chunk`).
     """
     params = adapter.trainable_parameters()
     fisher = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
     if not examples:
         return fisher
     gen = torch.Generator().manual_seed(seed)
-    if estimator == "exact":
-        with torch.no_grad():
-            classes = adapter.predictions(list(examples[:1]))[0].shape[-1]
-        chunk = max(1, chunk // classes)
+    chunk = examples_per_chunk(adapter, examples, chunk, per_class=estimator == "exact")
     count = 0
     with torch.enable_grad():
         for batch in chunks(list(examples), limit, chunk, seed):
@@ -73,16 +93,18 @@ def diagonal_fisher(adapter: Adapter, examples: list[Any], estimator: str, *, li
             if estimator == "exact":
                 # every (prediction, class) pair at once, weighted by the model's own p_c
                 weight = log_probs.detach().exp().reshape(-1)
-                for name, g in per_prediction_grads(adapter, log_probs.reshape(-1)).items():
-                    fisher[name] += torch.einsum("n,n...->...", weight, g.float() ** 2)
+                for rows, grads in per_prediction_grads(adapter, log_probs.reshape(-1)):
+                    for name, g in grads.items():
+                        fisher[name] += torch.einsum("n,n...->...", weight[rows], g.float() ** 2)
                 continue
             if estimator == "sampled":
                 labels = torch.multinomial(log_probs.detach().exp().cpu(), 1, generator=gen).squeeze(1)
             else:
                 labels = targets.cpu()
             chosen = log_probs.gather(1, labels.to(log_probs.device).unsqueeze(1)).squeeze(1)
-            for name, g in per_prediction_grads(adapter, chosen).items():
-                fisher[name] += (g.float() ** 2).sum(0)
+            for _, grads in per_prediction_grads(adapter, chosen):
+                for name, g in grads.items():
+                    fisher[name] += (g.float() ** 2).sum(0)
     return {name: f / max(count, 1) for name, f in fisher.items()}
 
 

@@ -14,24 +14,29 @@ from typing import Any, Iterator
 
 import torch
 
-from retain.methods.ewc import chunks, per_prediction_grads
+from retain.methods.ewc import chunks, examples_per_chunk, per_prediction_grads
 from retain.methods.importance import ImportanceConsolidation
 from retain.models.adapter import Adapter
 
 
 def output_sensitivity(adapter: Adapter, examples: list[Any], *, limit: int, chunk: int,
                        seed: int) -> dict[str, torch.Tensor]:
-    """Mean over predictions of |d ||logits||^2 / d theta|."""
+    """Mean over predictions of |d ||logits||^2 / d theta|; ``chunk`` bounds the gradient rows of one batched
+    call (:func:`retain.methods.ewc.examples_per_chunk`)."""
     params = adapter.trainable_parameters()
     total = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in params.items()}
+    if not examples:
+        return total
+    chunk = examples_per_chunk(adapter, examples, chunk)
     count = 0
     with torch.enable_grad():
         for batch in chunks(list(examples), limit, chunk, seed):
             logits, _ = adapter.predictions(batch)
             squared_norms = (logits.float() ** 2).sum(dim=-1)
             count += squared_norms.shape[0]
-            for name, g in per_prediction_grads(adapter, squared_norms).items():
-                total[name] += g.float().abs().sum(0)
+            for _, grads in per_prediction_grads(adapter, squared_norms):
+                for name, g in grads.items():
+                    total[name] += g.float().abs().sum(0)
     return {name: t / max(count, 1) for name, t in total.items()}
 
 
