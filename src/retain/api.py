@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,7 @@ def answered(adapter: CausalLMAdapter, examples: list[Example], max_new_tokens: 
     data needs no answers, since what is protected is what the model does now."""
     missing = [e for e in examples if not e.demonstration.strip()]
     answers = dict(zip(missing, adapter.answer(missing, max_new_tokens=max_new_tokens))) if missing else {}
-    return [Example(e.prompt, answers[e], e.answer) if e in answers else e for e in examples]
+    return [replace(e, demonstration=answers[e]) if e in answers else e for e in examples]
 
 
 def read_protect(paths: list[str | Path]) -> list[Example]:

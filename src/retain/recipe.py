@@ -23,8 +23,13 @@ LORA_LR_FACTOR = 10.0
 # Method options for causal LMs that differ from the methods' own defaults (applied unless set; the recipe
 # records the values used). The exact Fisher costs one backward pass per vocabulary entry per token (13 min and
 # 3.9 GB on a 98k-parameter model with a 589-token vocabulary); the sampled one costs ``fisher_samples``
-# backward passes of one example each, whatever the vocabulary.
-CAUSAL_LM_OPTIONS: dict[str, dict[str, Any]] = {"ewc": {"fisher": "sampled", "fisher_samples": 64, "batch_size": 1}}
+# backward passes of one example each, whatever the vocabulary. Per-prediction gradients (EWC, MAS) hold one
+# gradient per token of a chunk at once, so a chunk is one example (64 examples of the embedded model's
+# answers took 18 GB).
+CAUSAL_LM_OPTIONS: dict[str, dict[str, Any]] = {
+    "ewc": {"fisher": "sampled", "fisher_samples": 64, "batch_size": 1},
+    "mas": {"samples": 64, "batch_size": 1},
+}
 # The largest seed every random source accepts (NumPy takes 32 bits; torch and Python take 64).
 MAX_SEED = 2**63 - 1
 

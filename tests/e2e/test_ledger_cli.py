@@ -57,7 +57,7 @@ def test_lifecycle_log_show_diff_export_reproduce_rollback_verify(home, skill_fi
     assert log.returncode == 0 and "└─ v2" in log.stdout and "base" in log.stdout
     shown = json.loads(retain("show", home, "v2", "--json").stdout)
     record = shown["record"]
-    assert record["parent"] == "v1" and record["method"] == "sft" and record["config"]["train"]["epochs"] == 1
+    assert record["parent"] == "v1" and record["method"] == "sft" and record["config"]["recipe"]["train"]["epochs"] == 1
     assert record["data"][0]["sha256"] == hashlib.sha256(skill_file.read_bytes()).hexdigest()
     assert {"in-context", skill_file.stem} <= set(record["scores"]["probes"]) | set(record["scores"]["skills"])
     assert record["environment"]["packages"]["torch"].startswith("2.13.0")

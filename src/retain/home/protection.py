@@ -30,6 +30,7 @@ from retain.api import answered
 from retain.data.prompts import teacher_message
 from retain.data.skills import Example, Skill
 from retain.errors import RetainError
+from retain.methods.rehearsal import Rehearsed
 
 FORMAT = "retain-protection/1"
 # Estimated at init on the base model so that the first learn with them protects the base's competences.
@@ -72,8 +73,8 @@ def prior_examples(adapter: Any, skills: list[Skill], seed: int = 0, per_entry: 
     examples: list[Example] = []
     for skill in skills:
         chosen = rng.sample(skill.train, min(per_entry, len(skill.train)))
-        examples += [Example(prompt=teacher_message(e, adapter.teacher_template) if skill.with_demonstration
-                             else e.prompt, demonstration="") for e in chosen]
+        examples += [Rehearsed(prompt=teacher_message(e, adapter.teacher_template), demonstration="", shown=True)
+                     if skill.with_demonstration else Example(prompt=e.prompt, demonstration="") for e in chosen]
     return answered(adapter, examples)
 
 

@@ -135,7 +135,9 @@ class SDFT(Objective):
         cfg = self.config
         examples, completions = self.rollouts(adapter, batch)
         student_prompts = [adapter.student_ids(e) for e in examples]
-        teacher_prompts = [adapter.teacher_ids(e, cfg.teacher_template) for e in examples]
+        # a rehearsed prompt that already shows a demonstration is not wrapped in the template a second time
+        teacher_prompts = [adapter.student_ids(e) if getattr(e, "shown", False)
+                           else adapter.teacher_ids(e, cfg.teacher_template) for e in examples]
         student_logits, mask = adapter.completion_logits(student_prompts, completions)
         with adapter.teacher_view(cfg.teacher):
             teacher_logits = adapter.completion_logits(teacher_prompts, completions)[0]

@@ -1,0 +1,133 @@
+"""Protection that persists in a home: the state each version keeps, what a learn continues, what rollback
+brings back, and that rehearsal never sees a held-out test prompt of the suite."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retain.data.jsonl import write_examples
+from retain.data.synthetic import new_skills
+from retain.errors import RetainError
+from retain.home import init_home_from_model, learn_in_home
+from retain.home import protection
+from retain.ledger.core import Home
+from retain.ledger.operations import rollback
+
+# small budgets: sampled Fisher on a few examples, short rollouts, a small rehearsal buffer
+OPTIONS = {"ewc": {"fisher_samples": 4}, "sdft": {"skip_tokens": 0, "max_new_tokens": 8},
+           "rehearsal": {"size": 24, "max_new_tokens": 8}}
+
+
+def _state(home: Home, version: str) -> dict:
+    sha = home.version(version)["record"]["artifacts"]["protection_sha256"]
+    return protection.decode(home.objects.get(sha))
+
+
+def _skill_files(tmp_path, count=3):
+    files = []
+    for skill in new_skills(n_train=8, n_test=4, seed=0)[:count]:
+        path = tmp_path / f"{skill.name}.jsonl"
+        write_examples(path, skill.train + skill.test)
+        files.append(path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def protected_home(tmp_path_factory):
+    """A home over the embedded model with EWC and rehearsal state estimated at init, then two learns."""
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("protected")
+    init_home_from_model(tmp / "home", "embedded")
+    files = _skill_files(tmp)
+    for path in files[:2]:
+        learn_in_home(tmp / "home", path, "sdft+ewc+rehearsal", options=OPTIONS, epochs=1, force="test", quiet=True)
+    return tmp / "home", files
+
+
+def test_init_estimates_state_on_the_suite_and_rehearsal_never_sees_a_test_prompt(protected_home):
+    home = Home.open(protected_home[0])
+    v1 = _state(home, "v1")
+    assert set(v1) == {"ewc", "rehearsal"}
+    tensors, extra = v1["ewc"]
+    assert extra["learned"] == 1 and any(float(t.abs().sum()) > 0 for k, t in tensors.items() if ".importance." in k)
+    test_prompts = {e.prompt for skill in home.suite() for e in skill.test}
+    for version in ("v1", "v2", "v3"):
+        rehearsed = _state(home, version)["rehearsal"][1]["prompts"]
+        # a prompt shown with its demonstration is the template's text, whose first line is the query
+        queries = {text.split("\n")[0] if shown else text for text, shown in rehearsed}
+        assert rehearsed and not queries & test_prompts
+    shown = [text for text, flag in _state(home, "v1")["rehearsal"][1]["prompts"] if flag]
+    assert shown and all("This is an example for a response" in text for text in shown)
+
+
+def test_each_learn_continues_the_champions_state_and_it_survives_reopening(protected_home):
+    home = Home.open(protected_home[0])
+    learned = [_state(home, v)["ewc"][1]["learned"] for v in ("v1", "v2", "v3")]
+    assert learned == [1, 2, 3]
+    f2, f3 = _state(home, "v2")["ewc"][0], _state(home, "v3")["ewc"][0]
+    importances = [k for k in f3 if ".importance." in k]
+    # online EWC with gamma 1: v3's importance is v2's plus the second skill's, never less
+    assert all(torch.all(f3[k] >= f2[k] - 1e-12) for k in importances)
+    assert any(torch.any(f3[k] > f2[k]) for k in importances)
+    notes = home.version("v3")["record"]["config"]["protection"]["notes"]
+    assert notes == ["ewc: continues the champion's state", "rehearsal: continues the champion's state"]
+    # the second skill's training prompts joined the rehearsal buffer's stream
+    assert _state(home, "v3")["rehearsal"][1]["offered"] > _state(home, "v2")["rehearsal"][1]["offered"]
+
+
+def test_rollback_brings_back_the_matching_state(protected_home, tmp_path):
+    import shutil
+
+    root = tmp_path / "home"
+    shutil.copytree(protected_home[0], root)
+    home = Home.open(root)
+    rollback(home, "v2")
+    outcome = learn_in_home(root, protected_home[1][2], "sdft+ewc+rehearsal", options=OPTIONS, epochs=1,
+                            force="test", quiet=True)
+    home = Home.open(root)
+    assert outcome.parent == "v2"
+    # continued from v2 (learned 2), not from v3 (learned 3)
+    assert _state(home, outcome.version)["ewc"][1]["learned"] == 3
+
+
+def test_a_method_the_champion_has_no_state_for_protects_the_suite(protected_home, tmp_path):
+    import shutil
+
+    root = tmp_path / "home"
+    shutil.copytree(protected_home[0], root)
+    outcome = learn_in_home(root, protected_home[1][2], "sft+mas", options={"mas": {"lam": 1.0}}, epochs=1,
+                            force="test", quiet=True)
+    record = Home.open(root).version(outcome.version)["record"]
+    assert record["config"]["protection"]["notes"][0].startswith("mas: protects the suite's training prompts")
+    assert {s["name"] for s in record["config"]["protection"]["specs"]} >= {"reverse", "in-context", "rotr", "swap"}
+
+
+def test_protect_changes_the_weights_and_nothing_to_protect_is_an_error(tmp_path):
+    from retain import api
+
+    torch.set_num_threads(1)
+    data = _skill_files(tmp_path, 1)[0]
+    prior = tmp_path / "prior.jsonl"
+    prior.write_text("".join(f'{{"prompt": "reverse {w}"}}\n' for w in ("abc", "hello", "world", "retain")))
+    with pytest.raises(RetainError, match="nothing to protect"):
+        api.learn("embedded", data, "sdft+ewc", epochs=1, quiet=True)
+    with pytest.raises(RetainError, match="no such file"):
+        api.learn("embedded", data, "sdft+ewc", epochs=1, quiet=True, protect=[tmp_path / "missing.jsonl"])
+    options = {"sdft": {"skip_tokens": 0, "max_new_tokens": 8}, "ewc": {"lam": 1e6, "fisher_samples": 4}}
+    # several steps: at the first one the parameters sit on the anchor, where the penalty has no gradient
+    plain = api.learn("embedded", data, "sdft", epochs=1, batch_size=2, quiet=True, options={"sdft": options["sdft"]})
+    protected = api.learn("embedded", data, "sdft+ewc", epochs=1, batch_size=2, quiet=True, options=options,
+                          protect=[prior])
+    differs = [not torch.equal(a, b) for a, b in zip(plain.adapter.model.parameters(),
+                                                      protected.adapter.model.parameters())]
+    assert any(differs)
+    assert protected.config["protect"] == [str(prior)]
+
+
+def test_si_cannot_protect_named_data():
+    from retain.methods.registry import parse_method
+
+    _, (si,) = parse_method("sft+si")
+    with pytest.raises(RetainError, match="training path"):
+        si.protect(None, [])
