@@ -10,6 +10,9 @@
   squares a *per-prediction* gradient; the cheaper squared mini-batch-mean gradient (Avalanche's) is not
   offered: it measures the squared mean gradient, which vanishes at a minimum, not the Fisher.
   ``exact`` costs one gradient per class; over a language model's vocabulary use ``sampled``.
+- ``batch_size`` bounds the per-prediction gradient rows computed in one batched call (a classifier makes one
+  prediction per example, a causal LM one per target token); ``fisher_samples`` bounds the examples used.
+The anchors, Fisher accumulation and penalty are :mod:`retain.methods.importance`'s.
 """
 
 from __future__ import annotations
