@@ -153,7 +153,11 @@ def test_lora_ema_teacher_is_a_second_adapter_released_after_the_task(tiny_adapt
         teacher[name].fill_(0.0)
     sdft.after_step(adapter)
     torch.testing.assert_close(teacher[name], torch.full_like(teacher[name], 1.0))
-    assert all(".default." in n for n in adapter.trainable_parameters())  # only the student's adapter trains
+    trainable = set(adapter.trainable_parameters())
+    with adapter.teacher_view("ema"):
+        adapter.completion_logits([adapter.prompt_ids("abc")], [[5, 2]])
+    assert set(adapter.trainable_parameters()) == trainable  # the view gives the student back its adapter
+    assert all(".default." in n for n in trainable)  # only the student's adapter trains
     adapter.save(tmp_path / "during")
     assert not any(TEACHER_ADAPTER in p.name for p in (tmp_path / "during").rglob("*"))
     sdft.after_task(adapter)
