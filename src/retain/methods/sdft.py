@@ -8,7 +8,8 @@ Followed: REFERENCE section 1, the official code (idanshen/Self-Distillation, ``
 ``distil_trainer.py``) and TRL's ``trl/experimental/sdft`` (``SDFTTrainer``, ``loss_utils.py``):
 
 - teacher: an EMA of the student at rate 0.01 (official ``ref_model_mixup_alpha``), ``frozen`` (the model as
-  it was when the task started, TRL's ``base``) or ``live`` (the student itself). The model adapter owns it
+  it was when the task started, with or without LoRA; TRL's ``base`` is that without PEFT but the bare base
+  model, adapter disabled, with it) or ``live`` (the student itself). The model adapter owns it
   (:meth:`retain.models.causal_lm.CausalLMAdapter.teacher_view`): under LoRA a second adapter, in full
   fine-tuning a copy; it always runs in eval mode (no dropout) and without gradients;
 - forward KL by default (``alpha`` as TRL: 0 forward, 1 reverse, between the generalised JSD), over the full
