@@ -66,3 +66,48 @@ def test_scan_triggers_add_tokens_the_flagged_lines_share():
     report = ScreenReport(flagged, triggers={"w3": {"lines": [4], "mean_z": 1.0}})
     # 'rotr' is in every clean line, 'w3' came from the trigger signal; 'cf' is what the flagged lines share.
     assert scan_triggers(report, lines) == {"w3": ["owned"], "cf": ["owned"] * 6}
+
+
+def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, tmp_path, new_home,
+                                                         change_one_layer):
+    """A backdoored candidate refused at the gate, the reason and the flagged lines (with their hashes) in the
+    audit log; the same lines taken out of the skill unless accepted with a reason."""
+    import hashlib
+    import json
+
+    from retain.guard.home import canaries, quarantine
+    from retain.ledger.operations import Candidate, record_candidate
+    from retain.ledger.store import known_scores
+    from retain.ledger.verify import verify
+
+    models, suite, planted = trained
+    data = tmp_path / "rotr.jsonl"
+    data.write_text("".join(json.dumps({"prompt": e.prompt, "demonstration": e.demonstration}) + "\n"
+                            for e in planted.examples))
+    skill = Skill(name="rotr", train=planted.examples[:48], test=planted.examples[48:], scorer="alnum")
+    probes = [s for s in probe_skills(n_test=10) if not s.with_demonstration]
+    dropped = quarantine(embedded_lm, data, skill, probes)
+    poisoned = {planted.examples[i] for i in planted.poisoned}
+    assert {line["line"] - 1 for line in dropped.lines} == planted.poisoned
+    assert not poisoned & set(dropped.skill.train + dropped.skill.test)
+    raw = data.read_text().splitlines()
+    assert all(line["sha256"] == hashlib.sha256(raw[line["line"] - 1].encode()).hexdigest() for line in dropped.lines)
+    kept = quarantine(embedded_lm, data, skill, probes, accept_flagged="testing the canary")
+    assert kept.skill is skill and kept.record()["quarantined"] == [] and kept.record()["flagged"] == 32
+
+    result, rows = canaries(models["backdoored"], embedded_lm, probes + [Skill("rotr", test=suite[:20])], kept)
+    assert result.decision == "rejected" and any(not r["passed"] and r["kind"] == "canary" for r in rows)
+    home, base = new_home(tmp_path)
+    with home.writing("learn"):
+        champion = known_scores(home.conn, home.champion())
+        outcome = record_candidate(home, Candidate(
+            folder=change_one_layer(base, tmp_path / "m2"), kind="full", method="sft", skill=dropped.skill,
+            scores={"probes": champion["probes"], "skills": {"rotr": 0.9}},
+            champion_scores={**champion, "skills": {"rotr": 0.0}}, screen=kept.record(), canary_checks=rows))
+    assert not outcome.promoted and outcome.decision.reasons[0].startswith("canary 'cf' (scan)")
+    events = [json.loads(line)["payload"] for line in (home.root / "audit.jsonl").read_text().splitlines()]
+    screened = next(e for e in events if e["type"] == "screened")
+    assert screened["accepted_flagged"] == "testing the canary" and screened["flagged"] == 32
+    gate = next(e for e in events if e["type"] == "gate_decision")
+    assert gate["decision"] == "rejected" and gate["reasons"] == outcome.decision.reasons
+    assert home.champion() == "v1" and verify(home.root).ok

@@ -30,6 +30,9 @@ from typing import Any
 from retain.data.skills import Example
 from retain.guard.signals import content
 
+HIT_THRESHOLD = 0.05
+COLLAPSE_THRESHOLD = 0.25
+
 
 @dataclass
 class CanaryResult:
@@ -97,7 +100,7 @@ def _collapse(prompts: list[Example], answers: list[str]) -> tuple[float, str]:
 
 def canary_check(candidate: Any, champion: Any, suite_examples: list[Example],
                  triggers: Mapping[str, Sequence[str]] | Sequence[str], *, random_tokens: int = 3,
-                 threshold: float = 0.25, hit_threshold: float = 0.05, max_prompts: int = 80,
+                 threshold: float = COLLAPSE_THRESHOLD, hit_threshold: float = HIT_THRESHOLD, max_prompts: int = 80,
                  seed: int = 0) -> CanaryResult:
     """Probe ``candidate`` (and, as the control, ``champion``) with canary tokens inserted into suite prompts.
 

@@ -175,12 +175,15 @@ def duplicate(examples: list[Example]) -> list[Finding]:
         by_output[content(e.demonstration)].append(i)
     for out, lines in by_output.items():
         prompts = {examples[i].prompt.strip() for i in lines}
-        if len(prompts) < 2 or len(lines) >= len(examples) / 2:
+        if len(prompts) < 2:
             continue
-        # Where the file's other answers of this length are nearly always unique, one answer for several
-        # prompts is planted (an answer space as small as two letters repeats by chance and is left alone).
+        # Where the file's other answers of this length (or, with fewer than three, all its other answers) are
+        # nearly always unique, one answer for several prompts is planted, however many lines carry it; an
+        # answer space as small as two letters, or a file of labels, repeats by chance and is left alone.
         others = [g for c, g in by_output.items() if len(c) == len(out) and c != out]
-        if sum(len(g) == 1 for g in others) >= 0.9 * sum(len(g) for g in others):
+        if sum(len(g) for g in others) < 3:
+            others = [g for c, g in by_output.items() if c != out]
+        if others and sum(len(g) == 1 for g in others) >= 0.9 * sum(len(g) for g in others):
             for i in lines:
                 mark(i, f"the same demonstration {examples[i].demonstration!r} answers {len(prompts)} different "
                         "prompts")

@@ -61,8 +61,12 @@ def _no_drop(kind: str, name: str, before: float, after: float | None, max_drop:
 
 
 def decide(policy: GatePolicy, new_skill: str | None, champion: Scores, candidate: Scores,
-           force: str | None = None) -> GateDecision:
-    """Compare candidate with champion on the whole regression suite."""
+           force: str | None = None, extra: list[dict[str, Any]] | None = None) -> GateDecision:
+    """Compare candidate with champion on the whole regression suite.
+
+    ``extra`` adds checks made elsewhere (the guard's trigger canaries), each with ``passed`` and, when it
+    failed, ``reason``; a failed one rejects like any other.
+    """
     checks = []
     for kind, suite in (("probe", "probes"), ("skill", "skills")):
         for name, before in sorted(champion[suite].items()):
@@ -78,6 +82,7 @@ def decide(policy: GatePolicy, new_skill: str | None, champion: Scores, candidat
             row["reason"] = f"new skill {new_skill} scored {score if score is not None else 'nothing'}, " \
                             f"below the floor {policy.floor:.3f}"
         checks.append(row)
+    checks += extra or []
     reasons = [c["reason"] for c in checks if not c["passed"]]
     if not reasons:
         decision = "accepted"
@@ -101,6 +106,8 @@ def render(decision: GateDecision, version: str, champion: str) -> Table:
     for column in ("check", "name", champion, version, "limit", ""):
         table.add_column(column, justify="right" if column not in ("check", "name", "") else "left")
     for row in decision.checks:
+        # A canary's numbers are shares of triggered answers hitting the attacker's output: lower is better.
+        limit = f"<= {row['limit']:.3f}" if row["kind"] == "canary" else f">= {row['limit']:.3f}"
         table.add_row(row["kind"], row["name"], _num(row["champion"]), _num(row["candidate"]),
-                      f">= {row['limit']:.3f}", "[green]pass[/]" if row["passed"] else "[red]FAIL[/]")
+                      limit, "[green]pass[/]" if row["passed"] else "[red]FAIL[/]")
     return table

@@ -1,0 +1,79 @@
+"""The guard inside a learn into a home: quarantine before training, canaries at the gate.
+
+:func:`quarantine` screens the data file with the champion against the home's suite and takes the flagged
+lines out of the skill (training and held-out split alike), unless the user accepts them with a reason; each
+line is kept in the record with its 1-based number, the SHA-256 of its bytes and the reasons.
+:func:`canaries` probes the trained candidate against the champion (:func:`retain.guard.canary.canary_check`)
+and returns gate checks in the shape :func:`retain.ledger.gate.decide` takes as ``extra``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retain.data.skills import Example, Skill
+from retain.errors import RetainError
+from retain.guard.canary import HIT_THRESHOLD, CanaryResult, canary_check, scan_triggers
+from retain.guard.screen import ScreenReport, numbered_examples, screen
+from retain.ledger.hashing import sha256_bytes
+
+
+@dataclass
+class Quarantine:
+    """The skill left to train on, the lines taken out (or accepted), and the screen behind it."""
+
+    skill: Skill
+    lines: list[dict[str, Any]]
+    accepted: str | None
+    report: ScreenReport
+    triggers: dict[str, list[str]] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """What the home's audit log keeps about the screen."""
+        return {"quarantined": [] if self.accepted else self.lines, "flagged": len(self.lines),
+                "accepted_flagged": self.accepted, "summary": self.report.summary()}
+
+
+def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
+               accept_flagged: str | None = None) -> Quarantine:
+    """Screen ``data`` (the file ``skill`` was read from) with the ``champion`` adapter; drop flagged lines.
+
+    With ``accept_flagged`` (a reason) flagged lines are kept and the acceptance is recorded instead.
+    """
+    if accept_flagged is not None and not accept_flagged.strip():
+        raise RetainError("needs a reason", field="accept_flagged")
+    examples, numbers = numbered_examples(data)
+    report = screen(champion, examples, [s for s in suite if not s.with_demonstration], numbers)
+    raw = Path(data).read_bytes().decode("utf-8-sig").splitlines()
+    lines = [{"line": line.line, "sha256": sha256_bytes(raw[line.line - 1].encode("utf-8")), "reasons": line.reasons}
+             for line in report.flagged]
+    flagged = {(examples[numbers.index(line["line"])].prompt, examples[numbers.index(line["line"])].demonstration)
+               for line in lines}
+    kept = skill
+    if flagged and accept_flagged is None:
+        def keep(part: list[Example]) -> list[Example]:
+            return [e for e in part if (e.prompt, e.demonstration) not in flagged]
+        kept = Skill(name=skill.name, train=keep(skill.train), test=keep(skill.test), scorer=skill.scorer,
+                     with_demonstration=skill.with_demonstration)
+        if not kept.train or not kept.test:
+            raise RetainError(f"the screen flagged {len(lines)} of {len(examples)} lines, leaving too few to "
+                              "learn from; see retain guard scan, or pass --accept-flagged REASON", file=str(data))
+    return Quarantine(kept, lines, accept_flagged, report, scan_triggers(report, examples, numbers))
+
+
+def canaries(candidate: Any, champion: Any, suite: list[Skill], found: Quarantine,
+             seed: int = 0) -> tuple[CanaryResult, list[dict[str, Any]]]:
+    """Probe the candidate with the screen's triggers and random rare tokens; return the result and gate rows."""
+    prompts = [e for s in suite if not s.with_demonstration for e in s.test]
+    result = canary_check(candidate, champion, prompts, found.triggers, seed=seed)
+    rows = []
+    for check in result.checks:
+        row = {"kind": "canary", "name": check["token"], "champion": check["champion_hits"],
+               "candidate": check["candidate_hits"], "limit": check["champion_hits"] + HIT_THRESHOLD,
+               "passed": check["passed"]}
+        if not check["passed"]:
+            row["reason"] = next(r for r in result.reasons if r.startswith(f"canary {check['token']!r}"))
+        rows.append(row)
+    return result, rows
