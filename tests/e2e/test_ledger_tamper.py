@@ -99,3 +99,33 @@ def test_a_read_only_home_serves_every_read_command(tmp_path, config, keyed_home
     assert codes == [0, 0, 0, 0, 0, 2], errors
     assert errors[-1].count("\n") == 1 and "the home is read-only" in errors[-1]
     assert json.loads((tmp_path / "exported" / "config.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_killed_learn_leaves_nothing_outside_the_home_and_the_next_command_cleans_up(tmp_path, monkeypatch):
+    from retain.data.synthetic import new_skills
+
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    env = {"TMPDIR": str(system_tmp), "XDG_CONFIG_HOME": str(tmp_path / "config"), "OMP_NUM_THREADS": "1"}
+    root = tmp_path / "home"
+    made = retain("init", root, "--no-suite", env=env)
+    assert made.returncode == 0, made.stderr
+    skill = new_skills(n_train=24, n_test=6, seed=0, names=["rotr"])[0]
+    data = tmp_path / "rotr.jsonl"
+    data.write_text("".join(json.dumps({"prompt": e.prompt, "demonstration": e.demonstration}) + "\n"
+                            for e in skill.train + skill.test))
+    killed = retain("learn", root, data, "--method", "sft", "--epochs", "1", "--quiet",
+                    env={**env, "RETAIN_TEST_KILL_AT": "artifacts_stored"})
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    # torch keeps an (empty) compile cache folder in the system temp; nothing of retain's may be there.
+    assert [p.name for p in system_tmp.iterdir() if not p.name.startswith("torchinductor")] == []
+    assert [p.name.split("-")[0] for p in (root / "tmp").iterdir()] == ["learn"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".home")]
+    assert retain("log", root, env=env).returncode == 0
+    assert list((root / "tmp").iterdir()) == []
+    checked = retain("verify", root, env=env)
+    assert checked.returncode == 0 and "unreferenced objects" in checked.stdout
+    assert retain("gc", root, env=env).returncode == 0
+    assert "unreferenced" not in retain("verify", root, env=env).stdout
