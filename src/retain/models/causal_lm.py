@@ -64,6 +64,7 @@ class CausalLMAdapter:
         self._teacher_model: nn.Module | None = None  # full fine-tuning: the teacher's own copy of the model
         self._student_adapter = "default"  # under LoRA: the adapter that trains
         self._scorer: nn.Module | None = None  # what completion_logits runs, when not self.model
+        self._train_module: nn.Module | None = None  # what gradient-carrying forwards run (training_forward)
 
     @property
     def is_lora(self) -> bool:
@@ -98,7 +99,9 @@ class CausalLMAdapter:
         """Logits predicting each completion token: ``[B, Tmax, V]`` and a ``[B, Tmax]`` mask of real tokens.
 
         Sequences are right-padded so positions stay natural; row ``b``, column ``t`` is the distribution the
-        model gives completion token ``t`` after the prompt and tokens ``< t``.
+        model gives completion token ``t`` after the prompt and tokens ``< t``. Only positions from the
+        shortest prompt's last token on go through the LM head (``logits_to_keep``, as TRL's trainers do): a
+        prompt's own logits would cost vocabulary x prompt length and are never used.
         """
         seqs = [p + c for p, c in zip(prompts, completions)]
         width = max(len(s) for s in seqs)
@@ -107,16 +110,40 @@ class CausalLMAdapter:
         for b, s in enumerate(seqs):
             ids[b, :len(s)] = torch.tensor(s)
             attn[b, :len(s)] = 1
-        model = self._scorer if self._scorer is not None else self.model
-        logits = model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device)).logits
+        # The last position to score is width - 2 (a completion's last token is predicted before it), so
+        # keeping the last ``width - first`` positions holds every one of them.
+        first = min(len(p) for p in prompts) - 1
+        model = self._forward_module()
+        logits = model(input_ids=ids.to(self.device), attention_mask=attn.to(self.device),
+                       logits_to_keep=width - first).logits
         t_max = max(len(c) for c in completions)
         rows = torch.arange(len(seqs)).unsqueeze(1)
         cols = torch.zeros((len(seqs), t_max), dtype=torch.long)
         mask = torch.zeros((len(seqs), t_max), dtype=torch.bool)
         for b, (p, c) in enumerate(zip(prompts, completions)):
-            cols[b, :len(c)] = torch.arange(len(p) - 1, len(p) - 1 + len(c))
+            cols[b, :len(c)] = torch.arange(len(p) - 1 - first, len(p) - 1 - first + len(c))
             mask[b, :len(c)] = True
         return logits[rows, cols.to(logits.device)], mask.to(logits.device)
+
+    def _forward_module(self) -> nn.Module:
+        """The teacher inside :meth:`teacher_view`; the prepared module for forwards that carry gradients
+        inside :meth:`training_forward` (so DDP synchronises them and mixed precision applies); else the model."""
+        if self._scorer is not None:
+            return self._scorer
+        if self._train_module is not None and torch.is_grad_enabled():
+            return self._train_module
+        return self.model
+
+    @contextmanager
+    def training_forward(self, module: nn.Module) -> Iterator[None]:
+        """Inside the block, forwards with gradients run ``module``: what ``accelerator.prepare`` returned for
+        :attr:`model` (Accelerate's contract: the loss comes from the prepared module, or DDP never
+        synchronises gradients). Generation and no-grad scoring (the teacher) keep the unwrapped model."""
+        self._train_module = module
+        try:
+            yield
+        finally:
+            self._train_module = None
 
     def target_predictions(self, prompts: list[list[int]],
                            completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

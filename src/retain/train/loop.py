@@ -1,7 +1,9 @@
 """The training loop for one task: plain code through Accelerate, seeded, with a progress bar.
 
 ``accelerator.prepare`` and ``accelerator.backward`` make ``accelerate launch`` (DDP, FSDP, DeepSpeed) work
-without new code; each process trains on its own slice of every batch.
+without new code. ``batch_size`` is the global batch: each process trains on its own slice of every batch
+(split further into ``grad_accum`` micro-batches), the loss comes from the prepared module so the processes'
+gradients are averaged, and every process takes the same optimiser steps.
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 
-from retain.errors import check
+from retain.errors import RetainError, check
 from retain.methods.base import Consolidation, Objective
 from retain.models.adapter import Adapter
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 @dataclass
@@ -32,6 +38,9 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_steps: int = 0
     seed: int = 0
+    grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"
 
     def validate(self) -> None:
         check(self.epochs >= 1, f"must be >= 1, got {self.epochs}", field="epochs")
@@ -41,6 +50,12 @@ class TrainConfig:
         check(self.grad_clip >= 0, f"must be >= 0, got {self.grad_clip}", field="grad_clip")
         check(self.schedule in ("cosine", "constant"), f"must be cosine or constant, got {self.schedule!r}",
               field="schedule")
+        check(isinstance(self.grad_accum, int) and self.grad_accum >= 1, f"must be >= 1, got {self.grad_accum}",
+              field="grad_accum")
+        check(isinstance(self.gradient_checkpointing, bool), f"must be true or false, got "
+              f"{self.gradient_checkpointing!r}", field="gradient_checkpointing")
+        check(self.mixed_precision in MIXED_PRECISION, f"must be one of {', '.join(MIXED_PRECISION)}, got "
+              f"{self.mixed_precision!r}", field="mixed_precision")
 
 
 @dataclass
@@ -61,15 +76,49 @@ def _lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
+    """An Accelerator on the CPU or on the default accelerator (CUDA, MPS), with ``mixed_precision``.
+
+    Accelerate keeps one process-wide state and refuses a second Accelerator with other settings; a run in
+    one process (a test session, a benchmark comparing precisions) may ask for several, so a refused one
+    resets that state (never the process group, which ``accelerate launch`` set up) and is built again.
+    """
+    try:
+        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    except ValueError:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+
+
+def _local_slice(batch: list[Any], rank: int, world: int) -> list[Any]:
+    """This process's share of a global batch; a batch smaller than the world (an epoch's last one) gives
+    each process one example so that every process takes part in the gradient average."""
+    return batch[rank::world] or [batch[rank % len(batch)]]
+
+
+def _micro_batches(batch: list[Any], n: int) -> list[list[Any]]:
+    """``batch`` in at most ``n`` contiguous, near-equal, non-empty parts."""
+    n = min(n, len(batch))
+    bounds = [round(i * len(batch) / n) for i in range(n + 1)]
+    return [batch[bounds[i]:bounds[i + 1]] for i in range(n)]
+
+
 def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidation], examples: list[Any],
                cfg: TrainConfig, *, accelerator: Accelerator | None = None,
                on_step: Callable[[int, int, float], None] | None = None) -> TaskStats:
     """Train ``adapter`` on one task's ``examples`` with ``objective`` plus every plugin's hooks.
 
-    ``on_step(step, total, loss)`` is called after each optimiser step (:func:`retain.run.run` draws progress bars with it).
+    The Accelerator (default: on the device the model is on, with ``cfg.mixed_precision``) prepares the model
+    and the optimiser; forwards that carry gradients run the prepared module (Accelerate's contract: DDP
+    averages gradients and autocast applies only there). Each step's loss is the mean over the global batch:
+    ``grad_accum`` micro-batches are weighted by their share of this process's slice, gradients synchronise
+    once, after the last. ``on_step(step, total, loss)`` is called after each optimiser step
+    (:func:`retain.run.run` draws progress bars with it).
     """
     cfg.validate()
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    if accelerator is None:
+        device = next(adapter.model.parameters()).device
+        accelerator = make_accelerator(device.type == "cpu", cfg.mixed_precision)
     train_set = list(examples)
     for plugin in plugins:
         train_set = plugin.training_set(train_set)
@@ -78,48 +127,66 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
 
-    params = list(adapter.trainable_parameters().values())
+    if cfg.gradient_checkpointing:
+        if not hasattr(adapter.model, "gradient_checkpointing_enable"):
+            raise RetainError("this model does not support gradient checkpointing", field="gradient_checkpointing")
+        # non-reentrant checkpointing needs no input gradients, so it works under LoRA's frozen embeddings
+        adapter.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = accelerator.prepare(adapter.model)
+    # FSDP and DeepSpeed replace parameters when they wrap the model: the optimiser takes the prepared ones.
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
-    model, optimizer = accelerator.prepare(adapter.model, optimizer)
+    optimizer = accelerator.prepare(optimizer)
     model.train()
 
     objective.before_task(adapter)
     for plugin in plugins:
         plugin.before_task(adapter)
 
+    route = getattr(adapter, "training_forward", None)  # adapters that can run their forwards through `model`
     losses: list[float] = []
     start = time.perf_counter()
     step = 0
-    for _ in range(cfg.epochs):
-        order = list(range(len(train_set)))
-        rng.shuffle(order)
-        for b in range(steps_per_epoch):
-            batch = [train_set[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
-            for plugin in plugins:
-                batch = plugin.mix(batch, rng)
-            batch = batch[accelerator.process_index::accelerator.num_processes] or batch
-            loss = objective.loss(adapter, batch)
-            for plugin in plugins:
-                term = plugin.penalty(adapter)
-                if term is not None:
-                    loss = loss + term
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            for plugin in plugins:
-                plugin.after_backward(adapter)
-            if cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            objective.after_step(adapter)
-            for plugin in plugins:
-                plugin.after_step(adapter)
-            step += 1
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, total, losses[-1])
+    with route(model) if route is not None else nullcontext():
+        for _ in range(cfg.epochs):
+            order = list(range(len(train_set)))
+            rng.shuffle(order)
+            for b in range(steps_per_epoch):
+                batch = [train_set[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
+                for plugin in plugins:
+                    batch = plugin.mix(batch, rng)
+                local = _local_slice(batch, accelerator.process_index, accelerator.num_processes)
+                parts = _micro_batches(local, cfg.grad_accum)
+                optimizer.zero_grad(set_to_none=True)
+                step_loss = 0.0
+                for i, part in enumerate(parts):
+                    last = i == len(parts) - 1
+                    with nullcontext() if last else accelerator.no_sync(model):
+                        loss = objective.loss(adapter, part) * (len(part) / len(local))
+                        if last:  # a penalty depends on the weights only: counted once per step
+                            for plugin in plugins:
+                                term = plugin.penalty(adapter)
+                                if term is not None:
+                                    loss = loss + term
+                        accelerator.backward(loss)
+                    step_loss += float(loss.detach())
+                for plugin in plugins:
+                    plugin.after_backward(adapter)
+                if cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                objective.after_step(adapter)
+                for plugin in plugins:
+                    plugin.after_step(adapter)
+                step += 1
+                losses.append(step_loss)
+                if on_step is not None:
+                    on_step(step, total, losses[-1])
     model.eval()
+    if cfg.gradient_checkpointing:
+        adapter.model.gradient_checkpointing_disable()
     objective.after_task(adapter)
     for plugin in plugins:
         plugin.after_task(adapter, list(examples))
