@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
 from rich.console import Console
 
 from retain.data.jsonl import read_examples, read_skill
@@ -32,9 +33,14 @@ from retain.seeding import seed_everything
 RECIPE_FILE = "retain_recipe.json"
 
 
-def load_model(path: str = EMBEDDED, *, lora: bool = False) -> CausalLMAdapter:
-    """``embedded`` or a local Hugging Face causal LM folder (a full model or a PEFT adapter folder)."""
-    return load_for_recipe(Recipe(model=ModelSpec(path=path, lora=lora)))
+def load_model(path: str = EMBEDDED, *, lora: bool = False, device: str = "auto",
+               model_options: dict[str, Any] | None = None) -> CausalLMAdapter:
+    """``embedded`` or a local Hugging Face causal LM folder (a full model or a PEFT adapter folder), in its
+    checkpoint's dtype, on ``device`` (``auto``: the accelerator when there is one)."""
+    spec = ModelSpec(path=path, lora=lora, device=device,
+                     **{k: v for k, v in (model_options or {}).items() if v is not None})
+    spec.validate()
+    return load_for_recipe(Recipe(model=spec))
 
 
 @dataclass
@@ -64,15 +70,18 @@ def learn_skill(recipe: Recipe, skill: Skill, *, quiet: bool = False, adapter: A
     """Teach the recipe's model ``skill`` (one task of :func:`retain.run.run`); score its held-out split before
     and after. Nothing is written. ``adapter``/``methods`` continue a loaded model and stateful methods;
     ``protect`` is what the model already knows, protected by every consolidation plugin before training."""
+    quiet = quiet or not PartialState().is_main_process
     scenario = skills_scenario(skill.name, [skill])
     scenario.protect = list(protect or [])
     result = run(scenario, recipe, adapter=adapter, methods=methods, quiet=quiet)
     before, after = result.matrix[0][0], result.matrix[-1][0]
     config = {"recipe": result.recipe,
               "held_out": {"fraction": None, "examples": len(skill.test), "scorer": skill.scorer}}
+    trained = (f", trained on {result.token_fraction[0]:.0%} of completion tokens (after sdft.skip_tokens)"
+               if result.token_fraction else "")
     Console(stderr=True, quiet=quiet).print(
         f"[bold]{skill.name}[/]: held-out {skill.scorer} score {before:.1%} -> {after:.1%} "
-        f"({len(skill.train)} training examples, {result.train_seconds[0]:.1f}s)")
+        f"({len(skill.train)} training examples, {result.train_seconds[0]:.1f}s{trained})")
     return LearnResult(adapter=result.adapter, config=config, scores={"before": before, "after": after},
                        train_seconds=result.train_seconds[0], run=result)
 
@@ -99,10 +108,25 @@ def check_protection(recipe: Recipe, protect: list[Any]) -> None:
                           "with --protect FILE (prompts of its prior skills), or learn into a home", field="protect")
 
 
+def with_options(recipe: Recipe, model_options: dict[str, Any] | None) -> Recipe:
+    """Set ``model_options`` (ModelSpec fields; None values are left out) on ``recipe``; ``max_new_tokens``
+    also sets SDFT's rollout length when the method trains with SDFT and its options leave it unset."""
+    model_options = {k: v for k, v in (model_options or {}).items() if v is not None}
+    if not model_options:
+        return recipe
+    recipe.model = replace(recipe.model, **model_options)
+    if "max_new_tokens" in model_options and "sdft" in recipe.method_names():
+        recipe.options["sdft"] = {"max_new_tokens": model_options["max_new_tokens"], **recipe.options.get("sdft", {})}
+    recipe.validate()
+    return recipe
+
+
 def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = None, *, lora: bool = False,
           seed: int = 0, options: dict[str, dict[str, Any]] | None = None, epochs: int = 2,
           lr: float | None = None, batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
-          overwrite: bool = False, quiet: bool = False, protect: list[str | Path] | None = None) -> LearnResult:
+          overwrite: bool = False, quiet: bool = False, protect: list[str | Path] | None = None,
+          dtype: str = "auto", device: str = "auto", mixed_precision: str = "no", grad_accum: int = 1,
+          gradient_checkpointing: bool = False, model_options: dict[str, Any] | None = None) -> LearnResult:
     """Teach ``model`` the skill in ``data`` (JSONL) with ``method`` and save it to ``out`` with save_pretrained.
 
     A seeded ``test_fraction`` of the prompts is held out: training never sees them and they give the
@@ -110,23 +134,34 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
     optional, the model's own are used where missing): every consolidation method protects them before
     training, and a consolidation method without them is an error. Every input is checked before anything is
     trained or written; ``out`` gets the model (only the adapter under LoRA) and ``retain_recipe.json``, the
-    recipe that repeats the run.
+    recipe that repeats the run. ``dtype`` and ``device`` say how the model is loaded (:class:`ModelSpec`);
+    ``mixed_precision``, ``grad_accum`` and ``gradient_checkpointing`` how it trains (:class:`TrainConfig`).
+    Under a multi-process launch only the main process prints and writes. ``model_options`` are more
+    :class:`ModelSpec` fields (``max_prompt_tokens``, ``max_new_tokens``, ``trust_remote_code``,
+    ``attn_implementation``; see :func:`with_options`); every prompt's length is checked before anything runs
+    (:meth:`CausalLMAdapter.check_lengths`).
     """
     skill = read_skill(data, seed=seed, test_fraction=test_fraction, scorer=scorer)
     recipe = Recipe.for_model(model, method, lora=lora, seed=seed, options=options, lr=lr, epochs=epochs,
-                              batch_size=batch_size)
+                              batch_size=batch_size, spec={"dtype": dtype, "device": device},
+                              mixed_precision=mixed_precision, grad_accum=grad_accum,
+                              gradient_checkpointing=gradient_checkpointing)
+    with_options(recipe, model_options)
     prior = read_protect(list(protect or []))
     check_protection(recipe, prior)
     resolve_model_path(model)
     out_path = _prepare_out(out, overwrite)
-    if prior:
-        seed_everything(recipe.seed)
-    adapter = load_for_recipe(recipe) if prior else None
+    seed_everything(recipe.seed)
+    adapter = load_for_recipe(recipe)
+    objective, _ = recipe.methods()
+    adapter.check_lengths(skill.train + skill.test, teacher=objective.name == "sdft",
+                          template=getattr(objective.config, "teacher_template", None))
     result = learn_skill(recipe, skill, quiet=quiet, adapter=adapter,
                          protect=answered(adapter, prior) if prior else None)
     result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction},
                          protect=[str(p) for p in protect or []])
-    if out_path is not None:
+    # Under a multi-process launch every process trained the same weights; one writes them.
+    if out_path is not None and PartialState().is_main_process:
         result.adapter.save(out_path)
         (out_path / RECIPE_FILE).write_text(json.dumps(result.config, indent=2, sort_keys=True) + "\n")
         result.out = str(out_path)
@@ -134,14 +169,17 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
 
 
 def evaluate(model: str | CausalLMAdapter, skill: Skill | str | Path, *, scorer: str | None = None,
-             with_demonstration: bool | None = None) -> float:
-    """Score a model (path, ``embedded`` or a loaded adapter) on a skill or on every line of a JSONL file."""
+             with_demonstration: bool | None = None, device: str = "auto",
+             model_options: dict[str, Any] | None = None) -> float:
+    """Score a model (path, ``embedded`` or a loaded adapter, which stays where it is) on a skill or on every
+    line of a JSONL file; a path is loaded on ``device``."""
     if not isinstance(skill, Skill):
         skill = Skill(name=Path(skill).stem, test=read_examples(skill, require_demonstration=False),
                       scorer=scorer or "exact")
     elif scorer is not None:
         skill = Skill(name=skill.name, train=skill.train, test=skill.test, scorer=scorer,
                       with_demonstration=skill.with_demonstration)
-    adapter = model if isinstance(model, CausalLMAdapter) else load_model(model)
+    adapter = model if isinstance(model, CausalLMAdapter) else load_model(model, device=device,
+                                                                             model_options=model_options)
     return accuracy(adapter, skill, with_demonstration=with_demonstration)
 

@@ -4,6 +4,10 @@ benchmark build a :class:`~retain.recipe.Recipe` and a :class:`~retain.scenario.
 For each task of the scenario: train it with the recipe's objective and consolidation plugins
 (:func:`retain.train.loop.train_task`), then score every task and every probe. Row 0 of both matrices is the
 score before any training. It owns the seeds, the timing and the progress bars, and nothing else.
+
+Under ``accelerate launch`` or ``torchrun`` every process trains (each on its slice of every global batch);
+only the main process draws progress and scores, so a run evaluates once and the other processes' matrices
+hold NaN (what they trained is bit-identical to the main process's model).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from accelerate import PartialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retain.evaluate import metrics
@@ -38,6 +43,7 @@ class RunResult:
     extra_memory_bytes: int
     recipe: dict[str, Any]
     summary: dict[str, float] = field(default_factory=dict)
+    token_fraction: list[float] = field(default_factory=list)
     adapter: Any = field(default=None, repr=False, compare=False)
     objective: Any = field(default=None, repr=False, compare=False)
     plugins: list[Any] = field(default_factory=list, repr=False, compare=False)
@@ -46,7 +52,7 @@ class RunResult:
         return {"scenario": self.scenario, "method": self.method, "seed": self.seed, "tasks": self.tasks,
                 "probes": self.probes, "matrix": self.matrix, "probe_matrix": self.probe_matrix,
                 "train_seconds": self.train_seconds, "extra_memory_bytes": self.extra_memory_bytes,
-                "recipe": self.recipe, "summary": self.summary}
+                "recipe": self.recipe, "summary": self.summary, "token_fraction": self.token_fraction}
 
 
 def progress_bar(quiet: bool = False) -> Progress:
@@ -71,6 +77,8 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
     """
     recipe.validate()
     seed_everything(recipe.seed)
+    main = PartialState().is_main_process
+    quiet = quiet or not main
     objective, plugins = methods if methods is not None else recipe.methods()
     adapter = adapter if adapter is not None else scenario.make_adapter(recipe)
     own_progress = progress is None
@@ -83,12 +91,18 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
                        adapter=adapter, objective=objective, plugins=plugins)
 
     def evaluate() -> None:
+        if not main:
+            result.matrix.append([float("nan")] * len(scenario.tasks))
+            result.probe_matrix.append([float("nan")] * len(scenario.probes))
+            return
         bar = progress.add_task(f"  {recipe.method}: evaluating", total=None, info="")
         result.matrix.append(_scores(scenario.tasks, adapter))
         result.probe_matrix.append(_scores(scenario.probes, adapter))
         progress.remove_task(bar)
 
     try:
+        for task in scenario.tasks:
+            objective.check_examples(adapter, task.train)
         if scenario.protect:
             bar = progress.add_task(f"  {recipe.method}: protecting {len(scenario.protect)} prior examples",
                                     total=None, info="")
@@ -104,6 +118,7 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
             def on_step(step: int, total: int, loss: float, bar: Any = bar) -> None:
                 progress.update(bar, completed=step, total=total, info=f"loss {loss:.3f}")
 
+            counted = objective.token_stats() if hasattr(objective, "token_stats") else None
             start = time.perf_counter()
             train_task(adapter, objective, plugins, task.train, cfg, on_step=on_step)
             result.train_seconds.append(time.perf_counter() - start)
@@ -112,6 +127,12 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
             info = f"{task.name} {row[index]:.0%}" if task.score is not None else task.name
             if probes:
                 info += f", probes {sum(probes) / len(probes):.0%}"
+            if counted is not None:
+                now = objective.token_stats()
+                total, trained = now["total"] - counted["total"], now["trained"] - counted["trained"]
+                if total:
+                    info += f", trained on {trained / total:.0%} of completion tokens"
+                    result.token_fraction.append(trained / total)
             progress.update(bar, info=info)
             if on_task is not None:
                 on_task(index, result)
