@@ -54,14 +54,16 @@ class ModelSpec:
     """Which model a run starts from and how it is loaded.
 
     ``path`` is ``embedded`` or a local Hugging Face causal-LM folder (for vision and control scenarios, a
-    description of the network the scenario builds). ``dtype`` ``auto`` keeps the checkpoint's dtype.
+    description of the network the scenario builds). ``dtype`` ``auto`` keeps the checkpoint's dtype (a
+    bfloat16 checkpoint trains and saves as bfloat16; the embedded model is float32). ``device`` ``auto`` is
+    this process's accelerator (CUDA, else MPS) when there is one, else the CPU.
     """
 
     path: str = EMBEDDED
     lora: bool = False
     lora_r: int = 8
     lora_alpha: int = 16
-    dtype: str = "float32"
+    dtype: str = "auto"
     device: str = "auto"
 
     def validate(self) -> None:
@@ -86,17 +88,18 @@ class Recipe:
     @classmethod
     def for_model(cls, model: str = EMBEDDED, method: str = "sdft", *, lora: bool = False, seed: int = 0,
                   options: dict[str, dict[str, Any]] | None = None, lr: float | None = None,
-                  **train: Any) -> Recipe:
+                  spec: dict[str, Any] | None = None, **train: Any) -> Recipe:
         """A recipe for a causal LM: the model's default learning rate unless ``lr`` is given, the causal-LM
-        method defaults (:data:`CAUSAL_LM_OPTIONS`) under ``options``; ``train`` are TrainConfig fields
-        (``epochs``, ``batch_size``, ...)."""
+        method defaults (:data:`CAUSAL_LM_OPTIONS`) under ``options``; ``spec`` are further ModelSpec fields
+        (``dtype``, ``device``, ...); ``train`` are TrainConfig fields (``epochs``, ``batch_size``,
+        ``grad_accum``, ...)."""
         lr = default_lr(model, lora) if lr is None else lr
         options = {name: dict(values) for name, values in (options or {}).items()}
         names = [name.strip().lower() for name in method.split("+")]
         for name, defaults in CAUSAL_LM_OPTIONS.items():
             if name in names:
                 options[name] = {**defaults, **options.get(name, {})}
-        recipe = cls(model=ModelSpec(path=model, lora=lora), method=method, options=options,
+        recipe = cls(model=ModelSpec(path=model, lora=lora, **(spec or {})), method=method, options=options,
                      train=TrainConfig(lr=lr, seed=seed, **train), seed=seed)
         recipe.validate()
         return recipe

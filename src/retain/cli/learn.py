@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -15,6 +15,20 @@ from retain.cli import usage
 from retain.errors import RetainError
 
 app = typer.Typer()
+
+
+def _choice(*values: str) -> Callable[[typer.CallbackParam, str], str]:
+    """A callback that accepts one of ``values`` (one line naming the option otherwise)."""
+
+    def check(param: typer.CallbackParam, value: str) -> str:
+        if value not in values:
+            usage.fail(param, f"must be one of {', '.join(values)}, got {value!r}")
+        return value
+
+    return check
+
+
+DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda or mps."
 
 
 @app.command()
@@ -41,6 +55,16 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
                                              help="JSONL of what the model already knows (prompts; answers optional):"
                                                   " consolidation methods protect it. Repeatable."),
           name: Optional[str] = typer.Option(None, "--name", help="(home) The skill's name (default: the file's)."),
+          dtype: str = typer.Option("auto", "--dtype", callback=_choice("auto", "bfloat16", "float16", "float32"),
+                                    help="Weights' dtype; auto keeps the checkpoint's (and --out saves it so)."),
+          device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
+                                     help=DEVICE_HELP),
+          mixed_precision: str = typer.Option("no", "--mixed-precision", callback=_choice("no", "bf16", "fp16"),
+                                              help="Accelerate's autocast for the training forwards."),
+          grad_accum: int = typer.Option(1, "--grad-accum", callback=usage.number(minimum=1),
+                                         help="Micro-batches per step (same steps and global batch, less memory)."),
+          gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
+                                                      help="Recompute activations in the backward pass."),
           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 
@@ -52,7 +76,17 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
 
     options = usage.parse_sets(set_)
     if is_home(model):
+        from accelerate import PartialState
+
         from retain.home import learn_in_home
+        if PartialState().num_processes > 1:
+            raise RetainError("a home learns in one process; under a multi-process launch use --out", field="MODEL")
+        for flag, value, default in (("--dtype", dtype, "auto"), ("--device", device, "auto"),
+                                     ("--mixed-precision", mixed_precision, "no"), ("--grad-accum", grad_accum, 1),
+                                     ("--gradient-checkpointing", gradient_checkpointing, False)):
+            if value != default:
+                raise RetainError("only applies with --out (a home loads its champion as it was recorded)",
+                                  field=flag)
         if out is not None:
             raise RetainError("a home keeps its own versions; use `retain export` instead", field="--out")
         if protect:
@@ -74,8 +108,11 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
 
     from retain import api
     result = api.learn(model, data, method, str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
-                       batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet, protect=protect)
-    Console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
+                       batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet, protect=protect,
+                       dtype=dtype, device=device, mixed_precision=mixed_precision, grad_accum=grad_accum,
+                       gradient_checkpointing=gradient_checkpointing)
+    if result.out is not None:  # only the main process of a multi-process launch writes and says so
+        Console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
 
 
 @app.command("eval")
@@ -85,13 +122,15 @@ def eval_(model: str = typer.Argument(..., help="`embedded` or a local causal LM
                                      help="exact, alnum, or module:function."),
           with_demonstration: bool = typer.Option(False, "--with-demonstration",
                                                   help="Show each query's demonstration in the prompt (the teacher's view)."),
-          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+          device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
+                                     help=DEVICE_HELP)) -> None:
     """Score a model on a skill file: the mean score of greedy answers."""
     from retain import api
     from retain.data.jsonl import read_examples
 
     n = len(read_examples(data, require_demonstration=with_demonstration))
-    score = api.evaluate(model, data, scorer=scorer, with_demonstration=with_demonstration)
+    score = api.evaluate(model, data, scorer=scorer, with_demonstration=with_demonstration, device=device)
     if as_json:
         print(json.dumps({"model": model, "data": str(data), "scorer": scorer, "examples": n, "score": score}))
     else:

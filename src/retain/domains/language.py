@@ -40,7 +40,8 @@ class Budget:
 
 
 def load_model(recipe: Recipe) -> Any:
-    """The causal LM of ``recipe.model``: loaded with its LoRA and dtype options, moved to its device."""
+    """The causal LM of ``recipe.model``: loaded with its LoRA and dtype options (``auto``: the checkpoint's
+    own), on its device (:func:`resolve_device`)."""
     import torch
 
     from retain.models.causal_lm import load_adapter
@@ -48,12 +49,29 @@ def load_model(recipe: Recipe) -> Any:
     spec = recipe.model
     dtype = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)
     adapter = load_adapter(spec.path, lora=spec.lora, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha, dtype=dtype)
-    device = spec.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if device != "cpu":
+    device = resolve_device(spec.device)
+    if device.type != "cpu":
         adapter.model.to(device)
     return adapter
+
+
+def resolve_device(name: str) -> Any:
+    """``cpu``, or this process's accelerator: under ``accelerate launch``/``torchrun`` the local rank's GPU.
+
+    ``auto`` picks CUDA, else MPS, else the CPU (Accelerate's own order, so Apple machines use MPS); asking
+    for ``cuda`` or ``mps`` where there is none is an error naming ``--device``.
+    """
+    import torch
+    from accelerate import PartialState
+
+    from retain.errors import RetainError
+
+    if name == "cpu":
+        return torch.device("cpu")
+    device = PartialState().device
+    if name != "auto" and device.type != name:
+        raise RetainError(f"{name} is not available on this machine (found {device.type})", field="--device")
+    return device
 
 
 def skill_task(skill: Skill, *, train: bool = True) -> Task:
