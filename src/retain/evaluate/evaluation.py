@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import torch
 
-from retain.data.skills import Skill
+from retain.data.skills import Example, Skill
 from retain.evaluate.scorers import get_scorer
 from retain.methods.divergence import token_divergence
 from retain.models.causal_lm import CausalLMAdapter
 
 
 def accuracy(adapter: CausalLMAdapter, skill: Skill, *, with_demonstration: bool | None = None,
-             max_new_tokens: int = 32, template: str | None = None) -> float:
-    """Mean score of greedy answers on the skill's held-out examples.
+             max_new_tokens: int | None = None, template: str | None = None) -> float:
+    """Mean score of greedy answers (of the adapter's answer length unless ``max_new_tokens``) on the skill's
+    held-out examples.
 
     Prompts carry no demonstration unless the skill is a probe of demonstration use (or it is asked for).
     """
@@ -30,24 +31,32 @@ def accuracies(adapter: CausalLMAdapter, skills: list[Skill], **kwargs) -> dict[
 
 
 @torch.no_grad()
+def kl_per_prompt(p: CausalLMAdapter, q: CausalLMAdapter, examples: list[Example], *, shown: list[bool] | None = None,
+                  max_new_tokens: int = 32, batch_size: int = 64) -> list[float]:
+    """Sequence-level KL(p || q) in nats for each example's prompt: the one definition of drift in retain.
+
+    ``p`` samples a completion (temperature 1) for the prompt (shown with its demonstration where ``shown``);
+    the exact per-token KL over the full vocabulary is summed along it, an unbiased estimate of the KL between
+    the two models' answer distributions (the measure behind the SDFT paper's 1.26 vs 0.68 nats). Seed the
+    caller's generator for repeatable numbers.
+    """
+    shown = shown or [False] * len(examples)
+    out: list[float] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = list(zip(examples[i:i + batch_size], shown[i:i + batch_size]))
+        prompts = [p.teacher_ids(e) if flag else p.student_ids(e) for e, flag in chunk]
+        completions = p.generate(prompts, max_new_tokens=max_new_tokens, do_sample=True)
+        p_logits, mask = p.completion_logits(prompts, completions)
+        q_logits, _ = q.completion_logits(prompts, completions)
+        per_token = token_divergence(q_logits.float(), p_logits.float(), alpha=0.0)
+        out += [float(v) for v in (per_token * mask).sum(-1)]
+    return out
+
+
 def drift_kl(base: CausalLMAdapter, model: CausalLMAdapter, skills: list[Skill], *,
              max_new_tokens: int = 32, batch_size: int = 64) -> float:
-    """Mean sequence-level KL(base || model) in nats on the skills' test prompts.
-
-    For each prompt the base model samples a completion (temperature 1); the exact per-token KL over the full
-    vocabulary is summed along it, which is an unbiased estimate of the KL between the two models' answer
-    distributions (the measure behind the SDFT paper's 1.26 vs 0.68 nats).
-    """
+    """Mean :func:`kl_per_prompt` (base || model) over the skills' test prompts."""
     examples = [e for s in skills for e in s.test]
-    flags = [s.with_demonstration for s in skills for _ in s.test]
-    total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        chunk = list(zip(examples[i:i + batch_size], flags[i:i + batch_size]))
-        prompts = [base.teacher_ids(e) if shown else base.student_ids(e) for e, shown in chunk]
-        completions = base.generate(prompts, max_new_tokens=max_new_tokens, do_sample=True)
-        base_logits, mask = base.completion_logits(prompts, completions)
-        model_logits, _ = model.completion_logits(prompts, completions)
-        per_token = token_divergence(model_logits, base_logits, alpha=0.0)
-        total += float((per_token * mask).sum())
-        count += len(chunk)
-    return total / max(1, count)
+    shown = [s.with_demonstration for s in skills for _ in s.test]
+    values = kl_per_prompt(base, model, examples, shown=shown, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return sum(values) / max(1, len(values))

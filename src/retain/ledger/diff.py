@@ -4,8 +4,9 @@
   gate measured when the version was the champion being compared);
 - parameter distance: L2 norm of the weight difference, overall and per tensor (tensors whose content hash is
   equal are skipped without reading them);
-- output drift: per-prompt KL(a || b) of the next-token distributions over the regression suite's reference
-  answers, teacher-forced; the maximum matters more than the mean (one implanted behaviour hides in a mean).
+- output drift: per-prompt sequence-level KL(a || b) over the regression suite's held-out prompts, the same
+  measure as the demo's drift from the base; the maximum matters more than the mean (one implanted behaviour
+  hides in a mean).
 """
 
 from __future__ import annotations
@@ -73,26 +74,21 @@ def parameter_distance(folder_a: Path, folder_b: Path, top: int = 5) -> dict[str
             "tensors": len(set(ta) | set(tb)), "changed": len(changed), "top": changed[:top]}
 
 
-@torch.no_grad()
 def output_drift(folder_a: Path, folder_b: Path, home: Home) -> dict[str, Any]:
-    """Per-prompt KL(a || b) over the suite's prompts with their reference answers, teacher-forced."""
+    """Per-prompt KL(a || b) over the suite's held-out prompts (:func:`retain.evaluate.evaluation.kl_per_prompt`,
+    ``a`` sampling the answers, seeded), with the prompt where the two differ most."""
+    from retain.evaluate.evaluation import kl_per_prompt
     from retain.models.causal_lm import load_adapter
 
-    examples = [e for skill in home.suite() for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
+    suite = home.suite()
+    examples = [e for skill in suite for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
+    shown = [skill.with_demonstration for skill in suite for _ in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
     if not examples:
         return {"prompts": 0, "mean_kl": None, "max_kl": None, "max_prompt": None}
     with quiet_hf():
         model_a, model_b = load_adapter(str(folder_a)), load_adapter(str(folder_b))
-    per_prompt: list[float] = []
-    for i in range(0, len(examples), DRIFT_BATCH):
-        chunk = examples[i:i + DRIFT_BATCH]
-        prompts = [model_a.prompt_ids(e.prompt) for e in chunk]
-        completions = [model_a.completion_ids(e.reference) for e in chunk]
-        logits_a, mask = model_a.completion_logits(prompts, completions)
-        logits_b, _ = model_b.completion_logits(prompts, completions)
-        logp_a, logp_b = logits_a.double().log_softmax(-1), logits_b.double().log_softmax(-1)
-        kl = (logp_a.exp() * (logp_a - logp_b)).sum(-1)
-        per_prompt += ((kl * mask).sum(-1) / mask.sum(-1)).tolist()
+    torch.manual_seed(0)
+    per_prompt = kl_per_prompt(model_a, model_b, examples, shown=shown, batch_size=DRIFT_BATCH)
     worst = max(range(len(per_prompt)), key=per_prompt.__getitem__)
     return {"prompts": len(per_prompt), "mean_kl": sum(per_prompt) / len(per_prompt), "max_kl": per_prompt[worst],
             "max_prompt": examples[worst].prompt}
