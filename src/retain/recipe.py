@@ -56,7 +56,10 @@ class ModelSpec:
     ``path`` is ``embedded`` or a local Hugging Face causal-LM folder (for vision and control scenarios, a
     description of the network the scenario builds). ``dtype`` ``auto`` keeps the checkpoint's dtype (a
     bfloat16 checkpoint trains and saves as bfloat16; the embedded model is float32). ``device`` ``auto`` is
-    this process's accelerator (CUDA, else MPS) when there is one, else the CPU.
+    this process's accelerator (CUDA, else MPS) when there is one, else the CPU. ``path`` may also be a hub id
+    in the local cache; ``trust_remote_code`` and ``attn_implementation`` go to ``from_pretrained``;
+    ``max_prompt_tokens`` and ``max_new_tokens`` are the length limits (None: from the model's positions, see
+    :mod:`retain.models.causal_lm`).
     """
 
     path: str = EMBEDDED
@@ -65,6 +68,10 @@ class ModelSpec:
     lora_alpha: int = 16
     dtype: str = "auto"
     device: str = "auto"
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    max_prompt_tokens: int | None = None
+    max_new_tokens: int | None = None
 
     def validate(self) -> None:
         check(bool(self.path), "must name a model", field="model")
@@ -73,6 +80,10 @@ class ModelSpec:
         check(self.dtype in DTYPES, f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}", field="model.dtype")
         check(self.device in DEVICES, f"must be one of {', '.join(DEVICES)}, got {self.device!r}",
               field="model.device")
+        for name in ("max_prompt_tokens", "max_new_tokens"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and value >= 1), f"must be >= 1, got {value!r}",
+                  field=f"model.{name}")
 
 
 @dataclass

@@ -29,6 +29,24 @@ def _choice(*values: str) -> Callable[[typer.CallbackParam, str], str]:
 
 
 DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda or mps."
+# The loading and length options `learn` and `eval` share (ModelSpec fields; see retain.models.causal_lm).
+MAX_PROMPT = typer.Option(None, "--max-prompt-tokens", callback=usage.number(minimum=1),
+                          help="Longest prompt (student's, or teacher's with its demonstration) in tokens; a longer "
+                               "one is an error naming its line, never truncated. Default: the model's positions "
+                               "(max_position_embeddings) less --max-new-tokens (else 64).")
+MAX_NEW = typer.Option(None, "--max-new-tokens", callback=usage.number(minimum=1),
+                       help="Tokens generated per answer and SDFT rollout (default: 32 for answers, "
+                            "sdft.max_new_tokens for rollouts); generation also stops at any EOS id the model's "
+                            "generation config lists.")
+TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code",
+                                 help="Run the model folder's own Python code (transformers' trust_remote_code).")
+ATTN = typer.Option(None, "--attn-implementation", help="e.g. eager, sdpa, flash_attention_2 (from_pretrained's).")
+
+
+def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[int], trust_remote_code: bool,
+                   attn_implementation: Optional[str]) -> dict:
+    return {"max_prompt_tokens": max_prompt_tokens, "max_new_tokens": max_new_tokens,
+            "trust_remote_code": trust_remote_code or None, "attn_implementation": attn_implementation}
 
 
 @app.command()
@@ -65,8 +83,13 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
                                          help="Micro-batches per step (same steps and global batch, less memory)."),
           gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
                                                       help="Recompute activations in the backward pass."),
+          max_prompt_tokens: Optional[int] = MAX_PROMPT, max_new_tokens: Optional[int] = MAX_NEW,
+          trust_remote_code: bool = TRUST_REMOTE_CODE, attn_implementation: Optional[str] = ATTN,
           quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
+
+    DATA rows hold strings, or chat message lists as TRL's conversational datasets (``prompt`` ending with a
+    user message after an optional system message; ``demonstration`` as assistant messages).
 
     Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it. The
     consolidation methods (ewc, rehearsal, ...) continue the champion's protection state. A single learn
@@ -92,6 +115,12 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
         if protect:
             raise RetainError("a home protects its own suite and state; add prior data with `retain suite add`",
                               field="--protect")
+        loading = _model_options(max_prompt_tokens, max_new_tokens, trust_remote_code, attn_implementation)
+        for flag, value in zip(("--max-prompt-tokens", "--max-new-tokens", "--trust-remote-code",
+                                "--attn-implementation"), loading.values()):
+            if value is not None:
+                raise RetainError("only applies with --out (a home loads its champion as it was recorded)",
+                                  field=flag)
         outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
                                 quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
                                 mlflow_uri=mlflow, lock_timeout=wait, name=name)
@@ -110,7 +139,9 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
     result = api.learn(model, data, method, str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
                        batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet, protect=protect,
                        dtype=dtype, device=device, mixed_precision=mixed_precision, grad_accum=grad_accum,
-                       gradient_checkpointing=gradient_checkpointing)
+                       gradient_checkpointing=gradient_checkpointing,
+                       model_options=_model_options(max_prompt_tokens, max_new_tokens, trust_remote_code,
+                                                    attn_implementation))
     if result.out is not None:  # only the main process of a multi-process launch writes and says so
         Console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
 
@@ -124,13 +155,17 @@ def eval_(model: str = typer.Argument(..., help="`embedded` or a local causal LM
                                                   help="Show each query's demonstration in the prompt (the teacher's view)."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
           device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
-                                     help=DEVICE_HELP)) -> None:
+                                     help=DEVICE_HELP),
+          max_prompt_tokens: Optional[int] = MAX_PROMPT, max_new_tokens: Optional[int] = MAX_NEW,
+          trust_remote_code: bool = TRUST_REMOTE_CODE, attn_implementation: Optional[str] = ATTN) -> None:
     """Score a model on a skill file: the mean score of greedy answers."""
     from retain import api
     from retain.data.jsonl import read_examples
 
     n = len(read_examples(data, require_demonstration=with_demonstration))
-    score = api.evaluate(model, data, scorer=scorer, with_demonstration=with_demonstration, device=device)
+    score = api.evaluate(model, data, scorer=scorer, with_demonstration=with_demonstration, device=device,
+                         model_options=_model_options(max_prompt_tokens, max_new_tokens, trust_remote_code,
+                                                      attn_implementation))
     if as_json:
         print(json.dumps({"model": model, "data": str(data), "scorer": scorer, "examples": n, "score": score}))
     else:

@@ -2,7 +2,9 @@
 
 A language skill is a named list of examples, each a ``prompt``, an expert ``demonstration`` and an optional
 ``answer`` (the reference the scorer compares with; the demonstration is used when it is missing), plus the
-name of the scorer that decides whether an answer is right.
+name of the scorer that decides whether an answer is right. A conversational example (TRL's conversational
+format) keeps the messages before its last user turn, a system message for instance, in ``context``; its
+``prompt`` is the text of that last user turn, so everything that reads prompts as text still can.
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+# One chat message as (role, content): hashable, so examples stay usable as keys and in sets.
+Message = tuple[str, str]
+
 
 @dataclass(frozen=True)
 class Example:
+    """``source`` (``file:line``) names where the example was read, so a later problem with it, such as a
+    prompt longer than the model's positions, can name the line; it takes no part in equality."""
+
     prompt: str
     demonstration: str
     answer: str | None = None
+    context: tuple[Message, ...] = ()
+    source: str | None = field(default=None, compare=False)
 
     @property
     def reference(self) -> str:

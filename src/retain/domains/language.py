@@ -48,7 +48,9 @@ def load_model(recipe: Recipe) -> Any:
 
     spec = recipe.model
     dtype = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)
-    adapter = load_adapter(spec.path, lora=spec.lora, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha, dtype=dtype)
+    adapter = load_adapter(spec.path, lora=spec.lora, lora_r=spec.lora_r, lora_alpha=spec.lora_alpha, dtype=dtype,
+                           trust_remote_code=spec.trust_remote_code, attn_implementation=spec.attn_implementation,
+                           max_prompt_tokens=spec.max_prompt_tokens, max_new_tokens=spec.max_new_tokens)
     device = resolve_device(spec.device)
     if device.type != "cpu":
         adapter.model.to(device)

@@ -1,10 +1,20 @@
-"""The one place that knows Hugging Face causal LMs: loading (embedded or a local folder), optional PEFT LoRA,
-prompts through the chat template, target-token logits, sampling, SDFT's teacher, and ``save_pretrained``."""
+"""The one place that knows Hugging Face causal LMs: loading (embedded, a local folder, or a hub id already in
+the local Hugging Face cache), optional PEFT LoRA, prompts through the chat template, length limits,
+target-token logits, sampling, SDFT's teacher, and ``save_pretrained``.
+
+Lengths: a prompt (the student's, or the teacher's with its demonstration) longer than ``max_prompt_tokens`` is
+rejected, never truncated, with one line naming the file and line it came from: cutting a prompt would train
+on a task the user did not write, and cutting it from the left removes the chat template's start. The default
+limit is the model's positions (``max_position_embeddings``) less the tokens kept for generation
+(``max_new_tokens``, else :data:`RESERVED_NEW_TOKENS`, SDFT's rollout length); generation never runs past the
+positions."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,14 +30,44 @@ from retain.errors import RetainError
 EMBEDDED = "embedded"
 TEACHER_ADAPTER = "sdft_teacher"  # the PEFT adapter that holds SDFT's teacher under LoRA
 TEACHER_KINDS = ("ema", "frozen", "live")
+RESERVED_NEW_TOKENS = 64  # positions kept for generation when max_new_tokens is not set (SDFT's default)
+ANSWER_TOKENS = 32  # greedy answers' length when neither the caller nor max_new_tokens says
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face hub cache as ``huggingface_hub`` finds it, read at call time (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else ``~/.cache/huggingface/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def cached_hub_model(repo_id: str) -> Path | None:
+    """The snapshot folder of ``repo_id`` (``refs/main``) in the local hub cache, or None; never the network,
+    so ``HF_HUB_OFFLINE=1`` changes nothing (retain downloads no model at run time)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=hub_cache_dir()) \
+        or try_to_load_from_cache(repo_id, "adapter_config.json", cache_dir=hub_cache_dir())
+    return Path(found).parent if isinstance(found, str) else None
 
 
 def resolve_model_path(path: str | Path) -> Path:
-    """``embedded`` or a local directory holding a causal LM; a clear error for anything else."""
+    """``embedded``, a local directory holding a causal LM, or a hub id (``Qwen/Qwen2.5-0.5B-Instruct``) whose
+    snapshot is in the local Hugging Face cache; a clear error for anything else."""
     if str(path) == EMBEDDED:
         from retain.models.tiny.store import embedded_dir
         return embedded_dir()
     p = Path(path)
+    if not p.exists() and HUB_ID.match(str(path)):
+        snapshot = cached_hub_model(str(path))
+        if snapshot is None:
+            raise RetainError(f"is neither a local folder nor a model in the local Hugging Face cache "
+                              f"({hub_cache_dir()}); retain never downloads: fetch it first with "
+                              f"`hf download {path}`", file=str(path))
+        p = snapshot
     if not p.exists():
         raise RetainError("model directory does not exist", file=str(p))
     if not p.is_dir():
@@ -48,17 +88,29 @@ def default_teacher_template(tokenizer: Any) -> str:
 class CausalLMAdapter:
     """A causal LM and its tokenizer, seen the way methods need them.
 
-    Prompts go through the tokenizer's chat template when it has one (one user message, generation prompt
-    added), else the raw text followed by a newline. A completion ends with the EOS token. The teacher prompt
-    uses :attr:`teacher_template` unless a template is given.
+    Prompts go through the tokenizer's chat template when it has one (an example's ``context`` messages, then
+    one user message, generation prompt added), else the raw text followed by a newline. A completion ends
+    with the tokenizer's EOS token; generation stops at any of :attr:`eos_ids` (the tokenizer's and every one
+    the generation config lists, as chat models have several). The teacher prompt uses
+    :attr:`teacher_template` unless a template is given. Prompts longer than :attr:`max_prompt_tokens` are
+    rejected (see the module's docstring).
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, source: str) -> None:
+    def __init__(self, model: nn.Module, tokenizer: Any, source: str, *, max_prompt_tokens: int | None = None,
+                 max_new_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
         self.eos_id = tokenizer.eos_token_id
+        listed = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        listed = listed if isinstance(listed, (list, tuple)) else [listed]
+        self.eos_ids = list(dict.fromkeys(t for t in [self.eos_id, *listed] if t is not None))
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        config = getattr(model, "config", None)
+        self.positions: int | None = getattr(config, "max_position_embeddings", None) or \
+            getattr(config, "n_positions", None)
+        self.max_new_tokens = max_new_tokens
+        self.max_prompt_tokens = self._prompt_limit(max_prompt_tokens)
         self.teacher_template = default_teacher_template(tokenizer)
         self._teacher_kind: str | None = None
         self._teacher_model: nn.Module | None = None  # full fine-tuning: the teacher's own copy of the model
@@ -77,19 +129,72 @@ class CausalLMAdapter:
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
+    # -- lengths -------------------------------------------------------------------------------------
+    def _prompt_limit(self, asked: int | None) -> int | None:
+        """``asked``, checked against the positions, or the positions less the tokens kept for generation."""
+        new = self.max_new_tokens or RESERVED_NEW_TOKENS
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise RetainError(f"must be >= 1, got {self.max_new_tokens}", field="--max-new-tokens")
+        if asked is not None and asked < 1:
+            raise RetainError(f"must be >= 1, got {asked}", field="--max-prompt-tokens")
+        if self.positions is None:
+            return asked
+        if asked is not None and asked + new > self.positions:
+            raise RetainError(f"{asked} prompt tokens + {new} new tokens exceed the model's {self.positions} "
+                              "positions (max_position_embeddings)", field="--max-prompt-tokens")
+        if new >= self.positions:
+            raise RetainError(f"{new} new tokens leave no room for a prompt in the model's {self.positions} "
+                              "positions (max_position_embeddings)", field="--max-new-tokens")
+        return asked if asked is not None else self.positions - new
+
+    def _fit(self, ids: list[int], example: Example, whose: str, field: str) -> list[int]:
+        if self.max_prompt_tokens is not None and len(ids) > self.max_prompt_tokens:
+            file, _, line = (example.source or "").rpartition(":")
+            raise RetainError(f"the {whose} prompt is {len(ids)} tokens, over the limit of {self.max_prompt_tokens}"
+                              f" (--max-prompt-tokens; the model has {self.positions} positions): shorten it or "
+                              "drop the line", file=file or None, line=int(line) if line.isdigit() else None,
+                              field=field)
+        return ids
+
+    def check_lengths(self, examples: list[Example], *, teacher: bool = False,
+                      template: str | None = None) -> None:
+        """Raise, before anything runs, for the first example whose student prompt (or teacher prompt, when
+        ``teacher``) is over :attr:`max_prompt_tokens`, or whose prompt and demonstration together exceed
+        the positions (an SFT target)."""
+        for e in examples:
+            self.student_ids(e)
+            if teacher:
+                self.teacher_ids(e, template)
+            if e.demonstration:
+                self._fit_sequence(self.student_ids(e), self.completion_ids(e.demonstration), e)
+
+    def _fit_sequence(self, prompt: list[int], completion: list[int], example: Example) -> None:
+        if self.positions is not None and len(prompt) + len(completion) > self.positions:
+            file, _, line = (example.source or "").rpartition(":")
+            raise RetainError(f"prompt and demonstration are {len(prompt) + len(completion)} tokens, over the "
+                              f"model's {self.positions} positions: shorten them or drop the line",
+                              file=file or None, line=int(line) if line.isdigit() else None, field="demonstration")
+
     # -- text -> ids ---------------------------------------------------------------------------------
-    def prompt_ids(self, message: str) -> list[int]:
+    def prompt_ids(self, message: str, context: tuple[tuple[str, str], ...] = ()) -> list[int]:
+        """The prompt of one user ``message`` after the ``context`` messages (a system message, earlier turns)."""
         if getattr(self.tokenizer, "chat_template", None):
-            out = self.tokenizer.apply_chat_template([{"role": "user", "content": message}],
-                                                     add_generation_prompt=True, tokenize=True)
+            messages = [{"role": r, "content": c} for r, c in context] + [{"role": "user", "content": message}]
+            out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
             return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+        if context:
+            raise RetainError("conversational data (messages before the last user turn) needs a tokenizer with a "
+                              f"chat template, and {self.source}'s has none", field="prompt")
         return self.tokenizer(message + "\n", add_special_tokens=True)["input_ids"]
 
     def student_ids(self, example: Example) -> list[int]:
-        return self.prompt_ids(example.prompt)
+        return self._fit(self.prompt_ids(example.prompt, example.context), example, "student's", "prompt")
 
     def teacher_ids(self, example: Example, template: str | None = None) -> list[int]:
-        return self.prompt_ids(teacher_message(example, template or self.teacher_template))
+        """The teacher's prompt: the same context, and the last user turn with the demonstration in it (TRL's
+        ``DemonstrationTeacherContextBuilder`` for conversational prompts)."""
+        ids = self.prompt_ids(teacher_message(example, template or self.teacher_template), example.context)
+        return self._fit(ids, example, "teacher's (prompt with its demonstration)", "demonstration")
 
     def completion_ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.eos_id]
@@ -156,15 +261,21 @@ class CausalLMAdapter:
 
     def predictions(self, batch: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and targets for every token of every demonstration (the SFT targets)."""
-        return self.target_predictions([self.student_ids(e) for e in batch],
-                                       [self.completion_ids(e.demonstration) for e in batch])
+        prompts = [self.student_ids(e) for e in batch]
+        completions = [self.completion_ids(e.demonstration) for e in batch]
+        for p, c, e in zip(prompts, completions, batch):
+            self._fit_sequence(p, c, e)
+        return self.target_predictions(prompts, completions)
 
     # -- generation ----------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], *, max_new_tokens: int, do_sample: bool,
                  temperature: float = 1.0, top_p: float = 1.0, num_return_sequences: int = 1) -> list[list[int]]:
-        """Completions (ending with EOS when one was produced) for left-padded prompts."""
+        """Completions (ending with the EOS id that stopped them, when one did) for left-padded prompts; at most
+        ``max_new_tokens`` and never past the model's positions."""
         width = max(len(p) for p in prompts)
+        if self.positions is not None:
+            max_new_tokens = max(1, min(max_new_tokens, self.positions - width))
         ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(prompts), width), dtype=torch.long)
         for b, p in enumerate(prompts):
@@ -174,7 +285,7 @@ class CausalLMAdapter:
         self.model.eval()
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                       num_return_sequences=num_return_sequences, pad_token_id=self.pad_id,
-                                      eos_token_id=self.eos_id)
+                                      eos_token_id=self.eos_ids)
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
@@ -183,17 +294,18 @@ class CausalLMAdapter:
         self.model.train(was_training)
         completions = []
         for row in out[:, width:].tolist():
-            if self.eos_id in row:
-                row = row[:row.index(self.eos_id) + 1]
-            completions.append(row)
+            stop = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            completions.append(row if stop is None else row[:stop + 1])
         return completions
 
     def decode(self, completion: list[int]) -> str:
-        return self.tokenizer.decode([t for t in completion if t != self.eos_id], skip_special_tokens=True)
+        return self.tokenizer.decode([t for t in completion if t not in self.eos_ids], skip_special_tokens=True)
 
-    def answer(self, examples: list[Example], *, with_demonstration: bool = False, max_new_tokens: int = 32,
+    def answer(self, examples: list[Example], *, with_demonstration: bool = False, max_new_tokens: int | None = None,
                batch_size: int = 64, template: str | None = None) -> list[str]:
-        """Greedy answers to the examples' prompts (shown with their demonstrations if asked)."""
+        """Greedy answers to the examples' prompts (shown with their demonstrations if asked), of at most
+        ``max_new_tokens``, else :attr:`max_new_tokens`, else :data:`ANSWER_TOKENS` tokens."""
+        max_new_tokens = max_new_tokens or self.max_new_tokens or ANSWER_TOKENS
         answers = []
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]
@@ -310,10 +422,15 @@ def _lora_base_path(adapter_dir: Path) -> Path:
 
 
 def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_alpha: int = 16,
-                 dtype: torch.dtype = torch.float32) -> CausalLMAdapter:
-    """Load ``embedded`` or a local causal LM folder (a full model or a PEFT LoRA adapter folder).
+                 dtype: torch.dtype | str = torch.float32, trust_remote_code: bool = False,
+                 attn_implementation: str | None = None, max_prompt_tokens: int | None = None,
+                 max_new_tokens: int | None = None) -> CausalLMAdapter:
+    """Load ``embedded``, a local causal LM folder (a full model or a PEFT LoRA adapter folder) or a hub id in
+    the local cache, through ``from_pretrained`` with ``local_files_only``.
 
     With ``lora=True`` a fresh LoRA adapter is added on every linear layer and only it is trainable.
+    ``trust_remote_code`` and ``attn_implementation`` are passed to ``from_pretrained`` as given;
+    ``max_prompt_tokens`` and ``max_new_tokens`` are the adapter's length limits (see the module's docstring).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -330,9 +447,12 @@ def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_
         check_complete(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir if (model_dir / "tokenizer_config.json").exists()
-                                                  else base_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, dtype=dtype)
-    except (OSError, ValueError, KeyError) as err:
+                                                  else base_dir, local_files_only=True,
+                                                  trust_remote_code=trust_remote_code)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True, dtype=dtype,
+                                                     trust_remote_code=trust_remote_code, **extra)
+    except (OSError, ValueError, KeyError, ImportError) as err:  # ImportError: an attention kernel not installed
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RetainError(f"cannot load a causal LM ({first})", file=str(model_dir)) from None
     if is_adapter_dir:
@@ -343,6 +463,9 @@ def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_
         config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules="all-linear",
                             task_type="CAUSAL_LM")
         model = get_peft_model(model, config)
-        model.peft_config["default"].base_model_name_or_path = str(base_dir.resolve())
+        # a hub id stays an id, so the adapter folder loads wherever that model is cached
+        hub = not Path(path).exists() and HUB_ID.match(str(path))
+        model.peft_config["default"].base_model_name_or_path = str(path) if hub else str(base_dir.resolve())
     model.eval()
-    return CausalLMAdapter(model, tokenizer, str(path))
+    return CausalLMAdapter(model, tokenizer, str(path), max_prompt_tokens=max_prompt_tokens,
+                           max_new_tokens=max_new_tokens)
