@@ -128,10 +128,10 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     total = steps_per_epoch * cfg.epochs
 
     if cfg.gradient_checkpointing:
-        if not hasattr(adapter.model, "gradient_checkpointing_enable"):
+        if not hasattr(adapter.model, "activation_checkpointing_enable"):
             raise RetainError("this model does not support gradient checkpointing", field="gradient_checkpointing")
         # non-reentrant checkpointing needs no input gradients, so it works under LoRA's frozen embeddings
-        adapter.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        adapter.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model = accelerator.prepare(adapter.model)
     # FSDP and DeepSpeed replace parameters when they wrap the model: the optimiser takes the prepared ones.
     params = [p for p in model.parameters() if p.requires_grad]
@@ -186,7 +186,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
                     on_step(step, total, losses[-1])
     model.eval()
     if cfg.gradient_checkpointing:
-        adapter.model.gradient_checkpointing_disable()
+        adapter.model.activation_checkpointing_disable()
     objective.after_task(adapter)
     for plugin in plugins:
         plugin.after_task(adapter, list(examples))
