@@ -147,3 +147,32 @@ def guard(seeds: int = typer.Option(3, "--seeds", help="seeds (default 3; 1 with
     from retain.cli.guard import bench
 
     bench(seeds, quick, out, make_console())
+
+
+@app.command("retention")
+def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0..N-1; mean and spread."),
+                    quick: bool = typer.Option(False, "--quick", help="A small budget (the tests' smoke run)."),
+                    recipes: list[str] = typer.Option([], "--recipe", help="Only these recipes (repeatable)."),
+                    out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
+    """The demo stream learned through a home, one learn per skill: prior-skill retention and new-skill
+    accuracy of SFT, SDFT and the protected recipes, side by side."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from retain.bench.retention import RECIPES, run_benchmark, write_results
+    from retain.errors import RetainError
+
+    for label in recipes:
+        if label not in RECIPES:
+            raise RetainError(f"unknown recipe {label!r} (known: {', '.join(RECIPES)})", field="--recipe")
+    console = Console(stderr=True)
+    results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what))
+    table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd)")
+    for column in ("recipe", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    for label, s in results["summary"].items():
+        table.add_row(label, _cell(s["new_skill_accuracy"]), _cell(s["prior_retention"]), _cell(s["acc"]),
+                      _cell(s["bwt"]), _cell(s["gate_passed"], 1), _cell(s["seconds"], 0))
+    Console().print(table)
+    for path in write_results(results, out):
+        console.print(f"wrote {path}")

@@ -1,0 +1,153 @@
+"""``retain bench retention``: the demo stream learned through a home, one ``retain learn HOME`` per skill.
+
+For each recipe and seed: a fresh home over the embedded model (its suite: the embedded probes, with the
+protection state of the recipe's consolidation methods estimated on their training splits at init), then the
+demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
+the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Read back
+from the ledger:
+
+- prior-skill retention: the probes' scores after the last learn over their scores at init (mean of the
+  ratios over the probes the base had, :func:`retain.evaluate.metrics.prior_retention`);
+- new-skill accuracy: each skill's held-out score right after it was learned (the diagonal of R);
+- ACC / BWT: the stream's matrix R (rows: after each learn; row 0 the base), :mod:`retain.evaluate.metrics`;
+- gate: how many candidates the gate passed on its own.
+
+This is the issue-8 target: the best recipe keeps at least 90% of prior-skill accuracy with new-skill accuracy
+no more than 5 points below plain SDFT's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from retain.data.jsonl import write_examples
+from retain.domains.language import Budget, demo_skills, embedded_sdft_options
+from retain.evaluate import metrics
+
+# label -> (method spec, options); the protected recipes' options were chosen on seed 0 of the demo stream
+RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "sft": ("sft", {}),
+    "sdft": ("sdft", {}),
+    "sdft+rehearsal": ("sdft+rehearsal", {}),
+    "sdft+ewc+rehearsal": ("sdft+ewc+rehearsal", {"ewc": {"lam": 1e3}}),
+}
+TEST_FRACTION = 0.2
+
+
+def _options(method: str, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {name: dict(values) for name, values in options.items()}
+    if "sdft" in method.split("+"):
+        out["sdft"] = {**embedded_sdft_options(), **out.get("sdft", {})}
+    return out
+
+
+def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True) -> dict[str, Any]:
+    """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger."""
+    from retain.home import init_home_from_model, learn_in_home
+    from retain.ledger.core import Home
+
+    method, options = RECIPES[label]
+    consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
+    root = work / f"{label}-{seed}"
+    init_home_from_model(root, "embedded", protect=consolidation)
+    stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
+                                                                          / (1 - TEST_FRACTION))), seed)
+    files = []
+    for skill in stream:
+        path = work / f"{label}-{seed}-{skill.name}.jsonl"
+        write_examples(path, skill.train + skill.test)
+        files.append(path)
+    start = time.perf_counter()
+    decisions = []
+    for path in files:
+        outcome = learn_in_home(root, path, method, options=_options(method, options), seed=seed,
+                                epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
+                                force="retention benchmark: the stream goes on", quiet=quiet)
+        decisions.append(outcome.decision.decision)
+    seconds = time.perf_counter() - start
+    home = Home.open(root)
+    versions = [home.version(f"v{i}")["record"] for i in range(1, len(files) + 2)]
+    names = [s.name for s in stream]
+    R = [[v["scores"]["skills"].get(n, 0.0) for n in names] for v in versions]
+    probes = sorted(versions[0]["scores"]["probes"])
+    P = [[v["scores"]["probes"][p] for p in probes] for v in versions]
+    summary = {**metrics.summarize(R), "new_skill_accuracy": statistics.fmean(R[i + 1][i] for i in range(len(names))),
+               "prior_retention": metrics.prior_retention(P[0], P[-1]), "seconds": seconds,
+               "gate_passed": sum(d == "accepted" for d in decisions)}
+    return {"label": label, "method": method, "options": options, "seed": seed, "skills": names, "probes": probes,
+            "R": R, "probe_R": P, "decisions": decisions, "summary": summary}
+
+
+def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds; the results document."""
+    import torch
+
+    labels = labels or list(RECIPES)
+    budget = Budget(n_train=64, n_test=16, epochs=1) if quick else Budget()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="retain-retention-"))
+    runs: list[dict[str, Any]] = []
+    try:
+        for seed in range(seeds):
+            for label in labels:
+                if progress:
+                    progress(f"{label} seed {seed}")
+                runs.append(run_one(label, seed, budget, work))
+    finally:
+        torch.set_num_threads(threads)
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {}
+    for label in labels:
+        mine = [r["summary"] for r in runs if r["label"] == label]
+        summary[label] = {key: _mean_std([m[key] for m in mine]) for key in mine[0]}
+    return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+            "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
+                       "test_fraction": TEST_FRACTION},
+            "recipes": {label: {"method": RECIPES[label][0], "options": RECIPES[label][1]} for label in labels},
+            "runs": runs, "summary": summary}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {"mean": float("nan"), "std": float("nan")}
+    return {"mean": statistics.fmean(finite), "std": statistics.stdev(finite) if len(finite) > 1 else 0.0}
+
+
+def write_results(results: dict[str, Any], out: Path) -> list[Path]:
+    """``retention.json`` (undefined metrics as null) and ``retention.png`` (prior retention against new-skill
+    accuracy, one point per recipe with its spread, the 90% target drawn)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "retention.json"
+    path.write_text(json.dumps(results, indent=2, default=lambda v: None).replace("NaN", "null") + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for label, s in results["summary"].items():
+        x, y = s["new_skill_accuracy"], s["prior_retention"]
+        ax.errorbar(x["mean"], y["mean"], xerr=x["std"], yerr=y["std"], fmt="o", capsize=3)
+        ax.annotate(label, (x["mean"], y["mean"]), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.axhline(0.9, linestyle="--", color="grey", linewidth=1)
+    ax.text(0.01, 0.905, "target: 90% of prior-skill accuracy kept", fontsize=8, color="grey")
+    ax.set_xlabel("new-skill accuracy (held out, right after learning)")
+    ax.set_ylabel("prior-skill retention after the stream")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Demo stream through a home ({len(results['seeds'])} seeds, mean ± sd)")
+    fig.tight_layout()
+    png = out / "retention.png"
+    fig.savefig(png, dpi=120)
+    plt.close(fig)
+    return [path, png]
