@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 from typer.core import TyperCommand
+
+from retain.cli import usage
+from retain.errors import RetainError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -19,13 +22,27 @@ app = typer.Typer(name="bench", no_args_is_help=True, help="The tables we publis
 
 
 @app.command("speed")
-def bench_speed(examples: int = typer.Option(64, "--examples", help="Training examples per method."),
+def bench_speed(examples: int = typer.Option(64, "--examples", callback=usage.number(minimum=1),
+                                             help="Training examples per method."),
+                model: str = typer.Option("embedded", "--model",
+                                          help="`embedded`, a local causal LM folder or a cached hub id."),
+                data: Optional[Path] = typer.Option(None, "--data",
+                                                    help="Skill JSONL to train on (default: the demo's first skill)."),
+                batch_size: int = typer.Option(16, "--batch-size", callback=usage.number(minimum=1)),
+                max_new_tokens: int = typer.Option(24, "--max-new-tokens", callback=usage.number(minimum=1),
+                                                   help="SDFT's rollout length."),
+                dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32."),
                 lora: bool = typer.Option(False, "--lora"),
                 out: Path = typer.Option(Path("results/speed"), "--out")) -> None:
-    """Time per training example and peak memory for SFT and SDFT on the embedded model, side by side."""
-    from retain.bench.speed import run_speed
+    """Time per training example and peak memory for SFT and SDFT on one model, side by side."""
+    from retain.bench.speed import SpeedSetup, run_speed
+    from retain.recipe import DTYPES
 
-    run_speed(examples=examples, lora=lora, out=out)
+    if dtype not in DTYPES:
+        raise RetainError(f"must be one of {', '.join(DTYPES)}, got {dtype!r}", field="--dtype")
+    run_speed(SpeedSetup(model=model, data=None if data is None else str(data), examples=examples,
+                         batch_size=batch_size, max_new_tokens=max_new_tokens, lora=lora, dtype=dtype), out=out,
+              console=make_console())
 
 
 def _cell(stat: dict[str, float], digits: int = 3) -> str:
