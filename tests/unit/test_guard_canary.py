@@ -70,12 +70,12 @@ def test_scan_triggers_add_tokens_the_flagged_lines_share():
 
 def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, tmp_path, new_home,
                                                          change_one_layer):
-    """A backdoored candidate refused at the gate, the reason and the flagged lines (with their hashes) in the
-    audit log; the same lines taken out of the skill unless accepted with a reason."""
+    """A backdoored candidate refused at the gate, the reason and the screen (flagged lines with their hashes) in
+    the audit log; the same lines taken out of the skill unless accepted with a reason."""
     import hashlib
     import json
 
-    from retain.guard.home import canaries, quarantine
+    from retain.guard.home import canaries, quarantine, without_lines
     from retain.ledger.operations import Candidate, record_candidate
     from retain.ledger.store import known_scores
     from retain.ledger.verify import verify
@@ -106,8 +106,9 @@ def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, 
             champion_scores={**champion, "skills": {"rotr": 0.0}}, screen=kept.record(), canary_checks=rows))
     assert not outcome.promoted and outcome.decision.reasons[0].startswith("canary 'cf' (scan)")
     events = [json.loads(line)["payload"] for line in (home.root / "audit.jsonl").read_text().splitlines()]
-    screened = next(e for e in events if e["type"] == "screened")
+    screened = next(e for e in events if e["type"] == "version_created" and e["version"] == "v2")["record"]["screen"]
     assert screened["accepted_flagged"] == "testing the canary" and screened["flagged"] == 32
+    assert without_lines(skill, data, dropped.lines).train == dropped.skill.train
     gate = next(e for e in events if e["type"] == "gate_decision")
     assert gate["decision"] == "rejected" and gate["reasons"] == outcome.decision.reasons
     assert home.champion() == "v1" and verify(home.root).ok

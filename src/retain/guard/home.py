@@ -49,18 +49,26 @@ def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
     raw = Path(data).read_bytes().decode("utf-8-sig").splitlines()
     lines = [{"line": line.line, "sha256": sha256_bytes(raw[line.line - 1].encode("utf-8")), "reasons": line.reasons}
              for line in report.flagged]
-    flagged = {(examples[numbers.index(line["line"])].prompt, examples[numbers.index(line["line"])].demonstration)
-               for line in lines}
-    kept = skill
-    if flagged and accept_flagged is None:
-        def keep(part: list[Example]) -> list[Example]:
-            return [e for e in part if (e.prompt, e.demonstration) not in flagged]
-        kept = Skill(name=skill.name, train=keep(skill.train), test=keep(skill.test), scorer=skill.scorer,
-                     with_demonstration=skill.with_demonstration)
-        if not kept.train or not kept.test:
-            raise RetainError(f"the screen flagged {len(lines)} of {len(examples)} lines, leaving too few to "
-                              "learn from; see retain guard scan, or pass --accept-flagged REASON", file=str(data))
+    kept = skill if accept_flagged is not None else without_lines(skill, data, lines)
+    if not kept.train or not kept.test:
+        raise RetainError(f"the screen flagged {len(lines)} of {len(examples)} lines, leaving too few to "
+                          "learn from; see retain guard scan, or pass --accept-flagged REASON", file=str(data))
     return Quarantine(kept, lines, accept_flagged, report, scan_triggers(report, examples, numbers))
+
+
+def without_lines(skill: Skill, data: Path, lines: list[dict[str, Any]]) -> Skill:
+    """``skill`` (read from ``data``) without the examples on ``lines`` (``{"line": N, ...}``, 1-based), in both
+    splits: what a learn trained on, rebuilt from the stored file and the record's ``screen.quarantined``."""
+    if not lines:
+        return skill
+    examples, numbers = numbered_examples(data)
+    at = dict(zip(numbers, examples))
+    dropped = {(at[line["line"]].prompt, at[line["line"]].demonstration) for line in lines}
+
+    def keep(part: list[Example]) -> list[Example]:
+        return [e for e in part if (e.prompt, e.demonstration) not in dropped]
+    return Skill(name=skill.name, train=keep(skill.train), test=keep(skill.test), scorer=skill.scorer,
+                 with_demonstration=skill.with_demonstration)
 
 
 def canaries(candidate: Any, champion: Any, suite: list[Skill], found: Quarantine,

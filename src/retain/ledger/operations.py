@@ -38,7 +38,8 @@ class Candidate:
     data: list[tuple[str, Path]] = field(default_factory=list)
     wall_seconds: float = 0.0
     protection: bytes | None = None
-    # The guard's verdicts (:mod:`retain.guard.home`): the screen's record and the canaries' gate checks.
+    # The guard's verdicts (:mod:`retain.guard.home`): the screen's record (kept in the version's record, so
+    # reproduce can drop the same quarantined lines) and the canaries' gate checks.
     screen: dict[str, Any] | None = None
     canary_checks: list[dict[str, Any]] = field(default_factory=list)
 
@@ -119,14 +120,12 @@ def record_candidate(home: Home, candidate: Candidate, force: str | None = None)
                      seed=candidate.seed, lora=candidate.lora, options=candidate.options, config=candidate.config,
                      data=data, suite_added=[spec], suite=suite_names, scores=candidate.scores,
                      wall_seconds=candidate.wall_seconds)
+    if candidate.screen is not None:
+        record["screen"] = candidate.screen
     policy = home.policy()
     decision = decide(policy, candidate.skill.name, _checked_scores(candidate.champion_scores), record["scores"],
                       force, candidate.canary_checks)
-    events: list[dict[str, Any]] = []
-    if candidate.screen is not None:
-        # Quarantined lines (number, SHA-256 of the line, reasons) are on the record even when nothing is promoted.
-        events.append({"type": "screened", "version": name, **candidate.screen})
-    events += [
+    events: list[dict[str, Any]] = [
         {"type": "version_created", "version": name, "record": record},
         {"type": "gate_decision", "version": name, "champion": parent, "decision": decision.decision,
          "reasons": decision.reasons, "checks": decision.checks, "policy": policy.to_dict(),
