@@ -213,3 +213,19 @@ def test_every_entry_of_a_keyed_home_is_signed(tmp_path, config, new_home, learn
     assert len(lines) == 8 and all(key.check(line) for line in lines)
     assert verify(root).ok
     assert key_file.exists()
+
+
+def test_key_sign_starts_signing_a_home_made_before_the_key(tmp_path, config, new_home, learn, change_one_layer):
+    from retain.ledger.anchors import sign_home
+
+    root = make_home(tmp_path, new_home, learn, change_one_layer)
+    assert verify(root).notes[0].startswith("the audit log is not signed")
+    with pytest.raises(RetainError, match="no signing key"):
+        sign_home(root)
+    keys.init()
+    assert sign_home(root) == 9
+    report = verify(root)
+    assert report.ok and "entries 1-8 predate the signing key" in report.notes
+    # From now on an unsigned append is caught, as in a home keyed from the start.
+    rewrite(root, promote_v3)
+    assert verify(root).problems[0].startswith("audit.jsonl:10: not signed, though every entry from 9 on must be")
