@@ -53,11 +53,11 @@ def test_init_estimates_state_on_the_suite_and_rehearsal_never_sees_a_test_promp
     assert extra["learned"] == 1 and any(float(t.abs().sum()) > 0 for k, t in tensors.items() if ".importance." in k)
     test_prompts = {e.prompt for skill in home.suite() for e in skill.test}
     for version in ("v1", "v2", "v3"):
-        rehearsed = _state(home, version)["rehearsal"][1]["prompts"]
+        rehearsed = [item for group in _state(home, version)["rehearsal"][1]["groups"] for item in group]
         # a prompt shown with its demonstration is the template's text, whose first line is the query
         queries = {text.split("\n")[0] if shown else text for text, shown in rehearsed}
         assert rehearsed and not queries & test_prompts
-    shown = [text for text, flag in _state(home, "v1")["rehearsal"][1]["prompts"] if flag]
+    shown = [text for group in _state(home, "v1")["rehearsal"][1]["groups"] for text, flag in group if flag]
     assert shown and all("This is an example for a response" in text for text in shown)
 
 
@@ -72,8 +72,9 @@ def test_each_learn_continues_the_champions_state_and_it_survives_reopening(prot
     assert any(torch.any(f3[k] > f2[k]) for k in importances)
     notes = home.version("v3")["record"]["config"]["protection"]["notes"]
     assert notes == ["ewc: continues the champion's state", "rehearsal: continues the champion's state"]
-    # the second skill's training prompts joined the rehearsal buffer's stream
-    assert _state(home, "v3")["rehearsal"][1]["offered"] > _state(home, "v2")["rehearsal"][1]["offered"]
+    # each skill's training prompts joined the rehearsal buffer as a group of their own, next to the suite's
+    groups = [len(_state(home, v)["rehearsal"][1]["groups"]) for v in ("v1", "v2", "v3")]
+    assert groups == [1, 2, 3]
 
 
 def test_rollback_brings_back_the_matching_state(protected_home, tmp_path):

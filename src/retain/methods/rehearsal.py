@@ -10,9 +10,12 @@ Followed:
   model's own outputs recorded before the new task starts, so training keeps the new model close to the
   pre-task model on old inputs.
 
-What the buffer holds is prompts only (a uniform reservoir, Vitter's Algorithm R, of every prompt offered):
-the prior-competence data a learn names (``--protect``, a home's suite training splits) and, after each
-task, that task's training prompts. ``before_task`` answers every stored prompt greedily with the current
+What the buffer holds is prompts only, one group per source: the prior-competence data a learn names
+(``--protect``, a home's suite training splits) and, after each task, that task's training prompts. Groups
+share the ``size`` fairly (water-filling; each keeps a seeded uniform sample of itself), as per-task episodic
+memories do (Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019): with one reservoir
+over everything offered, the base's few hundred prompts were outnumbered by each new task's and faded from
+the buffer within two tasks. ``before_task`` answers every stored prompt greedily with the current
 (pre-task) model; ``mix`` adds ``ratio`` of those answered examples per new example to every batch. Under SFT
 they are trained on with cross-entropy; under SDFT the teacher is shown the pre-task model's own answer as the
 demonstration and the student's on-policy samples are distilled toward it. A probe of demonstration use is
@@ -33,7 +36,7 @@ import torch
 
 from retain.data.skills import Example
 from retain.methods.base import Consolidation
-from retain.methods.replay import Reservoir, example_bytes
+from retain.methods.replay import example_bytes
 
 
 @dataclass(frozen=True)
@@ -66,20 +69,43 @@ class Rehearsal(Consolidation):
 
     def __init__(self, config: "Rehearsal.Config | None" = None) -> None:
         super().__init__(config)
-        self.buffer = Reservoir(self.config.size, self.config.seed)
+        # one group of prompts per source offered (the protected data, then each task), balanced in size
+        self.groups: list[list[tuple[str, bool]]] = []
+        self.rng = random.Random(self.config.seed)
         # answered by the pre-task model in before_task; held only while a task trains
         self.answered: list[Rehearsed] = []
 
+    @property
+    def items(self) -> list[tuple[str, bool]]:
+        """Every stored prompt, with whether it already shows a demonstration."""
+        return [item for group in self.groups for item in group]
+
     def offer(self, examples: list[Any]) -> None:
-        """Offer the examples' prompts to the reservoir, each distinct prompt once."""
-        held = set(self.buffer.items)
+        """Store the examples' distinct prompts as a new group, then shrink the groups to fair shares."""
+        held = set(self.items)
+        group: list[tuple[str, bool]] = []
         for item in ((e.prompt, bool(getattr(e, "shown", False))) for e in examples):
             if item not in held:
-                self.buffer.add(item)
-                held = set(self.buffer.items)
+                held.add(item)
+                group.append(item)
+        if group:
+            self.groups.append(group)
+            self._balance()
+
+    def _balance(self) -> None:
+        """Water-filling: groups under an equal share keep everything, the rest split what is left; each group
+        keeps a seeded uniform sample of itself."""
+        room, pending = self.config.size, sorted(range(len(self.groups)), key=lambda g: len(self.groups[g]))
+        quota: dict[int, int] = {}
+        for rank, g in enumerate(pending):
+            share = room // (len(pending) - rank)
+            quota[g] = min(len(self.groups[g]), share)
+            room -= quota[g]
+        self.groups = [group if len(group) <= quota[g] else self.rng.sample(group, quota[g])
+                       for g, group in enumerate(self.groups)]
 
     def before_task(self, adapter: Any) -> None:
-        items = list(self.buffer.items)
+        items = self.items
         answers = adapter.answer([Example(prompt=p, demonstration="") for p, _ in items],
                                  max_new_tokens=self.config.max_new_tokens) if items else []
         self.answered = [Rehearsed(prompt=p, demonstration=a, shown=shown)
@@ -96,23 +122,20 @@ class Rehearsal(Consolidation):
         self.offer(examples)
 
     def memory_bytes(self) -> int:
-        return sum(example_bytes(p) for p in self.buffer.items) + sum(example_bytes(e) for e in self.answered)
+        return sum(example_bytes(p) for p in self.items) + sum(example_bytes(e) for e in self.answered)
 
     # -- state kept between runs: the prompts, how many were offered, the reservoir's generator -------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {}
 
     def extra_state(self) -> dict[str, Any]:
-        version, internal, gauss = self.buffer.rng.getstate()
-        return {"prompts": [[p, shown] for p, shown in self.buffer.items], "offered": self.buffer.offered,
+        version, internal, gauss = self.rng.getstate()
+        return {"groups": [[[p, shown] for p, shown in group] for group in self.groups],
                 "rng": [version, list(internal), gauss]}
 
     def load_state(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
-        prompts = [(str(p), bool(shown)) for p, shown in extra["prompts"]]
         version, internal, gauss = extra["rng"]
-        self.buffer.rng.setstate((version, tuple(internal), gauss))
-        if len(prompts) > self.config.size:
-            # a smaller buffer than the saved one: a uniform subsample of a uniform sample is still uniform
-            prompts = self.buffer.rng.sample(prompts, self.config.size)
-        self.buffer.items = prompts
-        self.buffer.offered = int(extra["offered"])
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.groups = [[(str(p), bool(shown)) for p, shown in group] for group in extra["groups"]]
+        # a smaller buffer than the saved one keeps fair shares of seeded uniform samples
+        self._balance()
