@@ -93,7 +93,7 @@ def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, 
     raw = data.read_text().splitlines()
     assert all(line["sha256"] == hashlib.sha256(raw[line["line"] - 1].encode()).hexdigest() for line in dropped.lines)
     kept = quarantine(embedded_lm, data, skill, probes, accept_flagged="testing the canary")
-    assert kept.skill is skill and kept.record()["quarantined"] == [] and kept.record()["flagged"] == 32
+    assert kept.skill is skill and not kept.record()["quarantined"] and len(kept.record()["flagged"]) == 32
 
     result, rows = canaries(models["backdoored"], embedded_lm, probes + [Skill("rotr", test=suite[:20])], kept)
     assert result.decision == "rejected" and any(not r["passed"] and r["kind"] == "canary" for r in rows)
@@ -107,8 +107,19 @@ def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, 
     assert not outcome.promoted and outcome.decision.reasons[0].startswith("canary 'cf' (scan)")
     events = [json.loads(line)["payload"] for line in (home.root / "audit.jsonl").read_text().splitlines()]
     screened = next(e for e in events if e["type"] == "version_created" and e["version"] == "v2")["record"]["screen"]
-    assert screened["accepted_flagged"] == "testing the canary" and screened["flagged"] == 32
+    assert screened["accepted_flagged"] == "testing the canary" and screened["flagged"] == kept.lines
+    accepted = next(e for e in events if e["type"] == "flagged_accepted")
+    assert accepted["reason"] == "testing the canary" and accepted["lines"][0]["sha256"] == kept.lines[0]["sha256"]
     assert without_lines(skill, data, dropped.lines).train == dropped.skill.train
     gate = next(e for e in events if e["type"] == "gate_decision")
     assert gate["decision"] == "rejected" and gate["reasons"] == outcome.decision.reasons
     assert home.champion() == "v1" and verify(home.root).ok
+    with home.writing("learn"):
+        record_candidate(home, Candidate(
+            folder=change_one_layer(base, tmp_path / "m3", delta=0.02), kind="full", method="sft",
+            skill=dropped.skill, scores={"probes": champion["probes"], "skills": {"rotr": 0.9}},
+            champion_scores={**champion, "skills": {"rotr": 0.0}}, screen=dropped.record()))
+    held = [json.loads(line)["payload"] for line in (home.root / "audit.jsonl").read_text().splitlines()][-4]
+    assert held["type"] == "quarantined" and held["reason"] is None
+    assert [line["line"] for line in held["lines"]] == sorted(i + 1 for i in planted.poisoned)
+    assert home.champion() == "v3" and verify(home.root).ok

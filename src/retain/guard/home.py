@@ -31,9 +31,10 @@ class Quarantine:
     triggers: dict[str, list[str]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
-        """What the home's audit log keeps about the screen."""
-        return {"quarantined": [] if self.accepted else self.lines, "flagged": len(self.lines),
-                "accepted_flagged": self.accepted, "summary": self.report.summary()}
+        """What the version's record keeps about the screen: every flagged line (number, SHA-256, reasons),
+        whether they were held back, and the reason they were accepted if they were not."""
+        return {"flagged": self.lines, "quarantined": self.accepted is None, "accepted_flagged": self.accepted,
+                "summary": self.report.summary()}
 
 
 def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
@@ -58,7 +59,8 @@ def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
 
 def without_lines(skill: Skill, data: Path, lines: list[dict[str, Any]]) -> Skill:
     """``skill`` (read from ``data``) without the examples on ``lines`` (``{"line": N, ...}``, 1-based), in both
-    splits: what a learn trained on, rebuilt from the stored file and the record's ``screen.quarantined``."""
+    splits: what a learn trained on, rebuilt from the stored file and the record's ``screen.flagged`` when
+    ``screen.quarantined``."""
     if not lines:
         return skill
     examples, numbers = numbered_examples(data)
