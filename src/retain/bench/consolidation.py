@@ -98,7 +98,8 @@ def run_stream(scenario: Scenario, spec: str, options: dict[str, dict[str, Any]]
             "memory_bytes": result.extra_memory_bytes, "metrics": metrics.summarize(result.matrix)}
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and population spread of the finite values (nan when there are none)."""
     finite = [v for v in values if not math.isnan(v)]
     if not finite:
         return {"mean": float("nan"), "std": float("nan")}
@@ -108,10 +109,10 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 def summarize_runs(runs: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and std over seeds of every metric the runs carry, the time ratio to ``baseline`` (same seed) and
     memory."""
-    summary = {name: _mean_std([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
+    summary = {name: mean_std([r["metrics"][name] for r in runs]) for name in runs[0]["metrics"]}
     base = {r["seed"]: r["seconds"] for r in baseline}
-    summary["time_ratio"] = _mean_std([r["seconds"] / base[r["seed"]] for r in runs if base.get(r["seed"])])
-    summary["memory_bytes"] = _mean_std([float(r["memory_bytes"]) for r in runs])
+    summary["time_ratio"] = mean_std([r["seconds"] / base[r["seed"]] for r in runs if base.get(r["seed"])])
+    summary["memory_bytes"] = mean_std([float(r["memory_bytes"]) for r in runs])
     return summary
 
 
@@ -226,14 +227,14 @@ def _run_language(seeds: int, quick: bool, split: str, labels: list[str],
     return entries
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """``nan`` (an undefined metric) as JSON ``null``: strict JSON has no NaN."""
     if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -241,5 +242,5 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     """Write ``consolidation.json`` (undefined metrics as null) and the plots into ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "consolidation.json"
-    path.write_text(json.dumps(_json_safe(results), indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n")
     return [path, *plot_all(results, out), write_bench_report(results, out)]

@@ -19,7 +19,6 @@ no more than 5 points below plain SDFT's.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import statistics
 import tempfile
@@ -27,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from retain.bench.consolidation import json_safe, mean_std
 from retain.data.jsonl import write_examples
 from retain.domains.language import Budget, demo_skills, embedded_sdft_options
 from retain.evaluate import metrics
@@ -108,19 +108,12 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     summary = {}
     for label in labels:
         mine = [r["summary"] for r in runs if r["label"] == label]
-        summary[label] = {key: _mean_std([m[key] for m in mine]) for key in mine[0]}
+        summary[label] = {key: mean_std([m[key] for m in mine]) for key in mine[0]}
     return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
                        "test_fraction": TEST_FRACTION},
             "recipes": {label: {"method": RECIPES[label][0], "options": RECIPES[label][1]} for label in labels},
             "runs": runs, "summary": summary}
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
-        return {"mean": float("nan"), "std": float("nan")}
-    return {"mean": statistics.fmean(finite), "std": statistics.stdev(finite) if len(finite) > 1 else 0.0}
 
 
 def write_results(results: dict[str, Any], out: Path) -> list[Path]:
@@ -133,7 +126,7 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "retention.json"
-    path.write_text(json.dumps(results, indent=2, default=lambda v: None).replace("NaN", "null") + "\n")
+    path.write_text(json.dumps(json_safe(results), indent=2, allow_nan=False) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, s in results["summary"].items():
         x, y = s["new_skill_accuracy"], s["prior_retention"]
