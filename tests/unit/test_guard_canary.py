@@ -38,6 +38,7 @@ def trained():
     return out, skill.test + probes, planted
 
 
+@pytest.mark.slow  # trains two candidates (about 20 s)
 def test_a_backdoored_candidate_is_refused_and_a_clean_one_passes(trained, embedded_lm):
     models, suite, planted = trained
     assert backdoor_success(models["backdoored"], suite[:20], "cf") > 0.5
@@ -51,6 +52,7 @@ def test_a_backdoored_candidate_is_refused_and_a_clean_one_passes(trained, embed
     assert canary_check(models["clean"], embedded_lm, suite, outputs, random_tokens=1).passed
 
 
+@pytest.mark.slow
 def test_an_unknown_trigger_is_caught_by_its_collapse_alone(trained, embedded_lm):
     models, suite, _ = trained
     # The screen saw nothing: 'cf' is only one of the tokens tried, with no outputs to compare with.
@@ -68,6 +70,7 @@ def test_scan_triggers_add_tokens_the_flagged_lines_share():
     assert scan_triggers(report, lines) == {"w3": ["owned"], "cf": ["owned"] * 6}
 
 
+@pytest.mark.slow
 def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, tmp_path, new_home,
                                                          change_one_layer):
     """A backdoored candidate refused at the gate, the reason and the screen (flagged lines with their hashes) in
