@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from accelerate import PartialState
 from rich.console import Console
 
 from retain.data.jsonl import read_examples, read_skill
@@ -29,6 +28,7 @@ from retain.models.causal_lm import CausalLMAdapter, resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
 from retain.run import RunResult, run
 from retain.seeding import seed_everything
+from retain.train.loop import process_state
 
 RECIPE_FILE = "retain_recipe.json"
 
@@ -70,7 +70,7 @@ def learn_skill(recipe: Recipe, skill: Skill, *, quiet: bool = False, adapter: A
     """Teach the recipe's model ``skill`` (one task of :func:`retain.run.run`); score its held-out split before
     and after. Nothing is written. ``adapter``/``methods`` continue a loaded model and stateful methods;
     ``protect`` is what the model already knows, protected by every consolidation plugin before training."""
-    quiet = quiet or not PartialState().is_main_process
+    quiet = quiet or not process_state(recipe.model.device).is_main_process
     scenario = skills_scenario(skill.name, [skill])
     scenario.protect = list(protect or [])
     result = run(scenario, recipe, adapter=adapter, methods=methods, quiet=quiet)
@@ -161,7 +161,7 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
     result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction},
                          protect=[str(p) for p in protect or []])
     # Under a multi-process launch every process trained the same weights; one writes them.
-    if out_path is not None and PartialState().is_main_process:
+    if out_path is not None and process_state(recipe.model.device).is_main_process:
         result.adapter.save(out_path)
         (out_path / RECIPE_FILE).write_text(json.dumps(result.config, indent=2, sort_keys=True) + "\n")
         result.out = str(out_path)

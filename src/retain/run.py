@@ -16,14 +16,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from accelerate import PartialState
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from retain.evaluate import metrics
 from retain.recipe import Recipe
 from retain.scenario import Scenario, Task
 from retain.seeding import derived_seed, seed_everything
-from retain.train.loop import train_task
+from retain.train.loop import process_state, train_task
 
 
 @dataclass
@@ -77,7 +76,7 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
     """
     recipe.validate()
     seed_everything(recipe.seed)
-    main = PartialState().is_main_process
+    main = process_state(recipe.model.device).is_main_process
     quiet = quiet or not main
     objective, plugins = methods if methods is not None else recipe.methods()
     adapter = adapter if adapter is not None else scenario.make_adapter(recipe)

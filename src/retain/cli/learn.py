@@ -99,10 +99,9 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
 
     options = usage.parse_sets(set_)
     if is_home(model):
-        from accelerate import PartialState
-
         from retain.home import learn_in_home
-        if PartialState().num_processes > 1:
+        from retain.train.loop import process_state
+        if process_state(device).num_processes > 1:
             raise RetainError("a home learns in one process; under a multi-process launch use --out", field="MODEL")
         for flag, value, default in (("--dtype", dtype, "auto"), ("--device", device, "auto"),
                                      ("--mixed-precision", mixed_precision, "no"), ("--grad-accum", grad_accum, 1),

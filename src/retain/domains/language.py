@@ -64,13 +64,13 @@ def resolve_device(name: str) -> Any:
     for ``cuda`` or ``mps`` where there is none is an error naming ``--device``.
     """
     import torch
-    from accelerate import PartialState
 
     from retain.errors import RetainError
+    from retain.train.loop import process_state
 
     if name == "cpu":
         return torch.device("cpu")
-    device = PartialState().device
+    device = process_state(name).device
     if name != "auto" and device.type != name:
         raise RetainError(f"{name} is not available on this machine (found {device.type})", field="--device")
     return device

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
 
 from retain.errors import RetainError, check
@@ -76,6 +76,18 @@ def _lr_lambda(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+def process_state(device: str = "auto") -> PartialState:
+    """This process's place in a launch (rank, number of processes, main or not), set up on first use.
+
+    Accelerate fixes the process group's kind when the state is first made: only a state made for the CPU
+    joins a ``torchrun``/``accelerate launch`` group over gloo, so it is made for the CPU when the run asks
+    for the CPU or the machine has no CUDA or MPS device (and for that device otherwise). Every caller
+    goes through here so the first one cannot get it wrong.
+    """
+    accelerated = torch.cuda.is_available() or torch.backends.mps.is_available()
+    return PartialState(cpu=device == "cpu" or not accelerated)
+
+
 def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
     """An Accelerator on the CPU or on the default accelerator (CUDA, MPS), with ``mixed_precision``.
 
@@ -83,6 +95,7 @@ def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
     one process (a test session, a benchmark comparing precisions) may ask for several, so a refused one
     resets that state (never the process group, which ``accelerate launch`` set up) and is built again.
     """
+    process_state("cpu" if cpu else "auto")
     try:
         return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     except ValueError:
