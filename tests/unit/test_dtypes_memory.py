@@ -121,7 +121,7 @@ def test_grad_accum_and_checkpointing_leave_the_step_unchanged(tiny_adapter):
 def test_mixed_precision_reaches_the_training_forward(tiny_adapter):
     _, fp32 = _trained(tiny_adapter)
     _, bf16 = _trained(tiny_adapter, mixed_precision="bf16")
-    # the loss under bf16 autocast is close to, but not, the float32 one: the forward ran the prepared module
+    # the loss under bf16 autocast is close to, but not, the float32 one: the Accelerator's autocast ran
     assert bf16.losses[0] == pytest.approx(fp32.losses[0], rel=0.05) and bf16.losses[0] != fp32.losses[0]
 
 

@@ -232,7 +232,7 @@ class CausalLMAdapter:
 
     def _forward_module(self) -> nn.Module:
         """The teacher inside :meth:`teacher_view`; the prepared module for forwards that carry gradients
-        inside :meth:`training_forward` (so DDP synchronises them and mixed precision applies); else the model."""
+        inside :meth:`training_forward` (so DDP synchronises their gradients); else the model."""
         if self._scorer is not None:
             return self._scorer
         if self._train_module is not None and torch.is_grad_enabled():

@@ -122,8 +122,8 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     """Train ``adapter`` on one task's ``examples`` with ``objective`` plus every plugin's hooks.
 
     The Accelerator (default: on the device the model is on, with ``cfg.mixed_precision``) prepares the model
-    and the optimiser; forwards that carry gradients run the prepared module (Accelerate's contract: DDP
-    averages gradients and autocast applies only there). Each step's loss is the mean over the global batch:
+    and the optimiser; forwards that carry gradients run the prepared module (Accelerate's contract: only
+    then does DDP average the processes' gradients). Each step's loss is the mean over the global batch:
     ``grad_accum`` micro-batches are weighted by their share of this process's slice, gradients synchronise
     once, after the last. ``on_step(step, total, loss)`` is called after each optimiser step
     (:func:`retain.run.run` draws progress bars with it).
