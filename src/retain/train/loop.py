@@ -145,12 +145,12 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
             raise RetainError("this model does not support gradient checkpointing", field="gradient_checkpointing")
         # non-reentrant checkpointing needs no input gradients, so it works under LoRA's frozen embeddings
         adapter.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    model = accelerator.prepare(adapter.model)
-    # FSDP and DeepSpeed replace parameters when they wrap the model: the optimiser takes the prepared ones.
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(list(adapter.trainable_parameters().values()), lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
-    optimizer = accelerator.prepare(optimizer)
+    # One call: FSDP2 and DeepSpeed replace the parameters when they wrap the model and must see both.
+    model, optimizer = accelerator.prepare(adapter.model, optimizer)
+    params = [p for p in model.parameters() if p.requires_grad]
     model.train()
 
     objective.before_task(adapter)
