@@ -145,3 +145,15 @@ def test_cli_rejects_bad_values_in_one_line(tmp_path, args, option):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"retain: error: {option}"), out.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_eval_on_a_missing_device_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    data = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "demonstration": "a"}])
+    out = subprocess.run([sys.executable, "-m", "retain", "eval", "embedded", str(data), "--device", "cuda"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "retain: error: --device: cuda is not available on this machine (found cpu)"], out.stderr
