@@ -16,7 +16,8 @@ that samples shorter completions does less work.
 
 Levers (rows of retain only): generation without early stop (every rollout runs to ``--max-new-tokens``, which
 is what early stop saves) and the EMA teacher (the paper's default, one parameter update per step on top of
-the frozen teacher). SFT on the same examples and batch gives the SDFT/SFT ratio.
+the frozen teacher), and retain's deterministic kernels turned off (``seed_everything`` turns them on so CPU
+runs repeat bit for bit; TRL does not). SFT on the same examples and batch gives the SDFT/SFT ratio.
 """
 
 from __future__ import annotations
@@ -86,13 +87,27 @@ def run_trl(setup: Setup) -> dict[str, Any]:
             "rollout_tokens": sum(lengths) / len(lengths) if lengths else float("nan")}
 
 
-def run_retain(setup: Setup, method: str, *, teacher: str = "frozen", early_stop: bool = True) -> dict[str, Any]:
-    """retain's SFT or SDFT on the setup through :func:`retain.run.run`, as ``retain learn`` trains."""
+def run_retain(setup: Setup, method: str, *, teacher: str = "frozen", early_stop: bool = True,
+               deterministic: bool = True) -> dict[str, Any]:
+    """retain's SFT or SDFT on the setup through :func:`retain.run.run`, as ``retain learn`` trains.
+
+    ``deterministic=False`` turns off the deterministic kernels that :func:`retain.seeding.seed_everything`
+    turns on for bit-for-bit repeatable runs (TRL does not use them)."""
+    import torch
+
+    import retain.run as run_module
     from retain.domains import language
     from retain.recipe import Recipe
     from retain.run import run
+    from retain.seeding import seed_everything as seeded
+
+    def seed_everything_lever(seed: int) -> torch.Generator:
+        generator = seeded(seed)
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        return generator
+
+    run_module.seed_everything = seed_everything_lever
     from retain.scenario import Scenario, Task
-    from retain.seeding import seed_everything
 
     rows = examples(setup)
     options = {"sdft": {"teacher": teacher, "alpha": 0.0, "top_k": None, "skip_tokens": 0,
@@ -101,7 +116,7 @@ def run_retain(setup: Setup, method: str, *, teacher: str = "frozen", early_stop
     recipe = Recipe.for_model(setup.model, method, seed=0, options=options, lr=LR, epochs=1,
                               batch_size=setup.batch_size, spec={"dtype": "float32"})
     scenario = Scenario("language", "trl-comparison", "timing", [Task("speed", rows)], language.load_model)
-    seed_everything(0)
+    seed_everything_lever(0)
     adapter = language.load_model(recipe)
     if not early_stop:  # every rollout runs to max_new_tokens: what stopping at EOS saves
         adapter.model.generate = functools.partial(adapter.model.generate, min_new_tokens=setup.max_new_tokens)
@@ -116,6 +131,7 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "sdft": ("retain SDFT", "sdft", {}),
     "no-early-stop": ("retain SDFT, no early stop", "sdft", {"early_stop": False}),
     "ema": ("retain SDFT, EMA teacher", "sdft", {"teacher": "ema"}),
+    "nondeterministic": ("retain SDFT, deterministic kernels off", "sdft", {"deterministic": False}),
     "sft": ("retain SFT", "sft", {}),
 }
 
