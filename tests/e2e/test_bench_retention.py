@@ -14,7 +14,7 @@ import pytest
 def test_quick_retention_bench_through_a_home(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "retain", "bench", "retention", "--quick", "--seeds", "1", "--out", str(tmp_path)]
-    bad = subprocess.run(base + ["--recipe", "nope"], capture_output=True, text=True, timeout=600, env=env)
+    bad = subprocess.run(base + ["--recipe", "nope"], capture_output=True, text=True, timeout=3600, env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--recipe" in bad.stderr
     done = subprocess.run(base + ["--recipe", "sft"], capture_output=True, text=True, timeout=3600, env=env)
     assert done.returncode == 0, done.stderr

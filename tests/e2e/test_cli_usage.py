@@ -23,7 +23,7 @@ HEAVY = ("torch", "transformers", "sklearn", "gymnasium", "retain.api", "retain.
 def retain(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "retain", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=3600)
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
@@ -95,7 +95,7 @@ def test_help_exits_0_without_loading_torch(args):
     probe = ("import sys\nfrom retain.cli import main\ncode = 0\ntry:\n    main(sys.argv[1:])\n"
              "except SystemExit as stop:\n    code = stop.code\nprint('\\n', code, [m for m in %r if m in sys.modules])"
              % (HEAVY,))
-    run = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=3600)
     assert "Usage:" in run.stdout
     assert run.stdout.splitlines()[-1].split(None, 1) == ["0", "[]"], run.stdout[-300:]
 

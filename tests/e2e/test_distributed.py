@@ -44,7 +44,7 @@ for method, options in (("sft", {}), ("sdft", {"sdft": {"skip_tokens": 0, "max_n
 def _torchrun(n: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n),
-                           "--standalone", *args], capture_output=True, text=True, timeout=300, env=env,
+                           "--standalone", *args], capture_output=True, text=True, timeout=900, env=env,
                           cwd=cwd)
 
 
@@ -55,7 +55,7 @@ def runs(tmp_path_factory, tiny_model_dir):
     two = _torchrun(2, str(work / "worker.py"), str(tiny_model_dir), str(work), "sft,sdft", cwd=work)
     assert two.returncode == 0, two.stderr[-3000:]
     one = subprocess.run([sys.executable, str(work / "worker.py"), str(tiny_model_dir), str(work), "sft"],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         capture_output=True, text=True, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert one.returncode == 0, one.stderr[-3000:]
     return work, two
 

@@ -18,7 +18,7 @@ RETAIN = str(Path(sys.executable).with_name("retain"))
 
 
 def retain(*args: object) -> subprocess.CompletedProcess:
-    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=600,
+    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
 
 

@@ -19,7 +19,7 @@ RETAIN = str(Path(sys.executable).with_name("retain"))
 
 
 def retain(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=600,
+    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
@@ -93,7 +93,7 @@ def test_a_read_only_home_serves_every_read_command(tmp_path, config, keyed_home
                        + f"; echo rc $?" for i, c in enumerate(commands))
     script = f"mount --bind {keyed_home} {view} && mount -o remount,bind,ro {view} && {lines}"
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, **config})
+                          capture_output=True, text=True, timeout=3600, env={**os.environ, **config})
     codes = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("rc ")]
     errors = [(tmp_path / f"err{i}").read_text() for i in range(len(commands))]
     assert codes == [0, 0, 0, 0, 0, 2], errors

@@ -119,7 +119,7 @@ def _browse(page: Path, shot: Path) -> list[str]:
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", f"--user-data-dir={shot.parent / 'profile'}",
          "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1200,2000", page.as_uri()],
-        capture_output=True, text=True, timeout=180)
+        capture_output=True, text=True, timeout=900)
     assert shot.is_file(), done.stderr[-2000:]
     return [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
 

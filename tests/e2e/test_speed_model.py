@@ -14,7 +14,7 @@ import pytest
 def retain(*args: object) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "retain", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=env, timeout=3600)
 
 
 @pytest.mark.slow

@@ -141,7 +141,7 @@ def test_cli_rejects_bad_values_in_one_line(tmp_path, args, option):
 
     data = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "demonstration": "a"}])
     out = subprocess.run([sys.executable, "-m", "retain", "learn", "embedded", str(data), "--out",
-                          str(tmp_path / "o"), *args], capture_output=True, text=True, timeout=120)
+                          str(tmp_path / "o"), *args], capture_output=True, text=True, timeout=900)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"retain: error: {option}"), out.stderr
     assert not (tmp_path / "o").exists()
@@ -154,6 +154,6 @@ def test_eval_on_a_missing_device_is_one_line(tmp_path):
 
     data = _write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "demonstration": "a"}])
     out = subprocess.run([sys.executable, "-m", "retain", "eval", "embedded", str(data), "--device", "cuda"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "retain: error: --device: cuda is not available on this machine (found cpu)"], out.stderr

@@ -121,7 +121,7 @@ def test_a_killed_writer_leaves_its_work_folder_only_inside_the_home_and_the_nex
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(home.root)], capture_output=True, text=True,
-                          env={**os.environ, "TMPDIR": str(system_tmp)}, timeout=120)
+                          env={**os.environ, "TMPDIR": str(system_tmp)}, timeout=900)
     assert proc.returncode == 137, proc.stderr[-2000:]
     work = Path(proc.stdout.strip())
     assert work.parent == home.root / "tmp" and work.name.startswith("learn-") and work.is_dir()
@@ -182,7 +182,7 @@ def test_a_read_only_home_serves_reads_and_verifies(tmp_path, new_home, learn, c
     script = (f"mount --bind {home.root} {view} && mount -o remount,bind,ro {view} && "
               f"{sys.executable} -c '{READ_ONLY}' {view} {out}")
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["readonly"] and result["versions"] == ["v1", "v2"] and result["champion"] == "v2"
@@ -249,7 +249,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path, new_home, c
     script = (f"mount -t tmpfs -o size={size} tmpfs {mnt} && "
               f"{sys.executable} -c '{DISK_FULL}' {home.root} {mnt} {candidate} {free}")
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tmp"] == [] and result["verify"] == []
