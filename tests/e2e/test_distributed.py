@@ -5,6 +5,7 @@ only the main process prints, scores and writes ``--out``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 # One worker per process: learn a small skill with SFT, then with SDFT, through retain's own run path
 # (api.learn_skill -> run -> train_task), and save what each process ends with.
 WORKER = '''
-import os, sys
+import json, os, sys
 import torch
 from retain.api import learn_skill
 from retain.data.skills import Example, Skill
@@ -38,6 +39,8 @@ for method, options in (("sft", {}), ("sdft", {"sdft": {"skip_tokens": 0, "max_n
                               spec={"device": "cpu"})
     result = learn_skill(recipe, skill)
     torch.save(result.adapter.model.state_dict(), os.path.join(out_dir, f"{method}-{world}-{rank}.pt"))
+    with open(os.path.join(out_dir, f"{method}-{world}-{rank}.json"), "w") as f:
+        json.dump(result.run.matrix, f)
 '''
 
 
@@ -105,9 +108,13 @@ def test_sft_on_two_processes_matches_one_process_on_the_same_global_batch(runs)
     assert worst < 1e-5, worst
 
 
-def test_only_the_main_process_prints(runs):
-    _, two = runs
+def test_only_the_main_process_prints_and_evaluates(runs):
+    work, two = runs
     assert two.stderr.count("held-out exact score") == 2, two.stderr  # one line per method, not per process
+    for method in ("sft", "sdft"):
+        main, other = (json.loads((work / f"{method}-2-{r}.json").read_text()) for r in (0, 1))
+        assert all(v == v for row in main for v in row)  # scored (before and after) ...
+        assert all(v != v for row in other for v in row)  # ... by the main process only (NaN elsewhere)
 
 
 def test_cli_learn_under_torchrun_writes_once(tmp_path, tiny_model_dir):
