@@ -20,7 +20,7 @@ def test_quick_retention_bench_through_a_home(tmp_path):
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "retention.json").read_text())
     (run,) = results["runs"]
-    assert run["label"] == "sft" and len(run["R"]) == len(run["skills"]) + 1 == 4
+    assert run["label"] == "sft" and run["skills"] == ["rotr", "swap", "ends"] and len(run["R"]) == 4
     assert len(run["decisions"]) == 3 and set(run["decisions"]) <= {"accepted", "forced"}
     # row 0 is the base; the probes' row 0 is what init measured, so nothing is retained above 1 by construction
     assert run["probe_R"][0] and 0 <= results["summary"]["sft"]["prior_retention"]["mean"] <= 1.5

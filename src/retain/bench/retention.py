@@ -3,8 +3,8 @@
 For each recipe and seed: a fresh home over the embedded model (its suite: the embedded probes, with the
 protection state of the recipe's consolidation methods estimated on their training splits at init), then the
 demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
-the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Read back
-from the ledger:
+the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Scored
+like the demo (``alnum``: content, not the expert's surface style). Read back from the ledger:
 
 - prior-skill retention: the probes' scores after the last learn over their scores at init (mean of the
   ratios over the probes the base had, :func:`retain.evaluate.metrics.prior_retention`);
@@ -60,8 +60,9 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
                                                                           / (1 - TEST_FRACTION))), seed)
     files = []
+    (work / f"{label}-{seed}-data").mkdir()
     for skill in stream:
-        path = work / f"{label}-{seed}-{skill.name}.jsonl"
+        path = work / f"{label}-{seed}-data" / f"{skill.name}.jsonl"
         write_examples(path, skill.train + skill.test)
         files.append(path)
     start = time.perf_counter()
@@ -69,13 +70,16 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     for path in files:
         outcome = learn_in_home(root, path, method, options=_options(method, options), seed=seed,
                                 epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
+                                scorer="alnum",
                                 force="retention benchmark: the stream goes on", quiet=quiet)
         decisions.append(outcome.decision.decision)
     seconds = time.perf_counter() - start
     home = Home.open(root)
     versions = [home.version(f"v{i}")["record"] for i in range(1, len(files) + 2)]
     names = [s.name for s in stream]
-    R = [[v["scores"]["skills"].get(n, 0.0) for n in names] for v in versions]
+    # a skill is measured from the learn that brought it on; before that (not yet in the suite) it counts as 0,
+    # what the base scores on the demo's new skills without a demonstration (the demo's capability check)
+    R = [[v["scores"]["skills"][n] if j < i else 0.0 for j, n in enumerate(names)] for i, v in enumerate(versions)]
     probes = sorted(versions[0]["scores"]["probes"])
     P = [[v["scores"]["probes"][p] for p in probes] for v in versions]
     summary = {**metrics.summarize(R), "new_skill_accuracy": statistics.fmean(R[i + 1][i] for i in range(len(names))),
