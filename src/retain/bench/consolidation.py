@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
