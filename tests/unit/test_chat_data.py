@@ -46,7 +46,7 @@ def test_student_and_teacher_prompts_are_rendered_exactly_as_the_template_says(t
     adapter = tiny_adapter()
     adapter.tokenizer.chat_template = CHATML
     first, second, third = read_examples(write_rows(tmp_path / "chat.jsonl", ROWS))
-    text = lambda ids: adapter.tokenizer.decode(ids)  # noqa: E731 - the character tokenizer decodes exactly
+    text = adapter.tokenizer.decode  # the character tokenizer decodes exactly
     assert text(adapter.student_ids(first)) == \
         "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
     teacher_turn = OFFICIAL_TEACHER_TEMPLATE.format(prompt="3+3?", demonstration="6")

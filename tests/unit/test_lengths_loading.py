@@ -45,8 +45,8 @@ def test_a_prompt_too_long_is_one_line_naming_file_and_line_for_learn_and_eval(t
     code, err = run_main(capsys, "learn", "embedded", data, "-m", "sft", "--out", tmp_path / "out")
     assert code == 2
     assert err.strip().splitlines() == [
-        f"retain: error: {data}:5: prompt: the student's prompt is {size + 8} tokens, over the limit of 448 "
-        "(--max-prompt-tokens; the model has 512 positions): shorten it or drop the line"]
+        (f"retain: error: {data}:5: prompt: the student's prompt is {size + 8} tokens, over the limit of 448 "
+         "(--max-prompt-tokens; the model has 512 positions): shorten it or drop the line")]
     assert not (tmp_path / "out").exists()
     code, err = run_main(capsys, "eval", "embedded", data)
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"{data}:5: prompt:" in err
