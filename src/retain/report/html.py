@@ -77,6 +77,11 @@ def settings(options: dict[str, Any]) -> list[tuple[str, str]]:
                     found[key] = str(inner)
                 walk(inner)
 
+    # a typed recipe says where each lives: training settings first, not a method's own batch_size (EWC's)
+    recipe = options.get("recipe") if isinstance(options, dict) else None
+    if isinstance(recipe, dict):
+        walk(recipe.get("train", {}))
+        walk(recipe.get("options", {}).get("sdft", {}))
     walk(options)
     return [(key, found[key]) for key in GLANCE if key in found]
 
