@@ -29,7 +29,13 @@ METHODS: dict[str, str] = {
     "sft+replay": "sft+replay",
     "sdft+replay": "sdft+replay",
     "joint": "sft+joint",
+    "sdft+rehearsal": "sdft+rehearsal",
+    "sdft+ewc+rehearsal": "sdft+ewc+rehearsal",
 }
+# The protected recipes: before the stream, their plugins protect prompts of the model's prior skills (the
+# probes' training words, never their test words), as a home does with its suite. The older rows protect only
+# the stream's own tasks, as they were published.
+PROTECTED = {"sdft+rehearsal": {}, "sdft+ewc+rehearsal": {"ewc": {"lam": 1e3, "mode": "online"}}}
 # Exact Fisher costs one gradient per vocabulary entry; one example per batched gradient call is several
 # times faster on this model than 64 at once (whose per-token gradients all sit in memory together).
 EWC_FIXED = {"fisher": "sampled", "fisher_samples": 64, "batch_size": 1}
@@ -58,7 +64,7 @@ def budget(quick: bool) -> language.Budget:
 def method_options(label: str, seed: int, chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """The fixed and ``chosen`` (default: ``OPTIONS``) EWC/replay options of ``label``, seeded from ``seed``."""
     names = METHODS[label].split("+")
-    chosen = OPTIONS.get(label, {}) if chosen is None else chosen
+    chosen = {**OPTIONS, **PROTECTED}.get(label, {}) if chosen is None else chosen
     options: dict[str, dict[str, Any]] = {name: dict(opts) for name, opts in chosen.items()}
     if "ewc" in names:
         options["ewc"] = {**EWC_FIXED, **options.get("ewc", {}), "seed": seed}
@@ -72,7 +78,15 @@ def run(label: str, seed: int, *, quick: bool, split: str = "test",
     """Learn the stream of ``seed`` with ``label``; return R, probe R, training seconds, memory and metrics."""
     b = budget(quick)
     recipe = language.demo_recipe(METHODS[label], seed, b, options=method_options(label, seed, chosen))
-    result = run_scenario(language.demo_stream(b, seed, split), recipe, quiet=True)
+    scenario = language.demo_stream(b, seed, split)
+    adapter = None
+    if label in PROTECTED:
+        from retain.data.synthetic import probe_skills
+        from retain.home.protection import PER_ENTRY, prior_examples
+
+        adapter = language.load_model(recipe)
+        scenario.protect = prior_examples(adapter, probe_skills(n_train=PER_ENTRY), seed)
+    result = run_scenario(scenario, recipe, adapter=adapter, quiet=True)
     keys = ("acc", "bwt", "fwt", "forgetting", "retention", "prior_retention", "new_skill_accuracy")
     return {"seed": seed, "R": result.matrix, "probes": result.probes, "probe_R": result.probe_matrix,
             "seconds": sum(result.train_seconds), "memory_bytes": result.extra_memory_bytes,
