@@ -105,7 +105,7 @@ def test_language_options_are_the_demos_and_every_method_builds():
         for plugin in plugins:
             if isinstance(plugin, EWC):
                 assert plugin.config.fisher == "sampled" and plugin.config.seed == 7
-                assert plugin.config.lam == language.OPTIONS[label]["ewc"]["lam"]
+                assert plugin.config.lam == {**language.OPTIONS, **language.PROTECTED}[label]["ewc"]["lam"]
             if isinstance(plugin, Replay):
                 assert plugin.config.seed == 7
                 assert plugin.config.size == language.OPTIONS[label]["replay"]["size"]
