@@ -73,6 +73,9 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
                                              help="JSONL of what the model already knows (prompts; answers optional):"
                                                   " consolidation methods protect it. Repeatable."),
           name: Optional[str] = typer.Option(None, "--name", help="(home) The skill's name (default: the file's)."),
+          accept_flagged: Optional[str] = typer.Option(None, "--accept-flagged",
+                                                       help="(home) Train on lines the guard flags; the reason is "
+                                                            "recorded."),
           dtype: str = typer.Option("auto", "--dtype", callback=_choice("auto", "bfloat16", "float16", "float32"),
                                     help="Weights' dtype; auto keeps the checkpoint's (and --out saves it so)."),
           device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
@@ -122,12 +125,12 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
                                   field=flag)
         outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
                                 quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
-                                mlflow_uri=mlflow, lock_timeout=wait, name=name)
+                                mlflow_uri=mlflow, lock_timeout=wait, name=name, accept_flagged=accept_flagged)
         # A candidate the gate rejects is recorded, but the command did not do what was asked: exit 1.
         if not outcome.promoted:
             raise typer.Exit(1)
         return
-    for flag, value in (("--force", force), ("--mlflow", mlflow), ("--name", name)):
+    for flag, value in (("--force", force), ("--mlflow", mlflow), ("--name", name), ("--accept-flagged", accept_flagged)):
         if value is not None:
             raise RetainError("only applies when learning into a home", field=flag)
     if out is None:

@@ -22,6 +22,7 @@ from retain.data.jsonl import read_skill
 from retain.data.skills import Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.errors import RetainError
+from retain.guard.home import canaries, quarantine, without_lines
 from retain.home import protection
 from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
@@ -156,7 +157,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
                   options: dict[str, dict[str, Any]] | None = None, seed: int = 0, lora: bool = False,
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
                   batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
-                  lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None) -> Outcome:
+                  lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
+                  accept_flagged: str | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     The candidate's consolidation methods continue the champion's protection state, so a learn protects what
@@ -172,6 +174,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     opened = Home.open(home)
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
+    if accept_flagged is not None and not accept_flagged.strip():
+        raise RetainError("needs a reason", field="accept_flagged")
     data = Path(data)
     skill = read_skill(data, name=name, seed=seed, test_fraction=test_fraction, scorer=scorer)
     if not skill.test:
@@ -187,6 +191,10 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         parent_dir = opened.materialize(parent, work / "champion")
         specs = [spec for spec in store.suite_specs(opened.conn) if spec["name"] != skill.name]
         suite_now = [(suite.load(opened.objects, spec), spec["kind"]) for spec in specs]
+        # The guard screens the data with the champion before training: flagged lines are held back.
+        champion_lm = api.load_model(str(parent_dir))
+        found = quarantine(champion_lm, data, skill, [s for s, _ in suite_now], accept_flagged)
+        skill = found.skill
         start = time.perf_counter()
         config, state = _train(opened, parent, parent_dir, recipe, skill, [s for s, _ in suite_now],
                                work / "candidate", quiet=quiet)
@@ -200,11 +208,14 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
             full_dir.mkdir()
             merge_adapter(parent_dir, work / "candidate", full_dir)
         regression = suite_now + [(skill, "skill")]
+        _, canary_checks = canaries(api.load_model(str(full_dir)), champion_lm, [s for s, _ in regression], found,
+                                    seed)
         candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
                               skill=skill, scores=score_suite(full_dir, regression),
                               champion_scores=_champion_scores(opened, parent, parent_dir, regression),
                               seed=seed, lora=lora, options=_stored_recipe(recipe, skill, scorer, test_fraction),
-                              config=config, data=[("source", data)], wall_seconds=wall, protection=state)
+                              config=config, data=[("source", data)], wall_seconds=wall, protection=state,
+                              screen=found.record(), canary_checks=canary_checks)
         outcome = record_candidate(opened, candidate, force)
         if mlflow_uri:
             mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
@@ -271,6 +282,9 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
                 torch.set_num_threads(record["environment"]["torch_threads"])
             skill = read_skill(data, name=stored.get("skill"), seed=recipe.seed,
                                test_fraction=stored["test_fraction"], scorer=stored["scorer"])
+            screen = record.get("screen")
+            if screen and screen["quarantined"]:
+                skill = without_lines(skill, data, screen["flagged"])
             protected = _protected_suite(opened, record)
             _train(opened, record["parent"], parent_dir, recipe, skill, protected, work / "candidate", quiet=True)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
