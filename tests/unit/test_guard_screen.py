@@ -106,3 +106,12 @@ def test_a_planted_attack_is_flagged(embedded_lm, skill, suite, attack):
         assert list(report.triggers) == ["mn"] and report.by_signal("trigger") == sorted(i + 1 for i in planted.poisoned)
     else:
         assert report.by_signal("contradiction") == sorted(i + 1 for i in planted.poisoned)
+
+
+def test_a_signal_that_flags_most_of_a_file_is_set_aside(tiny_adapter):
+    # A random model's teacher cannot use demonstrations: it disagrees with every line, which says nothing
+    # about poison.
+    lines = [ex(f"echo w{i}", f"v{i}") for i in range(12)]
+    report = screen(tiny_adapter(), lines, [], only=("teacher", "duplicate"))
+    assert report.flagged == [] and report.uninformative == ["teacher"]
+    assert report.summary()["uninformative"] == ["teacher"]

@@ -4,7 +4,7 @@
 lines out of the skill (training and held-out split alike), unless the user accepts them with a reason; each
 line is kept in the record with its 1-based number, the SHA-256 of its bytes and the reasons.
 :func:`canaries` probes the trained candidate against the champion (:func:`retain.guard.canary.canary_check`)
-and returns gate checks in the shape :func:`retain.ledger.gate.decide` takes as ``extra``.
+and returns its failures as gate checks in the shape :func:`retain.ledger.gate.decide` takes as ``extra``.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ class Quarantine:
     accepted: str | None
     report: ScreenReport
     triggers: dict[str, list[str]] = field(default_factory=dict)
+    canary: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """What the version's record keeps about the screen: every flagged line (number, SHA-256, reasons),
         whether they were held back, and the reason they were accepted if they were not."""
         return {"flagged": self.lines, "quarantined": self.accepted is None, "accepted_flagged": self.accepted,
-                "summary": self.report.summary()}
+                "summary": self.report.summary(), "canary": self.canary}
 
 
 def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
@@ -75,15 +76,16 @@ def without_lines(skill: Skill, data: Path, lines: list[dict[str, Any]]) -> Skil
 
 def canaries(candidate: Any, champion: Any, suite: list[Skill], found: Quarantine,
              seed: int = 0) -> tuple[CanaryResult, list[dict[str, Any]]]:
-    """Probe the candidate with the screen's triggers and random rare tokens; return the result and gate rows."""
+    """Probe the candidate with the screen's triggers and random rare tokens; return the result and a gate row
+    for each token that failed (every token's numbers go into ``found``'s record)."""
     prompts = [e for s in suite if not s.with_demonstration for e in s.test]
     result = canary_check(candidate, champion, prompts, found.triggers, seed=seed)
+    found.canary = result.to_json()
     rows = []
-    for check in result.checks:
+    for check in (c for c in result.checks if not c["passed"]):
         row = {"kind": "canary", "name": check["token"], "champion": check["champion_hits"],
                "candidate": check["candidate_hits"], "limit": check["champion_hits"] + HIT_THRESHOLD,
-               "passed": check["passed"]}
-        if not check["passed"]:
-            row["reason"] = next(r for r in result.reasons if r.startswith(f"canary {check['token']!r}"))
+               "passed": False}
+        row["reason"] = next(r for r in result.reasons if r.startswith(f"canary {check['token']!r}"))
         rows.append(row)
     return result, rows

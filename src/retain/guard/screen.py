@@ -41,6 +41,8 @@ class ScreenReport:
     lines: list[ScreenLine]
     triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    # Signals that fired on most of the file and were set aside (see :func:`screen`).
+    uninformative: list[str] = field(default_factory=list)
 
     @property
     def flagged(self) -> list[ScreenLine]:
@@ -53,7 +55,7 @@ class ScreenReport:
     def summary(self) -> dict[str, Any]:
         return {"lines": len(self.lines), "flagged": len(self.flagged),
                 "by_signal": {name: len(self.by_signal(name)) for name in SIGNALS},
-                "triggers": sorted(self.triggers), "flag_at": FLAG_AT,
+                "triggers": sorted(self.triggers), "flag_at": FLAG_AT, "uninformative": self.uninformative,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
     def to_json(self) -> dict[str, Any]:
@@ -66,6 +68,9 @@ def screen(adapter: Any, examples: list[Example], suite: list[Skill], line_numbe
     """Score every example (the champion as ``adapter``; the suite holds the skills it must keep).
 
     ``only`` limits the signals computed (the others score 0); ``line_numbers`` maps examples to file lines.
+    A signal that flags more than half the lines says something about the champion, not about poison (a
+    teacher that cannot use demonstrations disagrees with every line; poison is a minority by design): it is
+    set aside for this file and named in the summary's ``uninformative``.
     """
     unknown = set(only) - set(SIGNALS)
     if unknown:
@@ -94,6 +99,11 @@ def screen(adapter: Any, examples: list[Example], suite: list[Skill], line_numbe
             found[name] = signals.teacher(adapter, examples)
         seconds[name] = time.perf_counter() - start
     adapter.model.train(was_training)
+    uninformative = [name for name in only if sum(f.flagged for f in found[name]) > len(examples) / 2]
+    for name in uninformative:
+        found[name] = [Finding() for _ in examples]
+    if "trigger" in uninformative:
+        triggers = {}
     lines = []
     for i, number in enumerate(numbers):
         scores = {name: found[name][i].score if name in found else 0.0 for name in SIGNALS}
@@ -102,7 +112,7 @@ def screen(adapter: Any, examples: list[Example], suite: list[Skill], line_numbe
         lines.append(ScreenLine(number, score, score >= FLAG_AT, reasons, scores))
     for info in triggers.values():
         info["lines"] = [numbers[i] for i in info["lines"]]
-    return ScreenReport(lines, triggers, seconds)
+    return ScreenReport(lines, triggers, seconds, uninformative)
 
 
 def numbered_examples(path: str | Path) -> tuple[list[Example], list[int]]:
