@@ -164,13 +164,7 @@ def change_suite(home: Home, added: list[Skill], removed: list[str], reason: str
     score for it, so the next gate measures it on both). Returns the added entries."""
     judges_from = home.next_version()
     specs = [home.store_suite_entry(skill, "probe") for skill in added]
-    events: list[dict[str, Any]] = []
-    if candidate.screen and candidate.screen["flagged"]:
-        # The guard's verdict as an event of its own, so the log shows what was held back (or let through).
-        held = candidate.screen["quarantined"]
-        events.append({"type": "quarantined" if held else "flagged_accepted", "version": name,
-                       "lines": candidate.screen["flagged"], "reason": candidate.screen["accepted_flagged"]})
-    events += [{"type": "suite_removed", "name": name, "reason": reason} for name in removed]
+    events: list[dict[str, Any]] = [{"type": "suite_removed", "name": name, "reason": reason} for name in removed]
     events += [{"type": "suite_added", "spec": spec, "judges_from": judges_from, "reason": reason} for spec in specs]
     home.commit(events)
     return specs
