@@ -104,7 +104,8 @@ def test_demo_writes_report_and_prints_its_address(tmp_path, parse_html):
     payload = run_demo(DemoConfig(n_train=16, n_test=4, epochs=1), tmp_path, console)
     assert (tmp_path / "report.html").resolve().as_uri() in console.export_text()
     page = parse_html((tmp_path / "report.html").read_text())
-    rows = page.one("section", id="summary").one("table").rows()
+    # the section's first table is the summary; the glossary of its columns follows in a collapsed part
+    rows = page.one("section", id="summary").all("table")[0].rows()
     new = {m: s["new_skill_accuracy"] for m, s in payload["summary"].items()}
     assert [(row[0], row[1]) for row in rows] == [(m, f"{v:.1%}") for m, v in new.items()]
 
