@@ -52,7 +52,7 @@ def examples(setup: Setup) -> list:
 
 
 def model_dir(setup: Setup) -> str:
-    from retain.models.causal_lm import resolve_model_path
+    from retain.models.loading import resolve_model_path
 
     return str(resolve_model_path(setup.model))
 

@@ -49,7 +49,7 @@ def tiny_adapter() -> Callable[..., object]:
 @pytest.fixture
 def embedded_lm():
     """The shipped embedded model, loaded fresh (tests may train it)."""
-    from retain.models.causal_lm import load_adapter
+    from retain.models.loading import load_adapter
     return load_adapter("embedded")
 
 

@@ -24,7 +24,8 @@ from retain.domains.language import load_model as load_for_recipe
 from retain.domains.language import skills_scenario
 from retain.errors import RetainError
 from retain.evaluate.evaluation import accuracy
-from retain.models.causal_lm import CausalLMAdapter, resolve_model_path
+from retain.models.causal_lm import CausalLMAdapter
+from retain.models.loading import resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
 from retain.run import RunResult, run
 from retain.seeding import seed_everything

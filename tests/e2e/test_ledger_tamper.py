@@ -90,7 +90,7 @@ def test_a_read_only_home_serves_every_read_command(tmp_path, config, keyed_home
     commands = [["log", view], ["show", view, "v2", "--json"], ["verify", view], ["export", view, "v2",
                 tmp_path / "exported"], ["diff", view, "v1", "v2", "--no-drift"], ["rollback", view, "v1"]]
     lines = " ; ".join(" ".join(map(str, [RETAIN, *c])) + " > /dev/null 2>" + str(tmp_path / f"err{i}")
-                       + f"; echo rc $?" for i, c in enumerate(commands))
+                       + "; echo rc $?" for i, c in enumerate(commands))
     script = f"mount --bind {keyed_home} {view} && mount -o remount,bind,ro {view} && {lines}"
     proc = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script],
                           capture_output=True, text=True, timeout=3600, env={**os.environ, **config})

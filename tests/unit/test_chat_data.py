@@ -63,7 +63,7 @@ def test_student_and_teacher_prompts_are_rendered_exactly_as_the_template_says(t
 
 
 def test_conversational_data_without_a_chat_template_is_an_error(tmp_path, tiny_model):
-    from retain.models.causal_lm import load_adapter
+    from retain.models.loading import load_adapter
 
     adapter = load_adapter(tiny_model(tmp_path / "m"))
     with pytest.raises(RetainError, match="needs a tokenizer with a chat template"):

@@ -15,7 +15,7 @@ from retain.cli import main
 from retain.data.jsonl import read_examples
 from retain.data.skills import Example
 from retain.errors import RetainError
-from retain.models.causal_lm import load_adapter
+from retain.models.loading import load_adapter
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str]:

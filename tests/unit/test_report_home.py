@@ -18,7 +18,7 @@ from retain.ledger import lock
 from retain.ledger.gate import GatePolicy
 from retain.ledger.operations import Candidate, init_home, record_candidate, rollback
 from retain.ledger.store import known_scores
-from retain.models.causal_lm import resolve_model_path
+from retain.models.loading import resolve_model_path
 from retain.report.charts_home import layout
 from retain.report.home_report import build_home_report
 from retain.report import html as report_html

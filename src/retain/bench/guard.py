@@ -147,7 +147,7 @@ def run_guard_bench(budget: GuardBudget | None = None, describe: Callable[[str],
 
     from retain.data.synthetic import new_skills, probe_skills
     from retain.guard.canary import canary_check as clean_canary
-    from retain.models.causal_lm import load_adapter
+    from retain.models.loading import load_adapter
 
     budget = budget or GuardBudget()
     torch.set_num_threads(1)

@@ -89,7 +89,7 @@ def measure_in_child(method: str, setup: SpeedSetup) -> dict:
 def run_speed(setup: SpeedSetup | None = None, out: Path = Path("results/speed"),
               console: Console | None = None) -> dict:
     """Measure SFT then SDFT, print the table with the ratio, write ``speed.json``."""
-    from retain.models.causal_lm import resolve_model_path
+    from retain.models.loading import resolve_model_path
 
     setup = setup or SpeedSetup()
     resolve_model_path(setup.model)  # a wrong path is one line before any child starts

@@ -44,7 +44,7 @@ def load_model(recipe: Recipe) -> Any:
     own), on its device (:func:`resolve_device`)."""
     import torch
 
-    from retain.models.causal_lm import load_adapter
+    from retain.models.loading import load_adapter
 
     spec = recipe.model
     dtype = "auto" if spec.dtype == "auto" else getattr(torch, spec.dtype)

@@ -131,7 +131,7 @@ def scan_file(data: str | Path, model: str, suite_files: list[str | Path] | None
 
     from retain.data.synthetic import probe_skills
     from retain.ledger.core import Home, is_home
-    from retain.models.causal_lm import load_adapter, resolve_model_path
+    from retain.models.loading import load_adapter, resolve_model_path
 
     examples, numbers = numbered_examples(data)
     suite = [Skill(name=Path(p).stem, test=read_examples(p)) for p in suite_files or []]

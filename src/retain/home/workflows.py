@@ -77,7 +77,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
     user's ``suite`` files, or the embedded probes for the embedded model), with the protection state of
     ``protect`` estimated on the suite's training splits."""
-    from retain.models.causal_lm import resolve_model_path
+    from retain.models.loading import resolve_model_path
 
     if mlflow_uri:
         mlflow_sync.require()

@@ -103,7 +103,7 @@ def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Find
     if "mac" in record and key is not None and not key.check(record):
         problems.append(f"{path}: the anchor's signature does not match your key (the anchor was edited)")
     if not entries or entries[0].sha256 != record["genesis"]:
-        return problems + [f"audit.jsonl:1: the first entry is not the anchor's (another home, or the log was "
+        return problems + ["audit.jsonl:1: the first entry is not the anchor's (another home, or the log was "
                            "rewritten from its start)"], []
     problems += _against(entries, record["seq"], record["sha256"], f"the anchor {path.name}")
     later = len(entries) - record["seq"]

@@ -78,7 +78,7 @@ def output_drift(folder_a: Path, folder_b: Path, home: Home) -> dict[str, Any]:
     """Per-prompt KL(a || b) over the suite's held-out prompts (:func:`retain.evaluate.evaluation.kl_per_prompt`,
     ``a`` sampling the answers, seeded), with the prompt where the two differ most."""
     from retain.evaluate.evaluation import kl_per_prompt
-    from retain.models.causal_lm import load_adapter
+    from retain.models.loading import load_adapter
 
     suite = home.suite()
     examples = [e for skill in suite for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
