@@ -42,6 +42,18 @@ def default_lr(model: str, lora: bool) -> float:
     return base * (LORA_LR_FACTOR if lora else 1.0)
 
 
+def with_defaults(method: str, options: dict[str, dict[str, Any]] | None,
+                  defaults: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A copy of ``options`` with ``defaults`` under it, for each method the spec ``method`` names (a default
+    for a method it does not use is left out: options for an unused method are an error)."""
+    out = {name: dict(values) for name, values in (options or {}).items()}
+    names = [name.strip().lower() for name in method.split("+")]
+    for name, values in defaults.items():
+        if name in names:
+            out[name] = {**values, **out.get(name, {})}
+    return out
+
+
 def check_seed(seed: Any, field_name: str = "seed") -> int:
     """``seed`` as an int in [0, 2**63 - 1], the range every random source of a run accepts."""
     check(isinstance(seed, int) and not isinstance(seed, bool), f"must be an integer, got {seed!r}", field=field_name)
@@ -105,11 +117,7 @@ class Recipe:
         (``dtype``, ``device``, ...); ``train`` are TrainConfig fields (``epochs``, ``batch_size``,
         ``grad_accum``, ...)."""
         lr = default_lr(model, lora) if lr is None else lr
-        options = {name: dict(values) for name, values in (options or {}).items()}
-        names = [name.strip().lower() for name in method.split("+")]
-        for name, defaults in CAUSAL_LM_OPTIONS.items():
-            if name in names:
-                options[name] = {**defaults, **options.get(name, {})}
+        options = with_defaults(method, options, CAUSAL_LM_OPTIONS)
         recipe = cls(model=ModelSpec(path=model, lora=lora, **(spec or {})), method=method, options=options,
                      train=TrainConfig(lr=lr, seed=seed, **train), seed=seed)
         recipe.validate()

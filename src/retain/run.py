@@ -117,7 +117,7 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
             def on_step(step: int, total: int, loss: float, bar: Any = bar) -> None:
                 progress.update(bar, completed=step, total=total, info=f"loss {loss:.3f}")
 
-            counted = objective.token_stats() if hasattr(objective, "token_stats") else None
+            counted = objective.token_stats()
             start = time.perf_counter()
             train_task(adapter, objective, plugins, task.train, cfg, on_step=on_step)
             result.train_seconds.append(time.perf_counter() - start)
@@ -126,12 +126,11 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
             info = f"{task.name} {row[index]:.0%}" if task.score is not None else task.name
             if probes:
                 info += f", probes {sum(probes) / len(probes):.0%}"
-            if counted is not None:
-                now = objective.token_stats()
-                total, trained = now["total"] - counted["total"], now["trained"] - counted["trained"]
-                if total:
-                    info += f", trained on {trained / total:.0%} of completion tokens"
-                    result.token_fraction.append(trained / total)
+            now = objective.token_stats()
+            total, trained = now["total"] - counted["total"], now["trained"] - counted["trained"]
+            if total:
+                info += f", trained on {trained / total:.0%} of completion tokens"
+                result.token_fraction.append(trained / total)
             progress.update(bar, info=info)
             if on_task is not None:
                 on_task(index, result)

@@ -30,6 +30,7 @@ from retain.bench.consolidation import json_safe, mean_std
 from retain.data.jsonl import write_examples
 from retain.domains.language import Budget, demo_skills, embedded_sdft_options
 from retain.evaluate import metrics
+from retain.recipe import with_defaults
 
 # label -> (method spec, options). Protected recipes tried on seed 0 of the demo stream (direct runs,
 # new-skill / prior kept): SDFT 0.64 / 0.46; +rehearsal 0.60 / 0.66; +rehearsal at 2 rehearsed per new example
@@ -42,13 +43,6 @@ RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "sdft+ewc+rehearsal": ("sdft+ewc+rehearsal", {"ewc": {"lam": 1e3}}),
 }
 TEST_FRACTION = 0.2
-
-
-def _options(method: str, options: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {name: dict(values) for name, values in options.items()}
-    if "sdft" in method.split("+"):
-        out["sdft"] = {**embedded_sdft_options(), **out.get("sdft", {})}
-    return out
 
 
 def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True) -> dict[str, Any]:
@@ -71,7 +65,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     start = time.perf_counter()
     decisions = []
     for path in files:
-        outcome = learn_in_home(root, path, method, options=_options(method, options), seed=seed,
+        outcome = learn_in_home(root, path, method, options=with_defaults(method, options, {"sdft": embedded_sdft_options()}), seed=seed,
                                 epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
                                 scorer="alnum",
                                 force="retention benchmark: the stream goes on", quiet=quiet)

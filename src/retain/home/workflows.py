@@ -29,10 +29,10 @@ from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
-from retain.ledger.merge import merge_adapter
+from retain.ledger.merge import merge_adapter, quiet_hf
 from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
-from retain.recipe import Recipe, default_lr
+from retain.recipe import Recipe, with_defaults
 from retain.seeding import seed_everything
 
 
@@ -41,12 +41,12 @@ def is_home(path: str | Path) -> bool:
     return _is_home(path)
 
 
-def score_suite(model_dir: Path, skills: list[tuple[Skill, str]]) -> Scores:
-    """Every suite entry's score for the model in ``model_dir`` (loaded once), split into probes and skills."""
-    from retain.ledger.merge import quiet_hf
-
-    with quiet_hf():
-        model = api.load_model(str(model_dir))
+def score_suite(model: Path | Any, skills: list[tuple[Skill, str]]) -> Scores:
+    """Every suite entry's score for ``model`` (a loaded causal LM, or a folder loaded once), split into probes
+    and skills."""
+    if isinstance(model, Path):
+        with quiet_hf():
+            model = api.load_model(str(model))
     scores: Scores = {"probes": {}, "skills": {}}
     for skill, kind in skills:
         scores["probes" if kind == "probe" else "skills"][skill.name] = float(api.evaluate(model, skill))
@@ -92,14 +92,17 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
                           file=str(folder))
     probes = _base_suite(model, suite, no_suite)
     source = model if model == "embedded" else str(folder.resolve())
-    recipe = _home_recipe(source, "+".join(("sft",) + tuple(protect)), None, 0, False, None, 1, 16) if protect else None
+    # only the consolidation methods' configs matter here: the state is estimated, nothing is trained
+    recipe = _home_recipe(source, "+".join(("sft", *protect)), None, seed=0, lora=False, lr=None, epochs=1,
+                          batch_size=16) if protect else None
     start = time.perf_counter()
-    scores = score_suite(folder, [(p, "probe") for p in probes])
+    with quiet_hf():
+        base = api.load_model(str(folder))
+    scores = score_suite(base, [(p, "probe") for p in probes])
     blob, notes = None, []
     if recipe is not None and any(p.train for p in probes):
         _, plugins = recipe.methods()
-        adapter = api.load_model(str(folder))
-        notes = protection.start(plugins, adapter, None, probes, lora=False)
+        notes = protection.start(plugins, base, None, probes, lora=False)
         blob = protection.encode(plugins)
     config = {"protection": {"methods": list(protect) if blob else [], "notes": notes,
                              "recipe": recipe.to_dict()["options"] if blob and recipe else {}}}
@@ -114,18 +117,13 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     return home
 
 
-def _home_recipe(base_source: str, method: str, options: dict[str, dict[str, Any]] | None, seed: int, lora: bool,
-                 lr: float | None, epochs: int, batch_size: int) -> Recipe:
+def _home_recipe(base_source: str, method: str, options: dict[str, dict[str, Any]] | None, *, seed: int,
+                 lora: bool, lr: float | None, epochs: int, batch_size: int) -> Recipe:
     """A learn's recipe in a home: the home's method defaults (:data:`protection.HOME_OPTIONS`) under the
     user's options, the base model's learning rate unless given."""
-    options = {name: dict(values) for name, values in (options or {}).items()}
-    names = [n.strip().lower() for n in method.split("+")]
-    for name, defaults in protection.HOME_OPTIONS.items():
-        if name in names:
-            options[name] = {**defaults, **options.get(name, {})}
-    return Recipe.for_model(base_source, method, lora=lora, seed=seed, options=options,
-                            lr=lr if lr is not None else default_lr(base_source, lora), epochs=epochs,
-                            batch_size=batch_size)
+    return Recipe.for_model(base_source, method, lora=lora, seed=seed,
+                            options=with_defaults(method, options, protection.HOME_OPTIONS),
+                            lr=lr, epochs=epochs, batch_size=batch_size)
 
 
 def _state(home: Home, version: str) -> dict[str, Any] | None:
@@ -185,7 +183,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         raise RetainError(f"the skill is named {skill.name!r}, which is an item of this home's suite; "
                           "pass --name NEW_NAME to learn it under another name", file=str(data))
     base_source = opened.version("v1")["record"]["config"]["source"]
-    recipe = _home_recipe(base_source, method, options, seed, lora, lr, epochs, batch_size)
+    recipe = _home_recipe(base_source, method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
+                          batch_size=batch_size)
     with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
         parent = opened.champion()
         parent_dir = opened.materialize(parent, work / "champion")
@@ -208,11 +207,12 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
             full_dir.mkdir()
             merge_adapter(parent_dir, work / "candidate", full_dir)
         regression = suite_now + [(skill, "skill")]
-        _, canary_checks = canaries(api.load_model(str(full_dir)), champion_lm, [s for s, _ in regression], found,
-                                    seed)
+        # each model is loaded once here: the champion for the screen, its scores and the canaries
+        candidate_lm = api.load_model(str(full_dir))
+        _, canary_checks = canaries(candidate_lm, champion_lm, [s for s, _ in regression], found, seed)
         candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
-                              skill=skill, scores=score_suite(full_dir, regression),
-                              champion_scores=_champion_scores(opened, parent, parent_dir, regression),
+                              skill=skill, scores=score_suite(candidate_lm, regression),
+                              champion_scores=_champion_scores(opened, parent, champion_lm, regression),
                               seed=seed, lora=lora, options=_stored_recipe(recipe, skill, scorer, test_fraction),
                               config=config, data=[("source", data)], wall_seconds=wall, protection=state,
                               screen=found.record(), canary_checks=canary_checks)
@@ -232,7 +232,7 @@ def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: flo
     return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction}
 
 
-def _champion_scores(home: Home, champion: str, folder: Path, regression: list[tuple[Skill, str]]) -> Scores:
+def _champion_scores(home: Home, champion: str, model: Any, regression: list[tuple[Skill, str]]) -> Scores:
     """The champion's scores on the suite, measured now only where its own record cannot answer.
 
     A version's record holds its scores on every suite entry that existed when it was made; an entry added no
@@ -250,7 +250,7 @@ def _champion_scores(home: Home, champion: str, folder: Path, regression: list[t
             scores[suite][skill.name] = own[suite][skill.name]
         else:
             missing.append((skill, kind))
-    measured = score_suite(folder, missing) if missing else {"probes": {}, "skills": {}}
+    measured = score_suite(model, missing) if missing else {"probes": {}, "skills": {}}
     return {suite: {**scores[suite], **measured[suite]} for suite in scores}
 
 

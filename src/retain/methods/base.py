@@ -102,6 +102,11 @@ class Objective(Method):
     def check_examples(self, adapter: Adapter, examples: list[Any]) -> None:
         """Called before training on a task: raise a :class:`RetainError` if these examples cannot train."""
 
+    def token_stats(self) -> dict[str, int]:
+        """Completion tokens seen (``total``) and trained on (``trained``) so far; an objective that trains on
+        every target token counts none."""
+        return {"trained": 0, "total": 0}
+
     def before_task(self, adapter: Adapter) -> None:
         """Called once before a task's first step."""
 
