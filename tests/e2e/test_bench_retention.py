@@ -1,4 +1,5 @@
-"""``retain bench retention`` end to end: a quick run through real homes writes its table, JSON and PNG."""
+"""``retain bench retention`` end to end: a quick run through real homes writes its table, JSON and PNG; the
+same over a model of the embedded family built here (the capacity study's path), and its bad inputs."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import sys
 
 import pytest
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _retain(*args, timeout=3600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "retain", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
+
 
 @pytest.mark.slow
 def test_quick_retention_bench_through_a_home(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "retain", "bench", "retention", "--quick", "--seeds", "1", "--out", str(tmp_path)]
-    bad = subprocess.run(base + ["--recipe", "nope"], capture_output=True, text=True, timeout=3600, env=env)
+    base = ["bench", "retention", "--quick", "--seeds", "1", "--out", tmp_path]
+    bad = _retain(*base, "--recipe", "nope")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--recipe" in bad.stderr
-    done = subprocess.run(base + ["--recipe", "sft"], capture_output=True, text=True, timeout=3600, env=env)
+    done = _retain(*base, "--recipe", "sft")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "retention.json").read_text())
     (run,) = results["runs"]
@@ -24,4 +31,25 @@ def test_quick_retention_bench_through_a_home(tmp_path):
     assert len(run["decisions"]) == 3 and set(run["decisions"]) <= {"accepted", "forced"}
     # row 0 is the base; the probes' row 0 is what init measured, so nothing is retained above 1 by construction
     assert run["probe_R"][0] and 0 <= results["summary"]["sft"]["prior_retention"]["mean"] <= 1.5
+    assert results["model"]["path"] == "embedded" and results["model"]["parameters"] == 865920
     assert (tmp_path / "retention.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_model):
+    """A model built by ``build-base`` (here the 20-step build) runs the same stream with the embedded probes
+    as its suite; a model with another tokenizer is refused in one line before anything is written."""
+    foreign = _retain("bench", "retention", "--quick", "--seeds", "1", "--recipe", "sft", "--model", tiny_model(tmp_path / "tiny"),
+                      "--out", tmp_path / "foreign")
+    assert foreign.returncode == 2 and foreign.stderr.count("\n") == 1 and "embedded family" in foreign.stderr
+    assert not (tmp_path / "foreign").exists()
+    assert _retain("build-base", "--short", "--out", tmp_path / "base").returncode == 0
+    done = _retain("bench", "retention", "--quick", "--seeds", "1", "--recipe", "sft", "--model", tmp_path / "base",
+                   "--out", tmp_path / "family")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "family" / "retention.json").read_text())
+    (run,) = results["runs"]
+    from retain.data.synthetic import probe_skills
+
+    assert run["probes"] == sorted(p.name for p in probe_skills()) and len(run["R"]) == 4
+    assert results["model"]["build_config"]["steps"] == 20 and results["model"]["parameters"] == 865920

@@ -1,6 +1,8 @@
 """``retain bench retention``: the demo stream learned through a home, one ``retain learn HOME`` per skill.
 
-For each recipe and seed: a fresh home over the embedded model (its suite: the embedded probes, with the
+For each recipe and seed: a fresh home over the embedded model, or over another model of its family (the same
+tokenizer and skill library, built by ``retain build-base --size M|L``: the capacity study), its suite the
+embedded probes, with the
 protection state of the recipe's consolidation methods estimated on their training splits at init), then the
 demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
 the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Scored
@@ -19,6 +21,7 @@ no more than 5 points below plain SDFT's.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import tempfile
@@ -41,19 +44,58 @@ RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "sdft+rehearsal": ("sdft+rehearsal", {}),
     "sdft+rehearsal-x2": ("sdft+rehearsal", {"rehearsal": {"ratio": 2.0}}),
     "sdft+ewc+rehearsal": ("sdft+ewc+rehearsal", {"ewc": {"lam": 1e3}}),
+    "sdft+merge": ("sdft+merge", {}),
+    "sdft+rehearsal+merge": ("sdft+rehearsal+merge", {}),
 }
 TEST_FRACTION = 0.2
 
 
-def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True) -> dict[str, Any]:
-    """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger."""
+def check_model(model: str) -> Path:
+    """The folder of ``model`` if it is ``embedded`` or of the embedded model's family (its tokenizer and chat
+    template: the probes and the demo's skills are written in that vocabulary); else a one-line error."""
+    from retain.errors import RetainError
+    from retain.models.loading import resolve_model_path
+    from retain.models.tiny.store import embedded_dir
+
+    folder = resolve_model_path(model)
+    mine, embedded = folder / "tokenizer.json", embedded_dir() / "tokenizer.json"
+    if not mine.is_file() or mine.read_bytes() != embedded.read_bytes():
+        raise RetainError("is not a model of the embedded family (the benchmark's skills are written in the "
+                          "embedded tokenizer's vocabulary; build one with `retain build-base --size M`)",
+                          file=str(folder))
+    return folder
+
+
+def parameters(folder: Path) -> int:
+    """The model's parameter count from its safetensors files (a tied output layer is stored once)."""
+    from safetensors import safe_open
+
+    total = 0
+    for weights in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(weights), "pt") as f:
+            total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
+    return total
+
+
+def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True,
+            model: str = "embedded") -> dict[str, Any]:
+    """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger.
+
+    Every model of the family learns with the embedded model's tuned learning rate and SDFT settings, so a
+    difference between sizes is the size's, not a retuned recipe's."""
+    from retain.data.synthetic import probe_skills
     from retain.home import init_home_from_model, learn_in_home
+    from retain.home.protection import PER_ENTRY
     from retain.ledger.core import Home
+    from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 
     method, options = RECIPES[label]
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
-    init_home_from_model(root, "embedded", protect=consolidation)
+    if model == "embedded":
+        init_home_from_model(root, model, protect=consolidation)
+    else:
+        init_home_from_model(root, model, protect=consolidation, skills=probe_skills(n_train=PER_ENTRY))
     stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
                                                                           / (1 - TEST_FRACTION))), seed)
     files = []
@@ -67,7 +109,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     for path in files:
         outcome = learn_in_home(root, path, method, options=with_defaults(method, options, {"sdft": embedded_sdft_options()}), seed=seed,
                                 epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
-                                scorer="alnum",
+                                scorer="alnum", lr=EMBEDDED_FINETUNE_LR,
                                 force="retention benchmark: the stream goes on", quiet=quiet)
         decisions.append(outcome.decision.decision)
     seconds = time.perf_counter() - start
@@ -87,11 +129,13 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
 
 
 def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
-                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds; the results document."""
+                  progress: Callable[[str], None] | None = None, model: str = "embedded") -> dict[str, Any]:
+    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``; the
+    results document (with the model's parameter count, for :mod:`retain.bench.capacity`)."""
     import torch
 
     labels = labels or list(RECIPES)
+    folder = check_model(model)
     budget = Budget(n_train=64, n_test=16, epochs=1) if quick else Budget()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -102,7 +146,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
             for label in labels:
                 if progress:
                     progress(f"{label} seed {seed}")
-                runs.append(run_one(label, seed, budget, work))
+                runs.append(run_one(label, seed, budget, work, model=model))
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
@@ -110,7 +154,10 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     for label in labels:
         mine = [r["summary"] for r in runs if r["label"] == label]
         summary[label] = {key: mean_std([m[key] for m in mine]) for key in mine[0]}
+    manifest = folder / "MANIFEST.json"
+    build = json.loads(manifest.read_text()).get("build_config") if manifest.is_file() else None
     return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+            "model": {"path": model, "parameters": parameters(folder), "build_config": build},
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
                        "test_fraction": TEST_FRACTION},
             "recipes": {label: {"method": RECIPES[label][0], "options": RECIPES[label][1]} for label in labels},

@@ -170,6 +170,8 @@ def guard(seeds: int = typer.Option(3, "--seeds", help="seeds (default 3; 1 with
 def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0..N-1; mean and spread."),
                     quick: bool = typer.Option(False, "--quick", help="A small budget (the tests' smoke run)."),
                     recipes: list[str] = typer.Option([], "--recipe", help="Only these recipes (repeatable)."),
+                    model: str = typer.Option("embedded", "--model", help="embedded, or a model of its family "
+                                              "built by `retain build-base --size M|L` (the capacity study)."),
                     out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
     """The demo stream learned through a home, one learn per skill: prior-skill retention and new-skill
     accuracy of SFT, SDFT and the protected recipes, side by side."""
@@ -183,8 +185,10 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
         if label not in RECIPES:
             raise RetainError(f"unknown recipe {label!r} (known: {', '.join(RECIPES)})", field="--recipe")
     console = Console(stderr=True)
-    results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what))
-    table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd)")
+    results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
+                            model=model)
+    size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
+    table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd{size})")
     for column in ("recipe", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for label, s in results["summary"].items():
@@ -193,3 +197,28 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     Console().print(table)
     for path in write_results(results, out):
         console.print(f"wrote {path}")
+
+
+@app.command("capacity")
+def bench_capacity(results: list[Path] = typer.Argument(..., metavar="RETENTION_JSON...",
+                                                        help="retention.json files of `retain bench retention "
+                                                             "--model ...`, one or more per model size."),
+                   out: Path = typer.Option(Path("results/capacity"), "--out")) -> None:
+    """Prior-skill retention and new-skill accuracy against model size, from retention results: a table,
+    capacity.json and capacity.png."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from retain.bench.capacity import combine, write_results
+
+    doc = combine(list(results))
+    table = Table(title="Demo stream through a home, by model size (mean ± sd)")
+    for column in ("parameters", "recipe", "seeds", "new-skill acc", "prior kept"):
+        table.add_column(column, justify="left" if column == "recipe" else "right")
+    for model in doc["models"]:
+        for label, r in model["recipes"].items():
+            table.add_row(f"{model['parameters'] / 1e6:.2f}M", label, str(r["seeds"]),
+                          _cell(r["new_skill_accuracy"]), _cell(r["prior_retention"]))
+    Console().print(table)
+    for path in write_results(doc, out):
+        Console(stderr=True).print(f"wrote {path}")

@@ -53,14 +53,16 @@ def score_suite(model: Path | Any, skills: list[tuple[Skill, str]]) -> Scores:
     return scores
 
 
-def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool) -> list[Skill]:
-    """The suite a new home starts with: the user's, else the embedded probes for the embedded model."""
+def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
+                skills: list[Skill] | None = None) -> list[Skill]:
+    """The suite a new home starts with: the user's (files, then skills given as objects), else the embedded
+    probes for the embedded model."""
     from retain.data.synthetic import probe_skills
 
-    if suite and no_suite:
+    if (suite or skills) and no_suite:
         raise RetainError("--suite and --no-suite contradict each other", field="--no-suite")
-    if suite:
-        return read_suite(suite)
+    if suite or skills:
+        return [*(read_suite(suite) if suite else []), *(skills or [])]
     if no_suite:
         return []
     if model == "embedded":
@@ -73,10 +75,10 @@ def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool) -> l
 def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None,
                          mlflow_uri: str | None = None, *, suite: list[str | Path] | None = None,
                          no_suite: bool = False, protect: tuple[str, ...] = protection.INIT_METHODS,
-                         quiet: bool = True) -> Home:
+                         quiet: bool = True, skills: list[Skill] | None = None) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
-    user's ``suite`` files, or the embedded probes for the embedded model), with the protection state of
-    ``protect`` estimated on the suite's training splits."""
+    user's ``suite`` files and ``skills``, or the embedded probes for the embedded model), with the protection
+    state of ``protect`` estimated on the suite's training splits."""
     from retain.models.loading import resolve_model_path
 
     if mlflow_uri:
@@ -90,7 +92,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     if not list(folder.glob("*.safetensors")):
         raise RetainError("holds no *.safetensors weights (save it with safe_serialization=True)",
                           file=str(folder))
-    probes = _base_suite(model, suite, no_suite)
+    probes = _base_suite(model, suite, no_suite, skills)
     source = model if model == "embedded" else str(folder.resolve())
     # only the consolidation methods' configs matter here: the state is estimated, nothing is trained
     recipe = _home_recipe(source, "+".join(("sft", *protect)), None, seed=0, lora=False, lr=None, epochs=1,

@@ -1,0 +1,53 @@
+"""``retain.bench.capacity``: retention results grouped by model size; its bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retain.bench.capacity import combine, write_results
+from retain.errors import RetainError
+
+
+def _result(path, parameters, label, kept, new, seeds=3, quick=False):
+    stat = lambda x: {"mean": x, "std": 0.01}  # noqa: E731
+    doc = {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+           "model": {"path": f"m{parameters}", "parameters": parameters, "build_config": None},
+           "summary": {label: {"prior_retention": stat(kept), "new_skill_accuracy": stat(new), "bwt": stat(0.0)}}}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_groups_by_model_size_sorted_and_keeps_seeds(tmp_path):
+    files = [_result(tmp_path / "a.json", 4_000_000, "sdft", 0.6, 0.7, seeds=1),
+             _result(tmp_path / "b.json", 865_920, "sdft", 0.44, 0.61),
+             _result(tmp_path / "c.json", 865_920, "sft", 0.31, 0.23)]
+    doc = combine(files)
+    assert [m["parameters"] for m in doc["models"]] == [865_920, 4_000_000]
+    small, big = doc["models"]
+    assert sorted(small["recipes"]) == ["sdft", "sft"] and small["recipes"]["sft"]["prior_retention"]["mean"] == 0.31
+    assert big["recipes"]["sdft"]["seeds"] == 1 and big["recipes"]["sdft"]["new_skill_accuracy"]["mean"] == 0.7
+    json_path, png = write_results(doc, tmp_path / "out")
+    assert json.loads(json_path.read_text())["models"][1]["parameters"] == 4_000_000
+    assert png.stat().st_size > 5000
+
+
+@pytest.mark.parametrize("make, where", [
+    (lambda p: p, "no such file"),
+    (lambda p: (p.write_text("{nope"), p)[1], "is not JSON"),
+    (lambda p: (p.write_text('{"benchmark": "guard"}'), p)[1], "benchmark: is not a result"),
+    (lambda p: _result(p, 10, "sft", 0.1, 0.1, quick=True), "quick: is a --quick run"),
+])
+def test_bad_inputs_name_the_file(tmp_path, make, where):
+    path = make(tmp_path / "r.json")
+    with pytest.raises(RetainError) as raised:
+        combine([path])
+    assert str(raised.value).startswith(f"{path}: ") and where in str(raised.value)
+
+
+def test_the_same_recipe_twice_for_one_model_is_refused(tmp_path):
+    first = _result(tmp_path / "a.json", 10, "sft", 0.1, 0.1)
+    second = _result(tmp_path / "b.json", 10, "sft", 0.2, 0.2)
+    with pytest.raises(RetainError, match="also in"):
+        combine([first, second])
