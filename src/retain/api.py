@@ -103,6 +103,7 @@ def read_protect(paths: list[str | Path]) -> list[Example]:
 def check_protection(recipe: Recipe, protect: list[Any]) -> None:
     """A consolidation method with nothing to protect is an error, never a silent no-op."""
     _, plugins = recipe.methods()
+    plugins = [p for p in plugins if p.needs_prior]
     if plugins and not protect:
         names = "+".join(p.name for p in plugins)
         raise RetainError(f"{names} has nothing to protect in a single learn: name what the model already knows "

@@ -128,6 +128,11 @@ class Consolidation(Method):
     the empty defaults below)."""
 
     name = "consolidation"
+    # whether it protects data named before the first task (``--protect``, a home's suite); one that does
+    # not (``merge``) is complete without any
+    needs_prior = True
+    # whether its ``after_task`` runs before the other plugins' (``merge`` changes the weights they record)
+    first_after_task = False
 
     def training_set(self, examples: list[Any]) -> list[Any]:
         """The examples to train on for this task (``joint`` returns every task seen so far)."""

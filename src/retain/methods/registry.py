@@ -18,6 +18,7 @@ from retain.methods.ewc import EWC
 from retain.methods.joint import Joint
 from retain.methods.l2 import L2
 from retain.methods.mas import MAS
+from retain.methods.merge import Merge
 from retain.methods.rehearsal import Rehearsal
 from retain.methods.replay import Replay
 from retain.methods.sdft import SDFT
@@ -25,7 +26,8 @@ from retain.methods.sft import SFT
 from retain.methods.si import SI
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (SFT, SDFT)}
-CONSOLIDATIONS: dict[str, type[Consolidation]] = {cls.name: cls for cls in (EWC, SI, MAS, L2, Replay, Rehearsal, Joint)}
+CONSOLIDATIONS: dict[str, type[Consolidation]] = {cls.name: cls for cls in (EWC, SI, MAS, L2, Replay, Rehearsal, Joint,
+                                                                      Merge)}
 
 _FALSE, _TRUE = ("false", "0", "no"), ("true", "1", "yes")
 

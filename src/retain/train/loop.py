@@ -201,6 +201,6 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     if cfg.gradient_checkpointing:
         adapter.model.activation_checkpointing_disable()
     objective.after_task(adapter)
-    for plugin in plugins:
+    for plugin in sorted(plugins, key=lambda p: not p.first_after_task):
         plugin.after_task(adapter, list(examples))
     return TaskStats(steps=step, seconds=time.perf_counter() - start, losses=losses)
