@@ -5,7 +5,10 @@
 - a ``.jsonl`` file: one suite item named after the file, default settings;
 - a folder: every ``*.jsonl`` in it, with settings per file from an optional ``suite.json`` beside them;
 - a ``.json`` manifest: ``{"items": [{"file": "a.jsonl", "name": ..., "scorer": ..., ...}, ...]}``, files
-  relative to the manifest.
+  relative to the manifest;
+- a ``.yaml`` / ``.yml`` file: an lm-evaluation-harness task on local data files (the extra ``retain[lmeval]``,
+  :mod:`retain.home.lmeval`), named after its ``task``; in a manifest its settings are ``name``, ``metric``
+  and ``limit``.
 
 Settings of one item: ``name`` (display name, default the file's stem), ``scorer`` (``exact``, ``alnum`` or
 ``module:function``), ``with_demonstration`` (the prompt carries the demonstration: a probe of demonstration
@@ -24,6 +27,7 @@ from retain.data.jsonl import read_examples
 from retain.data.skills import Skill, split_held_out
 from retain.errors import RetainError
 from retain.evaluate.scorers import get_scorer
+from retain.home import lmeval
 
 SETTINGS = {"file", "name", "scorer", "with_demonstration", "test_fraction"}
 FOLDER_SETTINGS = "suite.json"
@@ -31,6 +35,8 @@ DEFAULT_TEST_FRACTION = 0.5
 
 
 def _item(file: Path, settings: dict[str, Any], where: str, seed: int) -> Skill:
+    if lmeval.is_task_file(file):
+        return lmeval.read_task(file, settings, where)
     for key in settings:
         if key not in SETTINGS:
             raise RetainError(f"unknown setting (known: {', '.join(sorted(SETTINGS - {'file'}))})", file=where,

@@ -23,7 +23,7 @@ from retain.data.skills import Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.errors import RetainError
 from retain.guard.home import canaries, quarantine, without_lines
-from retain.home import protection
+from retain.home import lmeval, protection
 from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
@@ -43,13 +43,14 @@ def is_home(path: str | Path) -> bool:
 
 def score_suite(model: Path | Any, skills: list[tuple[Skill, str]]) -> Scores:
     """Every suite entry's score for ``model`` (a loaded causal LM, or a folder loaded once), split into probes
-    and skills."""
+    and skills; an lm-eval task's is its metric as lm-eval computes it (:mod:`retain.home.lmeval`)."""
     if isinstance(model, Path):
         with quiet_hf():
             model = api.load_model(str(model))
     scores: Scores = {"probes": {}, "skills": {}}
     for skill, kind in skills:
-        scores["probes" if kind == "probe" else "skills"][skill.name] = float(api.evaluate(model, skill))
+        score = lmeval.score(model, skill) if isinstance(skill, lmeval.LmEvalTask) else api.evaluate(model, skill)
+        scores["probes" if kind == "probe" else "skills"][skill.name] = float(score)
     return scores
 
 
@@ -104,7 +105,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     blob, notes = None, []
     if recipe is not None and any(p.train for p in probes):
         _, plugins = recipe.methods()
-        notes = protection.start(plugins, base, None, probes, lora=False)
+        notes = protection.start(plugins, base, None, probes, lora=False) + lmeval.skipped(probes)
         blob = protection.encode(plugins)
     config = {"protection": {"methods": list(protect) if blob else [], "notes": notes,
                              "recipe": recipe.to_dict()["options"] if blob and recipe else {}}}
@@ -144,6 +145,7 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     objective, plugins = recipe.methods()
     notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
                              seed=recipe.seed)
+    notes += lmeval.skipped(suite) if plugins else []
     for note in notes:
         Console(stderr=True, quiet=quiet).print(f"  protection {note}")
     result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
