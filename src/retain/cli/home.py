@@ -53,8 +53,10 @@ def init(home: HomeArg,
          floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.",
                                               callback=usage.fraction)] = GatePolicy.floor,
          suite: Annotated[Optional[list[Path]], typer.Option(
-             "--suite", help="The regression suite: skill files, folders of them (settings in suite.json) or a "
-                             "manifest; repeatable. Default: the embedded probes for the embedded model.")] = None,
+             "--suite", help="The regression suite: skill files, folders of them (settings in suite.json), a "
+                             "manifest, or an lm-eval task YAML on local data files (pip install "
+                             "'retain\\[lmeval]'); repeatable. Default: the embedded probes for the embedded "
+                             "model.")] = None,
          no_suite: Annotated[bool, typer.Option("--no-suite", help="Accept a home whose gate measures only "
                                                                    "the skills it learns.")] = False,
          protect_with: Annotated[str, typer.Option(

@@ -44,8 +44,9 @@ def list_(home: HomeArg, as_json: Annotated[bool, typer.Option("--json", help="P
 
 @app.command()
 def add(home: HomeArg,
-        paths: Annotated[list[Path], typer.Argument(help="Skill files, folders of them (settings in suite.json) or "
-                                                        "a manifest (.json).")],
+        paths: Annotated[list[Path], typer.Argument(help="Skill files, folders of them (settings in suite.json), "
+                                                        "a manifest (.json) or an lm-eval task YAML on local "
+                                                        "data files (pip install 'retain\\[lmeval]').")],
         reason: Annotated[Optional[str], typer.Option("--reason", help="Recorded with the change.")] = None,
         wait: WaitOpt = 0.0) -> None:
     """Add items to the suite; from the next version on the gate measures them."""
