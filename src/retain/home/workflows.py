@@ -10,6 +10,7 @@ These workflows sit above the public API: training goes through :func:`retain.ap
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,7 @@ from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
 from retain.ledger.merge import merge_adapter, quiet_hf
 from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
-from retain.ledger.tensors import hash_only, snapshot, weights_sha256
+from retain.ledger.tensors import hash_only, materialize, snapshot, weights_sha256
 from retain.recipe import Recipe, with_defaults
 from retain.seeding import seed_everything
 
@@ -189,6 +190,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     base_source = opened.version("v1")["record"]["config"]["source"]
     recipe = _home_recipe(base_source, method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
                           batch_size=batch_size)
+    _check_before_lock(opened, recipe, skill)
     with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
         parent = opened.champion()
         parent_dir = opened.materialize(parent, work / "champion")
@@ -226,6 +228,24 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     if not quiet:
         Console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
+
+
+def _check_before_lock(home: Home, recipe: Recipe, skill: Skill) -> None:
+    """The checks that need the model's tokenizer (every prompt fits the positions; SDFT's skipped tokens leave
+    something to train on), run on the base's tokenizer and config before the lock is taken, so such bad input
+    changes nothing in the home. Learning does not change a tokenizer, so the base's is the champion's."""
+    from retain.models.loading import load_shape
+
+    spec = recipe.model
+    with tempfile.TemporaryDirectory(prefix="retain-check-") as tmp:
+        materialize(home.objects, {**home.manifest("v1"), "safetensors": {}}, Path(tmp))
+        with quiet_hf():
+            shape = load_shape(tmp, trust_remote_code=spec.trust_remote_code,
+                               max_prompt_tokens=spec.max_prompt_tokens, max_new_tokens=spec.max_new_tokens)
+    objective, _ = recipe.methods()
+    shape.check_lengths(skill.train + skill.test, teacher=objective.name == "sdft",
+                        template=getattr(objective.config, "teacher_template", None))
+    objective.check_examples(shape, skill.train)
 
 
 def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: float) -> dict[str, Any]:

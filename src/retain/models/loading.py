@@ -115,3 +115,23 @@ def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_
     model.eval()
     return CausalLMAdapter(model, tokenizer, str(path), max_prompt_tokens=max_prompt_tokens,
                            max_new_tokens=max_new_tokens)
+
+
+def load_shape(path: str | Path, *, trust_remote_code: bool = False, max_prompt_tokens: int | None = None,
+               max_new_tokens: int | None = None) -> CausalLMAdapter:
+    """The tokenizer and the architecture of the causal LM in the folder ``path`` (its config and tokenizer
+    files; no weights are read: the parameters are meta tensors). Enough to check lengths and completion masks
+    (:meth:`CausalLMAdapter.check_lengths`, ``Objective.check_examples``) before anything heavy runs or a lock
+    is taken; nothing can be computed with it."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, ImportError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RetainError(f"cannot load a causal LM's tokenizer and config ({first})", file=str(path)) from None
+    return CausalLMAdapter(model, tokenizer, str(path), max_prompt_tokens=max_prompt_tokens,
+                           max_new_tokens=max_new_tokens)
