@@ -17,7 +17,7 @@ from retain.data.jsonl import read_examples
 from retain.errors import RetainError
 from retain.evaluate.scorers import get_scorer
 
-HEAVY = ("torch", "transformers", "sklearn", "gymnasium", "retain.api", "retain.home", "retain.run")
+HEAVY = ("torch", "transformers", "sklearn", "gymnasium", "lm_eval", "retain.api", "retain.home", "retain.run")
 
 
 def retain(*args: object) -> subprocess.CompletedProcess:
