@@ -12,7 +12,8 @@ Its score is its main metric: the first of its ``metric_list`` (lm-eval's defaul
 the list is absent, ``acc`` for multiple choice), or the one a ``metric`` setting names; the gate needs a metric
 where higher is better. lm-eval computes it on the model already loaded in memory
 (``lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=...)``), zero-shot unless the YAML sets
-``num_fewshot``, on at most ``limit`` documents when set, with the Hugging Face hub and datasets offline.
+``num_fewshot``, without a chat template (lm-eval's default), on at most ``limit`` documents when set, with
+the Hugging Face hub and datasets offline.
 lm-eval is imported only here and only when such an item is read or scored.
 """
 
@@ -23,8 +24,9 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -84,7 +86,7 @@ def _read_yaml(path: Path, files: list[Path], seen: set[Path]) -> dict[str, Any]
         raise RetainError("includes itself", file=str(path), field="include")
     seen.add(path)
     try:
-        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except FileNotFoundError:
         raise RetainError("no such file", file=str(path)) from None
     except yaml.YAMLError as err:
@@ -195,7 +197,7 @@ def read_task(path: Path, settings: dict[str, Any], where: str) -> LmEvalTask:
             task.n = len(built.eval_docs) if limit is None else min(limit, len(built.eval_docs))
         except (RetainError, KeyboardInterrupt):
             raise
-        except Exception as err:  # lm-eval and datasets raise many kinds; each is the task's fault here
+        except Exception as err:  # noqa: BLE001 (lm-eval and datasets raise many kinds: the task's fault)
             raise RetainError(f"lm-eval cannot build the task ({type(err).__name__}: {err})".splitlines()[0],
                               file=str(path)) from None
     if task.n == 0:
@@ -268,18 +270,24 @@ def score(adapter: Any, task: LmEvalTask) -> float:
     model = adapter.model
     was_training = model.training
     device = str(next(model.parameters()).device)
+    where = f"lm-eval task {task.name} ({task.entry})"
     try:
         with tempfile.TemporaryDirectory(prefix="retain-lmeval-") as tmp, _quiet():
             loaded = _load(Path(tmp), task)
             lm = HFLM(pretrained=model, tokenizer=adapter.tokenizer, batch_size=BATCH_SIZE, device=device)
             results = evaluate(lm=lm, task_dict=loaded, limit=task.limit, bootstrap_iters=0, log_samples=False,
                                verbosity="ERROR")
+    except (RetainError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # noqa: BLE001 (the task ran when added: this model fails on it)
+        raise RetainError(f"lm-eval failed ({type(err).__name__}: {err})".splitlines()[0], file=where) from None
     finally:
         model.train(was_training)
     (values,) = results["results"].values()
+    # one value per filter (``metric,filter``); the first is the task's own, ``none`` without a filter_list
     keys = [k for k in values if k.startswith(f"{task.metric},") and "_stderr" not in k]
     if not keys:
-        raise RetainError(f"lm-eval reported no {task.metric} for the task", file=task.entry, field="metric")
+        raise RetainError(f"lm-eval reported no {task.metric} for the task", file=where, field="metric")
     return float(values[keys[0]])
 
 
