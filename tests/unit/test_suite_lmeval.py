@@ -134,10 +134,10 @@ def test_metric_defaults_to_the_output_types_first(tmp_path, model):
     assert item.metric == "acc"
 
 
-def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model):
+def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model, monkeypatch):
     """init with the task in the suite, the task's folder deleted, a learn that rewrites the model: the gate
     reads the task's score (lm-eval's, equal to the one by hand on the stored candidate), protection skips it,
-    and verify, gc and reproduce work from the home alone."""
+    and verify, gc and reproduce work from the home alone; without lm-eval a learn stops before training."""
     from retain import api
     from retain.data.skills import Example
     from retain.home import init_home_from_model, learn_in_home, reproduce
@@ -175,6 +175,18 @@ def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model):
     assert collect(home.root).objects == 0
     assert verify(home.root).ok
     assert reproduce(home.root, "v2")["match"]
+
+    # without lm-eval, a learn into this home stops before training, saying what to install, and writes nothing
+    def files() -> dict[Path, bytes]:  # SQLite's shared-memory index changes on any read: not the home's content
+        return {p: p.read_bytes() for p in sorted(home.root.rglob("*")) if p.is_file() and p.suffix != ".sqlite-shm"}
+
+    before = files()
+    for name in [m for m in sys.modules if m == "lm_eval" or m.startswith("lm_eval.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    with pytest.raises(RetainError, match=r"suite item tiny_mc\): .*pip install 'retain\[lmeval\]'"):
+        learn_in_home(home.root, skill, method="sft", quiet=True)
+    assert files() == before
 
 
 # -- bad input: one located error, nothing read further -----------------------------------------------------

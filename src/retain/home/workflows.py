@@ -187,6 +187,9 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     if skill.name in [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]:
         raise RetainError(f"the skill is named {skill.name!r}, which is an item of this home's suite; "
                           "pass --name NEW_NAME to learn it under another name", file=str(data))
+    for spec in store.suite_specs(opened.conn):  # scoring them needs lm-eval: say so before training
+        if "lmeval" in spec:
+            lmeval.require(f"{opened.root} (suite item {spec['name']})")
     base_source = opened.version("v1")["record"]["config"]["source"]
     recipe = _home_recipe(base_source, method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
                           batch_size=batch_size)
