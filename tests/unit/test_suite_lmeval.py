@@ -49,14 +49,15 @@ def task_yaml(metrics: str = "[acc, acc_norm]", **fields: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_task(folder: Path, labels: list[int], yaml_text: str | None = None) -> Path:
+def write_task(folder: Path, labels: list[int], yaml_text: str | bytes | None = None) -> Path:
     """The task YAML, its data files and its ``!function`` module under ``folder``; returns the YAML."""
     (folder / "data").mkdir(parents=True, exist_ok=True)
     rows = [{"question": q, "choices": c, "label": y} for q, c, y in zip(QUESTIONS, CHOICES, labels)]
     (folder / "data" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TRAIN))
     (folder / "utils.py").write_text(UTILS)
-    (folder / "task.yaml").write_text(yaml_text or task_yaml())
+    text = yaml_text if yaml_text is not None else task_yaml()
+    (folder / "task.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
     return folder / "task.yaml"
 
 
@@ -132,6 +133,10 @@ def test_metric_defaults_to_the_output_types_first(tmp_path, model):
 
     (item,) = read_suite([write_task(tmp_path / "task", [0] * 8, task_yaml(metrics=""))])
     assert item.metric == "acc"
+    generative = task_yaml(metrics="").replace("output_type: multiple_choice\n", "").replace(
+        "doc_to_target: \"{{label}}\"", "doc_to_target: \"{{choices[label]}}\"")
+    (item,) = read_suite([write_task(tmp_path / "gen", [0] * 8, generative)])
+    assert item.metric == "exact_match"  # lm-eval's default output type is generate_until
 
 
 def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model, monkeypatch):
@@ -201,6 +206,7 @@ def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model, monkeypatch):
     (task_yaml(dataset_path="super_glue"), "task.yaml", "dataset_path", "runs offline"),
     (task_yaml(test_split="validation"), "task.yaml", None, "lm-eval cannot build the task"),
     ("- task: a\n- task: b\n", "task.yaml", None, "must be a mapping"),
+    (b"task: x\xff\n", "task.yaml", None, "not UTF-8 text"),
     ("group: several\ntask: [a, b]\n", "task.yaml", "task", "one lm-eval task"),
 ])
 def test_bad_task_file_is_one_located_error(tmp_path, yaml_text, where, field, words):

@@ -39,6 +39,7 @@ SETTINGS = {"file", "name", "metric", "limit"}
 FORMATS = ("json", "csv", "parquet", "text", "arrow")
 INSTALL = "pip install 'retain[lmeval]'"
 BATCH_SIZE = 16
+OUTPUT_TYPE = "generate_until"  # lm-eval's TaskConfig default
 FEWSHOT_SEED = 1234  # lm-eval's own default, so few-shot contexts match a plain lm-eval run
 
 
@@ -89,6 +90,8 @@ def _read_yaml(path: Path, files: list[Path], seen: set[Path]) -> dict[str, Any]
         config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except FileNotFoundError:
         raise RetainError("no such file", file=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise RetainError(f"not UTF-8 text ({err.reason} at byte {err.start})", file=str(path)) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise RetainError(f"malformed YAML ({getattr(err, 'problem', None) or err})", file=str(path),
@@ -142,7 +145,7 @@ def _metric(config: dict[str, Any], chosen: str | None, where: str) -> str:
 
     listed = config.get("metric_list")
     if listed is None:
-        entries = [{"metric": m} for m in DEFAULT_METRIC_REGISTRY.get(config.get("output_type"), [])]
+        entries = [{"metric": m} for m in DEFAULT_METRIC_REGISTRY.get(config.get("output_type", OUTPUT_TYPE), [])]
     elif isinstance(listed, list) and listed and all(isinstance(e, dict) and "metric" in e for e in listed):
         entries = listed
     else:
