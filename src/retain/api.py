@@ -29,7 +29,7 @@ from retain.models.loading import resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
 from retain.run import RunResult, run
 from retain.seeding import seed_everything
-from retain.train.loop import process_state
+from retain.train.loop import full_state_dict, process_state
 
 RECIPE_FILE = "retain_recipe.json"
 
@@ -162,9 +162,11 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
                          protect=answered(adapter, prior) if prior else None)
     result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction},
                          protect=[str(p) for p in protect or []])
-    # Under a multi-process launch every process trained the same weights; one writes them.
+    # Under a multi-process launch every process trained the same weights; one writes them (FSDP2's shards
+    # are gathered by all processes first).
+    state = full_state_dict(result.adapter.model) if out_path is not None else None
     if out_path is not None and process_state(recipe.model.device).is_main_process:
-        result.adapter.save(out_path)
+        result.adapter.save(out_path, state_dict=state)
         (out_path / RECIPE_FILE).write_text(json.dumps(result.config, indent=2, sort_keys=True) + "\n")
         result.out = str(out_path)
     return result

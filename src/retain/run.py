@@ -22,7 +22,7 @@ from retain.evaluate import metrics
 from retain.recipe import Recipe
 from retain.scenario import Scenario, Task
 from retain.seeding import derived_seed, seed_everything
-from retain.train.loop import process_state, train_task
+from retain.train.loop import is_sharded, process_state, train_task
 
 
 @dataclass
@@ -90,7 +90,7 @@ def run(scenario: Scenario, recipe: Recipe, *, adapter: Any = None, progress: Pr
                        adapter=adapter, objective=objective, plugins=plugins)
 
     def evaluate() -> None:
-        if not main:
+        if not main and not is_sharded(adapter.model):  # a sharded model's forwards need every process
             result.matrix.append([float("nan")] * len(scenario.tasks))
             result.probe_matrix.append([float("nan")] * len(scenario.probes))
             return

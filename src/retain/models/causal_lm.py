@@ -30,6 +30,22 @@ RESERVED_NEW_TOKENS = 64  # positions kept for generation when max_new_tokens is
 ANSWER_TOKENS = 32  # greedy answers' length when neither the caller nor max_new_tokens says
 
 
+def _sharded(module: nn.Module) -> bool:
+    """Whether FSDP2 shards ``module`` across processes (its parameters are DTensors): each forward then
+    gathers parameters from every process, so generation keeps all of them stepping until the last stops
+    (``synced_gpus``; transformers only detects its own FSDP wrapping, not Accelerate's)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of a DTensor shard (gathered from every process), or ``t`` itself."""
+    from torch.distributed.tensor import DTensor
+
+    return t.full_tensor() if isinstance(t, DTensor) else t
+
+
 def default_teacher_template(tokenizer: Any) -> str:
     """The embedded model's own template for it and every model derived from it (recognised by its chat
     template, which they keep), the official code's for every other model (see :mod:`retain.data.prompts`)."""
@@ -238,7 +254,7 @@ class CausalLMAdapter:
         self.model.eval()
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                       num_return_sequences=num_return_sequences, pad_token_id=self.pad_id,
-                                      eos_token_id=self.eos_ids)
+                                      eos_token_id=self.eos_ids, synced_gpus=_sharded(self.model))
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
@@ -285,6 +301,9 @@ class CausalLMAdapter:
             self._student_adapter = self.model.active_adapter
             self.model.add_adapter(TEACHER_ADAPTER, copy.deepcopy(self.model.peft_config[self._student_adapter]))
             self.model.set_adapter(self._student_adapter)  # the teacher's adapter does not train
+        elif _sharded(self.model):
+            self._teacher_model = self._full_copy().eval().requires_grad_(False)
+            return  # already the student's weights
         else:
             self._teacher_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         student = self.trainable_parameters()
@@ -300,7 +319,20 @@ class CausalLMAdapter:
         student = self.trainable_parameters()
         with torch.no_grad():
             for name, t in self.teacher_parameters().items():
-                t.mul_(1.0 - rate).add_(student[name].detach(), alpha=rate)
+                t.mul_(1.0 - rate).add_(_full(student[name].detach()), alpha=rate)
+
+    def _full_copy(self) -> nn.Module:
+        """An unsharded copy of a model FSDP2 shards (which cannot be deep-copied): the same class, built from
+        its config, holding the full weights every process gathers (each then keeps a whole copy)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.fsdp import FSDPModule
+
+        full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+        cls = next(c for c in type(self.model).__mro__ if not issubclass(c, FSDPModule))  # FSDP2's subclass's base
+        with torch.random.fork_rng(devices=[]):  # its random initialisation must not move the sampling's seed
+            teacher = cls(self.model.config).to(device=self.device, dtype=next(iter(full.values())).dtype)
+        teacher.load_state_dict(full)
+        return teacher
 
     @contextmanager
     def teacher_view(self, kind: str) -> Iterator[None]:
@@ -356,11 +388,15 @@ class CausalLMAdapter:
             self.model.set_adapter(self._student_adapter)
 
     # -- saving --------------------------------------------------------------------------------------
-    def save(self, out_dir: str | Path) -> None:
+    def save(self, out_dir: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Write the model (only the trained adapter under LoRA) and the tokenizer; ``state_dict`` is the full
+        one of a sharded model (:func:`retain.train.loop.full_state_dict`, gathered by every process)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        given = {"state_dict": state_dict} if state_dict is not None else {}
         if self.is_lora:  # only the trained adapter, never a teacher's
-            self.model.save_pretrained(out, safe_serialization=True, selected_adapters=[self.model.active_adapter])
+            self.model.save_pretrained(out, safe_serialization=True, selected_adapters=[self.model.active_adapter],
+                                       **given)
         else:
-            self.model.save_pretrained(out, safe_serialization=True)
+            self.model.save_pretrained(out, safe_serialization=True, **given)
         self.tokenizer.save_pretrained(out)

@@ -103,6 +103,24 @@ def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
         return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
 
 
+def is_sharded(module: torch.nn.Module) -> bool:
+    """Whether ``module``'s parameters are sharded across processes (FSDP2 keeps them as DTensors): then every
+    forward is a collective, and every process must run it (scoring, generation, a full state dict)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The whole weights of a model sharded across processes, on the main process (``{}`` elsewhere); every
+    process must call it, as it gathers from all of them. ``None`` for a model each process holds whole."""
+    if not is_sharded(module):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
 def _local_slice(batch: list[Any], rank: int, world: int) -> list[Any]:
     """This process's share of a global batch; a batch smaller than the world (an epoch's last one) gives
     each process one example so that every process takes part in the gradient average."""
