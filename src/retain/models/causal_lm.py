@@ -32,8 +32,8 @@ ANSWER_TOKENS = 32  # greedy answers' length when neither the caller nor max_new
 
 def _sharded(module: nn.Module) -> bool:
     """Whether FSDP2 shards ``module`` across processes (its parameters are DTensors): each forward then
-    gathers parameters from every process, so generation keeps all of them stepping until the last stops
-    (``synced_gpus``; transformers only detects its own FSDP wrapping, not Accelerate's)."""
+    gathers parameters from every process, so it cannot be deep-copied and every process must run it
+    (generation does: transformers sees ``fully_shard``'s mark and keeps all processes stepping, ``synced_gpus``)."""
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in module.parameters())
@@ -254,7 +254,7 @@ class CausalLMAdapter:
         self.model.eval()
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=do_sample,
                                       num_return_sequences=num_return_sequences, pad_token_id=self.pad_id,
-                                      eos_token_id=self.eos_ids, synced_gpus=_sharded(self.model))
+                                      eos_token_id=self.eos_ids)
         if do_sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
