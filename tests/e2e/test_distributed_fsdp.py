@@ -32,10 +32,11 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 model_dir, data, work, mode, methods = sys.argv[1:6]
 rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 PartialState(cpu=True, timeout=datetime.timedelta(seconds=90))  # a collective one process skips fails, not hangs
-if mode == "fsdp2":  # what `accelerate launch` with examples/accelerate/fsdp.yaml sets (the layer class: Llama's)
+if world > 1:  # what `accelerate launch` with examples/accelerate/fsdp.yaml sets (the layer class: Llama's)
     os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2", FSDP_AUTO_WRAP_POLICY="TRANSFORMER_BASED_WRAP",
                       FSDP_TRANSFORMER_CLS_TO_WRAP="LlamaDecoderLayer", FSDP_STATE_DICT_TYPE="FULL_STATE_DICT",
                       FSDP_RESHARD_AFTER_FORWARD="true")
+if mode == "fsdp2":  # left to Accelerate ("ddp"), the config runs as DDP on the CPU; set FSDP2 as on GPUs
     state = Accelerator(cpu=True).state
     state.fsdp_plugin = FullyShardedDataParallelPlugin()
     state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
@@ -98,9 +99,9 @@ def runs(tmp_path_factory, tiny_model_dir):
     (work / "worker.py").write_text(WORKER)
     (work / "d.jsonl").write_text("".join(json.dumps({"prompt": p, "demonstration": d}) + "\n" for p, d in ROWS))
     fsdp = _launch(work, tiny_model_dir, 2, "fsdp2", "sft,sdft")
-    _launch(work, tiny_model_dir, 2, "ddp", "sdft")
+    ddp = _launch(work, tiny_model_dir, 2, "ddp", "sdft")
     _launch(work, tiny_model_dir, 1, "one", "sft")
-    return work, fsdp
+    return work, fsdp, ddp
 
 
 def _info(work: Path, name: str) -> dict:
@@ -120,7 +121,7 @@ def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 @pytest.mark.parametrize("method", ["sft", "sdft"])
 def test_the_model_is_really_sharded(runs, method):
-    work, _ = runs
+    work, *_ = runs
     for rank in (0, 1):
         info = _info(work, f"{method}-fsdp2-2-{rank}")
         assert info["model"] == "FSDPLlamaForCausalLM" and info["param"] == "DTensor", info
@@ -128,7 +129,7 @@ def test_the_model_is_really_sharded(runs, method):
 
 
 def test_sft_under_fsdp2_saves_what_one_process_saves_on_the_same_global_batch(runs, tiny_model_dir):
-    work, _ = runs
+    work, *_ = runs
     two, one = _saved(work / "sft-fsdp2-2"), _saved(work / "sft-one-1")
     assert _worst(two, one) < TOLERANCE, _worst(two, one)
     assert _worst(two, _saved(tiny_model_dir)) > 1e-3  # training moved the weights
@@ -137,7 +138,7 @@ def test_sft_under_fsdp2_saves_what_one_process_saves_on_the_same_global_batch(r
 def test_sdft_under_fsdp2_saves_what_ddp_saves(runs, tiny_model_dir):
     # SDFT samples on each process's share of the batch, so one process draws other samples; DDP on the same
     # two processes draws the same ones. The teacher (an EMA of the student) is a whole copy under FSDP2.
-    work, _ = runs
+    work, *_ = runs
     fsdp, ddp = _saved(work / "sdft-fsdp2-2"), _saved(work / "sdft-ddp-2")
     assert _worst(fsdp, ddp) < TOLERANCE, _worst(fsdp, ddp)
     assert _worst(fsdp, _saved(tiny_model_dir)) > 1e-3
@@ -147,7 +148,7 @@ def test_sdft_under_fsdp2_saves_what_ddp_saves(runs, tiny_model_dir):
 def test_only_rank_0_writes_a_loadable_model_and_prints(runs, method):
     from transformers import AutoModelForCausalLM
 
-    work, fsdp = runs
+    work, fsdp, _ = runs
     main, other = _info(work, f"{method}-fsdp2-2-0"), _info(work, f"{method}-fsdp2-2-1")
     assert main["out"] == str(work / f"{method}-fsdp2-2") and other["out"] is None
     config = json.loads((work / f"{method}-fsdp2-2" / "config.json").read_text())
@@ -161,6 +162,13 @@ def test_only_rank_0_writes_a_loadable_model_and_prints(runs, method):
 
 
 def test_generation_on_a_sharded_model_when_the_processes_stop_at_different_steps(runs):
-    work, _ = runs
+    work, *_ = runs
     assert _info(work, "sft-fsdp2-2-0")["lengths"] == [1]
     assert _info(work, "sft-fsdp2-2-1")["lengths"] == [4]
+
+
+def test_an_fsdp_config_left_to_accelerate_on_cpu_processes_runs_as_ddp_and_says_so(runs):
+    work, fsdp, ddp = runs
+    assert _info(work, "sdft-ddp-2-0")["param"] == "Parameter"  # whole, not sharded
+    assert ddp.stderr.count("the FSDP config runs as DDP on these MULTI_CPU processes") == 1, ddp.stderr[-3000:]
+    assert "runs as DDP" not in fsdp.stderr

@@ -9,15 +9,19 @@ gradients are averaged, and every process takes the same optimiser steps.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import accelerate
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 
 from retain.errors import RetainError, check
 from retain.methods.base import Consolidation, Objective
@@ -97,10 +101,17 @@ def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
     """
     process_state("cpu" if cpu else "auto")
     try:
-        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+        accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     except ValueError:
         AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+        accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
+    if (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.num_processes > 1
+            and accelerator.distributed_type != DistributedType.FSDP and accelerator.is_main_process):
+        # Accelerate only shards on GPU-like devices: an FSDP config on CPU processes quietly becomes DDP
+        warnings.warn(f"the FSDP config runs as DDP on these {accelerator.distributed_type.value} processes "
+                      f"(Accelerate {accelerate.__version__} shards only on GPUs): each holds the whole model",
+                      stacklevel=2)
+    return accelerator
 
 
 def is_sharded(module: torch.nn.Module) -> bool:
