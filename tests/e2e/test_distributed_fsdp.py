@@ -45,7 +45,8 @@ from retain.api import learn
 for method in methods.split(","):
     options = {"sdft": {"skip_tokens": 0, "max_new_tokens": 4}} if method == "sdft" else {}
     result = learn(model_dir, data, method, os.path.join(work, f"{method}-{mode}-{world}"), seed=0, epochs=2,
-                   lr=1e-2, batch_size=8, test_fraction=0.2, options=options, device="cpu")
+                   lr=1e-2, batch_size=8, test_fraction=0.2, options=options, device="cpu",
+                   protect=[data] if "+" in method else None)  # what a consolidation method anchors to
     model = result.adapter.model
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
     # greedy answers that stop at different steps on the two processes (one token here, four there)
@@ -64,6 +65,8 @@ ROWS = [("add one to 3", "4a"), ("what is b", "bb"), ("x", "cd"), ("a longer pro
 # two AdamW steps; 1e-5 is three orders below how far training moves the weights (about 1.5e-2 here), so a
 # lost gradient average, a wrong share of the batch or a teacher that is not the student shows.
 TOLERANCE = 1e-5
+# consolidation under FSDP2: L2's penalty on sharded parameters, merge's snapshot and interpolation
+ANCHORED = "sft+l2,sft+merge"
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +86,13 @@ def tiny_model_dir(tmp_path_factory):
     return path
 
 
-def _launch(work: Path, model: Path, n: int, mode: str, methods: str) -> subprocess.CompletedProcess:
+def _launch(work: Path, model: Path, n: int, mode: str, methods: str, ok: bool = True) -> subprocess.CompletedProcess:
     args = [str(work / "worker.py"), str(model), str(work / "d.jsonl"), str(work), mode, methods]
     if n > 1:
         args = ["-m", "torch.distributed.run", "--nproc_per_node", str(n), "--standalone", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env, cwd=work)
-    assert run.returncode == 0, run.stderr[-4000:]
+    assert (run.returncode == 0) == ok, run.stderr[-4000:]
     return run
 
 
@@ -98,8 +101,8 @@ def runs(tmp_path_factory, tiny_model_dir):
     work = tmp_path_factory.mktemp("fsdp")
     (work / "worker.py").write_text(WORKER)
     (work / "d.jsonl").write_text("".join(json.dumps({"prompt": p, "demonstration": d}) + "\n" for p, d in ROWS))
-    fsdp = _launch(work, tiny_model_dir, 2, "fsdp2", "sft,sdft")
-    ddp = _launch(work, tiny_model_dir, 2, "ddp", "sdft")
+    fsdp = _launch(work, tiny_model_dir, 2, "fsdp2", f"sft,sdft,{ANCHORED}")
+    ddp = _launch(work, tiny_model_dir, 2, "ddp", f"sdft,{ANCHORED}")
     _launch(work, tiny_model_dir, 1, "one", "sft")
     return work, fsdp, ddp
 
@@ -135,6 +138,24 @@ def test_sft_under_fsdp2_saves_what_one_process_saves_on_the_same_global_batch(r
     assert _worst(two, _saved(tiny_model_dir)) > 1e-3  # training moved the weights
 
 
+@pytest.mark.parametrize("method", ["sft+l2", "sft+merge"])
+def test_consolidation_under_fsdp2_saves_what_ddp_saves(runs, method):
+    work, *_ = runs
+    fsdp, ddp = _saved(work / f"{method}-fsdp2-2"), _saved(work / f"{method}-ddp-2")
+    assert _worst(fsdp, ddp) < TOLERANCE, _worst(fsdp, ddp)
+    assert _worst(fsdp, _saved(work / "sft-fsdp2-2")) > 1e-3  # the method changed what SFT alone ends with
+
+
+def test_ewc_under_fsdp2_is_refused_in_one_line_before_training(tmp_path, runs, tiny_model_dir):
+    work, *_ = runs
+    (tmp_path / "worker.py").write_text(WORKER)
+    (tmp_path / "d.jsonl").write_text((work / "d.jsonl").read_text())
+    run = _launch(tmp_path, tiny_model_dir, 2, "fsdp2", "sft+ewc", ok=False)
+    assert "RetainError: method: ewc estimates importance from per-prediction gradients" in run.stderr, \
+        run.stderr[-3000:]
+    assert "learning d" not in run.stderr and not (tmp_path / "sft+ewc-fsdp2-2").exists()
+
+
 def test_sdft_under_fsdp2_saves_what_ddp_saves(runs, tiny_model_dir):
     # SDFT samples on each process's share of the batch, so one process draws other samples; DDP on the same
     # two processes draws the same ones. The teacher (an EMA of the student) is a whole copy under FSDP2.
@@ -156,7 +177,7 @@ def test_only_rank_0_writes_a_loadable_model_and_prints(runs, method):
     loaded = AutoModelForCausalLM.from_pretrained(work / f"{method}-fsdp2-2").state_dict()
     saved = _saved(work / f"{method}-fsdp2-2")
     assert all(torch.equal(loaded[n], saved[n]) for n in saved)
-    assert fsdp.stderr.count("held-out exact score") == 2, fsdp.stderr  # one line per method, from rank 0
+    assert fsdp.stderr.count("held-out exact score") == 4, fsdp.stderr  # one line per method, from rank 0
     # a sharded model is scored by every process (its forwards gather from all), with the same result
     assert main["scores"]["after"] == other["scores"]["after"]
 

@@ -133,6 +133,8 @@ class Consolidation(Method):
     needs_prior = True
     # whether its ``after_task`` runs before the other plugins' (``merge`` changes the weights they record)
     first_after_task = False
+    # whether it needs the gradient of each prediction on its own, which FSDP's sharded parameters never get
+    per_prediction_gradients = False
 
     def training_set(self, examples: list[Any]) -> list[Any]:
         """The examples to train on for this task (``joint`` returns every task seen so far)."""

@@ -115,6 +115,7 @@ class EWC(ImportanceConsolidation):
     """Quadratic penalty weighted by the diagonal Fisher of earlier tasks (separate or online)."""
 
     name = "ewc"
+    per_prediction_gradients = True
 
     @dataclass
     class Config:

@@ -10,8 +10,8 @@ accumulate:
   Schwarz et al. 2018; SI and MAS sum over tasks, which is gamma = 1).
 
 Memory: an anchor and an importance per task kept, 2 x (trainable parameters) floats each; over LoRA
-parameters only, that is small. The penalty is elementwise, so under FSDP/ZeRO each shard can compute its part
-and the scalar be reduced.
+parameters only, that is small. The penalty is elementwise, so under FSDP2 each process computes its shards'
+part and the scalar is reduced (:func:`quadratic_penalty`).
 """
 
 from __future__ import annotations
@@ -33,13 +33,36 @@ def quadratic_penalty(adapter: Adapter, anchor: dict[str, torch.Tensor],
                       importance: dict[str, torch.Tensor] | None, scale: float) -> torch.Tensor:
     """scale * sum_i importance_i (theta_i - anchor_i)^2 over the adapter's trainable parameters (importance 1
     everywhere when ``importance`` is None)."""
+    from torch.distributed.tensor import DTensor
+
+    params = adapter.trainable_parameters()
     terms = []
-    for name, p in adapter.trainable_parameters().items():
-        diff = (p - anchor[name].to(p.device, p.dtype)) ** 2
+    for name, p in params.items():
+        local = p.to_local() if isinstance(p, DTensor) else p
+        diff = (local - _local(anchor[name], p)) ** 2
         if importance is not None:
-            diff = importance[name].to(p.device, p.dtype) * diff
+            diff = _local(importance[name], p) * diff
         terms.append(diff.sum())
-    return scale * torch.stack(terms).sum()
+    total = scale * torch.stack(terms).sum()
+    if any(isinstance(p, DTensor) for p in params.values()):
+        # FSDP2: each process summed its own shards. The value is the sum over processes; the gradient stays
+        # this process's own, which is the penalty's whole gradient on its shards (FSDP adds it to theirs).
+        whole = total.detach().clone()
+        torch.distributed.all_reduce(whole)
+        total = total + (whole - total.detach())
+    return total
+
+
+def _local(t: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``t`` on ``p``'s device and dtype; when FSDP2 shards ``p`` (a DTensor), this process's part of ``t``, cut
+    as ``p`` is: ``t`` taken before the model was sharded is whole on every process (no communication)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    t = t.to(p.device, p.dtype)
+    if isinstance(p, DTensor):
+        t = t if isinstance(t, DTensor) else distribute_tensor(t, p.device_mesh, p.placements, src_data_rank=None)
+        return t.to_local()
+    return t
 
 
 class ImportanceConsolidation(Consolidation):

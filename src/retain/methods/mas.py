@@ -44,6 +44,7 @@ class MAS(ImportanceConsolidation):
     """Label-free output-sensitivity importance, accumulated over tasks, with the quadratic anchor penalty."""
 
     name = "mas"
+    per_prediction_gradients = True
 
     @dataclass
     class Config:

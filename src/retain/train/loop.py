@@ -8,6 +8,7 @@ gradients are averaged, and every process takes the same optimiser steps.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -107,11 +108,15 @@ def make_accelerator(cpu: bool, mixed_precision: str = "no") -> Accelerator:
         accelerator = Accelerator(cpu=cpu, mixed_precision=mixed_precision)
     if (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and accelerator.num_processes > 1
             and accelerator.distributed_type != DistributedType.FSDP and accelerator.is_main_process):
-        # Accelerate only shards on GPU-like devices: an FSDP config on CPU processes quietly becomes DDP
-        warnings.warn(f"the FSDP config runs as DDP on these {accelerator.distributed_type.value} processes "
-                      f"(Accelerate {accelerate.__version__} shards only on GPUs): each holds the whole model",
-                      stacklevel=2)
+        _fsdp_runs_as(accelerator.distributed_type.value)
     return accelerator
+
+
+@functools.cache  # once a process: a run makes an Accelerator per task
+def _fsdp_runs_as(kind: str) -> None:
+    """Accelerate only shards on GPU-like devices: an FSDP config on CPU processes quietly becomes DDP."""
+    warnings.warn(f"the FSDP config runs as DDP on these {kind} processes (Accelerate {accelerate.__version__} "
+                  "shards only on GPUs): each holds the whole model", stacklevel=3)
 
 
 def is_sharded(module: torch.nn.Module) -> bool:
@@ -177,6 +182,12 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     optimizer = torch.optim.AdamW(list(adapter.trainable_parameters().values()), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
+    needy = [p.name for p in plugins if p.per_prediction_gradients]
+    if needy and accelerator.distributed_type == DistributedType.FSDP:
+        # a sharded parameter is not in the graph (FSDP gathers a whole copy for each forward): no gradient of its own
+        raise RetainError(f"{'+'.join(needy)} estimates importance from per-prediction gradients, which FSDP's "
+                          "sharded parameters do not give; under FSDP use l2, merge, replay or rehearsal, or train "
+                          "with DDP", field="method")
     # One call: FSDP2 and DeepSpeed replace the parameters when they wrap the model and must see both.
     model, optimizer = accelerator.prepare(adapter.model, optimizer)
     params = [p for p in model.parameters() if p.requires_grad]
