@@ -1,0 +1,16 @@
+"""The capacity table of the README: ``retain bench capacity`` over ``retain bench retention --model`` results.
+
+    retain build-base --size M --steps 1000 --out builds/M      # the M model (see README for the time)
+    retain bench retention --model builds/M --recipe sft --recipe sdft --recipe sdft+rehearsal --seeds 1 \\
+        --out results/retention-M
+    python benchmarks/capacity.py results/retention-*/retention.json [--out results/capacity]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from retain.cli import main
+
+if __name__ == "__main__":
+    main(["bench", "capacity", *sys.argv[1:]])
