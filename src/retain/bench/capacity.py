@@ -83,6 +83,10 @@ def write_results(doc: dict[str, Any], out: Path) -> list[Path]:
         if key == "prior_retention":
             ax.axhline(0.9, linestyle="--", color="grey", linewidth=1)
         ax.set_xscale("log")
+        sizes = [m["parameters"] for m in doc["models"]]
+        ax.set_xlim(min(sizes) / 2, max(sizes) * 2)
+        ax.set_xticks(sizes, [f"{n / 1e6:.2f}M" for n in sizes])
+        ax.minorticks_off()
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("parameters")
         ax.set_title(title, fontsize=10)
