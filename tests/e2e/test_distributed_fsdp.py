@@ -1,13 +1,13 @@
-"""Training is right under FSDP2 (issue 9, item 1): two processes on the CPU (gloo), the model's parameters
+"""Training is right under FSDP2 (issue 9, item 1): two CPU processes (gloo) under ``accelerate launch`` with
+the shipped ``examples/accelerate/fsdp.yaml`` (made for the CPU and Llama's decoder layer), the model's parameters
 sharded across them, through retain's own ``api.learn``. SFT saves the weights one process saves on the same
-global batch, SDFT the weights DDP saves on the same two processes; only rank 0 writes.
+global batch; SDFT, L2 and merge the weights DDP saves on the same two processes; only rank 0 writes.
 
-Accelerate 1.15 does not shard on the CPU: with an FSDP config (``ACCELERATE_USE_FSDP``) and a CPU process
-group it quietly wraps the model in DDP (its state only turns to FSDP for GPU-like devices). So the worker sets
-that state as ``accelerate launch --config_file examples/accelerate/fsdp.yaml`` does on GPUs: FSDP, with the
-FSDP2 plugin read from the same environment variables the config becomes. Everything after that (prepare's
-``fully_shard``, the training loop, generation, the teacher, saving) is the code that runs on GPUs.
-"""
+Accelerate 1.15 does not shard on the CPU: with that config and a CPU process group it quietly wraps the model
+in DDP (its state turns to FSDP only for GPU-like devices). Those runs ("ddp") are the reference, and retain
+says so in one warning. The "fsdp2" runs set the state as Accelerate sets it on GPUs (FSDP, the FSDP2 plugin
+read from the environment the config became); everything after that (prepare's ``fully_shard``, the loop,
+generation, SDFT's teacher, the penalties, saving) is the code that runs on GPUs."""
 
 from __future__ import annotations
 
@@ -32,20 +32,17 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 model_dir, data, work, mode, methods = sys.argv[1:6]
 rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 PartialState(cpu=True, timeout=datetime.timedelta(seconds=90))  # a collective one process skips fails, not hangs
-if world > 1:  # what `accelerate launch` with examples/accelerate/fsdp.yaml sets (the layer class: Llama's)
-    os.environ.update(ACCELERATE_USE_FSDP="true", FSDP_VERSION="2", FSDP_AUTO_WRAP_POLICY="TRANSFORMER_BASED_WRAP",
-                      FSDP_TRANSFORMER_CLS_TO_WRAP="LlamaDecoderLayer", FSDP_STATE_DICT_TYPE="FULL_STATE_DICT",
-                      FSDP_RESHARD_AFTER_FORWARD="true")
 if mode == "fsdp2":  # left to Accelerate ("ddp"), the config runs as DDP on the CPU; set FSDP2 as on GPUs
     state = Accelerator(cpu=True).state
     state.fsdp_plugin = FullyShardedDataParallelPlugin()
     state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 from retain.api import learn
 
-for method in methods.split(","):
-    options = {"sdft": {"skip_tokens": 0, "max_new_tokens": 4}} if method == "sdft" else {}
-    result = learn(model_dir, data, method, os.path.join(work, f"{method}-{mode}-{world}"), seed=0, epochs=2,
-                   lr=1e-2, batch_size=8, test_fraction=0.2, options=options, device="cpu",
+for method in methods.split(","):  # "sdft@lora": SDFT under LoRA
+    name, lora = method.split("@")[0], method.endswith("@lora")
+    options = {"sdft": {"skip_tokens": 0, "max_new_tokens": 4}} if name == "sdft" else {}
+    result = learn(model_dir, data, name, os.path.join(work, f"{method}-{mode}-{world}"), seed=0, epochs=2,
+                   lr=1e-2, batch_size=8, test_fraction=0.2, options=options, device="cpu", lora=lora,
                    protect=[data] if "+" in method else None)  # what a consolidation method anchors to
     model = result.adapter.model
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
@@ -65,8 +62,8 @@ ROWS = [("add one to 3", "4a"), ("what is b", "bb"), ("x", "cd"), ("a longer pro
 # two AdamW steps; 1e-5 is three orders below how far training moves the weights (about 1.5e-2 here), so a
 # lost gradient average, a wrong share of the batch or a teacher that is not the student shows.
 TOLERANCE = 1e-5
-# consolidation under FSDP2: L2's penalty on sharded parameters, merge's snapshot and interpolation
-ANCHORED = "sft+l2,sft+merge"
+# compared with DDP: L2's penalty on sharded parameters, merge's snapshot, LoRA (SDFT's teacher a second adapter)
+AGAINST_DDP = "sdft,sft+l2,sft+merge,sft@lora,sdft@lora"
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +84,16 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def _launch(work: Path, model: Path, n: int, mode: str, methods: str, ok: bool = True) -> subprocess.CompletedProcess:
+    """The worker in one process, or in two under ``accelerate launch`` with the shipped FSDP config (made for
+    CPU processes and Llama's decoder layer)."""
     args = [str(work / "worker.py"), str(model), str(work / "d.jsonl"), str(work), mode, methods]
     if n > 1:
-        args = ["-m", "torch.distributed.run", "--nproc_per_node", str(n), "--standalone", *args]
+        config = (Path(__file__).parents[2] / "examples" / "accelerate" / "fsdp.yaml").read_text()
+        assert "use_cpu: false" in config and "Qwen2DecoderLayer" in config
+        (work / "fsdp.yaml").write_text(config.replace("use_cpu: false", "use_cpu: true")
+                                        .replace("Qwen2DecoderLayer", "LlamaDecoderLayer"))
+        args = ["-m", "accelerate.commands.launch", "--config_file", str(work / "fsdp.yaml"), "--num_processes",
+                str(n), "--main_process_port", "0", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     run = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600, env=env, cwd=work)
     assert (run.returncode == 0) == ok, run.stderr[-4000:]
@@ -101,8 +105,8 @@ def runs(tmp_path_factory, tiny_model_dir):
     work = tmp_path_factory.mktemp("fsdp")
     (work / "worker.py").write_text(WORKER)
     (work / "d.jsonl").write_text("".join(json.dumps({"prompt": p, "demonstration": d}) + "\n" for p, d in ROWS))
-    fsdp = _launch(work, tiny_model_dir, 2, "fsdp2", f"sft,sdft,{ANCHORED}")
-    ddp = _launch(work, tiny_model_dir, 2, "ddp", f"sdft,{ANCHORED}")
+    fsdp = _launch(work, tiny_model_dir, 2, "fsdp2", f"sft,{AGAINST_DDP}")
+    ddp = _launch(work, tiny_model_dir, 2, "ddp", AGAINST_DDP)
     _launch(work, tiny_model_dir, 1, "one", "sft")
     return work, fsdp, ddp
 
@@ -111,10 +115,10 @@ def _info(work: Path, name: str) -> dict:
     return json.loads((work / f"{name}.json").read_text())
 
 
-def _saved(folder: Path) -> dict[str, torch.Tensor]:
+def _saved(folder: Path, name: str = "model") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    return load_file(folder / "model.safetensors")
+    return load_file(folder / f"{name}.safetensors")
 
 
 def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -144,6 +148,15 @@ def test_consolidation_under_fsdp2_saves_what_ddp_saves(runs, method):
     fsdp, ddp = _saved(work / f"{method}-fsdp2-2"), _saved(work / f"{method}-ddp-2")
     assert _worst(fsdp, ddp) < TOLERANCE, _worst(fsdp, ddp)
     assert _worst(fsdp, _saved(work / "sft-fsdp2-2")) > 1e-3  # the method changed what SFT alone ends with
+
+
+@pytest.mark.parametrize("method", ["sft@lora", "sdft@lora"])
+def test_lora_under_fsdp2_saves_the_adapter_ddp_saves(runs, method):
+    work, *_ = runs
+    fsdp, ddp = (_saved(work / f"{method}-{mode}-2", "adapter_model") for mode in ("fsdp2", "ddp"))
+    assert _worst(fsdp, ddp) < TOLERANCE, _worst(fsdp, ddp)
+    assert max(float(t.abs().max()) for n, t in fsdp.items() if "lora_B" in n) > 1e-3  # LoRA's B starts at 0
+    assert _info(work, f"{method}-fsdp2-2-0")["param"] == "DTensor"
 
 
 def test_ewc_under_fsdp2_is_refused_in_one_line_before_training(tmp_path, runs, tiny_model_dir):
@@ -177,7 +190,7 @@ def test_only_rank_0_writes_a_loadable_model_and_prints(runs, method):
     loaded = AutoModelForCausalLM.from_pretrained(work / f"{method}-fsdp2-2").state_dict()
     saved = _saved(work / f"{method}-fsdp2-2")
     assert all(torch.equal(loaded[n], saved[n]) for n in saved)
-    assert fsdp.stderr.count("held-out exact score") == 4, fsdp.stderr  # one line per method, from rank 0
+    assert fsdp.stderr.count("held-out exact score") == 6, fsdp.stderr  # one line per method, from rank 0
     # a sharded model is scored by every process (its forwards gather from all), with the same result
     assert main["scores"]["after"] == other["scores"]["after"]
 

@@ -259,7 +259,16 @@ class CausalLMAdapter:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        sharded_peft = self.is_lora and _sharded(self.model)
+        if sharded_peft:
+            # PEFT's generate runs the base model, never the root FSDP2 wrapped (the PeftModel), whose forward is
+            # where FSDP2 first sets itself up and gathers the root's own parameters: one token through the root
+            # does the first; unshard() keeps those gathered for the whole generation, reshard() frees them.
+            self.model(input_ids=ids[:, -1:].to(self.device))
+            self.model.unshard()
         out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **kwargs)
+        if sharded_peft:
+            self.model.reshard()
         self.model.train(was_training)
         completions = []
         for row in out[:, width:].tolist():
@@ -309,7 +318,7 @@ class CausalLMAdapter:
         student = self.trainable_parameters()
         with torch.no_grad():
             for name, t in self.teacher_parameters().items():
-                t.copy_(student[name])
+                t.copy_(_full(student[name]))  # a LoRA teacher's copy is whole under FSDP2
 
     def update_teacher(self, rate: float) -> None:
         """EMA step of an ``ema`` teacher: ``teacher <- (1 - rate) * teacher + rate * student`` (the official
