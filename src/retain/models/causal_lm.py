@@ -259,16 +259,12 @@ class CausalLMAdapter:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        sharded_peft = self.is_lora and _sharded(self.model)
-        if sharded_peft:
+        if self.is_lora and _sharded(self.model):
             # PEFT's generate runs the base model, never the root FSDP2 wrapped (the PeftModel), whose forward is
-            # where FSDP2 first sets itself up and gathers the root's own parameters: one token through the root
-            # does the first; unshard() keeps those gathered for the whole generation, reshard() frees them.
+            # where FSDP2 sets itself up and gathers the root's own parameters (kept until the next backward):
+            # one token through the root first does both.
             self.model(input_ids=ids[:, -1:].to(self.device))
-            self.model.unshard()
         out = self.model.generate(input_ids=ids.to(self.device), attention_mask=attn.to(self.device), **kwargs)
-        if sharded_peft:
-            self.model.reshard()
         self.model.train(was_training)
         completions = []
         for row in out[:, width:].tolist():
