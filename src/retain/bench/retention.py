@@ -46,6 +46,7 @@ RECIPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "sdft+ewc+rehearsal": ("sdft+ewc+rehearsal", {"ewc": {"lam": 1e3}}),
     "sdft+merge": ("sdft+merge", {}),
     "sdft+rehearsal+merge": ("sdft+rehearsal+merge", {}),
+    "sdft+rehearsal+merge-0.8": ("sdft+rehearsal+merge", {"merge": {"alpha": 0.8}}),
 }
 TEST_FRACTION = 0.2
 
