@@ -45,7 +45,7 @@ def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_mo
     assert not (tmp_path / "foreign").exists()
     assert _retain("build-base", "--short", "--out", tmp_path / "base").returncode == 0
     done = _retain("bench", "retention", "--quick", "--seeds", "1", "--recipe", "sft", "--model", tmp_path / "base",
-                   "--out", tmp_path / "family")
+                   "--lr", "5e-5", "--out", tmp_path / "family")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "family" / "retention.json").read_text())
     (run,) = results["runs"]
@@ -53,3 +53,6 @@ def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_mo
 
     assert run["probes"] == sorted(p.name for p in probe_skills()) and len(run["R"]) == 4
     assert results["model"]["build_config"]["steps"] == 20 and results["model"]["parameters"] == 865920
+    assert results["budget"]["lr"] == 5e-5
+    bad_lr = _retain("bench", "retention", "--quick", "--lr", "0", "--out", tmp_path / "bad-lr")
+    assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tmp_path / "bad-lr").exists()

@@ -33,6 +33,7 @@ from retain.bench.consolidation import json_safe, mean_std
 from retain.data.jsonl import write_examples
 from retain.domains.language import Budget, demo_skills, embedded_sdft_options
 from retain.evaluate import metrics
+from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 from retain.recipe import with_defaults
 
 # label -> (method spec, options). Protected recipes tried on seed 0 of the demo stream (direct runs,
@@ -79,17 +80,15 @@ def parameters(folder: Path) -> int:
 
 
 def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True,
-            model: str = "embedded") -> dict[str, Any]:
+            model: str = "embedded", lr: float = EMBEDDED_FINETUNE_LR) -> dict[str, Any]:
     """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger.
 
-    Every model of the family learns with the embedded model's tuned learning rate and SDFT settings, so a
-    difference between sizes is the size's, not a retuned recipe's."""
+    Every model of the family learns with the embedded model's tuned learning rate (unless ``lr`` says
+    otherwise) and SDFT settings, so a difference between sizes is the size's, not a retuned recipe's."""
     from retain.data.synthetic import probe_skills
     from retain.home import init_home_from_model, learn_in_home
     from retain.home.protection import PER_ENTRY
     from retain.ledger.core import Home
-    from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
-
     method, options = RECIPES[label]
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
@@ -110,7 +109,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     for path in files:
         outcome = learn_in_home(root, path, method, options=with_defaults(method, options, {"sdft": embedded_sdft_options()}), seed=seed,
                                 epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
-                                scorer="alnum", lr=EMBEDDED_FINETUNE_LR,
+                                scorer="alnum", lr=lr,
                                 force="retention benchmark: the stream goes on", quiet=quiet)
         decisions.append(outcome.decision.decision)
     seconds = time.perf_counter() - start
@@ -130,7 +129,8 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
 
 
 def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
-                  progress: Callable[[str], None] | None = None, model: str = "embedded") -> dict[str, Any]:
+                  progress: Callable[[str], None] | None = None, model: str = "embedded",
+                  lr: float = EMBEDDED_FINETUNE_LR) -> dict[str, Any]:
     """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``; the
     results document (with the model's parameter count, for :mod:`retain.bench.capacity`)."""
     import torch
@@ -147,7 +147,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
             for label in labels:
                 if progress:
                     progress(f"{label} seed {seed}")
-                runs.append(run_one(label, seed, budget, work, model=model))
+                runs.append(run_one(label, seed, budget, work, model=model, lr=lr))
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
@@ -160,7 +160,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
             "model": {"path": model, "parameters": parameters(folder), "build_config": build},
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
-                       "test_fraction": TEST_FRACTION},
+                       "test_fraction": TEST_FRACTION, "lr": lr},
             "recipes": {label: {"method": RECIPES[label][0], "options": RECIPES[label][1]} for label in labels},
             "runs": runs, "summary": summary}
 

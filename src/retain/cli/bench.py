@@ -172,6 +172,8 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                     recipes: list[str] = typer.Option([], "--recipe", help="Only these recipes (repeatable)."),
                     model: str = typer.Option("embedded", "--model", help="embedded, or a model of its family "
                                               "built by `retain build-base --size M|L` (the capacity study)."),
+                    lr: float = typer.Option(None, "--lr", help="Fine-tuning learning rate (default: the embedded "
+                                             "model's, 1e-4, for every size)."),
                     out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
     """The demo stream learned through a home, one learn per skill: prior-skill retention and new-skill
     accuracy of SFT, SDFT and the protected recipes, side by side."""
@@ -185,8 +187,10 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
         if label not in RECIPES:
             raise RetainError(f"unknown recipe {label!r} (known: {', '.join(RECIPES)})", field="--recipe")
     console = Console(stderr=True)
+    if lr is not None and not lr > 0:
+        raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
-                            model=model)
+                            model=model, **({"lr": lr} if lr is not None else {}))
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
     table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd{size})")
     for column in ("recipe", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
@@ -216,7 +220,7 @@ def bench_capacity(results: list[Path] = typer.Argument(..., metavar="RETENTION_
     for column in ("parameters", "recipe", "seeds", "new-skill acc", "prior kept"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for model in doc["models"]:
-        for label, r in model["recipes"].items():
+        for label, r in sorted(model["recipes"].items()):
             table.add_row(f"{model['parameters'] / 1e6:.2f}M", label, str(r["seeds"]),
                           _cell(r["new_skill_accuracy"]), _cell(r["prior_retention"]))
     Console().print(table)
