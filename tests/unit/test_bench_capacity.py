@@ -10,9 +10,9 @@ from retain.bench.capacity import combine, write_results
 from retain.errors import RetainError
 
 
-def _result(path, parameters, label, kept, new, seeds=3, quick=False):
+def _result(path, parameters, label, kept, new, seeds=3, quick=False, lr=1e-4):
     stat = lambda x: {"mean": x, "std": 0.01}  # noqa: E731
-    doc = {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+    doc = {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)), "budget": {"lr": lr},
            "model": {"path": f"m{parameters}", "parameters": parameters, "build_config": None},
            "summary": {label: {"prior_retention": stat(kept), "new_skill_accuracy": stat(new), "bwt": stat(0.0)}}}
     path.write_text(json.dumps(doc))
@@ -51,3 +51,11 @@ def test_the_same_recipe_twice_for_one_model_is_refused(tmp_path):
     second = _result(tmp_path / "b.json", 10, "sft", 0.2, 0.2)
     with pytest.raises(RetainError, match="also in"):
         combine([first, second])
+
+
+def test_one_model_at_two_learning_rates_is_refused(tmp_path):
+    first = _result(tmp_path / "a.json", 10, "sft", 0.1, 0.1)
+    second = _result(tmp_path / "b.json", 10, "sdft", 0.2, 0.2, lr=3e-5)
+    with pytest.raises(RetainError) as raised:
+        combine([first, second])
+    assert raised.value.field == "budget.lr" and raised.value.file == str(second)

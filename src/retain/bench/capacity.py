@@ -38,13 +38,18 @@ def combine(paths: list[Path]) -> dict[str, Any]:
     """One document: for each model (by parameter count) and recipe, the summary of its runs. Results of the
     embedded model written before the benchmark recorded its model count as the embedded model's."""
     from retain.bench.retention import check_model, parameters
+    from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 
     models: dict[int, dict[str, Any]] = {}
     for path in paths:
         doc = _read(path)
         model = doc.get("model") or {"path": "embedded", "parameters": parameters(check_model("embedded")),
                                      "build_config": None}
-        entry = models.setdefault(model["parameters"], {**model, "recipes": {}, "sources": []})
+        lr = doc.get("budget", {}).get("lr", EMBEDDED_FINETUNE_LR)  # results written before --lr used it
+        entry = models.setdefault(model["parameters"], {**model, "lr": lr, "recipes": {}, "sources": []})
+        if entry["lr"] != lr:
+            raise RetainError(f"was run at learning rate {lr}, another result of this model at {entry['lr']}: "
+                              "compare sizes at one recipe", file=str(path), field="budget.lr")
         entry["sources"].append(str(path))
         for label, summary in doc["summary"].items():
             if label in entry["recipes"]:

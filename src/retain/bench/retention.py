@@ -2,8 +2,8 @@
 
 For each recipe and seed: a fresh home over the embedded model, or over another model of its family (the same
 tokenizer and skill library, built by ``retain build-base --size M|L``: the capacity study), its suite the
-embedded probes, with the
-protection state of the recipe's consolidation methods estimated on their training splits at init), then the
+embedded probes (with the protection state of the recipe's consolidation methods estimated on their training
+splits at init), then the
 demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
 the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Scored
 like the demo (``alnum``: content, not the expert's surface style). Read back from the ledger:
@@ -89,6 +89,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     from retain.home import init_home_from_model, learn_in_home
     from retain.home.protection import PER_ENTRY
     from retain.ledger.core import Home
+
     method, options = RECIPES[label]
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
