@@ -167,6 +167,25 @@ def tiny_model():
     return _tiny_model
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with the embedded tokenizer, saved once per session (the distributed tests train
+    copies of it and never write into it)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from retain.models.tiny.tokenizer import build_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.5)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def change_one_layer():
     """``change_one_layer(src, dst, tensor=..., delta=0.01)``: a copy of a model with one tensor moved."""

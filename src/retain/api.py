@@ -110,6 +110,17 @@ def check_protection(recipe: Recipe, protect: list[Any]) -> None:
                           "with --protect FILE (prompts of its prior skills), or learn into a home", field="protect")
 
 
+def check_skill(adapter: Any, recipe: Recipe, skill: Skill) -> None:
+    """Before anything runs: every prompt of ``skill`` fits the model (the teacher's too under SDFT,
+    :meth:`CausalLMAdapter.check_lengths`) and the objective has something to train on (SDFT's skipped tokens,
+    ``Objective.check_examples``); a :class:`RetainError` naming the file and line otherwise. ``adapter`` may be
+    a shape without weights (:func:`retain.models.loading.load_shape`)."""
+    objective, _ = recipe.methods()
+    adapter.check_lengths(skill.train + skill.test, teacher=objective.name == "sdft",
+                          template=getattr(objective.config, "teacher_template", None))
+    objective.check_examples(adapter, skill.train)
+
+
 def with_options(recipe: Recipe, model_options: dict[str, Any] | None) -> Recipe:
     """Set ``model_options`` (ModelSpec fields; None values are left out) on ``recipe``; ``max_new_tokens``
     also sets SDFT's rollout length when the method trains with SDFT and its options leave it unset."""
@@ -155,9 +166,7 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
     out_path = _prepare_out(out, overwrite)
     seed_everything(recipe.seed)
     adapter = load_for_recipe(recipe)
-    objective, _ = recipe.methods()
-    adapter.check_lengths(skill.train + skill.test, teacher=objective.name == "sdft",
-                          template=getattr(objective.config, "teacher_template", None))
+    check_skill(adapter, recipe, skill)
     result = learn_skill(recipe, skill, quiet=quiet, adapter=adapter,
                          protect=answered(adapter, prior) if prior else None)
     result.config.update(data=str(data), held_out={**result.config["held_out"], "fraction": test_fraction},

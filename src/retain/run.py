@@ -22,7 +22,8 @@ from retain.evaluate import metrics
 from retain.recipe import Recipe
 from retain.scenario import Scenario, Task
 from retain.seeding import derived_seed, seed_everything
-from retain.train.loop import is_sharded, process_state, train_task
+from retain.models.adapter import is_sharded
+from retain.train.loop import process_state, train_task
 
 
 @dataclass

@@ -67,23 +67,6 @@ TOLERANCE = 1e-5
 AGAINST_DDP = "sdft,sft+l2,sft+merge,sft@lora,sdft@lora"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from retain.models.tiny.tokenizer import build_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny-fsdp")
-    tok = build_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.5)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
 def _launch(work: Path, model: Path, n: int, mode: str, methods: str, ok: bool = True) -> subprocess.CompletedProcess:
     """The worker in one process, or in two under ``accelerate launch`` with the shipped FSDP config (made for
     CPU processes and Llama's decoder layer)."""

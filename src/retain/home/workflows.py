@@ -245,10 +245,7 @@ def _check_before_lock(home: Home, recipe: Recipe, skill: Skill) -> None:
         with quiet_hf():
             shape = load_shape(tmp, trust_remote_code=spec.trust_remote_code,
                                max_prompt_tokens=spec.max_prompt_tokens, max_new_tokens=spec.max_new_tokens)
-    objective, _ = recipe.methods()
-    shape.check_lengths(skill.train + skill.test, teacher=objective.name == "sdft",
-                        template=getattr(objective.config, "teacher_template", None))
-    objective.check_examples(shape, skill.train)
+    api.check_skill(shape, recipe, skill)
 
 
 def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: float) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from retain.methods.base import Consolidation, tensor_bytes
-from retain.models.adapter import Adapter
+from retain.models.adapter import Adapter, is_sharded
 
 
 def snapshot(adapter: Adapter) -> dict[str, torch.Tensor]:
@@ -44,7 +44,7 @@ def quadratic_penalty(adapter: Adapter, anchor: dict[str, torch.Tensor],
             diff = _local(importance[name], p) * diff
         terms.append(diff.sum())
     total = scale * torch.stack(terms).sum()
-    if any(isinstance(p, DTensor) for p in params.values()):
+    if is_sharded(adapter.model):
         # FSDP2: each process summed its own shards. The value is the sum over processes; the gradient stays
         # this process's own, which is the penalty's whole gradient on its shards (FSDP adds it to theirs).
         whole = total.detach().clone()

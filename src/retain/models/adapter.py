@@ -14,6 +14,15 @@ import torch
 from torch import nn
 
 
+def is_sharded(module: nn.Module) -> bool:
+    """Whether FSDP2 shards ``module``'s parameters across processes (it keeps them as DTensors): every forward
+    is then a collective that every process must run (scoring, generation, a full state dict), and the model
+    cannot be deep-copied."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
 class Adapter(Protocol):
     """The model-family interface every method may rely on (causal LM, classifier, policy)."""
 

@@ -22,21 +22,13 @@ from torch import nn
 from retain.data.prompts import OFFICIAL_TEACHER_TEMPLATE, PAPER_TEACHER_TEMPLATE, teacher_message
 from retain.data.skills import Example
 from retain.errors import RetainError
+from retain.models.adapter import is_sharded
 
 EMBEDDED = "embedded"
 TEACHER_ADAPTER = "sdft_teacher"  # the PEFT adapter that holds SDFT's teacher under LoRA
 TEACHER_KINDS = ("ema", "frozen", "live")
 RESERVED_NEW_TOKENS = 64  # positions kept for generation when max_new_tokens is not set (SDFT's default)
 ANSWER_TOKENS = 32  # greedy answers' length when neither the caller nor max_new_tokens says
-
-
-def _sharded(module: nn.Module) -> bool:
-    """Whether FSDP2 shards ``module`` across processes (its parameters are DTensors): each forward then
-    gathers parameters from every process, so it cannot be deep-copied and every process must run it
-    (generation does: transformers sees ``fully_shard``'s mark and keeps all processes stepping, ``synced_gpus``)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in module.parameters())
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:
@@ -259,7 +251,7 @@ class CausalLMAdapter:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        if self.is_lora and _sharded(self.model):
+        if self.is_lora and is_sharded(self.model):
             # PEFT's generate runs the base model, never the root FSDP2 wrapped (the PeftModel), whose forward is
             # where FSDP2 sets itself up and gathers the root's own parameters (kept until the next backward):
             # one token through the root first does both.
@@ -306,7 +298,7 @@ class CausalLMAdapter:
             self._student_adapter = self.model.active_adapter
             self.model.add_adapter(TEACHER_ADAPTER, copy.deepcopy(self.model.peft_config[self._student_adapter]))
             self.model.set_adapter(self._student_adapter)  # the teacher's adapter does not train
-        elif _sharded(self.model):
+        elif is_sharded(self.model):
             self._teacher_model = self._full_copy().eval().requires_grad_(False)
             return  # already the student's weights
         else:

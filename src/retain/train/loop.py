@@ -26,7 +26,7 @@ from accelerate.utils import DistributedType
 
 from retain.errors import RetainError, check
 from retain.methods.base import Consolidation, Objective
-from retain.models.adapter import Adapter
+from retain.models.adapter import Adapter, is_sharded
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
@@ -117,14 +117,6 @@ def _fsdp_runs_as(kind: str) -> None:
     """Accelerate only shards on GPU-like devices: an FSDP config on CPU processes quietly becomes DDP."""
     warnings.warn(f"the FSDP config runs as DDP on these {kind} processes (Accelerate {accelerate.__version__} "
                   "shards only on GPUs): each holds the whole model", stacklevel=3)
-
-
-def is_sharded(module: torch.nn.Module) -> bool:
-    """Whether ``module``'s parameters are sharded across processes (FSDP2 keeps them as DTensors): then every
-    forward is a collective, and every process must run it (scoring, generation, a full state dict)."""
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in module.parameters())
 
 
 def full_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
