@@ -4,6 +4,9 @@
     retain bench retention --model builds/M --recipe sft --recipe sdft --recipe sdft+rehearsal --seeds 1 \\
         --out results/retention-M
     python benchmarks/capacity.py results/retention-*/retention.json [--out results/capacity]
+
+The README's table: benchmarks/published/retention-S/*.json and benchmarks/published/retention-M/*.json. The
+lower-rate M rows (``--lr 3e-5 --seeds 1``) are a separate result: one model is compared at one rate.
 """
 
 from __future__ import annotations
