@@ -78,3 +78,55 @@ def test_state_round_trips_and_a_smaller_buffer_keeps_fair_shares():
     small.load_state({}, r.extra_state())
     assert [len(g) for g in small.groups] == [1, 1, 2, 2]
     assert set(small.items) <= set(r.items)
+
+
+def test_target_ce_trains_the_drawn_examples_with_cross_entropy_beside_the_batch(tiny_adapter):
+    import torch.nn.functional as F
+
+    adapter = tiny_adapter(seed=3, init_range=0.5)
+    r = Rehearsal(Rehearsal.Config(size=8, ratio=0.5, target="ce"))
+    r.answered = [Rehearsed(prompt=f"reverse {w}", demonstration=w[::-1]) for w in ("abc", "dog", "xyz", "moon")]
+    batch = _prompts("new", 4)
+    assert r.mix(batch, random.Random(1)) == batch  # the batch the objective trains is the new task's alone
+    drawn = list(r._pending)
+    assert len(drawn) == 2 and all(e in r.answered for e in drawn)
+    logits, targets = adapter.predictions(drawn)
+    expected = 0.5 * F.cross_entropy(logits.float(), targets)
+    assert torch.allclose(r.penalty(adapter), expected, atol=0, rtol=1e-6)
+    assert r.penalty(adapter) is None  # once per step
+    r.config.target = "objective"
+    assert len(r.mix(batch, random.Random(1))) == 6 and r._pending == []
+
+
+def test_refresh_false_keeps_the_answers_given_when_each_prompt_was_stored(tiny_adapter):
+    adapter = tiny_adapter(seed=4, init_range=0.5)
+    kept = Rehearsal(Rehearsal.Config(size=16, max_new_tokens=4, refresh=False))
+    fresh = Rehearsal(Rehearsal.Config(size=16, max_new_tokens=4))
+    prior = [Example(prompt="reverse abc", demonstration="cba"), Example(prompt="sort dog", demonstration="")]
+    for r in (kept, fresh):
+        r.protect(adapter, prior)
+    own = adapter.answer([Example(prompt="sort dog", demonstration="")], max_new_tokens=4)[0]
+    assert kept.answers == {("reverse abc", False): "cba", ("sort dog", False): own}
+    task = _prompts("new", 3)
+    for r in (kept, fresh):
+        r.after_task(adapter, task)  # the model that learned the task answers its prompts now
+    after_task = adapter.answer([Example(prompt=e.prompt, demonstration="") for e in task], max_new_tokens=4)
+    assert [kept.answers[(e.prompt, False)] for e in task] == after_task
+    with torch.no_grad():  # the model moves on (as the next task's training would)
+        for p in adapter.model.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    for r in (kept, fresh):
+        r.before_task(adapter)
+    answers = {e.prompt: e.demonstration for e in kept.answered}
+    assert answers["reverse abc"] == "cba" and answers["sort dog"] == own
+    assert [answers[e.prompt] for e in task if after_task[task.index(e)].strip()] == [a for a in after_task if a.strip()]
+    now = adapter.answer([Example(prompt=p, demonstration="") for p, _ in fresh.items], max_new_tokens=4)
+    assert [e.demonstration for e in fresh.answered] == [a for a in now if a.strip()]
+    assert now != [kept.answers[item] for item in fresh.items]  # the moved model answers differently
+    # the answers are state: they come back with it, and a smaller buffer forgets those of dropped prompts
+    again = Rehearsal(Rehearsal.Config(size=16, refresh=False))
+    again.load_state({}, kept.extra_state())
+    assert again.answers == kept.answers
+    small = Rehearsal(Rehearsal.Config(size=2, refresh=False))
+    small.load_state({}, kept.extra_state())
+    assert set(small.answers) == set(small.items) and len(small.items) == 2

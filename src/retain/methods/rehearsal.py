@@ -24,6 +24,19 @@ ability is rehearsed too; SDFT's teacher then sees that text as it is (wrapping 
 second time gave a prompt the model never saw, whose teacher destroyed demonstration use: in-context 96% ->
 0% on the demo stream). Held-out test prompts are never offered by retain (a home passes only training
 splits).
+
+Two options change what is rehearsed and how:
+
+- ``target="ce"``: the rehearsed examples are not mixed into the objective's batch but trained with
+  cross-entropy on the stored answers, a term beside the objective's loss weighted by ``ratio`` (SSR's own
+  training: supervised fine-tuning on the synthetic outputs; Learning without Forgetting's loss at temperature
+  1 on the recorded argmax answers). No rollouts are sampled for them, so it costs a fraction of SDFT's
+  on-policy rehearsal, and the weight does not dilute the new task's loss.
+- ``refresh=False``: each prompt is answered once, when it is stored (the protected data by the model that
+  had those skills, a task's prompts by the model that has just learned it), and that answer is kept with the
+  state. With ``refresh`` (the default) every task re-answers every prompt, so a skill already half forgotten
+  is rehearsed with its half-forgotten answers and the loss compounds over a stream (on the demo stream,
+  seed 0, sort: 0.88 -> 0.68 after the first skill, then rehearsed with those answers).
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 
 from retain.data.skills import Example
 from retain.methods.base import Consolidation
@@ -47,6 +61,9 @@ class Rehearsed(Example):
     shown: bool = False
 
 
+TARGETS = ("objective", "ce")
+
+
 class Rehearsal(Consolidation):
     """Mix the pre-task model's own answers to stored prompts into every batch of the new task."""
 
@@ -58,6 +75,9 @@ class Rehearsal(Consolidation):
         ratio: float = 1.0
         max_new_tokens: int = 32
         seed: int = 0
+        target: str = "objective"
+        refresh: bool = True
+
 
         def problems(self) -> Iterator[tuple[str, str]]:
             if self.size < 1:
@@ -66,14 +86,20 @@ class Rehearsal(Consolidation):
                 yield "ratio", f"must be > 0 (rehearsed examples per new example), got {self.ratio}"
             if self.max_new_tokens < 1:
                 yield "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"
+            if self.target not in TARGETS:
+                yield "target", f"must be {' or '.join(TARGETS)}, got {self.target!r}"
 
     def __init__(self, config: "Rehearsal.Config | None" = None) -> None:
         super().__init__(config)
         # one group of prompts per source offered (the protected data, then each task), balanced in size
         self.groups: list[list[tuple[str, bool]]] = []
         self.rng = random.Random(self.config.seed)
-        # answered by the pre-task model in before_task; held only while a task trains
+        # refresh=False: each stored prompt's answer, given by the model when the prompt was stored
+        self.answers: dict[tuple[str, bool], str] = {}
+        # the examples rehearsed during the current task (answered in before_task); held only while it trains
         self.answered: list[Rehearsed] = []
+        # target "ce": the rehearsed examples drawn for the current step, trained on in `penalty`
+        self._pending: list[Rehearsed] = []
 
     @property
     def items(self) -> list[tuple[str, bool]]:
@@ -104,25 +130,63 @@ class Rehearsal(Consolidation):
         self.groups = [group if len(group) <= quota[g] else self.rng.sample(group, quota[g])
                        for g, group in enumerate(self.groups)]
 
-    def before_task(self, adapter: Any) -> None:
-        items = self.items
+    def _answer(self, adapter: Any, items: list[tuple[str, bool]]) -> None:
+        """Record the model's greedy answers to ``items``."""
         answers = adapter.answer([Example(prompt=p, demonstration="") for p, _ in items],
                                  max_new_tokens=self.config.max_new_tokens) if items else []
-        self.answered = [Rehearsed(prompt=p, demonstration=a, shown=shown)
-                         for (p, shown), a in zip(items, answers) if a.strip()]
+        self.answers.update(zip(items, answers))
+
+    def before_task(self, adapter: Any) -> None:
+        items = self.items
+        self._answer(adapter, [item for item in items if item not in self.answers])
+        self.answered = [Rehearsed(prompt=p, demonstration=self.answers[(p, shown)], shown=shown)
+                         for p, shown in items if self.answers[(p, shown)].strip()]
 
     def mix(self, batch: list[Any], rng: random.Random) -> list[Any]:
         if not self.answered:
             return batch
         wanted = min(len(self.answered), max(1, round(self.config.ratio * len(batch))))
-        return list(batch) + rng.sample(self.answered, wanted)
+        drawn = rng.sample(self.answered, wanted)
+        if self.config.target == "ce":
+            self._pending = drawn
+            return batch
+        return list(batch) + drawn
+
+    def penalty(self, adapter: Any) -> torch.Tensor | None:
+        """Target ``ce``: cross-entropy on the pre-task model's answers to this step's rehearsed prompts."""
+        if not self._pending:
+            return None
+        pending, self._pending = self._pending, []
+        logits, targets = adapter.predictions(pending)
+        return self.config.ratio * F.cross_entropy(logits.float(), targets)
 
     def after_task(self, adapter: Any, examples: list[Any]) -> None:
-        self.answered = []
+        self.answered, self._pending = [], []
         self.offer(examples)
+        if self.config.refresh:  # the next task's model answers everything again
+            self.answers = {}
+        else:  # the task's prompts as the model answers them now it has learned the task
+            self._answer(adapter, [item for item in self.items if item not in self.answers])
+        self._forget_dropped()
+
+    def protect(self, adapter: Any, examples: list[Any]) -> None:
+        """Store the prompts of what the model knows, with the answers given to them (the model's own, unless
+        ``--protect`` data brings its own)."""
+        self.offer(examples)
+        if not self.config.refresh:
+            self.answers.update(((e.prompt, bool(getattr(e, "shown", False))), e.demonstration) for e in examples
+                                if e.demonstration.strip() and (e.prompt, bool(getattr(e, "shown", False)))
+                                not in self.answers)
+            self._answer(adapter, [item for item in self.items if item not in self.answers])
+        self._forget_dropped()
+
+    def _forget_dropped(self) -> None:
+        held = set(self.items)
+        self.answers = {item: a for item, a in self.answers.items() if item in held}
 
     def memory_bytes(self) -> int:
-        return sum(example_bytes(p) for p in self.items) + sum(example_bytes(e) for e in self.answered)
+        return (sum(example_bytes(p) for p in self.items) + sum(example_bytes(e) for e in self.answered)
+                + sum(example_bytes(a) for a in self.answers.values()))
 
     # -- state kept between runs: the prompts, how many were offered, the reservoir's generator -------------
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -131,11 +195,16 @@ class Rehearsal(Consolidation):
     def extra_state(self) -> dict[str, Any]:
         version, internal, gauss = self.rng.getstate()
         return {"groups": [[[p, shown] for p, shown in group] for group in self.groups],
+                "answers": [[p, shown, a] for (p, shown), a in self.answers.items()],
                 "rng": [version, list(internal), gauss]}
 
     def load_state(self, tensors: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
         version, internal, gauss = extra["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.groups = [[(str(p), bool(shown)) for p, shown in group] for group in extra["groups"]]
+        # state saved without answers (or with refresh) has them given again by the next pre-task model
+        self.answers = {} if self.config.refresh else \
+            {(str(p), bool(shown)): str(a) for p, shown, a in extra.get("answers", [])}
         # a smaller buffer than the saved one keeps fair shares of seeded uniform samples
         self._balance()
+        self._forget_dropped()
