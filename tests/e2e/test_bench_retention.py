@@ -53,6 +53,7 @@ def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_mo
 
     assert run["probes"] == sorted(p.name for p in probe_skills()) and len(run["R"]) == 4
     assert results["model"]["build_config"]["steps"] == 20 and results["model"]["parameters"] == 865920
-    assert results["budget"]["lr"] == 5e-5
+    assert results["budget"]["lr"] == 5e-5 and results["recipes"]["sft"]["lr_scale"] == 1.0
+    assert run["lr"] == [5e-5]  # the rate every learn of the stream recorded in the home
     bad_lr = _retain("bench", "retention", "--quick", "--lr", "0", "--out", tmp_path / "bad-lr")
     assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tmp_path / "bad-lr").exists()

@@ -5,7 +5,7 @@ import torch
 
 from retain.data.synthetic import new_skills
 from retain.bench import language_tuning as language
-from retain.domains.language import EMBEDDED_SDFT, Budget, demo_recipe
+from retain.domains.language import EMBEDDED_SDFT, Budget
 from retain.methods.ewc import EWC
 from retain.methods.registry import parse_method
 from retain.methods.replay import Replay
@@ -95,9 +95,10 @@ def test_under_lora_ewc_weighs_only_the_adapter_weights(tiny_adapter):
 
 def test_language_options_are_the_demos_and_every_method_builds():
     for label, spec in language.METHODS.items():
-        recipe = demo_recipe(spec, 7, Budget(), options=language.method_options(label, 7))
+        recipe = language.label_recipe(label, 7, Budget())
         objective, plugins = recipe.methods()
-        assert recipe.train.lr == 1e-4 and recipe.train.epochs == Budget().epochs
+        assert recipe.method == spec and recipe.train.epochs == Budget().epochs
+        assert recipe.train.lr == pytest.approx(1e-4 * (3.0 if label == "sdft+rehearsal-ce-3x" else 1.0))
         if "sdft" in spec.split("+"):
             for key, (value, _) in EMBEDDED_SDFT.items():
                 assert getattr(objective.config, key) == value

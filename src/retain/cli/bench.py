@@ -193,10 +193,11 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                             model=model, **({"lr": lr} if lr is not None else {}))
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
     table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd{size})")
-    for column in ("recipe", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
+    for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for label, s in results["summary"].items():
-        table.add_row(label, _cell(s["new_skill_accuracy"]), _cell(s["prior_retention"]), _cell(s["acc"]),
+        rate = results["budget"]["lr"] * results["recipes"][label]["lr_scale"]
+        table.add_row(label, f"{rate:g}", _cell(s["new_skill_accuracy"]), _cell(s["prior_retention"]), _cell(s["acc"]),
                       _cell(s["bwt"]), _cell(s["gate_passed"], 1), _cell(s["seconds"], 0))
     Console().print(table)
     for path in write_results(results, out):
