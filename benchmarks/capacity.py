@@ -5,7 +5,9 @@
         --out results/retention-M
     python benchmarks/capacity.py results/retention-*/retention.json [--out results/capacity]
 
-The README's table: benchmarks/published/retention-S/*.json and benchmarks/published/retention-M/*.json. The
+The README's table: benchmarks/published/retention-S/{sft,sdft}.json,
+benchmarks/published/retention-S-32-per-probe/sdft-rehearsal.json (S's rehearsal measured, as M's was, with 32
+protected prompts per probe, before the home drew 128) and benchmarks/published/retention-M/*.json. The
 lower-rate M rows (``--lr 3e-5 --seeds 1``) are a separate result: one model is compared at one rate.
 """
 
