@@ -119,7 +119,7 @@ def test_refresh_false_keeps_the_answers_given_when_each_prompt_was_stored(tiny_
         r.before_task(adapter)
     answers = {e.prompt: e.demonstration for e in kept.answered}
     assert answers["reverse abc"] == "cba" and answers["sort dog"] == own
-    assert [answers[e.prompt] for e in task if after_task[task.index(e)].strip()] == [a for a in after_task if a.strip()]
+    assert [answers[e.prompt] for e, a in zip(task, after_task) if a.strip()] == [a for a in after_task if a.strip()]
     now = adapter.answer([Example(prompt=p, demonstration="") for p, _ in fresh.items], max_new_tokens=4)
     assert [e.demonstration for e in fresh.answered] == [a for a in now if a.strip()]
     assert now != [kept.answers[item] for item in fresh.items]  # the moved model answers differently

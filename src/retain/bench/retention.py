@@ -127,7 +127,8 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     start = time.perf_counter()
     decisions = []
     for path in files:
-        outcome = learn_in_home(root, path, method, options=with_defaults(method, options, {"sdft": embedded_sdft_options()}), seed=seed,
+        outcome = learn_in_home(root, path, method, seed=seed,
+                                options=with_defaults(method, options, {"sdft": embedded_sdft_options()}),
                                 epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
                                 scorer="alnum", lr=lr,
                                 force="retention benchmark: the stream goes on", quiet=quiet)
