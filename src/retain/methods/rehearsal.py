@@ -78,7 +78,6 @@ class Rehearsal(Consolidation):
         target: str = "objective"
         refresh: bool = True
 
-
         def problems(self) -> Iterator[tuple[str, str]]:
             if self.size < 1:
                 yield "size", f"must be >= 1, got {self.size}"
