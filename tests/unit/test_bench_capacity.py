@@ -59,3 +59,12 @@ def test_one_model_at_two_learning_rates_is_refused(tmp_path):
     with pytest.raises(RetainError) as raised:
         combine([first, second])
     assert raised.value.field == "budget.lr" and raised.value.file == str(second)
+
+
+def test_a_retention_recipe_trains_at_its_multiple_of_the_benchmarks_rate():
+    from retain.bench.retention import RECIPES, recipe_lr
+
+    assert recipe_lr("sdft") == pytest.approx(1e-4)
+    assert recipe_lr("sdft+rehearsal-ce-3x") == pytest.approx(3e-4)
+    assert recipe_lr("sdft-3x", 5e-5) == pytest.approx(1.5e-4)
+    assert RECIPES["sdft+rehearsal-ce-3x"].options == RECIPES["sdft+rehearsal-ce"].options

@@ -69,6 +69,11 @@ RECIPES: dict[str, BenchRecipe] = {
 TEST_FRACTION = 0.2
 
 
+def recipe_lr(label: str, lr: float = EMBEDDED_FINETUNE_LR) -> float:
+    """The learning rate ``label`` trains at when the benchmark's rate is ``lr``."""
+    return lr * RECIPES[label].lr_scale
+
+
 def check_model(model: str) -> Path:
     """The folder of ``model`` if it is ``embedded`` or of the embedded model's family (its tokenizer and chat
     template: the probes and the demo's skills are written in that vocabulary); else a one-line error."""
@@ -108,8 +113,8 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     from retain.home.protection import PER_ENTRY
     from retain.ledger.core import Home
 
-    method, options, lr_scale = RECIPES[label]
-    lr = lr * lr_scale
+    method, options, _ = RECIPES[label]
+    lr = recipe_lr(label, lr)
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
     if model == "embedded":

@@ -180,7 +180,7 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     from rich.console import Console
     from rich.table import Table
 
-    from retain.bench.retention import RECIPES, run_benchmark, write_results
+    from retain.bench.retention import RECIPES, recipe_lr, run_benchmark, write_results
     from retain.errors import RetainError
 
     for label in recipes:
@@ -196,9 +196,9 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for label, s in results["summary"].items():
-        rate = results["budget"]["lr"] * results["recipes"][label]["lr_scale"]
-        table.add_row(label, f"{rate:g}", _cell(s["new_skill_accuracy"]), _cell(s["prior_retention"]), _cell(s["acc"]),
-                      _cell(s["bwt"]), _cell(s["gate_passed"], 1), _cell(s["seconds"], 0))
+        table.add_row(label, f"{recipe_lr(label, results['budget']['lr']):g}", _cell(s["new_skill_accuracy"]),
+                      _cell(s["prior_retention"]), _cell(s["acc"]), _cell(s["bwt"]), _cell(s["gate_passed"], 1),
+                      _cell(s["seconds"], 0))
     Console().print(table)
     for path in write_results(results, out):
         console.print(f"wrote {path}")

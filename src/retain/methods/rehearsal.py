@@ -64,8 +64,14 @@ class Rehearsed(Example):
 TARGETS = ("objective", "ce")
 
 
+def _item(example: Any) -> tuple[str, bool]:
+    """How the buffer holds an example: its prompt and whether that prompt already shows a demonstration."""
+    return example.prompt, bool(getattr(example, "shown", False))
+
+
 class Rehearsal(Consolidation):
-    """Mix the pre-task model's own answers to stored prompts into every batch of the new task."""
+    """Train every step of a new task on the model's own answers to stored prompts as well (given before the
+    task, or when each prompt was stored with ``refresh=False``)."""
 
     name = "rehearsal"
 
@@ -109,7 +115,7 @@ class Rehearsal(Consolidation):
         """Store the examples' distinct prompts as a new group, then shrink the groups to fair shares."""
         held = set(self.items)
         group: list[tuple[str, bool]] = []
-        for item in ((e.prompt, bool(getattr(e, "shown", False))) for e in examples):
+        for item in map(_item, examples):
             if item not in held:
                 held.add(item)
                 group.append(item)
@@ -152,7 +158,7 @@ class Rehearsal(Consolidation):
         return list(batch) + drawn
 
     def penalty(self, adapter: Any) -> torch.Tensor | None:
-        """Target ``ce``: cross-entropy on the pre-task model's answers to this step's rehearsed prompts."""
+        """Target ``ce``: cross-entropy on the stored answers to this step's rehearsed prompts."""
         if not self._pending:
             return None
         pending, self._pending = self._pending, []
@@ -173,9 +179,9 @@ class Rehearsal(Consolidation):
         ``--protect`` data brings its own)."""
         self.offer(examples)
         if not self.config.refresh:
-            self.answers.update(((e.prompt, bool(getattr(e, "shown", False))), e.demonstration) for e in examples
-                                if e.demonstration.strip() and (e.prompt, bool(getattr(e, "shown", False)))
-                                not in self.answers)
+            for e in examples:
+                if e.demonstration.strip():
+                    self.answers.setdefault(_item(e), e.demonstration)
             self._answer(adapter, [item for item in self.items if item not in self.answers])
         self._forget_dropped()
 
