@@ -74,6 +74,7 @@ def test_language_quick(tmp_path: Path) -> None:
     assert set(entry["methods"]) == set(language.METHODS)
     for label, method in entry["methods"].items():
         assert method["spec"] == language.METHODS[label]
+        assert method["lr"] == pytest.approx(1e-4 * (3.0 if label == "sdft+rehearsal-ce-3x" else 1.0)), label
         assert set(method["summary"]) == METRIC_KEYS | {"prior_retention", "new_skill_accuracy"}
         run, = method["runs"]
         assert len(run["R"]) == T + 1 and all(len(row) == T for row in run["R"])

@@ -106,10 +106,22 @@ def test_language_options_are_the_demos_and_every_method_builds():
         for plugin in plugins:
             if isinstance(plugin, EWC):
                 assert plugin.config.fisher == "sampled" and plugin.config.seed == 7
-                assert plugin.config.lam == {**language.OPTIONS, **language.PROTECTED}[label]["ewc"]["lam"]
+                chosen = language.PROTECTED[label].options if label in language.PROTECTED else language.OPTIONS[label]
+                assert plugin.config.lam == chosen["ewc"]["lam"]
             if isinstance(plugin, Replay):
                 assert plugin.config.seed == 7
                 assert plugin.config.size == language.OPTIONS[label]["replay"]["size"]
     for label, grid in language.GRID.items():
         for chosen in grid:
             parse_method(language.METHODS[label], language.method_options(label, 0, chosen))
+
+
+def test_the_protected_recipe_is_the_retention_benchs():
+    """One label, one training: the consolidation bench's protected row trains as the retention bench's does."""
+    from retain.bench.retention import RECIPES, recipe_lr
+
+    label = "sdft+rehearsal-ce-3x"
+    recipe = language.label_recipe(label, 0, Budget())
+    assert recipe.method == RECIPES[label].method
+    assert recipe.train.lr == pytest.approx(recipe_lr(label))
+    assert recipe.options["rehearsal"] == {**RECIPES[label].options["rehearsal"]}

@@ -216,7 +216,8 @@ def _run_language(seeds: int, quick: bool, split: str, labels: list[str],
             outcome = language_tuning.run(label, seed, quick=quick, split=split)
             method = entry["methods"].setdefault(label, {
                 "spec": language_tuning.METHODS[label],
-                "options": language_tuning.method_options(label, 0), "runs": []})
+                "options": language_tuning.method_options(label, 0), "lr": language_tuning.lr(label),
+                "runs": []})
             method["runs"].append(outcome)
             if callback is not None:
                 for _ in stream:

@@ -17,11 +17,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from retain.bench.recipes import SDFT_REHEARSAL_CE_3X, BenchRecipe
 from retain.domains import language
 from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 from retain.recipe import Recipe
 from retain.run import run as run_scenario
 
+# The protected recipes: before the stream, their plugins protect prompts of the model's prior skills (the
+# probes' training words, never their test words), as a home does with its suite. The older rows protect only
+# the stream's own tasks, as they were published.
+PROTECTED: dict[str, BenchRecipe] = {
+    "sdft+rehearsal": BenchRecipe("sdft+rehearsal", {}),
+    "sdft+ewc+rehearsal": BenchRecipe("sdft+ewc+rehearsal", {"ewc": {"lam": 1e3, "mode": "online"}}),
+    "sdft+rehearsal-ce-3x": SDFT_REHEARSAL_CE_3X,
+}
 # label -> method spec; every time ratio is taken against "sft"
 METHODS: dict[str, str] = {
     "sft": "sft",
@@ -31,21 +40,8 @@ METHODS: dict[str, str] = {
     "sft+replay": "sft+replay",
     "sdft+replay": "sdft+replay",
     "joint": "sft+joint",
-    "sdft+rehearsal": "sdft+rehearsal",
-    "sdft+ewc+rehearsal": "sdft+ewc+rehearsal",
-    "sdft+rehearsal-ce-3x": "sdft+rehearsal",
+    **{label: recipe.method for label, recipe in PROTECTED.items()},
 }
-# The protected recipes: before the stream, their plugins protect prompts of the model's prior skills (the
-# probes' training words, never their test words), as a home does with its suite. The older rows protect only
-# the stream's own tasks, as they were published.
-# Rehearsal as cross-entropy on answers kept from when each prompt was stored, 8 rehearsed per new example: it
-# holds the priors at 3x the embedded learning rate, where plain SDFT keeps under 20% of them
-# (``retain.bench.retention`` has the seed-0 sweep).
-REHEARSAL_CE = {"rehearsal": {"target": "ce", "refresh": False, "ratio": 8.0, "size": 1024}}
-PROTECTED = {"sdft+rehearsal": {}, "sdft+ewc+rehearsal": {"ewc": {"lam": 1e3, "mode": "online"}},
-             "sdft+rehearsal-ce-3x": REHEARSAL_CE}
-# Recipes that train at a multiple of the embedded model's learning rate.
-LR_SCALE = {"sdft+rehearsal-ce-3x": 3.0}
 # Exact Fisher costs one gradient per vocabulary entry; one example per batched gradient call is several
 # times faster on this model than 64 at once (whose per-token gradients all sit in memory together).
 EWC_FIXED = {"fisher": "sampled", "fisher_samples": 64, "batch_size": 1}
@@ -72,9 +68,10 @@ def budget(quick: bool) -> language.Budget:
 
 
 def method_options(label: str, seed: int, chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """The fixed and ``chosen`` (default: ``OPTIONS``) EWC/replay options of ``label``, seeded from ``seed``."""
+    """The fixed and ``chosen`` (default: ``OPTIONS``, or a protected recipe's) options of ``label``, seeded from ``seed``."""
     names = METHODS[label].split("+")
-    chosen = {**OPTIONS, **PROTECTED}.get(label, {}) if chosen is None else chosen
+    if chosen is None:
+        chosen = PROTECTED[label].options if label in PROTECTED else OPTIONS.get(label, {})
     options: dict[str, dict[str, Any]] = {name: dict(opts) for name, opts in chosen.items()}
     if "ewc" in names:
         options["ewc"] = {**EWC_FIXED, **options.get("ewc", {}), "seed": seed}
@@ -87,7 +84,12 @@ def label_recipe(label: str, seed: int, b: language.Budget,
                  chosen: dict[str, dict[str, Any]] | None = None) -> Recipe:
     """The demo recipe of ``label``: its method spec and options, at its multiple of the embedded rate."""
     return language.demo_recipe(METHODS[label], seed, b, options=method_options(label, seed, chosen),
-                                lr=EMBEDDED_FINETUNE_LR * LR_SCALE.get(label, 1.0))
+                                lr=lr(label))
+
+
+def lr(label: str) -> float:
+    """The learning rate of ``label``: the embedded model's, times a protected recipe's ``lr_scale``."""
+    return EMBEDDED_FINETUNE_LR * (PROTECTED[label].lr_scale if label in PROTECTED else 1.0)
 
 
 def run(label: str, seed: int, *, quick: bool, split: str = "test",

@@ -27,25 +27,15 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from retain.bench.consolidation import json_safe, mean_std
-from retain.bench.language_tuning import REHEARSAL_CE
+from retain.bench.recipes import REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, BenchRecipe
 from retain.data.jsonl import write_examples
 from retain.domains.language import Budget, demo_skills, embedded_sdft_options
 from retain.evaluate import metrics
 from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 from retain.recipe import with_defaults
-
-class BenchRecipe(NamedTuple):
-    """A recipe of the benchmark: the method spec, its options, and its learning rate as a multiple of the
-    benchmark's (``--lr``, default the embedded model's): a recipe whose protection holds at a higher rate
-    says so here, and the results record the rate every run used."""
-
-    method: str
-    options: dict[str, dict[str, Any]]
-    lr_scale: float = 1.0
-
 
 # Protected recipes tried on seed 0 of the demo stream (new-skill / prior kept): SDFT 0.64 / 0.46; +rehearsal
 # 0.60 / 0.66; +rehearsal at 2 rehearsed per new example 0.57 / 0.73; one reservoir instead of fair groups per
@@ -64,7 +54,7 @@ RECIPES: dict[str, BenchRecipe] = {
     "sdft+rehearsal+merge-0.8": BenchRecipe("sdft+rehearsal+merge", {"merge": {"alpha": 0.8}}),
     "sdft-3x": BenchRecipe("sdft", {}, 3.0),
     "sdft+rehearsal-ce": BenchRecipe("sdft+rehearsal", REHEARSAL_CE),
-    "sdft+rehearsal-ce-3x": BenchRecipe("sdft+rehearsal", REHEARSAL_CE, 3.0),
+    "sdft+rehearsal-ce-3x": SDFT_REHEARSAL_CE_3X,
 }
 TEST_FRACTION = 0.2
 

@@ -193,8 +193,10 @@ def _scenario(domain: str, name: str, entry: dict[str, Any], n: int) -> Section:
     tasks = entry["tasks"]
     steps = ["before"] + [f"after {t}" for t in tasks]
     key = f"{domain}-{name}"
-    settings = Table(f"Method settings on {name}", ["method", "spec", "options"],
-                     [[label, m["spec"], json.dumps(m["options"], sort_keys=True)] for label, m in methods.items()])
+    rated = any("lr" in m for m in methods.values())  # the language rows record their learning rate
+    settings = Table(f"Method settings on {name}", ["method", "spec", "options"] + (["lr"] if rated else []),
+                     [[label, m["spec"], json.dumps(m["options"], sort_keys=True)]
+                      + ([f"{m['lr']:g}" if "lr" in m else ""] if rated else []) for label, m in methods.items()])
     section = Section(key, f"{domain} / {name}", [f"{entry['kind']}; tasks in order: {', '.join(tasks)}."
                                                    + (f" Budget: {entry['budget']}." if entry.get("budget") else "")],
                       tables=[_summary_table(f"{domain} / {name}", rows, n), settings])
