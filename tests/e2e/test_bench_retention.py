@@ -57,3 +57,26 @@ def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_mo
     assert run["lr"] == [5e-5]  # the rate every learn of the stream recorded in the home
     bad_lr = _retain("bench", "retention", "--quick", "--lr", "0", "--out", tmp_path / "bad-lr")
     assert bad_lr.returncode == 2 and "--lr" in bad_lr.stderr and not (tmp_path / "bad-lr").exists()
+
+
+@pytest.mark.slow
+def test_options_over_a_recipe_and_the_prompts_each_probe_protects(tmp_path):
+    """``--set`` changes the chosen recipe's options (the label says so, the JSON records them typed);
+    ``--protect-prompts`` is what each home protects; an option the recipe cannot take is refused up front."""
+    base = ["bench", "retention", "--quick", "--seeds", "1", "--recipe", "sdft+rehearsal-ce"]
+    for bad, field in ((["--set", "ewc.lam=10"], "--set"), (["--set", "rehearsal.ratio=lots"], "--set"),
+                       (["--set", "rehearsal.nope=1"], "--set"), (["--protect-prompts", "0"], "--protect-prompts")):
+        refused = _retain(*base, *bad, "--out", tmp_path / "bad")
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and field in refused.stderr, bad
+        assert not (tmp_path / "bad").exists()
+    done = _retain(*base, "--set", "rehearsal.ratio=2", "--protect-prompts", "4", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "out" / "retention.json").read_text())
+    label = "sdft+rehearsal-ce rehearsal.ratio=2.0"
+    assert list(results["summary"]) == [label] and "4 protected" in done.stdout
+    assert results["recipes"][label]["options"]["rehearsal"] == {"target": "ce", "refresh": False, "ratio": 2.0,
+                                                                 "size": 1024}
+    (run,) = results["runs"]
+    assert results["budget"]["protect_prompts"] == 4 and run["label"] == label
+    assert run["protected"] == ["rehearsal: protects the suite's training prompts (24)"]  # 6 probes x 4
+

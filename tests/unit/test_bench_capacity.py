@@ -62,9 +62,9 @@ def test_one_model_at_two_learning_rates_is_refused(tmp_path):
 
 
 def test_a_retention_recipe_trains_at_its_multiple_of_the_benchmarks_rate():
-    from retain.bench.retention import RECIPES, recipe_lr
+    from retain.bench.retention import RECIPES
 
-    assert recipe_lr("sdft") == pytest.approx(1e-4)
-    assert recipe_lr("sdft+rehearsal-ce-3x") == pytest.approx(3e-4)
-    assert recipe_lr("sdft-3x", 5e-5) == pytest.approx(1.5e-4)
+    assert RECIPES["sdft"].rate(1e-4) == pytest.approx(1e-4)
+    assert RECIPES["sdft+rehearsal-ce-3x"].rate(1e-4) == pytest.approx(3e-4)
+    assert RECIPES["sdft-3x"].rate(5e-5) == pytest.approx(1.5e-4)
     assert RECIPES["sdft+rehearsal-ce-3x"].options == RECIPES["sdft+rehearsal-ce"].options

@@ -132,3 +132,34 @@ def test_si_cannot_protect_named_data():
     _, (si,) = parse_method("sft+si")
     with pytest.raises(RetainError, match="training path"):
         si.protect(None, [])
+
+
+def test_a_home_protects_the_number_of_prompts_per_item_it_was_created_with(tmp_path):
+    """``retain init --protect-prompts N``: N training prompts of each suite item at init, and N of each item
+    (the learned skill's too) when a later learn starts a method the champion has no state for."""
+    torch.set_num_threads(1)
+    root = tmp_path / "home"
+    init_home_from_model(root, "embedded", protect=("rehearsal",), per_item=3)
+    home = Home.open(root)
+    assert [len(skill.train) for skill in home.suite()] == [3] * 6  # the embedded probes are drawn that many
+    assert home.version("v1")["record"]["config"]["protection"]["notes"] == [
+        "rehearsal: protects the suite's training prompts (18)"]
+    files = _skill_files(tmp_path, 2)
+    learn_in_home(root, files[0], "sft", epochs=1, force="test", quiet=True)
+    outcome = learn_in_home(root, files[1], "sft+mas", options={"mas": {"lam": 1.0}}, epochs=1, force="test",
+                            quiet=True)
+    notes = Home.open(root).version(outcome.version)["record"]["config"]["protection"]["notes"]
+    assert notes == ["mas: protects the suite's training prompts (21)"]  # 6 probes and the first skill, 3 each
+    with pytest.raises(RetainError) as raised:
+        init_home_from_model(tmp_path / "other", "embedded", per_item=0)
+    assert raised.value.field == "--protect-prompts" and not (tmp_path / "other").exists()
+
+
+def test_the_cli_default_of_protected_prompts_is_the_homes():
+    """``retain init``'s --protect-prompts default is written out (its --help imports no torch): it must be
+    the library's."""
+    import inspect
+
+    from retain.cli.home import init
+
+    assert inspect.signature(init).parameters["protect_prompts"].default == protection.PER_ENTRY

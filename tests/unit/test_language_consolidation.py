@@ -118,10 +118,10 @@ def test_language_options_are_the_demos_and_every_method_builds():
 
 def test_the_protected_recipe_is_the_retention_benchs():
     """One label, one training: the consolidation bench's protected row trains as the retention bench's does."""
-    from retain.bench.retention import RECIPES, recipe_lr
+    from retain.bench.retention import RECIPES
 
     label = "sdft+rehearsal-ce-3x"
     recipe = language.label_recipe(label, 0, Budget())
     assert recipe.method == RECIPES[label].method
-    assert recipe.train.lr == pytest.approx(recipe_lr(label))
+    assert recipe.train.lr == pytest.approx(RECIPES[label].rate(1e-4))
     assert recipe.options["rehearsal"] == {**RECIPES[label].options["rehearsal"]}

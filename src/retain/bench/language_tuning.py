@@ -89,7 +89,7 @@ def label_recipe(label: str, seed: int, b: language.Budget,
 
 def lr(label: str) -> float:
     """The learning rate of ``label``: the embedded model's, times a protected recipe's ``lr_scale``."""
-    return EMBEDDED_FINETUNE_LR * (PROTECTED[label].lr_scale if label in PROTECTED else 1.0)
+    return PROTECTED[label].rate(EMBEDDED_FINETUNE_LR) if label in PROTECTED else EMBEDDED_FINETUNE_LR
 
 
 def run(label: str, seed: int, *, quick: bool, split: str = "test",

@@ -16,6 +16,10 @@ class BenchRecipe(NamedTuple):
     options: dict[str, dict[str, Any]]
     lr_scale: float = 1.0
 
+    def rate(self, lr: float) -> float:
+        """The learning rate this recipe trains at when the benchmark's is ``lr``."""
+        return lr * self.lr_scale
+
 
 # Rehearsal as cross-entropy on answers kept from when each prompt was stored, 8 rehearsed per new example: it
 # holds the priors at 3x the embedded learning rate, where plain SDFT keeps under 20% of them

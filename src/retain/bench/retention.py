@@ -59,11 +59,6 @@ RECIPES: dict[str, BenchRecipe] = {
 TEST_FRACTION = 0.2
 
 
-def recipe_lr(label: str, lr: float = EMBEDDED_FINETUNE_LR) -> float:
-    """The learning rate ``label`` trains at when the benchmark's rate is ``lr``."""
-    return lr * RECIPES[label].lr_scale
-
-
 def check_model(model: str) -> Path:
     """The folder of ``model`` if it is ``embedded`` or of the embedded model's family (its tokenizer and chat
     template: the probes and the demo's skills are written in that vocabulary); else a one-line error."""
@@ -92,25 +87,28 @@ def parameters(folder: Path) -> int:
 
 
 def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True,
-            model: str = "embedded", lr: float = EMBEDDED_FINETUNE_LR) -> dict[str, Any]:
+            model: str = "embedded", lr: float = EMBEDDED_FINETUNE_LR, recipe: BenchRecipe | None = None,
+            per_item: int | None = None) -> dict[str, Any]:
     """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger.
 
-    Every model of the family learns with the embedded model's tuned learning rate (unless ``lr`` says
-    otherwise; times the recipe's ``lr_scale``) and SDFT settings, so a difference between sizes is the size's,
-    not a retuned recipe's."""
+    ``recipe`` (default: ``RECIPES[label]``) is learned; the home protects ``per_item`` training prompts of each
+    probe (default: a home's). Every model of the family learns with the embedded model's tuned learning rate
+    (unless ``lr`` says otherwise; times the recipe's ``lr_scale``) and SDFT settings, so a difference between
+    sizes is the size's, not a retuned recipe's."""
     from retain.data.synthetic import probe_skills
     from retain.home import init_home_from_model, learn_in_home
     from retain.home.protection import PER_ENTRY
     from retain.ledger.core import Home
 
-    method, options, _ = RECIPES[label]
-    lr = recipe_lr(label, lr)
+    recipe = recipe or RECIPES[label]
+    method, options = recipe.method, recipe.options
+    lr = recipe.rate(lr)
+    per_item = per_item or PER_ENTRY
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
-    if model == "embedded":
-        init_home_from_model(root, model, protect=consolidation)
-    else:
-        init_home_from_model(root, model, protect=consolidation, skills=probe_skills(n_train=PER_ENTRY))
+    # a model of the family other than the embedded one gets the embedded probes as its suite, given
+    init_home_from_model(root, model, protect=consolidation, per_item=per_item,
+                         skills=None if model == "embedded" else probe_skills(n_train=per_item))
     stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
                                                                           / (1 - TEST_FRACTION))), seed)
     files = []
@@ -141,19 +139,54 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
                "prior_retention": metrics.prior_retention(P[0], P[-1]), "seconds": seconds,
                "gate_passed": sum(d == "accepted" for d in decisions)}
     rates = sorted({v["config"]["recipe"]["train"]["lr"] for v in versions[1:]})  # as the home recorded them
-    return {"label": label, "method": method, "options": options, "lr": rates, "seed": seed, "skills": names,
+    return {"label": label, "method": method, "options": options, "lr": rates,
+            "protected": versions[0]["config"]["protection"]["notes"], "seed": seed, "skills": names,
             "probes": probes,
             "R": R, "probe_R": P, "decisions": decisions, "summary": summary}
 
 
+def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str, BenchRecipe]:
+    """``RECIPES[label]`` with ``overrides`` (``--set``) over its options, and its label with them appended
+    (``sdft+rehearsal-ce rehearsal.ratio=2``); an override for a method the recipe does not use, or a value its
+    method refuses, is an error naming ``--set``."""
+    from retain.errors import RetainError
+    from retain.methods.registry import parse_method
+
+    recipe = RECIPES[label]
+    if not overrides:
+        return label, recipe
+    names = recipe.method.split("+")
+    options = {name: dict(values) for name, values in recipe.options.items()}
+    for name, values in overrides.items():
+        if name not in names:
+            raise RetainError(f"recipe {label!r} ({recipe.method}) does not use {name!r}", field="--set")
+        options.setdefault(name, {}).update(values)
+    try:
+        objective, plugins = parse_method(recipe.method, options)
+    except RetainError as err:
+        raise RetainError(f"recipe {label!r}: {err.field + ': ' if err.field else ''}{err.message}",
+                          field="--set") from None
+    configs = {method.name: method.config for method in (objective, *plugins)}
+    for name, values in overrides.items():  # as the method reads them (--set gives strings)
+        options[name].update({key: getattr(configs[name], key) for key in values})
+    shown = " ".join(f"{name}.{key}={options[name][key]}" for name, values in overrides.items() for key in values)
+    return f"{label} {shown}", recipe._replace(options=options)
+
+
 def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
                   progress: Callable[[str], None] | None = None, model: str = "embedded",
-                  lr: float = EMBEDDED_FINETUNE_LR) -> dict[str, Any]:
-    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``; the
-    results document (with the model's parameter count, for :mod:`retain.bench.capacity`)."""
+                  lr: float = EMBEDDED_FINETUNE_LR, overrides: dict[str, dict[str, Any]] | None = None,
+                  per_item: int | None = None) -> dict[str, Any]:
+    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``, with
+    ``overrides`` over the recipes' options (:func:`with_options`) and ``per_item`` protected prompts per probe
+    (default: a home's); the results document (with the model's parameter count, for
+    :mod:`retain.bench.capacity`)."""
     import torch
 
-    labels = labels or list(RECIPES)
+    from retain.home.protection import PER_ENTRY
+
+    chosen = dict(with_options(label, overrides or {}) for label in labels or list(RECIPES))
+    per_item = per_item or PER_ENTRY
     folder = check_model(model)
     budget = Budget(n_train=64, n_test=16, epochs=1) if quick else Budget()
     threads = torch.get_num_threads()
@@ -162,15 +195,16 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     runs: list[dict[str, Any]] = []
     try:
         for seed in range(seeds):
-            for label in labels:
+            for i, (label, recipe) in enumerate(chosen.items()):
                 if progress:
                     progress(f"{label} seed {seed}")
-                runs.append(run_one(label, seed, budget, work, model=model, lr=lr))
+                runs.append(run_one(f"r{i}", seed, budget, work, model=model, lr=lr, recipe=recipe,
+                                    per_item=per_item) | {"label": label})
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
     summary = {}
-    for label in labels:
+    for label in chosen:
         mine = [r["summary"] for r in runs if r["label"] == label]
         summary[label] = {key: mean_std([m[key] for m in mine]) for key in mine[0]}
     manifest = folder / "MANIFEST.json"
@@ -178,8 +212,8 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
             "model": {"path": model, "parameters": parameters(folder), "build_config": build},
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
-                       "test_fraction": TEST_FRACTION, "lr": lr},
-            "recipes": {label: RECIPES[label]._asdict() for label in labels},
+                       "test_fraction": TEST_FRACTION, "lr": lr, "protect_prompts": per_item},
+            "recipes": {label: recipe._asdict() for label, recipe in chosen.items()},
             "runs": runs, "summary": summary}
 
 

@@ -174,29 +174,39 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                                               "built by `retain build-base --size M|L` (the capacity study)."),
                     lr: float = typer.Option(None, "--lr", help="Fine-tuning learning rate (default: the embedded "
                                              "model's, 1e-4, for every size)."),
+                    set_: list[str] = typer.Option([], "--set", help="Method option over the chosen recipes' own, "
+                                                   "e.g. rehearsal.ratio=2 (the label shows it)."),
+                    protect_prompts: int = typer.Option(None, "--protect-prompts", min=1, help="Training prompts "
+                                                        "per probe the homes protect (default: a home's, 128)."),
                     out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
     """The demo stream learned through a home, one learn per skill: prior-skill retention and new-skill
     accuracy of SFT, SDFT and the protected recipes, side by side."""
     from rich.console import Console
     from rich.table import Table
 
-    from retain.bench.retention import RECIPES, recipe_lr, run_benchmark, write_results
-    from retain.errors import RetainError
+    from retain.bench.retention import RECIPES, run_benchmark, with_options, write_results
 
     for label in recipes:
         if label not in RECIPES:
             raise RetainError(f"unknown recipe {label!r} (known: {', '.join(RECIPES)})", field="--recipe")
+    overrides = usage.parse_sets(set_)
+    for label in recipes or RECIPES:
+        with_options(label, overrides)  # every option checked before anything runs
     console = Console(stderr=True)
     if lr is not None and not lr > 0:
         raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
-                            model=model, **({"lr": lr} if lr is not None else {}))
+                            model=model, overrides=overrides, per_item=protect_prompts,
+                            **({"lr": lr} if lr is not None else {}))
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
-    table = Table(title=f"Demo stream through a home ({seeds} seed(s), mean ± sd{size})")
+    title = (f"Demo stream through a home ({seeds} seed(s), mean ± sd{size}, "
+             f"{results['budget']['protect_prompts']} protected prompts per probe)")
+    table = Table(title=title)
     for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for label, s in results["summary"].items():
-        table.add_row(label, f"{recipe_lr(label, results['budget']['lr']):g}", _cell(s["new_skill_accuracy"]),
+        rates = sorted({rate for run in results["runs"] if run["label"] == label for rate in run["lr"]})
+        table.add_row(label, ", ".join(f"{rate:g}" for rate in rates), _cell(s["new_skill_accuracy"]),
                       _cell(s["prior_retention"]), _cell(s["acc"]), _cell(s["bwt"]), _cell(s["gate_passed"], 1),
                       _cell(s["seconds"], 0))
     Console().print(table)

@@ -62,6 +62,9 @@ def init(home: HomeArg,
          protect_with: Annotated[str, typer.Option(
              "--protect-with", help="Consolidation methods whose state is estimated on the suite now, so the "
                                     "first learn with them protects the base ('' for none).")] = "ewc+rehearsal",
+         protect_prompts: Annotated[int, typer.Option(
+             "--protect-prompts", min=1, help="Training prompts of each suite item that protection draws on (a "
+                                              "seeded sample; for every learn of the home).")] = 128,
          mlflow: MlflowOpt = None) -> None:
     """Create a home whose v1 (the champion) is the base model; pin its regression suite (yours, or the embedded
     probes) and estimate the protection state on the suite's training splits."""
@@ -74,7 +77,7 @@ def init(home: HomeArg,
             raise RetainError(f"unknown consolidation method {method!r} (known: {', '.join(CONSOLIDATIONS)})",
                               field="--protect-with")
     opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow, suite=suite,
-                                  no_suite=no_suite, protect=methods, quiet=False)
+                                  no_suite=no_suite, protect=methods, quiet=False, per_item=protect_prompts)
     row = opened.version("v1")
     probes = row['record']['scores']['probes']
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "

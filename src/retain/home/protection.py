@@ -83,8 +83,9 @@ def prior_examples(adapter: Any, skills: list[Skill], seed: int = 0, per_entry: 
 
 
 def start(plugins: list[Any], adapter: Any, state: dict[str, tuple[dict, dict]] | None, suite: list[Skill], *,
-          lora: bool, seed: int = 0) -> list[str]:
-    """Bring each plugin to where the champion left it, or protect the suite's training splits with it.
+          lora: bool, seed: int = 0, per_entry: int = PER_ENTRY) -> list[str]:
+    """Bring each plugin to where the champion left it, or protect up to ``per_entry`` training prompts of each
+    suite entry with it.
 
     Returns one line per plugin saying which it did (the learn prints them)."""
     notes: list[str] = []
@@ -100,7 +101,7 @@ def start(plugins: list[Any], adapter: Any, state: dict[str, tuple[dict, dict]] 
             notes.append(f"{plugin.name}: continues the champion's state")
             continue
         if prior is None:
-            prior = prior_examples(adapter, suite, seed)
+            prior = prior_examples(adapter, suite, seed, per_entry)
         if not prior:
             raise RetainError(f"{plugin.name} has nothing to protect: the home's suite has no training prompts "
                               "(add suite items with `retain suite add`)", field="method")

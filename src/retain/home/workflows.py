@@ -56,9 +56,9 @@ def score_suite(model: Path | Any, skills: list[tuple[Skill, str]]) -> Scores:
 
 
 def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
-                skills: list[Skill] | None = None) -> list[Skill]:
+                skills: list[Skill] | None = None, per_item: int = protection.PER_ENTRY) -> list[Skill]:
     """The suite a new home starts with: the user's (files, then skills given as objects), else the embedded
-    probes for the embedded model."""
+    probes for the embedded model (``per_item`` training words each, what protection draws on)."""
     from retain.data.synthetic import probe_skills
 
     if (suite or skills) and no_suite:
@@ -68,7 +68,7 @@ def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
     if no_suite:
         return []
     if model == "embedded":
-        return probe_skills(n_train=protection.PER_ENTRY)
+        return probe_skills(n_train=per_item)
     raise RetainError("a home for this model needs a regression suite: pass --suite FILE_OR_DIR (skill files of "
                       "what it must keep doing), or --no-suite for a home whose gate measures only new skills",
                       field="--suite")
@@ -77,16 +77,21 @@ def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
 def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None,
                          mlflow_uri: str | None = None, *, suite: list[str | Path] | None = None,
                          no_suite: bool = False, protect: tuple[str, ...] = protection.INIT_METHODS,
-                         quiet: bool = True, skills: list[Skill] | None = None) -> Home:
+                         quiet: bool = True, skills: list[Skill] | None = None,
+                         per_item: int = protection.PER_ENTRY) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
     user's ``suite`` files and ``skills``, or the embedded probes for the embedded model), with the protection
-    state of ``protect`` estimated on the suite's training splits."""
+    state of ``protect`` estimated on up to ``per_item`` training prompts of each suite item (the number every
+    later learn of the home draws too)."""
     from retain.models.loading import resolve_model_path
 
     if mlflow_uri:
         mlflow_sync.require()
     policy = policy or GatePolicy()
     policy.validate()
+    if isinstance(per_item, bool) or not isinstance(per_item, int) or per_item < 1:
+        raise RetainError(f"must be a whole number of prompts, 1 or more, not {per_item!r}",
+                          field="--protect-prompts")
     check_new_home(Path(path))
     folder = resolve_model_path(model)
     if not (folder / "config.json").exists():
@@ -94,7 +99,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     if not list(folder.glob("*.safetensors")):
         raise RetainError("holds no *.safetensors weights (save it with safe_serialization=True)",
                           file=str(folder))
-    probes = _base_suite(model, suite, no_suite, skills)
+    probes = _base_suite(model, suite, no_suite, skills, per_item)
     source = model if model == "embedded" else str(folder.resolve())
     # only the consolidation methods' configs matter here: the state is estimated, nothing is trained
     recipe = _home_recipe(source, "+".join(("sft", *protect)), None, seed=0, lora=False, lr=None, epochs=1,
@@ -106,9 +111,9 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     blob, notes = None, []
     if recipe is not None and any(p.train for p in probes):
         _, plugins = recipe.methods()
-        notes = protection.start(plugins, base, None, probes, lora=False) + lmeval.skipped(probes)
+        notes = protection.start(plugins, base, None, probes, lora=False, per_entry=per_item) + lmeval.skipped(probes)
         blob = protection.encode(plugins)
-    config = {"protection": {"methods": list(protect) if blob else [], "notes": notes,
+    config = {"protection": {"methods": list(protect) if blob else [], "notes": notes, "prompts_per_item": per_item,
                              "recipe": recipe.to_dict()["options"] if blob and recipe else {}}}
     home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start, protection=blob,
                      config=config)
@@ -144,8 +149,11 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     seed_everything(recipe.seed)
     adapter = load_for_recipe(recipe)
     objective, plugins = recipe.methods()
+    # a home created before the number was recorded drew the default
+    per_item = home.version("v1")["record"]["config"].get("protection", {}).get("prompts_per_item",
+                                                                                 protection.PER_ENTRY)
     notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
-                             seed=recipe.seed)
+                             seed=recipe.seed, per_entry=per_item)
     notes += lmeval.skipped(suite) if plugins else []
     for note in notes:
         Console(stderr=True, quiet=quiet).print(f"  protection {note}")
