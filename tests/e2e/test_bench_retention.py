@@ -39,8 +39,8 @@ def test_quick_retention_bench_through_a_home(tmp_path):
 def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_model):
     """A model built by ``build-base`` (here the 20-step build) runs the same stream with the embedded probes
     as its suite; a model with another tokenizer is refused in one line before anything is written."""
-    foreign = _retain("bench", "retention", "--quick", "--seeds", "1", "--recipe", "sft", "--model", tiny_model(tmp_path / "tiny"),
-                      "--out", tmp_path / "foreign")
+    foreign = _retain("bench", "retention", "--quick", "--seeds", "1", "--recipe", "sft", "--model",
+                      tiny_model(tmp_path / "tiny"), "--out", tmp_path / "foreign")
     assert foreign.returncode == 2 and foreign.stderr.count("\n") == 1 and "embedded family" in foreign.stderr
     assert not (tmp_path / "foreign").exists()
     assert _retain("build-base", "--short", "--out", tmp_path / "base").returncode == 0
