@@ -69,14 +69,17 @@ def test_options_over_a_recipe_and_the_prompts_each_probe_protects(tmp_path):
         refused = _retain(*base, *bad, "--out", tmp_path / "bad")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and field in refused.stderr, bad
         assert not (tmp_path / "bad").exists()
-    done = _retain(*base, "--set", "rehearsal.ratio=2", "--protect-prompts", "4", "--out", tmp_path / "out")
+    done = _retain(*base, "--recipe", "sdft+rehearsal-ce-3x-init", "--set", "rehearsal.ratio=2", "--protect-prompts",
+                   "4", "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "out" / "retention.json").read_text())
-    label = "sdft+rehearsal-ce rehearsal.ratio=2.0"
-    assert list(results["summary"]) == [label] and "4 protected" in done.stdout
-    assert results["recipes"][label]["options"]["rehearsal"] == {"target": "ce", "refresh": False, "ratio": 2.0,
-                                                                 "size": 1024}
-    (run,) = results["runs"]
-    assert results["budget"]["protect_prompts"] == 4 and run["label"] == label
-    assert run["protected"] == ["rehearsal: protects the suite's training prompts (24)"]  # 6 probes x 4
-
+    labels = ["sdft+rehearsal-ce rehearsal.ratio=2.0", "sdft+rehearsal-ce-3x-init rehearsal.ratio=2.0"]
+    assert list(results["summary"]) == labels and "4 protected" in done.stdout
+    for label in labels:
+        assert results["recipes"][label]["options"]["rehearsal"] == {"target": "ce", "refresh": False, "ratio": 2.0,
+                                                                     "size": 1024}
+    assert results["budget"]["protect_prompts"] == 4 and [run["label"] for run in results["runs"]] == labels
+    # 6 probes x 4, kept by init's buffer: the home's default rehearsal size, or the recipe's when it inits with it
+    assert [run["protected"] for run in results["runs"]] == [
+        ["rehearsal: protects the suite's training prompts (24; 24 prompts held, size 256)"],
+        ["rehearsal: protects the suite's training prompts (24; 24 prompts held, size 1024)"]]

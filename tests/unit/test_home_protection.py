@@ -71,7 +71,8 @@ def test_each_learn_continues_the_champions_state_and_it_survives_reopening(prot
     assert all(torch.all(f3[k] >= f2[k] - 1e-12) for k in importances)
     assert any(torch.any(f3[k] > f2[k]) for k in importances)
     notes = home.version("v3")["record"]["config"]["protection"]["notes"]
-    assert notes == ["ewc: continues the champion's state", "rehearsal: continues the champion's state"]
+    assert notes == ["ewc: continues the champion's state",
+                     "rehearsal: continues the champion's state (24 prompts held, size 24)"]
     # each skill's training prompts joined the rehearsal buffer as a group of their own, next to the suite's
     groups = [len(_state(home, v)["rehearsal"][1]["groups"]) for v in ("v1", "v2", "v3")]
     assert groups == [1, 2, 3]
@@ -143,7 +144,7 @@ def test_a_home_protects_the_number_of_prompts_per_item_it_was_created_with(tmp_
     home = Home.open(root)
     assert [len(skill.train) for skill in home.suite()] == [3] * 6  # the embedded probes are drawn that many
     assert home.version("v1")["record"]["config"]["protection"]["notes"] == [
-        "rehearsal: protects the suite's training prompts (18)"]
+        "rehearsal: protects the suite's training prompts (18; 18 prompts held, size 256)"]
     files = _skill_files(tmp_path, 2)
     learn_in_home(root, files[0], "sft", epochs=1, force="test", quiet=True)
     outcome = learn_in_home(root, files[1], "sft+mas", options={"mas": {"lam": 1.0}}, epochs=1, force="test",
@@ -163,3 +164,22 @@ def test_the_cli_default_of_protected_prompts_is_the_homes():
     from retain.cli.home import init
 
     assert inspect.signature(init).parameters["protect_prompts"].default == protection.PER_ENTRY
+
+
+def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):
+    """``retain init --set rehearsal.size=N``: the suite's prompts are kept up to N (a learn's larger size
+    cannot bring back what a smaller buffer at init sampled away); options for a method init does not protect
+    with, or a bad value, are refused before anything is written."""
+    torch.set_num_threads(1)
+    held = {}
+    for size in (256, 1024):
+        root = tmp_path / f"home-{size}"
+        init_home_from_model(root, "embedded", protect=("rehearsal",), options={"rehearsal": {"size": size}})
+        groups = _state(Home.open(root), "v1")["rehearsal"][1]["groups"]
+        held[size] = sum(map(len, groups))
+    assert held == {256: 256, 1024: 6 * protection.PER_ENTRY}
+    for options in ({"ewc": {"lam": 1.0}}, {"rehearsal": {"size": "big"}}, {"rehearsal": {"size": 0}}):
+        with pytest.raises(RetainError) as raised:
+            init_home_from_model(tmp_path / "bad", "embedded", protect=("rehearsal",), options=options)
+        assert raised.value.field == "--set" and not (tmp_path / "bad").exists(), options
+

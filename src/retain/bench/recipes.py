@@ -15,6 +15,9 @@ class BenchRecipe(NamedTuple):
     method: str
     options: dict[str, dict[str, Any]]
     lr_scale: float = 1.0
+    # through a home: create it with the options of the recipe's protection methods (``retain init --set``), so
+    # that, for one, the rehearsal buffer the suite's prompts are kept in has the recipe's size from the start
+    at_init: bool = False
 
     def rate(self, lr: float) -> float:
         """The learning rate this recipe trains at when the benchmark's is ``lr``."""
@@ -26,3 +29,4 @@ class BenchRecipe(NamedTuple):
 # (``retain.bench.retention`` has the seed-0 sweep).
 REHEARSAL_CE = {"rehearsal": {"target": "ce", "refresh": False, "ratio": 8.0, "size": 1024}}
 SDFT_REHEARSAL_CE_3X = BenchRecipe("sdft+rehearsal", REHEARSAL_CE, 3.0)
+SDFT_REHEARSAL_CE_3X_AT_INIT = SDFT_REHEARSAL_CE_3X._replace(at_init=True)

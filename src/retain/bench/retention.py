@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from retain.bench.consolidation import json_safe, mean_std
-from retain.bench.recipes import REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, BenchRecipe
+from retain.bench.recipes import REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, SDFT_REHEARSAL_CE_3X_AT_INIT, BenchRecipe
 from retain.data.jsonl import write_examples
 from retain.domains.language import Budget, demo_skills, embedded_sdft_options
 from retain.evaluate import metrics
@@ -55,6 +55,7 @@ RECIPES: dict[str, BenchRecipe] = {
     "sdft-3x": BenchRecipe("sdft", {}, 3.0),
     "sdft+rehearsal-ce": BenchRecipe("sdft+rehearsal", REHEARSAL_CE),
     "sdft+rehearsal-ce-3x": SDFT_REHEARSAL_CE_3X,
+    "sdft+rehearsal-ce-3x-init": SDFT_REHEARSAL_CE_3X_AT_INIT,
 }
 TEST_FRACTION = 0.2
 
@@ -108,7 +109,8 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     root = work / f"{label}-{seed}"
     # a model of the family other than the embedded one gets the embedded probes as its suite, given
     init_home_from_model(root, model, protect=consolidation, per_item=per_item,
-                         skills=None if model == "embedded" else probe_skills(n_train=per_item))
+                         skills=None if model == "embedded" else probe_skills(n_train=per_item),
+                         options={m: options[m] for m in consolidation if m in options} if recipe.at_init else None)
     stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
                                                                           / (1 - TEST_FRACTION))), seed)
     files = []

@@ -62,6 +62,9 @@ def init(home: HomeArg,
          protect_with: Annotated[str, typer.Option(
              "--protect-with", help="Consolidation methods whose state is estimated on the suite now, so the "
                                     "first learn with them protects the base ('' for none).")] = "ewc+rehearsal",
+         set_: Annotated[Optional[list[str]], typer.Option(
+             "--set", help="Option of a --protect-with method, e.g. rehearsal.size=1024 (the buffer the suite's "
+                           "prompts are kept in; a later learn cannot grow what init sampled down).")] = None,
          protect_prompts: Annotated[int, typer.Option(
              "--protect-prompts", min=1, help="Training prompts of each suite item that protection draws on (a "
                                               "seeded sample; for every learn of the home).")] = 128,
@@ -77,7 +80,8 @@ def init(home: HomeArg,
             raise RetainError(f"unknown consolidation method {method!r} (known: {', '.join(CONSOLIDATIONS)})",
                               field="--protect-with")
     opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow, suite=suite,
-                                  no_suite=no_suite, protect=methods, quiet=False, per_item=protect_prompts)
+                                  no_suite=no_suite, protect=methods, quiet=False, per_item=protect_prompts,
+                                  options=usage.parse_sets(set_ or []))
     row = opened.version("v1")
     probes = row['record']['scores']['probes']
     console.print(f"created home {home} with v1 (champion) from {model}: {row['record']['artifacts']['tensors']} "

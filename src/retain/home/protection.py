@@ -98,7 +98,8 @@ def start(plugins: list[Any], adapter: Any, state: dict[str, tuple[dict, dict]] 
             except (ValueError, KeyError) as err:
                 raise RetainError(f"the champion's {plugin.name} state does not fit these {plugin.name} options "
                                   f"({err})", field="method") from None
-            notes.append(f"{plugin.name}: continues the champion's state")
+            held = plugin.held()
+            notes.append(f"{plugin.name}: continues the champion's state" + (f" ({held})" if held else ""))
             continue
         if prior is None:
             prior = prior_examples(adapter, suite, seed, per_entry)
@@ -110,5 +111,7 @@ def start(plugins: list[Any], adapter: Any, state: dict[str, tuple[dict, dict]] 
         except RetainError as err:
             notes.append(f"{plugin.name}: starts empty ({err.message})")
             continue
-        notes.append(f"{plugin.name}: protects the suite's training prompts ({len(prior)})")
+        held = plugin.held()
+        notes.append(f"{plugin.name}: protects the suite's training prompts ({len(prior)}"
+                     + (f"; {held})" if held else ")"))
     return notes

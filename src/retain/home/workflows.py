@@ -78,11 +78,12 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
                          mlflow_uri: str | None = None, *, suite: list[str | Path] | None = None,
                          no_suite: bool = False, protect: tuple[str, ...] = protection.INIT_METHODS,
                          quiet: bool = True, skills: list[Skill] | None = None,
-                         per_item: int = protection.PER_ENTRY) -> Home:
+                         per_item: int = protection.PER_ENTRY,
+                         options: dict[str, dict[str, Any]] | None = None) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
     user's ``suite`` files and ``skills``, or the embedded probes for the embedded model), with the protection
-    state of ``protect`` estimated on up to ``per_item`` training prompts of each suite item (the number every
-    later learn of the home draws too)."""
+    state of ``protect`` (with ``options``, e.g. a rehearsal buffer's ``size``) estimated on up to ``per_item``
+    training prompts of each suite item (the number every later learn of the home draws too)."""
     from retain.models.loading import resolve_model_path
 
     if mlflow_uri:
@@ -102,8 +103,17 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     probes = _base_suite(model, suite, no_suite, skills, per_item)
     source = model if model == "embedded" else str(folder.resolve())
     # only the consolidation methods' configs matter here: the state is estimated, nothing is trained
-    recipe = _home_recipe(source, "+".join(("sft", *protect)), None, seed=0, lora=False, lr=None, epochs=1,
-                          batch_size=16) if protect else None
+    for name in options or {}:
+        if name not in protect:
+            raise RetainError(f"options given for {name!r}, which --protect-with does not name "
+                              f"({'+'.join(protect) or 'nothing'})", field="--set")
+    try:  # a bad option is refused before anything is loaded or written
+        recipe = _home_recipe(source, "+".join(("sft", *protect)), options, seed=0, lora=False, lr=None,
+                              epochs=1, batch_size=16) if protect else None
+        if recipe is not None:
+            recipe.methods()
+    except RetainError as err:
+        raise RetainError(f"{err.field + ': ' if err.field else ''}{err.message}", field="--set") from None
     start = time.perf_counter()
     with quiet_hf():
         base = api.load_model(str(folder))

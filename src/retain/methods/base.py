@@ -169,6 +169,10 @@ class Consolidation(Method):
         """Bytes this method holds beyond the model: importances, anchors, buffers."""
         return 0
 
+    def held(self) -> str:
+        """What the state holds, in a few words for a learn's protection note ('' when nothing to say)."""
+        return ""
+
     # -- state kept between runs (see the module docstring) ------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The tensors of this plugin's memory of earlier tasks."""

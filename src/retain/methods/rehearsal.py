@@ -189,6 +189,9 @@ class Rehearsal(Consolidation):
         held = set(self.items)
         self.answers = {item: a for item, a in self.answers.items() if item in held}
 
+    def held(self) -> str:
+        return f"{len(self.items)} prompts held, size {self.config.size}"
+
     def memory_bytes(self) -> int:
         return (sum(example_bytes(p) for p in self.items) + sum(example_bytes(e) for e in self.answered)
                 + sum(example_bytes(a) for a in self.answers.values()))
