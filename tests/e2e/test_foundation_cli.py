@@ -124,6 +124,22 @@ def test_build_base_short(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path / "base").chat_template
 
 
+@pytest.mark.slow
+def test_build_base_sizes_share_the_tokenizer(tmp_path):
+    """The capacity study's sizes: M about 4M and L about 17M parameters, the embedded tokenizer and chat
+    template byte for byte (the skill library is written in that vocabulary). One step each: the path, not a
+    model."""
+    from retain.models.tiny.store import embedded_dir
+
+    for size, parameters, hidden in (("M", 4_288_256, 256), ("L", 17_096_192, 512)):
+        run = retain("build-base", "--size", size, "--steps", "1", "--out", tmp_path / size)
+        assert run.returncode == 0, run.stderr
+        manifest = json.loads((tmp_path / size / "MANIFEST.json").read_text())
+        assert manifest["parameters"] == parameters and manifest["build_config"]["hidden_size"] == hidden
+        for name in ("tokenizer.json", "chat_template.jinja"):
+            assert (tmp_path / size / name).read_bytes() == (embedded_dir() / name).read_bytes(), name
+
+
 def test_demo_quick_end_to_end(tmp_path):
     run = retain("demo", "--quick", "--out", tmp_path / "demo")
     assert run.returncode == 0, run.stderr
