@@ -124,7 +124,6 @@ def test_build_base_short(tmp_path):
     assert AutoTokenizer.from_pretrained(tmp_path / "base").chat_template
 
 
-@pytest.mark.slow
 def test_build_base_sizes_share_the_tokenizer(tmp_path):
     """The capacity study's sizes: M about 4M and L about 17M parameters, the embedded tokenizer and chat
     template byte for byte (the skill library is written in that vocabulary). One step each: the path, not a
