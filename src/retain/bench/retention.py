@@ -3,8 +3,8 @@
 For each recipe and seed: a fresh home over the embedded model, or over another model of its family (the same
 tokenizer and skill library, built by ``retain build-base --size M|L``: the capacity study), its suite the
 embedded probes (with the protection state of the recipe's consolidation methods estimated on their training
-splits at init), then the
-demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
+splits at init: with the home's default options, as ``retain init`` gives them, unless the recipe says
+``at_init``), then the demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
 the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Scored
 like the demo (``alnum``: content, not the expert's surface style). Read back from the ledger:
 
@@ -55,6 +55,8 @@ RECIPES: dict[str, BenchRecipe] = {
     "sdft-3x": BenchRecipe("sdft", {}, 3.0),
     "sdft+rehearsal-ce": BenchRecipe("sdft+rehearsal", REHEARSAL_CE),
     "sdft+rehearsal-ce-3x": SDFT_REHEARSAL_CE_3X,
+    # the same with the home created with the recipe's rehearsal options: its buffer keeps all 768 of the
+    # suite's prompts (init's default size 256 samples them down, and a learn cannot grow them back)
     "sdft+rehearsal-ce-3x-init": SDFT_REHEARSAL_CE_3X_AT_INIT,
 }
 TEST_FRACTION = 0.2
