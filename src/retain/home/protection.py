@@ -41,8 +41,9 @@ HOME_OPTIONS: dict[str, dict[str, Any]] = {"ewc": {"mode": "online"}}
 # Training prompts per suite entry that protection draws on (a seeded sample). Rehearsal needs variety: on the
 # demo stream (seed 0, rehearsal as cross-entropy at 8 per new example, 3x the rate) 32 per probe kept 84% of
 # the priors, 128 kept 90%, 256 88%: with few words the model learns the rehearsed words more than the rule
-# (at 128, sort 0.73 on the rehearsed words, 0.46 on held-out ones). EWC's Fisher is bounded by its own
-# ``fisher_samples``.
+# (at 128, sort 0.73 on the rehearsed words, 0.46 on held-out ones). Those homes were made with rehearsal's
+# default size 256, so the buffer kept all 192 prompts at 32 but a seeded sample of 256 at 128 and 256.
+# EWC's Fisher is bounded by its own ``fisher_samples``.
 PER_ENTRY = 128
 
 
