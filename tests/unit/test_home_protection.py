@@ -178,6 +178,16 @@ def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):
         groups = _state(Home.open(root), "v1")["rehearsal"][1]["groups"]
         held[size] = sum(map(len, groups))
     assert held == {256: 256, 1024: 6 * protection.PER_ENTRY}
+    # a later learn keeps the home's settings unless it sets its own
+    root = tmp_path / "home-1024"
+    file, = _skill_files(tmp_path, 1)
+    # (the second starts from the first's state, the suite's 768 and the skill's prompts, cut to its 512)
+    for options, size, kept in ((None, 1024, 768), ({"rehearsal": {"size": 512}}, 512, 512)):
+        outcome = learn_in_home(root, file, "sft+rehearsal", options=options, epochs=1, force="test", quiet=True)
+        record = Home.open(root).version(outcome.version)["record"]
+        assert record["config"]["recipe"]["options"]["rehearsal"]["size"] == size
+        assert record["config"]["protection"]["notes"] == [
+            f"rehearsal: continues the champion's state ({kept} prompts held, size {size})"]
     for options in ({"ewc": {"lam": 1.0}}, {"rehearsal": {"size": "big"}}, {"rehearsal": {"size": 0}}):
         with pytest.raises(RetainError) as raised:
             init_home_from_model(tmp_path / "bad", "embedded", protect=("rehearsal",), options=options)

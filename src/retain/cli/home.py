@@ -64,7 +64,8 @@ def init(home: HomeArg,
                                     "first learn with them protects the base ('' for none).")] = "ewc+rehearsal",
          set_: Annotated[Optional[list[str]], typer.Option(
              "--set", help="Option of a --protect-with method, e.g. rehearsal.size=1024 (the buffer the suite's "
-                           "prompts are kept in; a later learn cannot grow what init sampled down).")] = None,
+                           "prompts are kept in: a later learn cannot grow what init sampled down); every learn "
+                           "of the home keeps it unless it sets its own.")] = None,
          protect_prompts: Annotated[int, typer.Option(
              "--protect-prompts", min=1, help="Training prompts of each suite item that protection draws on (a "
                                               "seeded sample; for every learn of the home).")] = 128,

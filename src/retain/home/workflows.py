@@ -114,6 +114,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
             recipe.methods()
     except RetainError as err:
         raise RetainError(f"{err.field + ': ' if err.field else ''}{err.message}", field="--set") from None
+    settings = _typed(recipe, options) if recipe is not None else {}
     start = time.perf_counter()
     with quiet_hf():
         base = api.load_model(str(folder))
@@ -124,7 +125,8 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
         notes = protection.start(plugins, base, None, probes, lora=False, per_entry=per_item) + lmeval.skipped(probes)
         blob = protection.encode(plugins)
     config = {"protection": {"methods": list(protect) if blob else [], "notes": notes, "prompts_per_item": per_item,
-                             "recipe": recipe.to_dict()["options"] if blob and recipe else {}}}
+                             "recipe": recipe.to_dict()["options"] if blob and recipe else {},
+                             "settings": settings}}
     home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start, protection=blob,
                      config=config)
     if not quiet:
@@ -136,12 +138,23 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     return home
 
 
+def _typed(recipe: Recipe, options: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """``options`` (``--set`` gives strings) as ``recipe``'s methods read them."""
+    objective, plugins = recipe.methods()
+    configs = {method.name: method.config for method in (objective, *plugins)}
+    return {name: {key: getattr(configs[name], key) for key in values} for name, values in (options or {}).items()}
+
+
 def _home_recipe(base_source: str, method: str, options: dict[str, dict[str, Any]] | None, *, seed: int,
-                 lora: bool, lr: float | None, epochs: int, batch_size: int) -> Recipe:
-    """A learn's recipe in a home: the home's method defaults (:data:`protection.HOME_OPTIONS`) under the
-    user's options, the base model's learning rate unless given."""
+                 lora: bool, lr: float | None, epochs: int, batch_size: int,
+                 settings: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """A learn's recipe in a home: the user's options over the home's protection settings (``retain init
+    --set``, ``settings``) over the home's method defaults (:data:`protection.HOME_OPTIONS`), the base model's
+    learning rate unless given."""
+    defaults = {name: {**protection.HOME_OPTIONS.get(name, {}), **(settings or {}).get(name, {})}
+                for name in {*protection.HOME_OPTIONS, *(settings or {})}}
     return Recipe.for_model(base_source, method, lora=lora, seed=seed,
-                            options=with_defaults(method, options, protection.HOME_OPTIONS),
+                            options=with_defaults(method, options, defaults),
                             lr=lr, epochs=epochs, batch_size=batch_size)
 
 
@@ -208,9 +221,9 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     for spec in store.suite_specs(opened.conn):  # scoring them needs lm-eval: say so before training
         if "lmeval" in spec:
             lmeval.require(f"{opened.root} (suite item {spec['name']})")
-    base_source = opened.version("v1")["record"]["config"]["source"]
-    recipe = _home_recipe(base_source, method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
-                          batch_size=batch_size)
+    v1 = opened.version("v1")["record"]["config"]
+    recipe = _home_recipe(v1["source"], method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
+                          batch_size=batch_size, settings=v1.get("protection", {}).get("settings"))
     _check_before_lock(opened, recipe, skill)
     with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
         parent = opened.champion()
