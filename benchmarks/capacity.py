@@ -5,10 +5,11 @@
         --out results/retention-M
     python benchmarks/capacity.py results/retention-*/retention.json [--out results/capacity]
 
-The README's table: benchmarks/published/retention-S/{sft,sdft}.json,
+The README's table: benchmarks/published/retention-S/{sft,sdft,sdft-rehearsal-ce-3x}.json,
 benchmarks/published/retention-S-32-per-probe/sdft-rehearsal.json (S's rehearsal measured, as M's was, with 32
-protected prompts per probe, before the home drew 128) and benchmarks/published/retention-M/*.json. The
-lower-rate M rows (``--lr 3e-5 --seeds 1``) are a separate result: one model is compared at one rate.
+protected prompts per probe, before the home drew 128) and benchmarks/published/retention-M/*.json
+(sft-sdft, sdft-rehearsal, sdft-rehearsal-ce-3x). The lower-rate M rows (``--lr 3e-5 --seeds 1``) are a
+separate result: one model is compared at one rate.
 """
 
 from __future__ import annotations
