@@ -174,7 +174,10 @@ def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):
     held = {}
     for size in (256, 1024):
         root = tmp_path / f"home-{size}"
-        init_home_from_model(root, "embedded", protect=("rehearsal",), options={"rehearsal": {"size": size}})
+        # as the CLI gives it: a string, recorded as the method reads it
+        init_home_from_model(root, "embedded", protect=("rehearsal",), options={"rehearsal": {"size": str(size)}})
+        v1 = Home.open(root).version("v1")["record"]["config"]["protection"]
+        assert v1["settings"] == {"rehearsal": {"size": size}}
         groups = _state(Home.open(root), "v1")["rehearsal"][1]["groups"]
         held[size] = sum(map(len, groups))
     assert held == {256: 256, 1024: 6 * protection.PER_ENTRY}

@@ -4,9 +4,10 @@ For each recipe and seed: a fresh home over the embedded model, or over another 
 tokenizer and skill library, built by ``retain build-base --size M|L``: the capacity study), its suite the
 embedded probes (with the protection state of the recipe's consolidation methods estimated on their training
 splits at init: with the home's default options, as ``retain init`` gives them, unless the recipe says
-``at_init``), then the demo's three new skills learned one after another with the demo's budget, each candidate promoted whatever
-the gate says (``force``; the gate's own decision is recorded and reported), so the stream goes on. Scored
-like the demo (``alnum``: content, not the expert's surface style). Read back from the ledger:
+``at_init``), then the demo's three new skills learned one after another with the demo's budget, each
+candidate promoted whatever the gate says (``force``; the gate's own decision is recorded and reported), so the
+stream goes on. Scored like the demo (``alnum``: content, not the expert's surface style). Read back from the
+ledger:
 
 - prior-skill retention: the probes' scores after the last learn over their scores at init (mean of the
   ratios over the probes the base had, :func:`retain.evaluate.metrics.prior_retention`);
@@ -154,7 +155,7 @@ def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str,
     (``sdft+rehearsal-ce rehearsal.ratio=2``); an override for a method the recipe does not use, or a value its
     method refuses, is an error naming ``--set``."""
     from retain.errors import RetainError
-    from retain.methods.registry import parse_method
+    from retain.methods.registry import typed_options
 
     recipe = RECIPES[label]
     if not overrides:
@@ -166,13 +167,12 @@ def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str,
             raise RetainError(f"recipe {label!r} ({recipe.method}) does not use {name!r}", field="--set")
         options.setdefault(name, {}).update(values)
     try:
-        objective, plugins = parse_method(recipe.method, options)
+        typed = typed_options(recipe.method, options, overrides)  # --set gives strings
     except RetainError as err:
         raise RetainError(f"recipe {label!r}: {err.field + ': ' if err.field else ''}{err.message}",
                           field="--set") from None
-    configs = {method.name: method.config for method in (objective, *plugins)}
-    for name, values in overrides.items():  # as the method reads them (--set gives strings)
-        options[name].update({key: getattr(configs[name], key) for key in values})
+    for name, values in typed.items():
+        options[name].update(values)
     shown = " ".join(f"{name}.{key}={options[name][key]}" for name, values in overrides.items() for key in values)
     return f"{label} {shown}", recipe._replace(options=options)
 

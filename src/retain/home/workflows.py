@@ -33,6 +33,7 @@ from retain.ledger.gate import GatePolicy, Scores, render
 from retain.ledger.merge import merge_adapter, quiet_hf
 from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
 from retain.ledger.tensors import hash_only, materialize, snapshot, weights_sha256
+from retain.methods.registry import typed_options
 from retain.recipe import Recipe, with_defaults
 from retain.seeding import seed_everything
 
@@ -114,7 +115,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
             recipe.methods()
     except RetainError as err:
         raise RetainError(f"{err.field + ': ' if err.field else ''}{err.message}", field="--set") from None
-    settings = _typed(recipe, options) if recipe is not None else {}
+    settings = typed_options(recipe.method, recipe.options, options or {}) if recipe is not None else {}
     start = time.perf_counter()
     with quiet_hf():
         base = api.load_model(str(folder))
@@ -136,13 +137,6 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
         with home.writing("mlflow"):
             mlflow_sync.sync(home, mlflow_uri, "v1", champion=True)
     return home
-
-
-def _typed(recipe: Recipe, options: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """``options`` (``--set`` gives strings) as ``recipe``'s methods read them."""
-    objective, plugins = recipe.methods()
-    configs = {method.name: method.config for method in (objective, *plugins)}
-    return {name: {key: getattr(configs[name], key) for key in values} for name, values in (options or {}).items()}
 
 
 def _home_recipe(base_source: str, method: str, options: dict[str, dict[str, Any]] | None, *, seed: int,

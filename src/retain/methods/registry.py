@@ -93,3 +93,13 @@ def parse_method(spec: str, options: dict[str, dict[str, Any]] | None = None,
     plugins = [CONSOLIDATIONS[name](make_config(CONSOLIDATIONS[name], options.get(name, {})))
                for name in names if name in CONSOLIDATIONS]
     return objective, plugins
+
+
+def typed_options(spec: str, options: dict[str, dict[str, Any]],
+                  chosen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``chosen`` (some of ``options``, e.g. what ``--set`` gave as strings) as the methods of ``spec`` read them
+    when built with ``options``: ``{"rehearsal": {"ratio": "2"}}`` -> ``{"rehearsal": {"ratio": 2.0}}``."""
+    objective, plugins = parse_method(spec, options)
+    configs = {method.name: method.config for method in (objective, *plugins)}
+    return {name: {key: getattr(configs[name], key) for key in values} for name, values in chosen.items()}
+
