@@ -68,7 +68,8 @@ def budget(quick: bool) -> language.Budget:
 
 
 def method_options(label: str, seed: int, chosen: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """The fixed and ``chosen`` (default: ``OPTIONS``, or a protected recipe's) options of ``label``, seeded from ``seed``."""
+    """The fixed and ``chosen`` (default: ``OPTIONS``, or a protected recipe's) options of ``label``, seeded
+    from ``seed``."""
     names = METHODS[label].split("+")
     if chosen is None:
         chosen = PROTECTED[label].options if label in PROTECTED else OPTIONS.get(label, {})
