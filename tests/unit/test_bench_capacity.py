@@ -68,3 +68,24 @@ def test_a_retention_recipe_trains_at_its_multiple_of_the_benchmarks_rate():
     assert RECIPES["sdft+rehearsal-ce-3x"].rate(1e-4) == pytest.approx(3e-4)
     assert RECIPES["sdft-3x"].rate(5e-5) == pytest.approx(1.5e-4)
     assert RECIPES["sdft+rehearsal-ce-3x"].options == RECIPES["sdft+rehearsal-ce"].options
+
+
+def test_every_row_of_the_retention_sweep_is_a_valid_bench_command():
+    """``benchmarks/retention_sweep.py``'s rows name a recipe of the bench and options it accepts (a row that
+    drifted from the recipes would fail only after an hour of the sweep)."""
+    import importlib.util
+    from pathlib import Path
+
+    from retain.bench.retention import RECIPES, with_options
+    from retain.cli.usage import parse_sets
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "retention_sweep.py"
+    spec = importlib.util.spec_from_file_location("retention_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    for name, (_, arguments) in sweep.ROWS.items():
+        pairs = dict(zip(arguments[::2], arguments[1::2]))  # every argument is an option and its value
+        assert len(arguments) % 2 == 0 and set(pairs) <= {"--recipe", "--set", "--lr", "--protect-prompts"}, name
+        assert pairs["--recipe"] in RECIPES, name
+        sets = [value for flag, value in zip(arguments[::2], arguments[1::2]) if flag == "--set"]
+        with_options(pairs["--recipe"], parse_sets(sets))

@@ -199,11 +199,10 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     runs: list[dict[str, Any]] = []
     try:
         for seed in range(seeds):
-            for i, (label, recipe) in enumerate(chosen.items()):
+            for label, recipe in chosen.items():
                 if progress:
                     progress(f"{label} seed {seed}")
-                runs.append(run_one(f"r{i}", seed, budget, work, model=model, lr=lr, recipe=recipe,
-                                    per_item=per_item) | {"label": label})
+                runs.append(run_one(label, seed, budget, work, model=model, lr=lr, recipe=recipe, per_item=per_item))
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)

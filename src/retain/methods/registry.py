@@ -102,4 +102,3 @@ def typed_options(spec: str, options: dict[str, dict[str, Any]],
     objective, plugins = parse_method(spec, options)
     configs = {method.name: method.config for method in (objective, *plugins)}
     return {name: {key: getattr(configs[name], key) for key in values} for name, values in chosen.items()}
-
