@@ -186,7 +186,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
                   batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
-                  accept_flagged: str | None = None) -> Outcome:
+                  accept_flagged: str | None = None, record: dict[str, Any] | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     The candidate's consolidation methods continue the champion's protection state, so a learn protects what
@@ -195,7 +195,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     :func:`retain.api.learn` splits it); it becomes champion only if the gate passes or ``force`` gives a
     reason. ``name`` names the skill (default: the file's stem). Every input and option is checked before the
     lock is taken, and nothing is written to the home before training and scoring have succeeded. With
-    ``mlflow_uri`` the version is mirrored to MLflow afterwards.
+    ``mlflow_uri`` the version is mirrored to MLflow afterwards. ``record`` adds keys to the version's recorded
+    config (learning from feedback records the feedback ids it consumed there).
     """
     if mlflow_uri:
         mlflow_sync.require()
@@ -235,6 +236,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         config["protection"]["specs"] = specs
         config.update(model=parent, data=str(data.resolve()),
                       held_out={**config["held_out"], "fraction": test_fraction})
+        config.update(record or {})  # what the caller adds to the version's record (the feedback it consumed)
         full_dir = work / "candidate"
         if lora:
             full_dir = work / "candidate-merged"
