@@ -12,7 +12,7 @@ import torch
 
 from retain.data.skills import Example
 from retain.errors import RetainError
-from retain.methods.divergence import token_divergence
+from retain.evaluate.divergence import token_divergence
 from retain.methods.sft import SFT
 from retain.train.loop import TrainConfig, train_task
 

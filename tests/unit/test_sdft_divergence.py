@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from retain.methods.divergence import sequence_mean, skip_mask, token_divergence
+from retain.evaluate.divergence import sequence_mean, skip_mask, token_divergence
 
 
 def _probs(logits):

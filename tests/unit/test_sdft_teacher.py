@@ -11,7 +11,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from retain.data.prompts import OFFICIAL_TEACHER_TEMPLATE, PAPER_TEACHER_TEMPLATE, teacher_message, validate_template
 from retain.data.skills import Example
 from retain.errors import RetainError
-from retain.methods.divergence import token_divergence
+from retain.evaluate.divergence import token_divergence
 from retain.methods.registry import parse_method
 from retain.methods.sdft import SDFT
 from retain.models.causal_lm import TEACHER_ADAPTER, CausalLMAdapter

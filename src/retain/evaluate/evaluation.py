@@ -6,7 +6,7 @@ import torch
 
 from retain.data.skills import Example, Skill
 from retain.evaluate.scorers import get_scorer
-from retain.methods.divergence import token_divergence
+from retain.evaluate.divergence import token_divergence
 from retain.models.causal_lm import CausalLMAdapter
 
 

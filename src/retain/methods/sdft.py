@@ -28,7 +28,7 @@ Followed: REFERENCE section 1, the official code (idanshen/Self-Distillation, ``
   trains, whose demonstrations it would mask almost entirely, and names ``--set sdft.skip_tokens=0``.
 
 One difference remains on purpose: a rollout with no token left after the skip is left out of the batch mean
-(:func:`retain.methods.divergence.sequence_mean`), where TRL and the official code count it as a zero.
+(:func:`retain.evaluate.divergence.sequence_mean`), where TRL and the official code count it as a zero.
 :meth:`SDFT.token_stats` counts the completion tokens trained on, so a run can say how many that was.
 """
 
@@ -43,7 +43,7 @@ from retain.data.prompts import validate_template
 from retain.data.skills import Example
 from retain.errors import RetainError
 from retain.methods.base import Objective
-from retain.methods.divergence import sequence_mean, skip_mask, token_divergence
+from retain.evaluate.divergence import sequence_mean, skip_mask, token_divergence
 from retain.models.causal_lm import CausalLMAdapter
 
 # Below this fraction of the demonstrations' tokens left after the skip, a task would train on almost nothing.
