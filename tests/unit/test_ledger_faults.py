@@ -17,7 +17,7 @@ from retain.errors import RetainError
 from retain.ledger import keys, store
 from retain.ledger.core import Home
 from retain.ledger.gc import collect
-from retain.ledger.tensors import check_complete
+from retain.safetensors_file import check_complete
 from retain.ledger.verify import verify
 
 

@@ -13,32 +13,16 @@ import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from retain.errors import RetainError
 from retain.ledger.atomic import fsync_dir
 from retain.ledger.hashing import sha256_bytes, sha256_json
 from retain.ledger.objects import ObjectStore
+from retain.safetensors_file import read_header
 
 BLOB_KEY = "tensor"
 Manifest = dict[str, Any]
-
-
-def _read_header(handle: BinaryIO, where: str) -> tuple[dict[str, Any], int]:
-    """The header of a safetensors file and the offset where its data begins."""
-    raw = handle.read(8)
-    if len(raw) != 8:
-        raise RetainError("not a safetensors file (too short)", file=where)
-    (size,) = struct.unpack("<Q", raw)
-    if size > 100_000_000:
-        raise RetainError("not a safetensors file (header size is implausible)", file=where)
-    try:
-        header = json.loads(handle.read(size))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RetainError("not a safetensors file (header is not JSON)", file=where) from None
-    if not isinstance(header, dict):
-        raise RetainError("not a safetensors file (header is not an object)", file=where)
-    return header, 8 + size
 
 
 def _encode(entries: list[tuple[str, str, list[int], int]], metadata: dict[str, str] | None) -> bytes:
@@ -71,27 +55,10 @@ def parse_blob(blob: bytes, where: str) -> tuple[str, list[int], bytes]:
     return spec["dtype"], spec["shape"], data
 
 
-def check_complete(folder: Path) -> None:
-    """Raise a one-line error if a ``*.safetensors`` file in ``folder`` is cut short or its header is broken.
-
-    Reads only headers and sizes, so a truncated download or a copy onto a full disk is named before a
-    framework fails on it with a traceback.
-    """
-    for path in sorted(Path(folder).glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            header, data_start = _read_header(handle, str(path))
-        ends = [spec["data_offsets"][1] for name, spec in header.items()
-                if name != "__metadata__" and isinstance(spec, dict) and "data_offsets" in spec]
-        need, have = data_start + max(ends, default=0), path.stat().st_size
-        if have < need:
-            raise RetainError(f"truncated: {have} bytes where its header needs {need} (copy or download it again)",
-                              file=str(path))
-
-
 def _split_safetensors(path: Path, put: Callable[[bytes], str]) -> dict[str, Any]:
     """Store each tensor of one safetensors file; return its metadata and (name, blob sha) in file order."""
     with open(path, "rb") as handle:
-        header, data_start = _read_header(handle, str(path))
+        header, data_start = read_header(handle, str(path))
         metadata = header.pop("__metadata__", None)
         tensors = []
         for name, spec in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
@@ -161,7 +128,7 @@ def materialize(store: ObjectStore, manifest: Manifest, out: Path) -> None:
             if not store.has(sha):
                 store.get(sha)
             with open(store.path(sha), "rb") as handle:
-                header, _ = _read_header(handle, store.relpath(sha))
+                header, _ = read_header(handle, store.relpath(sha))
             spec = header[BLOB_KEY]
             entries.append((name, spec["dtype"], spec["shape"], spec["data_offsets"][1] - spec["data_offsets"][0]))
         with open(target, "wb") as handle:

@@ -88,7 +88,7 @@ def load_adapter(path: str | Path, *, lora: bool = False, lora_r: int = 8, lora_
     model_dir = resolve_model_path(path)
     is_adapter_dir = (model_dir / "adapter_config.json").exists() and not (model_dir / "config.json").exists()
     base_dir = _lora_base_path(model_dir) if is_adapter_dir else model_dir
-    from retain.ledger.tensors import check_complete
+    from retain.safetensors_file import check_complete
     for folder in {model_dir, base_dir}:
         check_complete(folder)
     try:
