@@ -88,14 +88,41 @@ def test_target_ce_trains_the_drawn_examples_with_cross_entropy_beside_the_batch
     r.answered = [Rehearsed(prompt=f"reverse {w}", demonstration=w[::-1]) for w in ("abc", "dog", "xyz", "moon")]
     batch = _prompts("new", 4)
     assert r.mix(batch, random.Random(1)) == batch  # the batch the objective trains is the new task's alone
-    drawn = list(r._pending)
+    drawn = r.draw(batch, random.Random(1))
     assert len(drawn) == 2 and all(e in r.answered for e in drawn)
     logits, targets = adapter.predictions(drawn)
     expected = 0.5 * F.cross_entropy(logits.float(), targets)
-    assert torch.allclose(r.penalty(adapter), expected, atol=0, rtol=1e-6)
-    assert r.penalty(adapter) is None  # once per step
+    assert torch.allclose(r.drawn_loss(adapter, drawn), expected, atol=0, rtol=1e-6)
+    # draw sets how many are drawn, ratio still weighs the term
+    r.config.draw = 0.75
+    drawn = r.draw(batch, random.Random(1))
+    assert len(drawn) == 3
+    logits, targets = adapter.predictions(drawn)
+    assert torch.allclose(r.drawn_loss(adapter, drawn), 0.5 * F.cross_entropy(logits.float(), targets), rtol=1e-6)
+    r.config.draw = None
     r.config.target = "objective"
-    assert len(r.mix(batch, random.Random(1))) == 6 and r._pending == []
+    assert len(r.mix(batch, random.Random(1))) == 6 and r.draw(batch, random.Random(1)) == []
+
+
+def test_the_loop_trains_the_drawn_examples_once_per_step(tiny_adapter):
+    """train_task adds drawn_loss for what draw returned, at every step, once (not once per micro-batch)."""
+    from retain.methods.sft import SFT
+    from retain.train.loop import TrainConfig, train_task
+
+    calls = []
+
+    class Counting(Rehearsal):
+        def drawn_loss(self, adapter, drawn):
+            calls.append(len(drawn))
+            return super().drawn_loss(adapter, drawn)
+
+    adapter = tiny_adapter(seed=3)
+    r = Counting(Rehearsal.Config(size=8, ratio=2.0, draw=0.5, target="ce"))
+    r.answered = [Rehearsed(prompt=f"reverse {w}", demonstration=w[::-1]) for w in ("abc", "dog", "xyz", "moon")]
+    r.before_task = lambda adapter: None  # keep the hand-made rehearsed examples
+    examples = [Example(prompt=f"new {i}", demonstration="ab") for i in range(8)]
+    train_task(adapter, SFT(), [r], examples, TrainConfig(epochs=1, batch_size=4, grad_accum=2, lr=1e-3))
+    assert calls == [2, 2]
 
 
 def test_refresh_false_keeps_the_answers_given_when_each_prompt_was_stored(tiny_adapter):

@@ -148,7 +148,17 @@ class Consolidation(Method):
         return batch
 
     def penalty(self, adapter: Adapter) -> torch.Tensor | None:
-        """A term added to the loss, or None."""
+        """A term added to the loss that depends on the weights only, or None."""
+        return None
+
+    def draw(self, batch: list[Any], rng: random.Random) -> list[Any]:
+        """Examples this plugin trains on beside the objective at this step (given back to
+        :meth:`drawn_loss`), drawn with the step's ``rng`` once every plugin has mixed the batch; none by
+        default (rehearsal's ``target=ce`` draws its rehearsed examples here)."""
+        return []
+
+    def drawn_loss(self, adapter: Adapter, drawn: list[Any]) -> torch.Tensor | None:
+        """A term added to the loss for the examples :meth:`draw` returned at this step (never empty), or None."""
         return None
 
     def after_backward(self, adapter: Adapter) -> None:

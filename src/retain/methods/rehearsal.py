@@ -83,6 +83,9 @@ class Rehearsal(Consolidation):
         seed: int = 0
         target: str = "objective"
         refresh: bool = True
+        # target "ce": rehearsed examples drawn per new example each step (default: ``ratio``); the term's
+        # weight stays ``ratio``, so fewer draws cost less for the same expected gradient
+        draw: float | None = None
 
         def problems(self) -> Iterator[tuple[str, str]]:
             if self.size < 1:
@@ -91,6 +94,10 @@ class Rehearsal(Consolidation):
                 yield "ratio", f"must be > 0 (rehearsed examples per new example), got {self.ratio}"
             if self.max_new_tokens < 1:
                 yield "max_new_tokens", f"must be >= 1, got {self.max_new_tokens}"
+            if self.draw is not None and not self.draw > 0:
+                yield "draw", f"must be > 0 (rehearsed examples drawn per new example), got {self.draw}"
+            if self.draw is not None and self.target != "ce":
+                yield "draw", "applies to target=ce only (under target=objective the ratio is the count)"
             if self.target not in TARGETS:
                 yield "target", f"must be {' or '.join(TARGETS)}, got {self.target!r}"
 
@@ -103,8 +110,6 @@ class Rehearsal(Consolidation):
         self.answers: dict[tuple[str, bool], str] = {}
         # the examples rehearsed during the current task (answered in before_task); held only while it trains
         self.answered: list[Rehearsed] = []
-        # target "ce": the rehearsed examples drawn for the current step, trained on in `penalty`
-        self._pending: list[Rehearsed] = []
 
     @property
     def items(self) -> list[tuple[str, bool]]:
@@ -148,25 +153,28 @@ class Rehearsal(Consolidation):
                          for p, shown in items if self.answers[(p, shown)].strip()]
 
     def mix(self, batch: list[Any], rng: random.Random) -> list[Any]:
-        if not self.answered:
+        """Target ``objective``: ``ratio`` rehearsed examples per new example join the objective's batch."""
+        if not self.answered or self.config.target == "ce":
             return batch
-        wanted = min(len(self.answered), max(1, round(self.config.ratio * len(batch))))
-        drawn = rng.sample(self.answered, wanted)
-        if self.config.target == "ce":
-            self._pending = drawn
-            return batch
-        return list(batch) + drawn
+        return list(batch) + rng.sample(self.answered, self._wanted(self.config.ratio, len(batch)))
 
-    def penalty(self, adapter: Any) -> torch.Tensor | None:
-        """Target ``ce``: cross-entropy on the stored answers to this step's rehearsed prompts."""
-        if not self._pending:
-            return None
-        pending, self._pending = self._pending, []
-        logits, targets = adapter.predictions(pending)
+    def draw(self, batch: list[Any], rng: random.Random) -> list[Any]:
+        """Target ``ce``: ``draw`` (default ``ratio``) rehearsed examples per new example, for :meth:`drawn_loss`."""
+        if not self.answered or self.config.target != "ce":
+            return []
+        per_example = self.config.ratio if self.config.draw is None else self.config.draw
+        return rng.sample(self.answered, self._wanted(per_example, len(batch)))
+
+    def _wanted(self, per_example: float, batch: int) -> int:
+        return min(len(self.answered), max(1, round(per_example * batch)))
+
+    def drawn_loss(self, adapter: Any, drawn: list[Any]) -> torch.Tensor | None:
+        """Target ``ce``: cross-entropy on the stored answers to this step's rehearsed prompts, times ``ratio``."""
+        logits, targets = adapter.predictions(drawn)
         return self.config.ratio * F.cross_entropy(logits.float(), targets)
 
     def after_task(self, adapter: Any, examples: list[Any]) -> None:
-        self.answered, self._pending = [], []
+        self.answered = []
         self.offer(examples)
         if self.config.refresh:  # the next task's model answers everything again
             self.answers = {}

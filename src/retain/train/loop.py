@@ -201,6 +201,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
                 batch = [train_set[i] for i in order[b * cfg.batch_size:(b + 1) * cfg.batch_size]]
                 for plugin in plugins:
                     batch = plugin.mix(batch, rng)
+                drawn = [plugin.draw(batch, rng) for plugin in plugins]
                 local = _local_slice(batch, accelerator.process_index, accelerator.num_processes)
                 parts = _micro_batches(local, cfg.grad_accum)
                 optimizer.zero_grad(set_to_none=True)
@@ -209,11 +210,12 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
                     last = i == len(parts) - 1
                     with nullcontext() if last else accelerator.no_sync(model):
                         loss = objective.loss(adapter, part) * (len(part) / len(local))
-                        if last:  # a penalty depends on the weights only: counted once per step
-                            for plugin in plugins:
-                                term = plugin.penalty(adapter)
-                                if term is not None:
-                                    loss = loss + term
+                        if last:  # penalties and the drawn examples' terms: counted once per step
+                            for plugin, extra in zip(plugins, drawn):
+                                for term in (plugin.penalty(adapter),
+                                             plugin.drawn_loss(adapter, extra) if extra else None):
+                                    if term is not None:
+                                        loss = loss + term
                         accelerator.backward(loss)
                     step_loss += float(loss.detach())
                 for plugin in plugins:
