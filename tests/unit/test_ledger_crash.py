@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 
 from retain.ledger.core import Home, is_home
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 
 PRELUDE = "import sys\nfrom pathlib import Path\n"
 # The writers run without torch or transformers loaded (the ledger needs neither to store), so each
@@ -54,7 +55,7 @@ def check_consistent(root: Path, tmp: Path) -> Home:
     report = verify(root)
     assert report.ok, report.problems
     home = Home.open(root)
-    AutoModelForCausalLM.from_pretrained(home.materialize("champion", tmp / "champion"))
+    AutoModelForCausalLM.from_pretrained(home.materialize("champion", tmp / "champion", merge_adapter))
     return home
 
 

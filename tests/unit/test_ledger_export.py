@@ -13,14 +13,16 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from retain.errors import RetainError
 from retain.ledger import store
 from retain.ledger.card import export
-from retain.ledger.diff import diff, parameter_distance
+from retain.home.versions import diff
+from retain.ledger.diff import parameter_distance
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 
 
 def test_export_writes_a_loadable_model_with_card_and_records_it(tmp_path, new_home, learn, change_one_layer):
     home, base = new_home(tmp_path)
     learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
-    result = export(home, "v2", tmp_path / "out")
+    result = export(home, "v2", tmp_path / "out", merge=merge_adapter)
     out = tmp_path / "out"
     model = AutoModelForCausalLM.from_pretrained(out)
     expected = load_file(tmp_path / "m2" / "model.safetensors")
@@ -43,7 +45,7 @@ def test_export_writes_a_loadable_model_with_card_and_records_it(tmp_path, new_h
 def test_export_of_a_lora_version_is_the_merged_model(tmp_path, new_home, learn, lora_adapter):
     home, base = new_home(tmp_path)
     learn(home, lora_adapter(base, tmp_path / "lora"), "add", 0.9, kind="adapter")
-    export(home, "v2", tmp_path / "out")
+    export(home, "v2", tmp_path / "out", merge=merge_adapter)
     got = AutoModelForCausalLM.from_pretrained(tmp_path / "out").state_dict()
     assert not any("lora" in name for name in got)
     # merged by hand: W + (lora_alpha / r) * B @ A on every adapted layer, every other tensor the base's
@@ -71,7 +73,7 @@ def test_export_refuses_a_non_empty_target_and_changes_nothing(tmp_path, new_hom
     (tmp_path / "out" / "keep.txt").write_text("mine")
     before = home.audit.read()
     with pytest.raises(RetainError, match="exists and is not an empty folder"):
-        export(home, "v1", tmp_path / "out")
+        export(home, "v1", tmp_path / "out", merge=merge_adapter)
     assert home.audit.read() == before and [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 

@@ -19,6 +19,7 @@ from retain.ledger.core import Home
 from retain.ledger.gc import collect
 from retain.safetensors_file import check_complete
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +90,7 @@ def test_gc_removes_only_unreferenced_blobs(tmp_path, new_home, learn, change_on
     assert (done.objects, done.bytes) == (1, 33) and not home.objects.has(loose)
     report = verify(home.root)
     assert report.ok and not [n for n in report.notes if "unreferenced" in n]
-    assert Home.open(home.root).materialize("v2", tmp_path / "out").is_dir()
+    assert Home.open(home.root).materialize("v2", tmp_path / "out", merge_adapter).is_dir()
 
 
 def test_gc_refuses_when_a_manifest_is_damaged(tmp_path, new_home):
@@ -156,10 +157,11 @@ from pathlib import Path
 from retain.errors import RetainError
 from retain.ledger.core import Home
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 root, out = Path(sys.argv[1]), Path(sys.argv[2])
 home = Home.open(root)
 result = {"readonly": home.readonly, "versions": [v["name"] for v in home.versions()], "champion": home.champion(),
-          "materialized": sorted(p.name for p in home.materialize("v2", out / "v2").iterdir())}
+          "materialized": sorted(p.name for p in home.materialize("v2", out / "v2", merge_adapter).iterdir())}
 report = verify(root)
 result["verify"] = {"ok": report.ok, "problems": report.problems, "notes": report.notes}
 try:

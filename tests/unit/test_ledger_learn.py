@@ -15,6 +15,7 @@ from retain.ledger import store
 from retain.ledger.gate import GatePolicy
 from retain.home import learn_in_home, reproduce
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 
 FAST = {"epochs": 1, "lr": 1e-2, "batch_size": 8, "quiet": True}
 
@@ -58,7 +59,7 @@ def test_lora_learn_stores_only_the_adapter_and_reproduces(tmp_path, data, new_h
     assert all("lora_" in n for n in names) and list(manifest["safetensors"]) == ["adapter_model.safetensors"]
     assert art["tensors"] == len(names) == 28
     assert reproduce(home.root, "v2")["match"]
-    merged = home.materialize("v2", tmp_path / "merged")
+    merged = home.materialize("v2", tmp_path / "merged", merge_adapter)
     assert not any("lora" in k for k in load_file(merged / "model.safetensors"))
 
 

@@ -15,6 +15,7 @@ from retain.errors import RetainError
 from retain.ledger import store
 from retain.ledger.core import Home, is_home
 from retain.ledger.operations import rollback
+from retain.models.merge import merge_adapter
 
 
 def test_lineage_after_several_learns_and_a_rollback(tmp_path, new_home, learn, change_one_layer):
@@ -78,7 +79,7 @@ def test_lora_version_stores_only_the_adapter(tmp_path, new_home, learn, lora_ad
     assert art["tensors"] == 8 and lora_bytes == 8 * 2 * 16 * 4
     assert art["bytes_new"] < home.version("v1")["record"]["artifacts"]["bytes"] / 3
     # Materialized, the version is the parent with the adapter merged in, exactly as PEFT merges it.
-    out = home.materialize("v2", tmp_path / "v2full")
+    out = home.materialize("v2", tmp_path / "v2full", merge_adapter)
     expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter).merge_and_unload()
     got = AutoModelForCausalLM.from_pretrained(out)
     for name, tensor in expected.state_dict().items():
@@ -89,7 +90,7 @@ def test_lora_version_stores_only_the_adapter(tmp_path, new_home, learn, lora_ad
 
 def test_materialize_round_trips_every_tensor_bit_for_bit(tmp_path, new_home):
     home, base = new_home(tmp_path)
-    out = home.materialize("v1", tmp_path / "out")
+    out = home.materialize("v1", tmp_path / "out", merge_adapter)
     assert load_file(out / "model.safetensors").keys() == load_file(base / "model.safetensors").keys()
     for name, tensor in load_file(base / "model.safetensors").items():
         assert torch.equal(load_file(out / "model.safetensors")[name], tensor)

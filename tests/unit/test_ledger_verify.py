@@ -10,6 +10,7 @@ from retain.errors import RetainError
 from retain.ledger.core import Home
 from retain.ledger.operations import rollback
 from retain.ledger.verify import verify
+from retain.models.merge import merge_adapter
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_flipped_byte_in_a_tensor_is_reported_with_the_tensor_and_version(home):
     assert report.problems == [f"objects/{sha[:2]}/{sha[2:]}: content does not match its hash (tensor "
                                "model.layers.1.mlp.down_proj.weight of model.safetensors of v2)"]
     with pytest.raises(RetainError, match="object content does not match its hash"):
-        opened.materialize("v2", home.parent / "out")
+        opened.materialize("v2", home.parent / "out", merge_adapter)
 
 
 def test_flipped_byte_in_an_adapter_or_a_held_out_set_is_reported(home):

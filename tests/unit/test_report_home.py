@@ -246,7 +246,7 @@ def test_a_long_home_is_paged_and_its_cards_collapsed(home, monkeypatch, parse_h
 
 def test_measured_drift_is_retain_diff_against_the_parent(home, tmp_path):
     from retain.ledger.core import Home
-    from retain.ledger.diff import diff
+    from retain.home.versions import diff
 
     before = {p: p.read_bytes() for p in (home / "audit.jsonl", home / "ledger.sqlite")}
     card = build_home_report(home, measure_drift=True).version("v5")

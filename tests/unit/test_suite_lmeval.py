@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from retain.errors import RetainError
+from retain.models.merge import merge_adapter
 
 pytest.importorskip("lm_eval", reason="lm-eval is an optional extra: pip install 'retain[lmeval]'")
 
@@ -170,7 +171,7 @@ def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model, monkeypatch):
     outcome = learn_in_home(home.root, skill, method="sft+ewc", lr=0.05, epochs=3, batch_size=2, quiet=True)
     record = Home.open(home.root).version("v2")["record"]
     assert "skips tiny_mc: an lm-eval task has no training split" in record["config"]["protection"]["notes"]
-    candidate = api.load_model(str(Home.open(home.root).materialize("v2", tmp_path / "v2")))
+    candidate = api.load_model(str(Home.open(home.root).materialize("v2", tmp_path / "v2", merge_adapter)))
     score = record["scores"]["probes"]["tiny_mc"]
     assert score == pytest.approx(by_hand(candidate, labels)["acc"]) and score < 1.0
     assert outcome.decision.decision == "rejected"

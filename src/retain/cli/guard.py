@@ -25,9 +25,11 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
     """Score every line for signs of poisoning; flagged lines are listed with their reasons."""
     from retain.guard.screen import scan_file
     from retain.guard.signals import SIGNALS
+    from retain.home.versions import champion_loader, is_home
 
     only = tuple(s.strip() for s in signals.split(",") if s.strip()) or SIGNALS
-    report = scan_file(data, model, list(suite), only)
+    loader, prior = champion_loader(model) if is_home(model) else (model, None)
+    report = scan_file(data, loader, list(suite), only, prior)
     if as_json:
         print(json.dumps(report.to_json()))
         return

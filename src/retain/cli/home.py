@@ -193,8 +193,8 @@ def diff(home: HomeArg, a: Annotated[str, typer.Argument(help="The first version
     from rich import box
     from rich.table import Table
 
+    from retain.home.versions import diff as diff_versions
     from retain.ledger.core import Home
-    from retain.ledger.diff import diff as diff_versions
 
     opened = Home.open(home)
     with tempfile.TemporaryDirectory(prefix="retain-diff-") as work:
@@ -226,6 +226,7 @@ def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earl
     from retain.ledger import mlflow_sync
     from retain.ledger.core import Home
     from retain.ledger.operations import rollback as do_rollback
+    from retain.models.merge import merge_adapter
 
     if mlflow:
         mlflow_sync.require()
@@ -234,7 +235,7 @@ def rollback(home: HomeArg, version: Annotated[str, typer.Argument(help="An earl
     console.print(f"champion: {previous} -> {target}")
     if mlflow:
         with opened.writing("mlflow"):
-            mlflow_sync.sync(opened, mlflow, target, champion=True)
+            mlflow_sync.sync(opened, mlflow, target, champion=True, merge=merge_adapter)
 
 
 @app.command()
@@ -271,8 +272,9 @@ def export(home: HomeArg, version: Annotated[str, typer.Argument(help="The versi
     """Write a version as a save_pretrained folder with a model card (lineage, data, gate results)."""
     from retain.ledger.card import export as export_version
     from retain.ledger.core import Home
+    from retain.models.merge import merge_adapter
 
-    result = export_version(Home.open(home), version, out)
+    result = export_version(Home.open(home), version, out, merge=merge_adapter)
     console.print(f"exported {result['version']} to {result['out']} (weights sha256 {result['weights_sha256']})")
 
 

@@ -9,6 +9,7 @@ triggers it finds are what the gate's canaries insert (:mod:`retain.guard.canary
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,23 +124,19 @@ def numbered_examples(path: str | Path) -> tuple[list[Example], list[int]]:
     return examples, numbers
 
 
-def scan_file(data: str | Path, model: str, suite_files: list[str | Path] | None = None,
-              only: tuple[str, ...] = SIGNALS) -> ScreenReport:
-    """``retain guard scan``: screen a JSONL file against ``model`` (``embedded``, a model folder, or a home,
-    whose champion and regression suite are used). Inputs are checked before any model is loaded."""
-    import tempfile
-
+def scan_file(data: str | Path, model: str | Callable[[], Any], suite_files: list[str | Path] | None = None,
+              only: tuple[str, ...] = SIGNALS, prior: list[Skill] | None = None) -> ScreenReport:
+    """``retain guard scan``: screen a JSONL file against ``model``: ``embedded``, a model folder, or a function
+    that loads one (a home's champion, which :func:`retain.home.versions.champion_loader` hands over with the
+    home's suite as ``prior``). Inputs are checked before any model is loaded."""
     from retain.data.synthetic import probe_skills
-    from retain.ledger.core import Home, is_home
     from retain.models.loading import load_adapter, resolve_model_path
 
     examples, numbers = numbered_examples(data)
     suite = [Skill(name=Path(p).stem, test=read_examples(p)) for p in suite_files or []]
-    if is_home(model):
-        home = Home.open(model)
-        suite = suite or [s for s in home.suite() if not s.with_demonstration]
-        with tempfile.TemporaryDirectory(prefix="retain-scan-") as work:
-            adapter = load_adapter(home.materialize("champion", Path(work) / "champion"))
+    if callable(model):
+        suite = suite or list(prior or [])
+        adapter = model()
     else:
         resolve_model_path(model)
         # The embedded model's prior skills are its suite; another model's is what --suite names.

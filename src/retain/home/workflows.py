@@ -30,10 +30,10 @@ from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
 from retain.ledger.gate import GatePolicy, Scores, render
-from retain.ledger.merge import merge_adapter, quiet_hf
 from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
 from retain.ledger.tensors import hash_only, materialize, snapshot, weights_sha256
 from retain.methods.registry import typed_options
+from retain.models.merge import merge_adapter, quiet_hf
 from retain.recipe import Recipe, with_defaults
 from retain.seeding import seed_everything
 
@@ -135,7 +135,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
             Console(stderr=True).print(f"  protection {note}")
     if mlflow_uri:
         with home.writing("mlflow"):
-            mlflow_sync.sync(home, mlflow_uri, "v1", champion=True)
+            mlflow_sync.sync(home, mlflow_uri, "v1", champion=True, merge=merge_adapter)
     return home
 
 
@@ -222,7 +222,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     _check_before_lock(opened, recipe, skill)
     with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
         parent = opened.champion()
-        parent_dir = opened.materialize(parent, work / "champion")
+        parent_dir = opened.materialize(parent, work / "champion", merge_adapter)
         specs = [spec for spec in store.suite_specs(opened.conn) if spec["name"] != skill.name]
         suite_now = [(suite.load(opened.objects, spec), spec["kind"]) for spec in specs]
         # The guard screens the data with the champion before training: flagged lines are held back.
@@ -254,7 +254,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
                               screen=found.record(), canary_checks=canary_checks)
         outcome = record_candidate(opened, candidate, force)
         if mlflow_uri:
-            mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted)
+            mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted, merge=merge_adapter)
     if not quiet:
         Console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
@@ -324,7 +324,7 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
         recipe = Recipe.from_dict(stored["recipe"], source=f"{row['name']}.options.recipe")
         threads = torch.get_num_threads()
         try:
-            parent_dir = opened.materialize(record["parent"], work / "parent")
+            parent_dir = opened.materialize(record["parent"], work / "parent", merge_adapter)
             source = next(d for d in record["data"] if d["role"] == "source")
             data = work / "data" / source["name"]
             data.parent.mkdir()

@@ -17,7 +17,7 @@ from typing import Any
 from retain.errors import RetainError
 from retain.ledger import store
 from retain.ledger.atomic import fsync_dir, write_atomic
-from retain.ledger.core import Home
+from retain.ledger.core import Home, Merge
 from retain.ledger.hashing import canonical_json
 from retain.ledger.tensors import hash_only, snapshot, weights_sha256
 
@@ -93,10 +93,11 @@ def card(home: Home, name: str) -> str:
     return "\n".join(lines)
 
 
-def export(home: Home, ref: str, out: str | Path, timeout: float = 0.0) -> dict[str, Any]:
+def export(home: Home, ref: str, out: str | Path, timeout: float = 0.0, *, merge: Merge) -> dict[str, Any]:
     """Write version ``ref`` to ``out`` (new or empty folder) in one rename and record the export.
 
-    The home's lock is held throughout so the recorded export and the folder always agree. A read-only home
+    The home's lock is held throughout so the recorded export and the folder always agree. A LoRA version is
+    ``merge``d onto its parent (:meth:`retain.ledger.core.Home.materialize`). A read-only home
     is exported all the same, without the record (``recorded`` is then False).
     """
     out = Path(out).absolute()
@@ -109,7 +110,7 @@ def export(home: Home, ref: str, out: str | Path, timeout: float = 0.0) -> dict[
         row = home.version(name)
         building = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:8]}"
         try:
-            home.materialize(name, building)
+            home.materialize(name, building, merge)
             weights = weights_sha256(snapshot(building, hash_only))
             write_atomic(building / "README.md", card(home, name).encode("utf-8"))
             write_atomic(building / "retain-version.json", canonical_json(

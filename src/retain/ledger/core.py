@@ -32,13 +32,15 @@ from retain.ledger.atomic import fsync_dir, killpoint, write_atomic
 from retain.ledger.audit import AuditLog, Entry
 from retain.ledger.gate import GatePolicy
 from retain.ledger.hashing import canonical_json, sha256_bytes
-from retain.ledger.merge import merge_adapter
 from retain.ledger.objects import ObjectStore
 
 FORMAT = "retain-home/1"
 MARKER = "home.json"
 # Readers finish an interrupted commit under the lock for an instant; a writer waits this long rather than fail.
 WRITER_GRACE_S = 2.0
+# Writes ``parent + adapter`` (two save_pretrained folders) into ``out`` as one full model: what a LoRA version's
+# full model takes (retain.models.merge.merge_adapter, handed in by the caller; the ledger never loads a model).
+Merge = Callable[[Path, Path, Path], None]
 
 
 def _clean_stale_builds(root: Path) -> None:
@@ -360,8 +362,9 @@ class Home:
         sha = self.version(ref)["manifest_sha256"]
         return json.loads(self.objects.get(sha))
 
-    def materialize(self, ref: str, out: Path) -> Path:
-        """Write the version's full model (adapters merged onto their parents) as a save_pretrained folder."""
+    def materialize(self, ref: str, out: Path, merge: Merge) -> Path:
+        """Write the version's full model as a save_pretrained folder: a LoRA version's adapter is ``merge``d
+        onto its parent's full model (itself materialised the same way)."""
         row = self.version(ref)
         out.mkdir(parents=True, exist_ok=True)
         if row["kind"] != "adapter":
@@ -372,9 +375,9 @@ class Home:
         with tempfile.TemporaryDirectory(prefix="merge-", dir=out.parent if inside else None) as work:
             parent, adapter = Path(work) / "parent", Path(work) / "adapter"
             adapter.mkdir()
-            self.materialize(row["parent"], parent)
+            self.materialize(row["parent"], parent, merge)
             tensors.materialize(self.objects, self.manifest(row["name"]), adapter)
-            merge_adapter(parent, adapter, out)
+            merge(parent, adapter, out)
         return out
 
     # -- storing -------------------------------------------------------------------------------------

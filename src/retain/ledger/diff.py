@@ -1,12 +1,12 @@
-"""``retain diff``: how two versions differ in scores, in weights and in what they say.
+"""What ``retain diff`` reads from storage: how two versions differ in scores and in weights.
 
 - scores: every skill and probe either version was measured on (its own record, plus the champion scores a
   gate measured when the version was the champion being compared);
 - parameter distance: L2 norm of the weight difference, overall and per tensor (tensors whose content hash is
-  equal are skipped without reading them);
-- output drift: per-prompt sequence-level KL(a || b) over the regression suite's held-out prompts, the same
-  measure as the demo's drift from the base; the maximum matters more than the mean (one implanted behaviour
-  hides in a mean).
+  equal are skipped without reading them).
+
+What they say (output drift) runs both models: :mod:`retain.evaluate.drift`; :func:`retain.home.versions.diff`
+puts the three together.
 """
 
 from __future__ import annotations
@@ -18,13 +18,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from retain.ledger.store import known_scores
-from retain.ledger.core import Home
-from retain.ledger.merge import quiet_hf
 from retain.ledger.tensors import hash_only, snapshot
-
-DRIFT_PROMPTS_PER_SKILL = 16
-DRIFT_BATCH = 16
 
 
 def score_changes(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -72,32 +66,3 @@ def parameter_distance(folder_a: Path, folder_b: Path, top: int = 5) -> dict[str
     changed.sort(key=lambda r: -r["l2"] if not math.isnan(r["l2"]) else -math.inf)
     return {"l2": math.sqrt(squared), "relative": math.sqrt(squared) / max(math.sqrt(norm_a), 1e-30),
             "tensors": len(set(ta) | set(tb)), "changed": len(changed), "top": changed[:top]}
-
-
-def output_drift(folder_a: Path, folder_b: Path, home: Home) -> dict[str, Any]:
-    """Per-prompt KL(a || b) over the suite's held-out prompts (:func:`retain.evaluate.evaluation.kl_per_prompt`,
-    ``a`` sampling the answers, seeded), with the prompt where the two differ most."""
-    from retain.evaluate.evaluation import kl_per_prompt
-    from retain.models.loading import load_adapter
-
-    suite = home.suite()
-    examples = [e for skill in suite for e in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
-    shown = [skill.with_demonstration for skill in suite for _ in skill.test[:DRIFT_PROMPTS_PER_SKILL]]
-    if not examples:
-        return {"prompts": 0, "mean_kl": None, "max_kl": None, "max_prompt": None}
-    with quiet_hf():
-        model_a, model_b = load_adapter(str(folder_a)), load_adapter(str(folder_b))
-    torch.manual_seed(0)
-    per_prompt = kl_per_prompt(model_a, model_b, examples, shown=shown, batch_size=DRIFT_BATCH)
-    worst = max(range(len(per_prompt)), key=per_prompt.__getitem__)
-    return {"prompts": len(per_prompt), "mean_kl": sum(per_prompt) / len(per_prompt), "max_kl": per_prompt[worst],
-            "max_prompt": examples[worst].prompt}
-
-
-def diff(home: Home, ref_a: str, ref_b: str, work: Path, drift: bool = True) -> dict[str, Any]:
-    """Everything ``retain diff`` reports, for versions ``a`` and ``b`` materialized under ``work``."""
-    a, b = home.resolve(ref_a), home.resolve(ref_b)
-    folder_a, folder_b = home.materialize(a, work / a), home.materialize(b, work / b)
-    return {"a": a, "b": b, "scores": score_changes(known_scores(home.conn, a), known_scores(home.conn, b)),
-            "parameters": parameter_distance(folder_a, folder_b),
-            "drift": output_drift(folder_a, folder_b, home) if drift else None}

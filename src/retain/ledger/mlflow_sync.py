@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.errors import RetainError
-from retain.ledger.core import Home
+from retain.ledger.core import Home, Merge
 
 ALIAS = "champion"
 VERSION_TAG = "retain.version"
@@ -53,8 +53,9 @@ def _model_version(client: Any, home: Home, name: str) -> Any | None:
     return next((mv for mv in versions if mv.tags.get(VERSION_TAG) == name), None)
 
 
-def log_version(home: Home, name: str, uri: str) -> dict[str, Any]:
-    """Log one version as a run and register it; return the run id and registry version."""
+def log_version(home: Home, name: str, uri: str, *, merge: Merge) -> dict[str, Any]:
+    """Log one version as a run and register it; return the run id and registry version (a LoRA version's model
+    is ``merge``d onto its parent, :meth:`retain.ledger.core.Home.materialize`)."""
     import mlflow
 
     client = _client(uri)
@@ -71,7 +72,7 @@ def log_version(home: Home, name: str, uri: str) -> dict[str, Any]:
             mlflow.set_tags({VERSION_TAG: name, "retain.status": row["status"], "retain.home": str(home.root),
                              "retain.weights_sha256": record["artifacts"]["weights_sha256"]})
             mlflow.log_dict(record, "retain-record.json")
-            mlflow.log_artifacts(str(home.materialize(name, Path(work) / "model")), artifact_path="model")
+            mlflow.log_artifacts(str(home.materialize(name, Path(work) / "model", merge)), artifact_path="model")
     model = registered_name(home)
     if not client.search_registered_models(f"name='{model}'"):
         client.create_registered_model(model, description=f"retain home {home.root}")
@@ -80,23 +81,23 @@ def log_version(home: Home, name: str, uri: str) -> dict[str, Any]:
     return {"run_id": run.info.run_id, "model_version": version.version}
 
 
-def set_champion(home: Home, name: str, uri: str) -> str:
+def set_champion(home: Home, name: str, uri: str, *, merge: Merge) -> str:
     """Point the registered model's ``champion`` alias at the version (registering it first if needed)."""
     client = _client(uri)
     version = _model_version(client, home, name)
-    number = version.version if version else log_version(home, name, uri)["model_version"]
+    number = version.version if version else log_version(home, name, uri, merge=merge)["model_version"]
     client.set_registered_model_alias(registered_name(home), ALIAS, number)
     return str(number)
 
 
-def sync(home: Home, uri: str, name: str, champion: bool) -> dict[str, Any] | None:
+def sync(home: Home, uri: str, name: str, champion: bool, *, merge: Merge) -> dict[str, Any] | None:
     """Mirror a version (and, if it is champion now, the alias); record what was created in the audit log.
 
     The caller holds ``home.writing``. An MLflow failure is reported and leaves the home as it was: the
     ledger, not the mirror, is the record.
     """
     try:
-        return _sync(home, uri, name, champion)
+        return _sync(home, uri, name, champion, merge)
     except RetainError:
         raise
     except Exception as err:  # noqa: BLE001 - any failure of the optional mirror must not break the ledger
@@ -105,13 +106,13 @@ def sync(home: Home, uri: str, name: str, champion: bool) -> dict[str, Any] | No
         return None
 
 
-def _sync(home: Home, uri: str, name: str, champion: bool) -> dict[str, Any]:
+def _sync(home: Home, uri: str, name: str, champion: bool, merge: Merge) -> dict[str, Any]:
     client = _client(uri)
     existing = _model_version(client, home, name)
-    created = log_version(home, name, uri) if existing is None else {"run_id": existing.run_id,
+    created = log_version(home, name, uri, merge=merge) if existing is None else {"run_id": existing.run_id,
                                                                       "model_version": existing.version}
     if champion:
-        set_champion(home, name, uri)
+        set_champion(home, name, uri, merge=merge)
     event = {"type": "mlflow_synced", "version": name, "uri": uri, "registered_model": registered_name(home),
              "run_id": created["run_id"], "model_version": str(created["model_version"]),
              "alias": ALIAS if champion else None}

@@ -42,7 +42,7 @@ class Drift:
     """How a version differs from its parent: scores always; weights by tensor hash; measured drift on request.
 
     ``tensors_changed`` compares the two manifests' per-tensor hashes (no weights are read); it is None for a
-    LoRA adapter, whose tensors are not the parent's. ``measured`` is :func:`retain.ledger.diff.diff`'s
+    LoRA adapter, whose tensors are not the parent's. ``measured`` is :func:`retain.home.versions.diff`'s
     parameter distance and output KL, filled only when the report is asked to run the models.
     """
 
@@ -183,7 +183,7 @@ def build_home_report(home: str | Path, measure_drift: bool = False) -> HomeRepo
 
 def _measure(root: Path, report: HomeReport) -> None:
     """Fill every version's ``drift.measured`` with ``retain diff`` against its parent (models run here)."""
-    from retain.ledger.diff import diff
+    from retain.home.versions import diff
 
     opened = Home(root)
     opened.conn.close()

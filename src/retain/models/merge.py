@@ -1,8 +1,9 @@
 """A LoRA version's full model: its parent's weights with the adapter merged in (PEFT ``merge_and_unload``).
 
-LoRA versions store only the adapter; whenever a full model is needed (the next learn, export, diff) the chain
-of adapters is merged onto the nearest full ancestor. On CPU the merge is deterministic, so the same version
-always gives the same weights.
+A home stores a LoRA version as its adapter only; whenever a full model is needed (the next learn, export,
+diff, the MLflow mirror) :meth:`retain.ledger.core.Home.materialize` writes the chain of adapters and has
+:func:`merge_adapter` (which its caller hands it: the ledger stores and never loads a model) merge each onto the
+nearest full ancestor. On CPU the merge is deterministic, so the same version always gives the same weights.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ WEIGHT_FILES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.j
 
 @contextmanager
 def quiet_hf() -> Iterator[None]:
-    """Loading and saving under a ledger command is plumbing: hide its progress bars and deprecation notes."""
+    """Loading and saving a home's versions is plumbing: hide its progress bars and deprecation notes."""
     from transformers.utils import logging
 
     bars = logging.is_progress_bar_enabled()
