@@ -1,10 +1,13 @@
-"""``retain bench retention``: the demo stream learned through a home, one ``retain learn HOME`` per skill.
+"""``retain bench retention``: a stream learned through a home, one ``retain learn HOME`` per skill.
+
+The stream is the demo's unless ``stream`` names another (:mod:`retain.data.streams`: ``long``, ``strings2``)
+or gives a user's skill files; the results record which, with the base model's teacher gap on it.
 
 For each recipe and seed: a fresh home over the embedded model, or over another model of its family (the same
 tokenizer and skill library, built by ``retain build-base --size M|L``: the capacity study), its suite the
 embedded probes (with the protection state of the recipe's consolidation methods estimated on their training
 splits at init: with the home's default options, as ``retain init`` gives them, unless the recipe says
-``at_init``), then the demo's three new skills learned one after another with the demo's budget, each
+``at_init``), then the stream's three new skills learned one after another with the demo's budget, each
 candidate promoted whatever the gate says (``force``; the gate's own decision is recorded and reported), so the
 stream goes on. Scored like the demo (``alnum``: content, not the expert's surface style). Read back from the
 ledger:
@@ -32,8 +35,10 @@ from typing import Any, Callable
 
 from retain.bench.consolidation import json_safe, mean_std
 from retain.bench.recipes import REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, SDFT_REHEARSAL_CE_3X_AT_INIT, BenchRecipe
-from retain.data.jsonl import write_examples
-from retain.domains.language import Budget, demo_skills, embedded_sdft_options
+from retain.data.jsonl import read_skill, write_examples
+from retain.data.skills import Skill
+from retain.data.streams import StreamChoice, stream_skills
+from retain.domains.language import Budget, embedded_sdft_options
 from retain.evaluate import metrics
 from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 from retain.recipe import with_defaults
@@ -90,9 +95,33 @@ def parameters(folder: Path) -> int:
     return total
 
 
+def stream_of(stream: StreamChoice, budget: Budget, seed: int) -> list[Skill]:
+    """The skills ``stream`` learns for ``seed``: a named stream's with the benchmark's split (its test share
+    of the examples), or the files' skills split by prompt as ``retain learn`` splits them."""
+    if stream.files:
+        return [read_skill(path, seed=seed, test_fraction=TEST_FRACTION, scorer="alnum") for path in stream.files]
+    n_test = round(budget.n_train * TEST_FRACTION / (1 - TEST_FRACTION))
+    return stream_skills(stream.name, n_train=budget.n_train, n_test=n_test, seed=seed)
+
+
+def teacher_gap(model: str, skills: list[Skill]) -> dict[str, dict[str, float]]:
+    """The base model's held-out score on each skill without (student) and with (teacher) the demonstration
+    for the same query in its prompt, and the gap: SDFT learns only what its teacher can answer."""
+    from retain.api import load_model
+    from retain.evaluate.evaluation import accuracy
+
+    base = load_model(model, device="cpu")
+    out = {}
+    for skill in skills:
+        student = accuracy(base, skill, with_demonstration=False)
+        teacher = accuracy(base, skill, with_demonstration=True)
+        out[skill.name] = {"student": student, "teacher": teacher, "gap": teacher - student}
+    return out
+
+
 def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = True,
             model: str = "embedded", lr: float = EMBEDDED_FINETUNE_LR, recipe: BenchRecipe | None = None,
-            per_item: int | None = None) -> dict[str, Any]:
+            per_item: int | None = None, stream: StreamChoice = StreamChoice("demo")) -> dict[str, Any]:
     """One home, one recipe, one seed: the stream's matrices and the gate's decisions, read from the ledger.
 
     ``recipe`` (default: ``RECIPES[label]``) is learned; the home protects ``per_item`` training prompts of each
@@ -114,14 +143,14 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     init_home_from_model(root, model, protect=consolidation, per_item=per_item,
                          skills=None if model == "embedded" else probe_skills(n_train=per_item),
                          options={m: options[m] for m in consolidation if m in options} if recipe.at_init else None)
-    stream, _ = demo_skills(Budget(n_train=budget.n_train, n_test=round(budget.n_train * TEST_FRACTION
-                                                                          / (1 - TEST_FRACTION))), seed)
-    files = []
-    (work / f"{label}-{seed}-data").mkdir()
-    for skill in stream:
-        path = work / f"{label}-{seed}-data" / f"{skill.name}.jsonl"
-        write_examples(path, skill.train + skill.test)
-        files.append(path)
+    skills = stream_of(stream, budget, seed)
+    files = list(stream.files)
+    if not files:
+        (work / f"{label}-{seed}-data").mkdir()
+        for skill in skills:
+            path = work / f"{label}-{seed}-data" / f"{skill.name}.jsonl"
+            write_examples(path, skill.train + skill.test)
+            files.append(path)
     start = time.perf_counter()
     decisions = []
     for path in files:
@@ -134,7 +163,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     seconds = time.perf_counter() - start
     home = Home.open(root)
     versions = [home.version(f"v{i}")["record"] for i in range(1, len(files) + 2)]
-    names = [s.name for s in stream]
+    names = [s.name for s in skills]
     # a skill is measured from the learn that brought it on; before that (not yet in the suite) it counts as 0,
     # what the base scores on the demo's new skills without a demonstration (the demo's capability check)
     R = [[v["scores"]["skills"][n] if j < i else 0.0 for j, n in enumerate(names)] for i, v in enumerate(versions)]
@@ -144,7 +173,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
                "prior_retention": metrics.prior_retention(P[0], P[-1]), "seconds": seconds,
                "gate_passed": sum(d == "accepted" for d in decisions)}
     rates = sorted({v["config"]["recipe"]["train"]["lr"] for v in versions[1:]})  # as the home recorded them
-    return {"label": label, "method": method, "options": options, "lr": rates,
+    return {"label": label, "stream": stream.name, "method": method, "options": options, "lr": rates,
             "protected": versions[0]["config"]["protection"]["notes"], "seed": seed, "skills": names,
             "probes": probes,
             "R": R, "probe_R": P, "decisions": decisions, "summary": summary}
@@ -180,11 +209,11 @@ def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str,
 def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
                   progress: Callable[[str], None] | None = None, model: str = "embedded",
                   lr: float = EMBEDDED_FINETUNE_LR, overrides: dict[str, dict[str, Any]] | None = None,
-                  per_item: int | None = None) -> dict[str, Any]:
+                  per_item: int | None = None, stream: StreamChoice = StreamChoice("demo")) -> dict[str, Any]:
     """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``, with
     ``overrides`` over the recipes' options (:func:`with_options`) and ``per_item`` protected prompts per probe
-    (default: a home's); the results document (with the model's parameter count, for
-    :mod:`retain.bench.capacity`)."""
+    (default: a home's), learning ``stream``; the results document (with the model's parameter count, for
+    :mod:`retain.bench.capacity`, and the stream with the base model's teacher gap on its seed-0 skills)."""
     import torch
 
     from retain.home.protection import PER_ENTRY
@@ -198,11 +227,13 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     work = Path(tempfile.mkdtemp(prefix="retain-retention-"))
     runs: list[dict[str, Any]] = []
     try:
+        gap = teacher_gap(model, stream_of(stream, budget, 0))
         for seed in range(seeds):
             for label, recipe in chosen.items():
                 if progress:
                     progress(f"{label} seed {seed}")
-                runs.append(run_one(label, seed, budget, work, model=model, lr=lr, recipe=recipe, per_item=per_item))
+                runs.append(run_one(label, seed, budget, work, model=model, lr=lr, recipe=recipe, per_item=per_item,
+                                    stream=stream))
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)
@@ -213,6 +244,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     manifest = folder / "MANIFEST.json"
     build = json.loads(manifest.read_text()).get("build_config") if manifest.is_file() else None
     return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+            "stream": {**stream.to_dict(), "teacher_gap": gap},
             "model": {"path": model, "parameters": parameters(folder), "build_config": build},
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,
                        "test_fraction": TEST_FRACTION, "lr": lr, "protect_prompts": per_item},
@@ -242,7 +274,7 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("prior-skill retention after the stream")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"Demo stream through a home ({len(results['seeds'])} seeds, mean ± sd)")
+    ax.set_title(f"{results.get('stream', {}).get('name', 'demo')} stream through a home ({len(results['seeds'])} seeds, mean ± sd)")
     fig.tight_layout()
     png = out / "retention.png"
     fig.savefig(png, dpi=120)

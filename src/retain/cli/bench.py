@@ -178,14 +178,21 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                                                    "e.g. rehearsal.ratio=2 (the label shows it)."),
                     protect_prompts: int = typer.Option(None, "--protect-prompts", min=1, help="Training prompts "
                                                         "per probe the homes protect (default: a home's, 128)."),
+                    stream: list[str] = typer.Option([], "--stream", help="demo (default), long (tuning), strings2 "
+                                                     "(held out), or JSONL skill files, one skill per file in "
+                                                     "the order learned (repeat: --stream a.jsonl --stream "
+                                                     "b.jsonl)."),
                     out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
-    """The demo stream learned through a home, one learn per skill: prior-skill retention and new-skill
-    accuracy of SFT, SDFT and the protected recipes, side by side."""
+    """A stream (the demo's unless --stream) learned through a home, one learn per skill: prior-skill retention
+    and new-skill accuracy of SFT, SDFT and the protected recipes, side by side."""
     from rich.console import Console
     from rich.table import Table
 
     from retain.bench.retention import RECIPES, run_benchmark, with_options, write_results
+    from retain.data.streams import choose
+    from retain.data.synthetic import probe_skills
 
+    chosen_stream = choose(list(stream), reserved={s.name for s in probe_skills(n_test=1)})
     for label in recipes:
         if label not in RECIPES:
             raise RetainError(f"unknown recipe {label!r} (known: {', '.join(RECIPES)})", field="--recipe")
@@ -196,10 +203,17 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     if lr is not None and not lr > 0:
         raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
-                            model=model, overrides=overrides, per_item=protect_prompts,
+                            model=model, overrides=overrides, per_item=protect_prompts, stream=chosen_stream,
                             **({"lr": lr} if lr is not None else {}))
+    gap = Table(title=f"Base model on the {chosen_stream.name} stream's skills (held out, seed 0): SDFT learns "
+                      "what its teacher answers")
+    for column in ("skill", "student (query only)", "teacher (query + demonstration)", "gap"):
+        gap.add_column(column, justify="left" if column == "skill" else "right")
+    for name, g in results["stream"]["teacher_gap"].items():
+        gap.add_row(name, f"{g['student']:.0%}", f"{g['teacher']:.0%}", f"{g['gap']:+.0%}")
+    Console().print(gap)
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
-    title = (f"Demo stream through a home ({seeds} seed(s), mean ± sd{size}, "
+    title = (f"{chosen_stream.name.capitalize()} stream ({', '.join(results['stream']['skills'])}) through a home ({seeds} seed(s), mean ± sd{size}, "
              f"{results['budget']['protect_prompts']} protected prompts per probe)")
     table = Table(title=title)
     for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):

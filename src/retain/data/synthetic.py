@@ -14,6 +14,8 @@ bare result (``"cba"``). Three families of text:
   to the expert's surface form while SDFT's teacher answers the content in the model's style (the mechanism
   the SDFT paper credits, REFERENCE section 1). The ``alnum`` scorer ignores separators, so both are scored
   on content alone.
+* **stream skills** (``outin``, ``novow``, ``flip``; ``stutter``, ``bookend``, ``dblsort``): the new skills of
+  the streams beyond the demo (:mod:`retain.data.streams`), learned the same way.
 """
 
 from __future__ import annotations
@@ -84,6 +86,39 @@ NEW_RULES: dict[str, Rule] = {
     "ends": lambda w: w[0] + w[-1],
     "outer": lambda w: w[-1] + w[1:-1] + w[0],
 }
+
+
+def _out_in(word: str) -> str:
+    """Letters from both ends inwards: ``abcde`` -> ``aebdc``."""
+    out = []
+    for i in range((len(word) + 1) // 2):
+        out.append(word[i])
+        if i != len(word) - 1 - i:
+            out.append(word[-1 - i])
+    return "".join(out)
+
+
+def _no_vowels(word: str) -> str:
+    """The consonants in order; a word of vowels only (under 1% of words) keeps its first letter, so that no
+    answer is empty (a skill file's demonstration must not be)."""
+    return "".join(c for c in word if c not in "aeiou") or word[0]
+
+
+# The new skills of the streams beyond the demo (:mod:`retain.data.streams`). Kept apart from NEW_RULES and out
+# of RESERVED_NAMES on purpose: the made-up names of pretraining and of the in-context probe are drawn by
+# rejecting reserved names, so reserving more would change the embedded model's data and every probe set.
+# Each was chosen because the embedded model answers it from a demonstration in its prompt (the SDFT teacher)
+# and not without one: see ``retain bench retention --stream NAME``'s teacher-gap table.
+STREAM_RULES: dict[str, Rule] = {
+    "outin": _out_in,
+    "novow": _no_vowels,
+    "flip": lambda w: w[0] + w[:0:-1],  # the reverse with the first letter kept: conflicts with ``reverse``
+    "stutter": lambda w: "".join(w[:i + 1] for i in range(min(len(w), 4))),  # answers of 6-10 letters
+    "bookend": lambda w: w[0] * 2 + w + w[-1] * 2,  # 7-11 letters
+    "dblsort": lambda w: "".join(c + c for c in sorted(w)),  # 6-14 letters; near ``double`` and ``sort``
+}
+STREAM_SKILL_STYLES = {"outin": "comma", "novow": "bracket", "flip": "dot", "stutter": "dash", "bookend": "space",
+                       "dblsort": "comma"}
 
 # How each surface style writes an answer. The model's own style is "plain".
 STYLES: dict[str, Callable[[str], str]] = {
@@ -195,7 +230,8 @@ def new_skills(n_train: int = 200, n_test: int = 50, seed: int = 0, names: list[
     skills = []
     for name in names or list(DEMO_STREAM):
         words = _distinct_words(rng, n_train + n_test, set())
-        rule, style = NEW_RULES[name], NEW_SKILL_STYLES[name]
+        rule = NEW_RULES[name] if name in NEW_RULES else STREAM_RULES[name]
+        style = NEW_SKILL_STYLES[name] if name in NEW_SKILL_STYLES else STREAM_SKILL_STYLES[name]
         examples = [make_example(name, rule, w, style) for w in words]
         skills.append(Skill(name=name, train=examples[:n_train], test=examples[n_train:], scorer="alnum"))
     return skills
