@@ -53,14 +53,15 @@ def test_forged_promotion_is_refused_and_reported(tmp_path, config, keyed_home):
               "payload": {"type": "promoted", "version": "v3", "previous": "v2", "reason": "passed the gate"}}
     with open(log, "ab") as handle:
         handle.write(canonical_json(forged) + b"\n")
+    # Readers report the forged entry and stop; the database is not touched.
     shown = retain("log", keyed_home, env=config)
-    assert shown.returncode == 0 and "champion v2" in shown.stdout
+    assert shown.returncode == 2 and "does not verify: audit.jsonl:9: not signed" in shown.stderr
     checked = retain("verify", keyed_home, "--anchor", anchor, env=config)
     assert checked.returncode == 1
     assert "MISMATCH audit.jsonl:9: not signed, though every entry from 1 on must be" in checked.stdout
     assert "matches the anchor at entry 8; 1 entries since" in checked.stdout
     refused = retain("rollback", keyed_home, "v1", env=config)
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "audit log does not match" in refused.stderr
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "does not verify" in refused.stderr
 
 
 def test_gc_and_a_missing_database(config, keyed_home):

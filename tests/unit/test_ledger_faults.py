@@ -62,8 +62,10 @@ def test_repair_refuses_a_log_that_does_not_verify(tmp_path, new_home):
     home.conn.close()
     (home.root / "ledger.sqlite").unlink()
     log = home.root / "audit.jsonl"
-    log.write_bytes(log.read_bytes().replace(b'"max_drop"', b'"max_drip"'))
-    assert not verify(home.root, repair=True).ok
+    log.write_bytes(log.read_bytes().replace(b'"floor"', b'"flour"'))
+    # The first operation no longer chains on: nothing of the log can be trusted, so nothing is rebuilt.
+    with pytest.raises(RetainError, match="no entry of the audit log can be trusted"):
+        verify(home.root, repair=True)
     assert not (home.root / "ledger.sqlite").exists()
 
 

@@ -111,8 +111,7 @@ def test_forgeries_pass_an_unkeyed_home_but_not_a_keyed_one(tmp_path, config, na
     problems = verify(keyed).problems
     assert problems, name
     if name == "cut last operation":
-        assert problems == ["audit.jsonl: ends at entry 6 but the head this machine last signed has entry 8 "
-                            "(the log was cut)"]
+        assert problems == ["audit.jsonl: ends at entry 6 but this machine signed entry 8 here (the log was cut)"]
     elif name == "appended promotion":
         assert problems[0] == "audit.jsonl:9: not signed, though every entry from 1 on must be (appended or " \
                               "rewritten without the key)"
@@ -121,11 +120,14 @@ def test_forgeries_pass_an_unkeyed_home_but_not_a_keyed_one(tmp_path, config, na
                "reason: refused, the champion was not changed" in problems
     else:
         assert problems[0].startswith("audit.jsonl:") and "signature does not match" in problems[0]
-    # The control: without a key only the refused promotion is visible; the other forgeries are consistent.
+    # The control: without a key only the refused promotion is visible (and readers refuse the home); the other
+    # forgeries are consistent.
+    keys.key_path().unlink()
     keyless = verify(unkeyed, finish=False)
     if name == "appended promotion":
         assert [p for p in keyless.problems if "refused" in p]
-        assert Home.open(unkeyed).champion() == "v2"
+        with pytest.raises(RetainError, match="the home does not verify: audit.jsonl:9: promoted v3 although"):
+            Home.open(unkeyed)
     else:
         assert keyless.ok, keyless.problems
 
@@ -139,11 +141,10 @@ def test_an_appended_promotion_is_not_applied_by_the_next_reader(tmp_path, confi
     forged = promote_v3([dict(e.data) for e in entries])[-1]
     forged["prev_sha256"], forged["seq"] = entries[-1].sha256, 9
     (root / "audit.jsonl").write_bytes(raw + canonical_json(forged) + b"\n")
-    home = Home.open(root)
-    assert home.champion() == "v2" and store.head(home.conn)[0] == 8
-    with pytest.raises(RetainError, match="audit log does not match"):
-        with home.writing("learn"):
-            pass
+    with pytest.raises(RetainError, match="does not verify: audit.jsonl:9: not signed"):
+        Home.open(root)
+    conn = store.connect(root / "ledger.sqlite")
+    assert store.meta(conn, "champion") == "v2" and store.head(conn)[0] == 8
 
 
 def test_anchor_catches_a_cut_on_another_machine(tmp_path, config, new_home, learn, change_one_layer):
@@ -169,23 +170,25 @@ def test_a_stripped_and_rechained_log_is_caught_by_the_witness(tmp_path, config,
     keys.init()
     root = make_home(tmp_path, new_home, learn, change_one_layer)
     rewrite(root, lambda datas: [{k: v for k, v in d.items() if k not in ("key", "mac")} for d in edit_score(datas)])
-    # Stripping the first entry's MAC changes its hash too: the witness is found by the home's path.
-    assert verify(root).problems == [f"audit.jsonl:1: this machine signed a log at {root.resolve()} that began "
-                                     "with another entry (the log was rewritten from its start)"]
+    # home.json says the home is signed, and this machine's witness holds another entry 8.
+    assert verify(root).problems == [
+        "audit.jsonl:1: not signed, though home.json says the home is (the signatures were stripped)",
+        "audit.jsonl:8: entry 8 is not the one this machine signed here (the log was rewritten)",
+        "ledger.sqlite: applied entries up to 8, past entry 0, the last one the checks trust"]
 
 
 def test_writing_a_signed_home_needs_its_key(tmp_path, config, new_home, learn, change_one_layer, monkeypatch):
     keys.init()
     root = make_home(tmp_path, new_home, learn, change_one_layer)
     os.unlink(keys.key_path())
-    with pytest.raises(RetainError, match="the home is signed with key .* and no key is set"):
+    with pytest.raises(RetainError, match=r"the audit log is signed \(key .*\) but no key is set here"):
         with Home.open(root).writing("learn"):
             pass
     monkeypatch.setenv(keys.ENV, "another secret of enough length")
-    with pytest.raises(RetainError, match="yours is"):
+    with pytest.raises(RetainError, match="signed with key .*, not yours"):
         with Home.open(root).writing("learn"):
             pass
-    assert any("signed with key" in p for p in verify(root).problems)
+    assert any("not yours" in p for p in verify(root).problems)
 
 
 def test_key_init_writes_a_private_key_once(config, monkeypatch):
@@ -223,7 +226,9 @@ def test_key_sign_starts_signing_a_home_made_before_the_key(tmp_path, config, ne
     with pytest.raises(RetainError, match="no signing key"):
         sign_home(root)
     keys.init()
-    assert sign_home(root) == 9
+    assert sign_home(root) == (9, True)
+    # Signing again writes nothing and says where signing started.
+    assert sign_home(root) == (9, False)
     report = verify(root)
     assert report.ok and "entries 1-8 predate the signing key" in report.notes
     # From now on an unsigned append is caught, as in a home keyed from the start.

@@ -91,7 +91,7 @@ def test_flipped_byte_in_the_middle_of_the_audit_log_breaks_the_chain_there(home
     assert problems[0] == ("audit.jsonl:4-5: hash chain broken: entry 5 records a different hash for entry 4 (one "
                            "of the two lines was changed)")
     assert any("database has applied 10 entries" in p for p in problems)
-    with pytest.raises(RetainError, match="audit log does not match"):
+    with pytest.raises(RetainError, match="the home does not verify: audit.jsonl:4-5: hash chain broken"):
         rollback(Home.open(home), "v1")
 
 

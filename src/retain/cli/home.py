@@ -22,12 +22,13 @@ app = typer.Typer()
 
 
 class _Console:
-    """Rich output made when first used, so a redirected stdout gets wide, untruncated tables."""
+    """Rich output made when first used (:func:`retain.console.console`: a redirected stdout gets wide,
+    unwrapped lines)."""
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        from rich.console import Console
+        from retain.console import console as make
 
-        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(*args, **kwargs)
+        make(highlight=False).print(*args, **kwargs)
 
 
 console = _Console()
@@ -48,8 +49,13 @@ def _mean(values: dict[str, float]) -> float | None:
 @app.command()
 def init(home: HomeArg,
          model: Annotated[str, typer.Option(help="'embedded' or a local save_pretrained folder.")] = "embedded",
-         max_drop: Annotated[float, typer.Option(help="Gate: the largest relative drop allowed on any earlier "
-                                                      "skill or probe.", callback=usage.fraction)] = GatePolicy.max_drop,
+         gate_alpha: Annotated[float, typer.Option(
+             "--gate-alpha", help="Gate: the significance level of the paired test (one-sided exact McNemar on "
+                                  "the same held-out items) that a drop of an earlier skill or probe is real.",
+             callback=usage.fraction)] = GatePolicy.alpha,
+         gate_min_drop: Annotated[float, typer.Option(
+             "--gate-min-drop", help="Gate: the smallest drop (absolute, 0.05 = 5 points) that can block, however "
+                                     "significant.", callback=usage.fraction)] = GatePolicy.min_drop,
          floor: Annotated[float, typer.Option(help="Gate: the score the new skill must reach.",
                                               callback=usage.fraction)] = GatePolicy.floor,
          suite: Annotated[Optional[list[Path]], typer.Option(
@@ -60,12 +66,14 @@ def init(home: HomeArg,
          no_suite: Annotated[bool, typer.Option("--no-suite", help="Accept a home whose gate measures only "
                                                                    "the skills it learns.")] = False,
          protect_with: Annotated[str, typer.Option(
-             "--protect-with", help="Consolidation methods whose state is estimated on the suite now, so the "
-                                    "first learn with them protects the base ('' for none).")] = "ewc+rehearsal",
+             "--protect-with", help="Consolidation methods the home protects its suite with: their state is "
+                                    "estimated now and every learn trains SDFT with them unless it names "
+                                    "--method ('' for none: plain SDFT).")] = "rehearsal",
          set_: Annotated[Optional[list[str]], typer.Option(
-             "--set", help="Option of a --protect-with method, e.g. rehearsal.size=1024 (the buffer the suite's "
-                           "prompts are kept in: a later learn cannot grow what init sampled down); every learn "
-                           "of the home keeps it unless it sets its own.")] = None,
+             "--set", help="Option of a --protect-with method over the home's defaults (rehearsal: "
+                           "target=ce, refresh=false, ratio=8, size=1024, draw=1), e.g. rehearsal.size=2048 (the "
+                           "buffer the suite's prompts are kept in: a later learn cannot grow what init sampled "
+                           "down); every learn of the home keeps it unless it sets its own.")] = None,
          protect_prompts: Annotated[int, typer.Option(
              "--protect-prompts", min=1, help="Training prompts of each suite item that protection draws on (a "
                                               "seeded sample; for every learn of the home).")] = 128,
@@ -80,7 +88,10 @@ def init(home: HomeArg,
         if method not in CONSOLIDATIONS:
             raise RetainError(f"unknown consolidation method {method!r} (known: {', '.join(CONSOLIDATIONS)})",
                               field="--protect-with")
-    opened = init_home_from_model(home, model, GatePolicy(max_drop=max_drop, floor=floor), mlflow, suite=suite,
+    if not 0 < gate_alpha < 1:
+        raise RetainError(f"must be between 0 and 1 (exclusive), got {gate_alpha:g}", field="--gate-alpha")
+    policy = GatePolicy(alpha=gate_alpha, min_drop=gate_min_drop, floor=floor)
+    opened = init_home_from_model(home, model, policy, mlflow, suite=suite,
                                   no_suite=no_suite, protect=methods, quiet=False, per_item=protect_prompts,
                                   options=usage.parse_sets(set_ or []))
     row = opened.version("v1")
@@ -244,13 +255,20 @@ def verify(home: HomeArg,
                                                                       "earlier with --export-anchor.")] = None,
            export_anchor: Annotated[Path | None, typer.Option("--export-anchor", help="After verifying, write the "
                                                               "chain head to this file (keep it outside the home).")] = None,
-           repair: Annotated[bool, typer.Option("--repair", help="Rebuild a missing or differing database from a "
-                                                                 "sound audit log.")] = False) -> None:
-    """Recompute every hash (signatures, audit chain, database, objects); exit 1 on any mismatch."""
+           repair: Annotated[bool, typer.Option("--repair", help="Cut the audit log back to its last trusted entry "
+                                                                 "(the cut lines are kept beside it), rebuild the "
+                                                                 "database from it and record the repair as an "
+                                                                 "entry.")] = False,
+           no_key: Annotated[bool, typer.Option("--no-key", help="Check a signed home without its key (everything "
+                                                                 "but the signatures); without this flag that "
+                                                                 "fails.")] = False) -> None:
+    """Recompute every hash (signatures, home id, witness, audit chain, database, objects); exit 1 on any
+    mismatch. Every other command runs the same checks (all but rehashing every object) and refuses a home
+    that fails them."""
     from retain.ledger.verify import export_anchor as write_anchor
     from retain.ledger.verify import verify as run_verify
 
-    report = run_verify(home, anchor=anchor, repair=repair)
+    report = run_verify(home, anchor=anchor, repair=repair, no_key=no_key)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     for note in report.notes:
         console.print(f"note: {note}")

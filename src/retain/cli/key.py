@@ -28,5 +28,8 @@ def key_sign(home: Annotated[Path, typer.Argument(help="A home made before the k
     """Start signing a home's audit log from now on (one signed entry)."""
     from retain.ledger.anchors import sign_home
 
-    seq = sign_home(home)
-    print(f"{home}: signed from entry {seq} on")
+    seq, wrote = sign_home(home)
+    if not wrote:
+        print(f"{home}: already signed (every entry from {seq} on); nothing written")
+    else:
+        print(f"{home}: signed from entry {seq} on" + (f" (entries 1-{seq - 1} predate the key)" if seq > 1 else ""))

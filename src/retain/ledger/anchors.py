@@ -1,12 +1,11 @@
-"""Checking the audit log against what lives outside the home: the signing key, this machine's witness, and
-an exported anchor (a chain head the user keeps elsewhere, like a published checkpoint in RFC 6962).
-
-Each check returns ``(problems, notes)``; :mod:`retain.ledger.verify` collects them.
+"""An exported anchor (a chain head the user keeps elsewhere, like a published checkpoint in RFC 6962), and
+``retain key sign``. The checks against the key and this machine's witness live in :mod:`retain.ledger.trust`.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +19,12 @@ ANCHOR_FORMAT = "retain-anchor/1"
 Findings = tuple[list[str], list[str]]
 
 
-def check_signatures(entries: list[Entry], key: keys.Key | None) -> Findings:
-    """Every entry from the first signed one on must carry a valid MAC of ``key``.
-
-    Reports the first entry that fails and how many fail after it (a recomputed chain makes every later MAC
-    fail too, since each covers the previous entry's hash).
-    """
-    signed = [e for e in entries if "mac" in e.data]
-    if not signed:
-        return [], (["the audit log is not signed: anyone who can write to the home can rewrite it unseen "
-                     "(retain key init, then retain key sign HOME)"] if entries else [])
-    if key is None:
-        return [], [f"the audit log is signed (key {signed[-1].data.get('key')}) but no key is set here to "
-                    f"check it ({keys.ENV} or {keys.key_path()})"]
-    first = signed[0].line
-    bad = []
-    for entry in entries[first - 1:]:
-        if "mac" not in entry.data:
-            bad.append(f"audit.jsonl:{entry.line}: not signed, though every entry from {first} on must be "
-                       "(appended or rewritten without the key)")
-        elif entry.data.get("key") != key.id:
-            bad.append(f"audit.jsonl:{entry.line}: signed with key {entry.data.get('key')}, not yours ({key.id})")
-        elif not key.check(entry.data):
-            bad.append(f"audit.jsonl:{entry.line}: the signature does not match (the entry was changed or made "
-                       "without the key)")
-    notes = [f"entries 1-{first - 1} predate the signing key"] if first > 1 else []
-    if len(bad) > 1:
-        return [bad[0] + f"; {len(bad) - 1} later entries fail too"], notes
-    return bad, notes
-
-
 def _against(entries: list[Entry], seq: int, sha: str, what: str) -> list[str]:
     if seq > len(entries):
         return [f"audit.jsonl: ends at entry {len(entries)} but {what} has entry {seq} (the log was cut)"]
     if seq and entries[seq - 1].sha256 != sha:
         return [f"audit.jsonl:{seq}: entry {seq} is not the one {what} records (the log was rewritten)"]
     return []
-
-
-def check_witness(root: Path, entries: list[Entry], key: keys.Key | None) -> Findings:
-    """Compare with the last head this machine signed for this home (found by first entry or by path)."""
-    if key is None or not entries:
-        return [], []
-    problems: list[str] = []
-    for record in keys.witnesses(root, entries[0].sha256):
-        if record.get("genesis") != entries[0].sha256:
-            problems.append(f"audit.jsonl:1: this machine signed a log at {root} that began with another entry "
-                            "(the log was rewritten from its start)")
-        else:
-            problems += _against(entries, int(record.get("seq", 0)), str(record.get("sha256")),
-                                 "the head this machine last signed")
-    return problems, []
 
 
 def anchor(entries: list[Entry], key: keys.Key | None) -> dict[str, Any]:
@@ -110,18 +64,29 @@ def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Find
     return problems, ([f"matches the anchor at entry {record['seq']}; {later} entries since"] if not problems else [])
 
 
-def sign_home(path: str | Path) -> int:
+def sign_home(path: str | Path) -> tuple[int, bool]:
     """``retain key sign HOME``: start signing a home made before the key (one signed ``keyed`` entry).
 
     From this entry on, every entry must carry the key's MAC; the earlier ones are vouched for only by the
-    chain up to here. Returns the entry's seq.
+    chain up to here. A home made before home ids gets one in the same entry. Returns the first signed entry's
+    seq and whether this call wrote it (a home already signed with this key is left as it is).
     """
-    from retain.ledger.core import Home
+    from retain.ledger.core import Home, write_marker
 
     key = keys.load()
     if key is None:
         raise RetainError(f"no signing key; create one with: retain key init (or set {keys.ENV})")
     home = Home.open(path)
     with home.writing("key sign"):
-        entries = home.commit([{"type": "keyed", "key": key.id}])
-    return entries[-1].seq
+        checked = home.check()
+        signed = [e for e in checked.entries if "mac" in e.data]
+        if signed:
+            return signed[0].seq, False
+        new = home.id or uuid.uuid4().hex
+        event: dict[str, Any] = {"type": "keyed", "key": key.id}
+        if home.id is None:
+            event["home_id"] = new
+        home.id = new
+        entries = home.commit([event])
+        write_marker(home.root, new, True)
+    return entries[-1].seq, True

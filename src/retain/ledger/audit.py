@@ -44,8 +44,19 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def home_id_after(payload: dict[str, Any], current: str | None) -> str | None:
+    """The home's id from this entry on: ``init`` (and ``keyed``, for a home made before ids) fixes it, and a
+    ``home_id`` entry (a copy taking an id of its own) changes it; the entry that sets an id is signed for it."""
+    kind = payload.get("type")
+    if kind == "home_id":
+        return payload.get("id")
+    if kind in ("init", "keyed") and payload.get("home_id"):
+        return payload["home_id"]
+    return current
+
+
 def encode(events: list[dict[str, Any]], head_seq: int, head_sha: str, start: int,
-           key: Key | None = None) -> tuple[list[Entry], bytes]:
+           key: Key | None = None, home: str | None = None) -> tuple[list[Entry], bytes]:
     """The entries (and the bytes to append at byte ``start``) for one operation's events, chained onto the head.
 
     With a ``key`` every entry carries its MAC (see :mod:`retain.ledger.keys`), written in the same append.
@@ -54,8 +65,9 @@ def encode(events: list[dict[str, Any]], head_seq: int, head_sha: str, start: in
     for i, payload in enumerate(events):
         data = {"seq": head_seq + 1 + i, "time": stamp, "op": head_seq + 1, "last": i == len(events) - 1,
                 "prev_sha256": prev, "payload": payload}
+        home = home_id_after(payload, home)
         if key is not None:
-            data = key.sign(data)
+            data = key.sign(data, home)
         raw = canonical_json(data)
         prev = sha256_bytes(raw)
         offset += len(raw) + 1

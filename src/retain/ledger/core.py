@@ -2,13 +2,15 @@
 
 Layout::
 
-    HOME/home.json       marker (format)                HOME/ledger.sqlite  metadata (WAL), rebuilt from the log
+    HOME/home.json       marker (format, home id)       HOME/ledger.sqlite  metadata (WAL), rebuilt from the log
     HOME/audit.jsonl     hash-chained event log          HOME/objects/       content-addressed blobs
     HOME/lock            one writer at a time            HOME/tmp/           a writer's temporary files
 
 A write goes: blobs (temp file, fsync, rename) -> audit entries of the operation (one append, fsync) ->
 one SQLite transaction. The audit append is the commit point: a crash before it leaves only unreferenced
 blobs; a crash after it is finished on the next open by applying the committed entries to the database.
+Every command checks the home first (:mod:`retain.ledger.trust`): a reader that finds a problem reports it and
+applies nothing; a writer refuses until ``retain verify HOME --repair``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from retain.data.skills import Skill
 from retain.errors import RetainError
-from retain.ledger import audit, keys, lock, store, suite, tensors
+from retain.ledger import audit, keys, lock, store, suite, tensors, trust
 from retain.ledger.atomic import fsync_dir, killpoint, write_atomic
 from retain.ledger.audit import AuditLog, Entry
 from retain.ledger.gate import GatePolicy
@@ -60,6 +62,17 @@ def is_home(path: str | Path) -> bool:
         return marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def write_marker(root: Path, home_id: str | None, signed: bool) -> None:
+    """``home.json``: the format, the home's id (fixed at init; a copy takes its own at its first signed write)
+    and whether it is signed (so a reader without the key knows an unsigned log was stripped)."""
+    data: dict[str, Any] = {"format": FORMAT}
+    if home_id:
+        data["id"] = home_id
+    if signed:
+        data["signed"] = True
+    write_atomic(root / MARKER, canonical_json(data) + b"\n")
 
 
 def check_new_home(root: Path) -> None:
@@ -95,6 +108,7 @@ class Home:
         self.objects = ObjectStore(root / "objects", self.tmp)
         self.audit = AuditLog(root / "audit.jsonl")
         self.key = keys.load()
+        self.id: str | None = trust.marker(root).get("id")
         # Why this home cannot be written now (``None`` when it can); reads work either way.
         self.unwritable: str | None = None
         if not os.access(root, os.W_OK):
@@ -123,15 +137,31 @@ class Home:
     # -- opening and creating ------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path) -> Home:
-        """Open an existing home, finishing a commit a crashed writer left half-applied if no one is writing."""
+        """Open an existing home after checking it (:mod:`retain.ledger.trust`); finish a commit a crashed
+        writer left half-applied if no one is writing.
+
+        A home whose check fails is reported and nothing is read from it or applied to its database; only
+        entries the check trusts are ever applied (never a signed one that no key here can check).
+        """
         root = Path(path)
         if not is_home(root):
             raise RetainError("not a retain home (create one with: retain init HOME)", file=str(root))
         home = cls(root)
+        checked = home.check()
+        if checked.problems:
+            home.conn.close()
+            raise RetainError(f"the home does not verify: {trust.first_line(checked, checked.problems)}; nothing "
+                              "was read or applied (retain verify HOME lists every problem; retain verify HOME "
+                              "--repair cuts the log back to its last trusted entry)", file=str(root))
+        pending = audit.committed(checked.entries[store.head(home.conn)[0]:checked.trusted])
+        if pending and checked.unchecked:
+            home.conn.close()
+            raise RetainError(f"{len(pending)} committed audit entries are signed and no key is set here to check "
+                              f"them, so they were not applied (set {keys.ENV} or {keys.key_path()})",
+                              file=str(root))
         if home.readonly:
             return home
-        behind = home.audit.path.exists() and home.audit.path.stat().st_size > store.head(home.conn)[2]
-        if behind or (home.tmp.is_dir() and any(home.tmp.iterdir())):
+        if pending or checked.torn or (home.tmp.is_dir() and any(home.tmp.iterdir())):
             # A writer killed mid-commit or mid-training is finished or cleaned by whoever comes next.
             try:
                 with lock.exclusive(root / "lock", "recover"):
@@ -141,6 +171,14 @@ class Home:
                 # No room or no lock to finish it now: read what the database has; the next writer finishes.
                 pass
         return home
+
+    def check(self, no_key: bool = False) -> trust.Check:
+        """The home's check (log, signatures, id, witness, database); see :mod:`retain.ledger.trust`."""
+        checked = trust.check_log(self.root, self.audit.read(), self.key, store.head(self.conn)[2], no_key)
+        if not any("incomplete last line" in p or "hash chain" in p or "not valid JSON" in p
+                   or "canonical" in p or "seq " in p for p in checked.problems[:1]):
+            checked.problems += trust.check_database(self.conn, checked)
+        return checked
 
     @classmethod
     def create(cls, path: str | Path, events: list[dict[str, Any]],
@@ -160,9 +198,12 @@ class Home:
             with lock.exclusive(building / "lock", "init"):
                 for sub in ("objects", "tmp"):
                     (building / sub).mkdir()
-                write_atomic(building / MARKER, canonical_json({"format": FORMAT}) + b"\n")
+                home_id = uuid.uuid4().hex
+                key = keys.load()
+                write_marker(building, home_id, key is not None)
                 home = cls(building, create=True)
-                home.commit(events + fill(home))
+                first = [{**events[0], "home_id": home_id}] if events and events[0].get("type") == "init" else events[:1]
+                home.commit(first + events[1:] + fill(home))
                 home.conn.close()
                 shutil.rmtree(home.tmp)
                 home.tmp.mkdir()
@@ -196,7 +237,7 @@ class Home:
         with lock.exclusive(self.root / "lock", command, max(timeout, WRITER_GRACE_S)):
             self._clean_tmp()
             self._recover()
-            self._check_head()
+            self._check_writable(command)
             self.objects.new.clear()
             committed_before = store.head(self.conn)[0]
             try:
@@ -247,7 +288,7 @@ class Home:
         moves to the new head.
         """
         seq, sha, size = store.head(self.conn)
-        entries, data = audit.encode(events, seq, sha, size, self.key)
+        entries, data = audit.encode(events, seq, sha, size, self.key, self.id)
         killpoint("before_audit")
         self.audit.append(data)
         killpoint("after_audit")
@@ -257,72 +298,67 @@ class Home:
         return entries
 
     def _witness(self) -> None:
+        """Move this machine's witness of the home to the head just committed (never before a commit)."""
         if self.key is None:
             return
         seq, sha, _ = store.head(self.conn)
-        first = self.audit.read().split(b"\n", 1)[0]
         if seq:
-            keys.record_witness(self.root, sha256_bytes(first), seq, sha)
-
-    def _head_matches(self, raw: bytes) -> bool:
-        """Whether the log still holds, unchanged, the last entry the database applied."""
-        seq, sha, size = store.head(self.conn)
-        if len(raw) < size:
-            return False
-        start = raw.rfind(b"\n", 0, size - 1) + 1 if size else 0
-        return not seq or (raw[size - 1:size] == b"\n" and sha256_bytes(raw[start:size - 1]) == sha)
+            first = self.audit.read().split(b"\n", 1)[0]
+            keys.record_witness(self.root, self.id or sha256_bytes(first), seq, sha)
 
     def _recover(self) -> None:
-        """Apply operations the log committed but the database missed; cut a torn operation off the log.
+        """Apply operations the log committed and the check trusts but the database missed; cut a torn
+        operation off the log.
 
-        Only bytes after the applied head are touched, and only when that head is intact: a log that was
-        edited is evidence for ``verify``, never something to repair.
+        Only bytes after the applied head are touched, and only when the whole home checks: a log that was
+        edited is evidence for ``verify``, never something to repair or apply.
         """
-        seq, sha, size = store.head(self.conn)
-        raw = self.audit.read()
-        if len(raw) <= size or not self._head_matches(raw):
+        checked = self.check()
+        if checked.problems:
             return
-        entries, problems = audit.parse(raw, size, seq + 1, sha, seq)
-        keep = len(entries)
-        if self.key is not None and self._head_signed(raw):
-            keep = next((i for i, e in enumerate(entries) if not self.key.check(e.data)), keep)
-        good = audit.committed(entries[:keep])
+        seq, _, size = store.head(self.conn)
+        if checked.unchecked and checked.entries[seq:]:
+            return
+        good = audit.committed(checked.entries[seq:checked.trusted])
         store.apply(self.conn, good)
-        # Only a torn append is cut. A whole line that does not chain on, or that follows a signed head without
-        # this key's signature, is forged or damaged: evidence for verify, never applied or removed.
-        torn = not problems or "incomplete last line" in problems[0]
         end = good[-1].end if good else size
-        if torn and keep == len(entries) and end < len(raw):
+        if self.audit_size() > end and checked.trusted == len(checked.entries):
             self.audit.truncate(end)
 
-    def _head_entry(self, raw: bytes) -> dict[str, Any] | None:
-        """The last entry the database applied, as parsed from the log (``None`` before the first)."""
-        size = store.head(self.conn)[2]
-        if not size:
-            return None
-        start = raw.rfind(b"\n", 0, size - 1) + 1
-        try:
-            return json.loads(raw[start:size - 1])
-        except ValueError:
-            return None
-
-    def _head_signed(self, raw: bytes) -> bool:
-        head = self._head_entry(raw)
-        return head is not None and "mac" in head
-
-    def _check_head(self) -> None:
-        """Refuse to write on top of a log that was changed or cut: walk the whole chain (it is small)."""
-        raw = self.audit.read()
-        _, problems = audit.parse(raw)
-        if problems or len(raw) != store.head(self.conn)[2] or not self._head_matches(raw):
-            raise RetainError("the audit log does not match the ledger database (it was changed or cut); "
-                              "run retain verify", file=str(self.audit.path))
-        head = self._head_entry(raw)
-        if head is not None and "key" in head and (self.key is None or self.key.id != head["key"]):
-            # Writing unsigned (or with another key) onto a signed log would make every later entry suspect.
-            mine = f"yours is {self.key.id} from {self.key.source}" if self.key else "no key is set"
-            raise RetainError(f"the home is signed with key {head['key']} and {mine}; set {keys.ENV} or "
-                              f"{keys.key_path()} to that key", file=str(self.root))
+    def _check_writable(self, command: str) -> None:
+        """Refuse to write on a home whose check fails; give a copy of a signed home an id of its own."""
+        checked = self.check()
+        problems = checked.problems + [p for p in checked.soft
+                                       if not (command == "key sign" and not checked.signed)]
+        if problems:
+            raise RetainError(f"{trust.first_line(checked, problems)}; {command} does not write to a home that "
+                              "does not verify (retain verify HOME lists every problem; retain verify HOME --repair "
+                              "cuts the log back to its last trusted entry)", file=str(self.root))
+        if checked.pending_id:
+            write_marker(self.root, checked.pending_id, checked.signed)
+            self.id = checked.pending_id
+        if self.key is None or not checked.signed:
+            return
+        wid = trust.witness_id(checked.entries, self.id)
+        record = keys.witness(wid) if wid else None
+        elsewhere = record is not None and not keys.same_place(record, self.root)
+        if self.id is None or elsewhere:
+            # A copy this machine signed elsewhere (or a home made before ids): entries written here from now on
+            # are signed for an id of this home alone, so they cannot be spliced into the other copy.
+            new, old = uuid.uuid4().hex, self.id
+            why = (f"a copy of home {old} (this machine last signed it at {record['home']}) takes its own id"
+                   if elsewhere else "the home gets an id (made before home ids)")
+            self.id = new
+            try:
+                self.commit([{"type": "home_id", "id": new, "previous": old, "place": str(self.root.resolve()),
+                              "reason": why}])
+            except BaseException:
+                self.id = old
+                raise
+            killpoint("after_home_id")
+            write_marker(self.root, new, True)
+        elif not trust.marker(self.root).get("signed"):
+            write_marker(self.root, self.id, True)
 
     # -- reading -------------------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:

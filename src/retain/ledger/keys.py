@@ -6,8 +6,10 @@ previous entry's hash), made with a key that lives in the user's config director
 environment variable, never in the home: the small-scale form of a signed tree head (RFC 6962, Sigstore's
 Rekor checkpoints). Without the key an entry can be changed or appended, but not signed.
 
-The config directory also keeps a *witness* per home: the last head this machine signed. A log cut back to an
-earlier, still validly signed state (or stripped of its signatures) is found by comparing with it.
+The config directory also keeps a *witness* per home id: the last head this machine signed there, written
+only after a commit. A log cut back to an earlier, still validly signed state is found by comparing with it.
+The home's id (fixed at init, in ``home.json`` and the first entry) is inside every MAC, so signed entries
+from a copy of the home (which takes an id of its own at its first write) do not check in the original.
 """
 
 from __future__ import annotations
@@ -54,15 +56,21 @@ class Key:
     def mac(self, data: bytes) -> str:
         return hmac.new(self.secret, data, hashlib.sha256).hexdigest()
 
-    def sign(self, entry: dict[str, Any]) -> dict[str, Any]:
-        """The entry with ``key`` and ``mac`` added; the MAC covers every other field."""
+    def sign(self, entry: dict[str, Any], home: str | None = None) -> dict[str, Any]:
+        """The entry with ``key``, ``home`` (the home's id, when given) and ``mac`` added; the MAC covers every
+        other field, so an entry signed for one home does not check in another."""
         signed = {k: v for k, v in entry.items() if k != "mac"}
         signed["key"] = self.id
+        if home is not None:
+            signed["home"] = home
         signed["mac"] = self.mac(canonical_json(signed))
         return signed
 
-    def check(self, entry: dict[str, Any]) -> bool:
-        """Whether ``entry`` carries this key's valid MAC (compared in constant time)."""
+    def check(self, entry: dict[str, Any], home: str | None = None) -> bool:
+        """Whether ``entry`` carries this key's valid MAC (compared in constant time) and, when ``home`` is
+        given, names that home."""
+        if home is not None and entry.get("home") != home:
+            return False
         unsigned = {k: v for k, v in entry.items() if k != "mac"}
         return entry.get("key") == self.id and hmac.compare_digest(str(entry.get("mac", "")),
                                                                    self.mac(canonical_json(unsigned)))
@@ -108,37 +116,43 @@ def init(force: bool = False) -> Path:
     return path
 
 
-# -- witness: the last head this machine signed, per home ---------------------------------------------------
-def _witness_path(genesis: str) -> Path:
-    return config_dir() / "witness" / f"{genesis[:32]}.json"
+# -- witness: the last head this machine signed, per home id ------------------------------------------------
+def _witness_path(home_id: str) -> Path:
+    return config_dir() / "witness" / f"{home_id[:32]}.json"
 
 
-def record_witness(root: Path, genesis: str, seq: int, sha: str) -> None:
-    """Remember the newest signed head of the home whose first entry hashes to ``genesis``.
+def place(root: Path) -> dict[str, Any]:
+    """Where a home lives: its resolved path and the device and inode of its folder. A copy (``cp -r``) has
+    another path and inode; a home moved with ``mv`` keeps its inode; one deleted and made again at the same
+    path keeps the path but has another id."""
+    info = root.stat()
+    return {"home": str(root.resolve()), "dev": info.st_dev, "ino": info.st_ino}
+
+
+def same_place(record: dict[str, Any], root: Path) -> bool:
+    """Whether a witness ``record`` was written at ``root`` (same path, or the same folder moved)."""
+    here = place(root)
+    return record.get("home") == here["home"] or (record.get("dev"), record.get("ino")) == (here["dev"], here["ino"])
+
+
+def record_witness(root: Path, home_id: str, seq: int, sha: str) -> None:
+    """Remember the newest signed head of the home ``home_id``, written at ``root`` (after a commit only).
 
     Best effort: a read-only config directory must not fail a write to the home, whose own log is the record.
     """
-    path = _witness_path(genesis)
+    path = _witness_path(home_id)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_atomic(path, canonical_json({"genesis": genesis, "home": str(root.resolve()), "seq": seq,
-                                           "sha256": sha}) + b"\n")
+        write_atomic(path, canonical_json({"id": home_id, **place(root), "seq": seq, "sha256": sha}) + b"\n")
     except OSError:
         pass
 
 
-def witnesses(root: Path, genesis: str) -> list[dict[str, Any]]:
-    """This machine's witnesses of ``root``: the one for its first entry, and any recorded at the same path."""
-    folder = config_dir() / "witness"
-    if not folder.is_dir():
-        return []
-    found = []
-    where = str(root.resolve())
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record, dict) and (record.get("genesis") == genesis or record.get("home") == where):
-            found.append(record)
-    return found
+def witness(home_id: str) -> dict[str, Any] | None:
+    """This machine's witness of the home ``home_id`` (``None`` when this machine never signed it)."""
+    path = _witness_path(home_id)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

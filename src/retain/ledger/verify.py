@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from retain.errors import RetainError
-from retain.ledger import anchors, audit, keys, lock, store, suite, tensors
+from retain.ledger import anchors, audit, keys, lock, store, suite, tensors, trust
+from retain.ledger.atomic import write_atomic
 from retain.ledger.core import MARKER, Home, is_home
-from retain.ledger.hashing import sha256_file
+from retain.ledger.hashing import sha256_bytes, sha256_file
 from retain.ledger.objects import ObjectStore
 
 
@@ -42,42 +43,31 @@ class Report:
         return not self.problems
 
 
-def _check_database(root: Path, entries: list[audit.Entry], chain_ok: bool, report: Report) -> None:
+def _check_database(root: Path, checked: trust.Check, report: Report) -> None:
     path = root / "ledger.sqlite"
     if not path.is_file():
         report.problems.append("ledger.sqlite: missing (retain verify HOME --repair rebuilds it from the audit log)")
         return
     try:
-        if os.access(root, os.W_OK):
-            conn = sqlite3.connect(f"file:{path.absolute()}?mode=ro", uri=True)
-            conn.row_factory = sqlite3.Row
-        else:
-            conn = store.connect_readonly(path)
-        result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-        if result != ["ok"]:
-            report.problems += [f"ledger.sqlite: {line}" for line in result[:5]]
-            return
-        seq, sha, _ = store.head(conn)
-        if seq > len(entries):
-            where = "the audit log ends" if chain_ok else "the audit log's chain breaks"
-            report.problems.append(f"audit.jsonl: the database has applied {seq} entries but {where} after "
-                                   f"{len(entries)}")
-            return
-        if seq and entries[seq - 1].sha256 != sha:
-            report.problems.append(f"audit.jsonl:{seq}: entry {seq} is not the one the database recorded "
-                                   "(the line was changed)")
-        if len(entries) > seq:
-            held = lock.is_locked(root / "lock")
-            report.notes.append(f"{len(entries) - seq} audit entries not yet applied "
-                                + ("(a write is in progress)" if held else "(an interrupted write)"))
-        replayed = store.connect(":memory:")
-        store.apply(replayed, entries[:seq])
-        report.problems += [f"audit.jsonl:{r['seq']}: {r['reason']}: refused, the champion was not changed"
-                            for r in store.refused(replayed)]
-        report.problems += store.compare(conn, replayed)
-        report.counts["database rows checked"] = sum(
-            conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in store.TABLES)
-        conn.close()
+        # A read-write connection (only read from) is the last one to close, so SQLite removes its -wal and
+        # -shm files; a read-only one would leave them in the home.
+        conn = sqlite3.connect(str(path)) if os.access(root, os.W_OK) else store.connect_readonly(path)
+        conn.row_factory = sqlite3.Row
+        try:
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            if result != ["ok"]:
+                report.problems += [f"ledger.sqlite: {line}" for line in result[:5]]
+                return
+            seq = store.head(conn)[0]
+            if len(checked.entries) > seq:
+                held = lock.is_locked(root / "lock")
+                report.notes.append(f"{len(checked.entries) - seq} audit entries not yet applied "
+                                    + ("(a write is in progress)" if held else "(an interrupted write)"))
+            report.problems += trust.check_database(conn, checked)
+            report.counts["database rows checked"] = sum(
+                conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in store.TABLES)
+        finally:
+            conn.close()
     except sqlite3.DatabaseError as err:
         report.problems.append(f"ledger.sqlite: unreadable ({err})")
 
@@ -131,32 +121,84 @@ def _check_objects(root: Path, records: list[dict[str, Any]], report: Report,
 
 
 def _rebuild(root: Path, entries: list[audit.Entry], report: Report) -> None:
-    """Replay the whole log into a new database and move it into place; a differing one is kept beside it."""
+    """Replay ``entries`` into a new database and move it into place; a differing one is kept beside it. The
+    caller holds the lock."""
     path = root / "ledger.sqlite"
-    with lock.exclusive(root / "lock", "repair"):
-        fresh = root / "tmp" / f"ledger-{os.getpid()}.sqlite"
-        fresh.parent.mkdir(exist_ok=True)
-        fresh.unlink(missing_ok=True)
-        conn = store.connect(fresh)
-        store.apply(conn, audit.committed(entries))
-        conn.execute("PRAGMA journal_mode=DELETE")
-        conn.close()
-        if path.exists():
-            kept = path.with_name(f"ledger.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.replace(path, kept)
-            report.notes.append(f"kept the old database as {kept.name}")
-        for suffix in ("-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        os.replace(fresh, path)
+    fresh = root / "tmp" / f"ledger-{os.getpid()}.sqlite"
+    fresh.parent.mkdir(exist_ok=True)
+    fresh.unlink(missing_ok=True)
+    conn = store.connect(fresh)
+    store.apply(conn, audit.committed(entries))
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    if path.exists():
+        kept = path.with_name(f"ledger.sqlite.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, kept)
+        report.notes.append(f"kept the old database as {kept.name}")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.replace(fresh, path)
     report.notes.append(f"rebuilt ledger.sqlite from {len(audit.committed(entries))} audit entries")
 
 
-def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, repair: bool = False) -> Report:
+def _repair(root: Path, report: Report) -> None:
+    """``--repair``: cut the log back to its last trusted operation, rebuild the database from it and record
+    what was done as a ``repaired`` entry (signed with the key, which also moves this machine's witness).
+
+    The cut bytes are kept beside the log as ``audit.jsonl.cut-<time>`` (evidence); the blobs only they used
+    become unreferenced (``retain gc``). A log that ends before this machine's witness (entries were removed)
+    has nothing to cut: the entry records that the shorter log was accepted. A database that differs from a
+    sound log is only rebuilt (nothing is recorded). Damaged objects are not repaired.
+    """
+    if not os.access(root, os.W_OK):
+        raise RetainError("the home is read-only; --repair needs to write to it", file=str(root))
+    from retain.ledger.core import Home, write_marker
+
+    key = keys.load()
+    with lock.exclusive(root / "lock", "repair"):
+        log = audit.AuditLog(root / "audit.jsonl")
+        raw = log.read()
+        checked = trust.check_log(root, raw, key)
+        if checked.unchecked:
+            raise RetainError(f"the home is signed and no key is set here; --repair signs what it records "
+                              f"({keys.ENV} or {keys.key_path()})", file=str(root))
+        keep = audit.committed(checked.entries[:checked.trusted])
+        if not keep:
+            raise RetainError("no entry of the audit log can be trusted, so there is nothing to rebuild from",
+                              file=str(root / "audit.jsonl"))
+        end, log_problems = keep[-1].end, list(checked.problems)
+        cut = raw[end:]
+        record: dict[str, Any] = {"type": "repaired", "kept": keep[-1].seq,
+                                  "cut_entries": len(checked.entries) - len(keep), "cut_bytes": len(cut),
+                                  "cut_sha256": sha256_bytes(cut),
+                                  "problem": log_problems[0] if log_problems else None}
+        if cut:
+            kept_as = root / f"audit.jsonl.cut-{time.strftime('%Y%m%d-%H%M%S')}"
+            write_atomic(kept_as, cut)
+            log.truncate(end)
+            report.notes.append(f"cut {record['cut_entries']} entries ({len(cut)} bytes) off the audit log after "
+                                f"entry {keep[-1].seq}; kept them as {kept_as.name}")
+        home_id = checked.ids[len(keep) - 1] if len(checked.ids) >= len(keep) else None
+        if home_id != trust.marker(root).get("id"):
+            write_marker(root, home_id, checked.signed)
+        _rebuild(root, keep, report)
+        if log_problems and not checked.torn:
+            home = Home(root)
+            try:
+                home.commit([record])
+            finally:
+                home.conn.close()
+            report.notes.append(f"recorded the repair as entry {keep[-1].seq + 1}")
+
+
+def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, repair: bool = False,
+           no_key: bool = False) -> Report:
     """Check a whole home. A writer's interrupted commit is finished first, as opening any home does, unless
     ``finish`` is False (a read-only caller such as ``retain report``: the unapplied entries are then noted).
 
-    ``anchor`` is a file from :func:`export_anchor`; ``repair`` rebuilds a missing or differing database from
-    the log, but only when the log itself (chain, signatures, witness, anchor) is sound.
+    ``anchor`` is a file from :func:`export_anchor`; ``repair`` cuts the log back to its last trusted entry and
+    rebuilds the database (see :func:`_repair`); ``no_key`` accepts a signed home whose signatures cannot be
+    checked here (without it that is a problem).
     """
     root = Path(path)
     if not is_home(root):
@@ -166,28 +208,48 @@ def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, re
             Home.open(root).conn.close()
         except RetainError:
             pass
+    report = _verify(root, anchor, no_key)
+    if repair and not report.ok:
+        _repair(root, report)
+        notes = report.notes
+        report = _verify(root, anchor, no_key)
+        report.notes += [n for n in notes if n not in report.notes]
+    return report
+
+
+def _verify(root: Path, anchor: Path | None, no_key: bool) -> Report:
     report = Report()
-    entries, problems = audit.parse(audit.AuditLog(root / "audit.jsonl").read())
-    report.problems += problems
-    report.counts["audit entries"] = len(entries)
-    key = keys.load()
-    for found in (anchors.check_signatures(entries, key), anchors.check_witness(root, entries, key),
-                  anchors.check_anchor(anchor, entries, key) if anchor else ([], [])):
+    raw = audit.AuditLog(root / "audit.jsonl").read()
+    checked = trust.check_log(root, raw, keys.load(), _applied_bytes(root), no_key)
+    report.problems += checked.problems + checked.soft
+    report.notes += checked.notes
+    report.counts["audit entries"] = len(checked.entries)
+    if anchor:
+        found = anchors.check_anchor(anchor, checked.entries, keys.load())
         report.problems += found[0]
         report.notes += found[1]
-    log_sound = not report.problems
-    _check_database(root, entries, not problems, report)
-    if repair and report.problems and log_sound:
-        if not os.access(root, os.W_OK):
-            raise RetainError("the home is read-only; --repair needs to write to it", file=str(root))
-        _rebuild(root, entries, report)
-        report.problems = []
-        _check_database(root, entries, True, report)
-    records = [e.payload["record"] for e in entries if e.payload.get("type") == "version_created"]
+    _check_database(root, checked, report)
+    records = [e.payload["record"] for e in checked.entries if e.payload.get("type") == "version_created"]
     report.counts["versions"] = len(records)
-    specs = [e.payload["spec"] for e in entries if e.payload.get("type") == "suite_added"]
+    specs = [e.payload["spec"] for e in checked.entries if e.payload.get("type") == "suite_added"]
     _check_objects(root, records, report, specs)
     return report
+
+
+def _applied_bytes(root: Path) -> int:
+    path = root / "ledger.sqlite"
+    if not path.is_file():
+        return 0
+    try:
+        # Not ``immutable``: that would skip what the WAL holds and read an older head.
+        conn = sqlite3.connect(str(path)) if os.access(root, os.W_OK) else store.connect_readonly(path)
+        conn.row_factory = sqlite3.Row
+        try:
+            return store.head(conn)[2]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return 0
 
 
 def export_anchor(path: str | Path, out: Path) -> dict[str, Any]:

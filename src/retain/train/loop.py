@@ -51,6 +51,10 @@ class TrainConfig:
         check(self.epochs >= 1, f"must be >= 1, got {self.epochs}", field="epochs")
         check(self.batch_size >= 1, f"must be >= 1, got {self.batch_size}", field="batch_size")
         check(self.lr > 0 and math.isfinite(self.lr), f"must be a positive number, got {self.lr}", field="lr")
+        # AdamW moves every weight by about lr each step: above 1 no model survives a step (1e30 gives weights of
+        # 1e30 whose outputs are still finite, so the check after training would not see it).
+        check(self.lr <= 1, f"must be at most 1 (AdamW moves every weight by about lr per step), got {self.lr:g}",
+              field="lr")
         check(self.weight_decay >= 0, f"must be >= 0, got {self.weight_decay}", field="weight_decay")
         check(self.grad_clip >= 0, f"must be >= 0, got {self.grad_clip}", field="grad_clip")
         check(self.schedule in ("cosine", "constant"), f"must be cosine or constant, got {self.schedule!r}",
@@ -142,6 +146,36 @@ def _micro_batches(batch: list[Any], n: int) -> list[list[Any]]:
     return [batch[bounds[i]:bounds[i + 1]] for i in range(n)]
 
 
+def _check_finite(model: torch.nn.Module, adapter: Adapter, batch: list[Any], losses: list[float],
+                  accelerator: Accelerator, cfg: TrainConfig, step: int) -> None:
+    """Refuse a model that training overflowed, in one line and before anything is saved: a weight that is not
+    finite, or logits on the last training batch that are not (a step of 1e30 leaves finite weights of 1e30
+    whose outputs are not), or a step's loss that was not. Each process checks its own shards and slice; the
+    verdict is summed over them."""
+    bad = []
+    for name, param in model.named_parameters():
+        local = param.to_local() if hasattr(param, "to_local") else param
+        if param.requires_grad and not bool(torch.isfinite(local.detach()).all()):
+            bad.append(name)
+    outputs = False
+    if batch:
+        try:
+            with torch.no_grad():
+                logits, _ = adapter.predictions(batch)
+            outputs = not bool(torch.isfinite(logits).all())
+        except NotImplementedError:
+            pass
+    outputs = outputs or not all(math.isfinite(loss) for loss in losses)
+    flag = torch.tensor([float(len(bad) + outputs)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    if float(flag.item()) > 0:
+        what = (f"{len(bad)} weight tensors (e.g. {bad[0]}) not finite" if bad else
+                "the model's outputs (or a step's loss) on its training data not finite" if outputs else "a process's weights not finite")
+        raise RetainError(f"training left {what} after {step} steps (the learning rate {cfg.lr:g} is too large for "
+                          "this model); nothing was saved", field="lr")
+
+
 def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidation], examples: list[Any],
                cfg: TrainConfig, *, accelerator: Accelerator | None = None,
                on_step: Callable[[int, int, float], None] | None = None) -> TaskStats:
@@ -193,6 +227,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
     losses: list[float] = []
     start = time.perf_counter()
     step = 0
+    local: list[Any] = []
     with route(model) if route is not None else nullcontext():
         for _ in range(cfg.epochs):
             order = list(range(len(train_set)))
@@ -231,6 +266,7 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
                 losses.append(step_loss)
                 if on_step is not None:
                     on_step(step, total, losses[-1])
+        _check_finite(model, adapter, local, losses, accelerator, cfg, step)
     model.eval()
     if cfg.gradient_checkpointing:
         adapter.model.activation_checkpointing_disable()

@@ -1,0 +1,229 @@
+"""The home's check: what every command runs before it reads or writes, and ``retain verify`` reports in full.
+
+It walks the audit log against what cannot be rewritten from inside the home (the signing key, this machine's
+witness) and the database against the log:
+
+- the chain: every line canonical and hashed into the next (:func:`retain.ledger.audit.parse`);
+- the home's id: fixed at init (``home.json`` and the first entry), inside every MAC, and changed only by a
+  ``home_id`` entry, written when a copy of a home takes an id of its own at its first write. The log's id
+  must end where ``home.json`` says, so entries from a copy spliced onto the original are found even
+  without the key;
+- signatures: from the first signed entry on, every entry is signed, and that first one starts signing (init
+  or ``retain key sign``); with the key, every MAC checks for the home's id; with a key set, an unsigned log
+  is a failure (``retain key sign`` is the one write allowed on it); without a key, a signed log cannot be
+  checked, and its unapplied entries are never applied;
+- the witness: the last head this machine signed at this place (:mod:`retain.ledger.keys`); a log that ends
+  before it, or holds another entry there, was cut or rewritten;
+- the database: the head it applied is an entry the checks trust, and replaying the log up to it gives the
+  same rows (so a direct SQL edit is found).
+
+Problems come as ``where: what`` lines. ``trusted`` is how many leading entries passed every check: only
+those may ever be applied.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retain.ledger import audit, keys, store
+from retain.ledger.audit import Entry
+
+
+@dataclass
+class Check:
+    """What the check found. ``soft`` problems (an unsigned log while a key is set; a signed log and no key
+    here) stop writes and fail ``verify`` but let a reader read what the database already holds."""
+
+    entries: list[Entry]
+    trusted: int
+    problems: list[str] = field(default_factory=list)
+    soft: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    ids: list[str | None] = field(default_factory=list)
+    signed: bool = False
+    unchecked: bool = False
+    # The id a killed writer committed in a ``home_id`` entry but did not write to home.json yet.
+    pending_id: str | None = None
+    torn: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.soft
+
+    def fail(self, index: int, problem: str) -> None:
+        self.problems.append(problem)
+        self.trusted = min(self.trusted, index)
+
+    @property
+    def home_id(self) -> str | None:
+        """The id the log ends with (``None`` for a home made before ids existed)."""
+        return self.ids[-1] if self.ids else None
+
+
+def marker(root: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((root / "home.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def witness_id(entries: list[Entry], home_id: str | None) -> str | None:
+    """The witness a home is filed under: its id, or for a home made before ids, its first entry's hash."""
+    return home_id or (entries[0].sha256 if entries else None)
+
+
+def _ids(check: Check, root: Path, want: str | None) -> None:
+    running: str | None = None
+    for i, entry in enumerate(check.entries):
+        payload = entry.payload if isinstance(entry.data.get("payload"), dict) else {}
+        if payload.get("type") == "home_id" and payload.get("previous") != running:
+            check.fail(i, f"audit.jsonl:{entry.line}: gives the home id {payload.get('id')} in place of "
+                          f"{payload.get('previous')}, but the home's id there is {running}")
+            return
+        running = audit.home_id_after(payload, running)
+        check.ids.append(running)
+        if "home" in entry.data and entry.data["home"] != running:
+            check.fail(i, f"audit.jsonl:{entry.line}: the entry belongs to home {entry.data['home']}, not to this "
+                          f"one ({running}): copied from another home")
+            return
+    entries = check.entries[:len(check.ids)]
+    if not entries or want == running:
+        return
+    last = entries[-1]
+    op = [e for e in entries if e.data.get("op") == last.data.get("op")]
+    if (len(op) == 1 and last.payload.get("type") == "home_id" and last.payload.get("previous") == want
+            and last.payload.get("place") == str(root.resolve())):
+        # A writer giving this copy its own id committed the entry and was stopped before home.json.
+        check.pending_id = running
+        check.notes.append(f"home.json does not have the id entry {last.seq} gave this copy yet (an interrupted "
+                           "write); the next write records it")
+        return
+    mine = [i for i, value in enumerate(check.ids) if value == want]
+    start = mine[-1] + 1 if mine else 0
+    first = entries[start]
+    check.fail(start, f"audit.jsonl:{first.line}: entries {first.seq}-{last.seq} belong to home {check.ids[start]}, "
+                      f"not to this one (home.json: {want}): spliced from a copy of the home")
+
+
+def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key: bool) -> None:
+    entries = check.entries
+    signed = [i for i, e in enumerate(entries) if "mac" in e.data or "key" in e.data]
+    check.signed = bool(signed) or bool(mark.get("signed"))
+    if not signed:
+        if mark.get("signed") and entries:
+            check.fail(0, "audit.jsonl:1: not signed, though home.json says the home is (the signatures were "
+                          "stripped)")
+        elif key is not None and entries:
+            check.soft.append("audit.jsonl: not signed, though a signing key is set here: anyone who can write to "
+                              "the home can rewrite it unseen; if you trust it as it is, retain key sign HOME")
+        elif entries:
+            check.notes.append("the audit log is not signed: anyone who can write to the home can rewrite it "
+                               "unseen (retain key init, then retain key sign HOME)")
+        return
+    first = signed[0]
+    if first > 0 and entries[first].payload.get("type") != "keyed":
+        check.fail(0, f"audit.jsonl:{entries[first].line}: the first signed entry does not start the signing "
+                      f"(init or retain key sign): the signatures of entries 1-{first} were stripped")
+        return
+    if first > 0:
+        check.notes.append(f"entries 1-{first} predate the signing key")
+    for i in range(first, len(entries)):
+        entry, home = entries[i], check.ids[i] if i < len(check.ids) else None
+        if "mac" not in entry.data:
+            check.fail(i, f"audit.jsonl:{entry.line}: not signed, though every entry from {first + 1} on must be "
+                          "(appended or rewritten without the key)")
+            return
+        if key is None:
+            continue
+        if entry.data.get("key") != key.id:
+            check.fail(i, f"audit.jsonl:{entry.line}: signed with key {entry.data.get('key')}, not yours ({key.id})")
+            return
+        # An entry made before home ids carries none; once the home has an id, every MAC covers it.
+        if (home is None and "home" in entry.data) or not key.check(entry.data, home):
+            check.fail(i, f"audit.jsonl:{entry.line}: the signature does not match (the entry was changed, made "
+                          "without the key, or signed for another home)")
+            return
+    if key is None:
+        check.unchecked = True
+        what = f"the audit log is signed (key {entries[signed[-1]].data.get('key')})"
+        if no_key:
+            check.notes.append(f"{what}; its signatures were not checked (--no-key)")
+        else:
+            check.soft.append(f"{what} but no key is set here to check it ({keys.ENV} or {keys.key_path()}); "
+                              "retain verify --no-key checks everything else")
+
+
+def _witness(check: Check, root: Path) -> None:
+    entries = check.entries
+    if not entries:
+        return
+    seen: set[str] = set()
+    for value in check.ids or [None]:
+        wid = witness_id(entries, value)
+        if wid is None or wid in seen:
+            continue
+        seen.add(wid)
+        record = keys.witness(wid)
+        # A witness written at another place is a copy's (or the original's, seen from a copy): not this log's.
+        if record is None or not keys.same_place(record, root):
+            continue
+        seq, sha = int(record.get("seq", 0)), str(record.get("sha256"))
+        if seq > len(entries):
+            check.fail(len(entries), f"audit.jsonl: ends at entry {len(entries)} but this machine signed entry "
+                                     f"{seq} here (the log was cut)")
+        elif seq and entries[seq - 1].sha256 != sha:
+            check.fail(seq - 1, f"audit.jsonl:{seq}: entry {seq} is not the one this machine signed here (the log "
+                                "was rewritten)")
+
+
+def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int = 0, no_key: bool = False) -> Check:
+    """Check the log of the home at ``root`` (``raw``: its bytes). ``applied_bytes``: where the database's head
+    ends; an incomplete last line after it is a killed writer's torn append, not a problem."""
+    entries, chain = audit.parse(raw)
+    check = Check(entries=entries, trusted=len(entries))
+    if chain:
+        start = entries[-1].end if entries else 0
+        if "incomplete last line" in chain[0] and start >= applied_bytes:
+            check.torn = True
+            check.notes.append("the last line of the audit log is incomplete (a write was interrupted); the next "
+                               "command that opens the home cuts it")
+        else:
+            check.fail(len(entries), chain[0])
+    mark = marker(root)
+    _ids(check, root, mark.get("id"))
+    _signatures(check, key, mark, no_key)
+    _witness(check, root)
+    return check
+
+
+def check_database(conn: sqlite3.Connection, check: Check) -> list[str]:
+    """The database against the log: its head is a trusted entry and replaying up to it gives its rows."""
+    seq, sha, _ = store.head(conn)
+    entries = check.entries
+    if seq > len(entries):
+        return [f"audit.jsonl: the database has applied {seq} entries but the audit log ends after {len(entries)}"]
+    problems = []
+    if seq and entries[seq - 1].sha256 != sha:
+        problems.append(f"audit.jsonl:{seq}: entry {seq} is not the one the database recorded (the line was "
+                        "changed)")
+    elif seq > check.trusted:
+        problems.append(f"ledger.sqlite: applied entries up to {seq}, past entry {check.trusted}, the last one the "
+                        "checks trust")
+    replayed = store.connect(":memory:")
+    try:
+        store.apply(replayed, entries[:seq], replay=True)
+        problems += [f"audit.jsonl:{r['seq']}: {r['reason']}: refused, the champion was not changed"
+                     for r in store.refused(replayed)]
+        problems += store.compare(conn, replayed)
+    finally:
+        replayed.close()
+    return problems
+
+
+def first_line(check: Check, problems: list[str]) -> str:
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
