@@ -10,7 +10,7 @@ from retain.data.jsonl import write_examples
 from retain.data.synthetic import new_skills
 from retain.errors import RetainError
 from retain.home import init_home_from_model, learn_in_home
-from retain.home import protection
+from retain.home import defaults, protection
 from retain.ledger.core import Home
 from retain.ledger.operations import rollback
 
@@ -38,7 +38,8 @@ def protected_home(tmp_path_factory):
     """A home over the embedded model with EWC and rehearsal state estimated at init, then two learns."""
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("protected")
-    init_home_from_model(tmp / "home", "embedded")
+    init_home_from_model(tmp / "home", "embedded", protect=("ewc", "rehearsal"),
+                         options={"ewc": {"fisher_samples": 4}, "rehearsal": {"size": 24, "max_new_tokens": 8}})
     files = _skill_files(tmp)
     for path in files[:2]:
         learn_in_home(tmp / "home", path, "sdft+ewc+rehearsal", options=OPTIONS, epochs=1, force="test", quiet=True)
@@ -144,7 +145,7 @@ def test_a_home_protects_the_number_of_prompts_per_item_it_was_created_with(tmp_
     home = Home.open(root)
     assert [len(skill.train) for skill in home.suite()] == [3] * 6  # the embedded probes are drawn that many
     assert home.version("v1")["record"]["config"]["protection"]["notes"] == [
-        "rehearsal: protects the suite's training prompts (18; 18 prompts held, size 256)"]
+        "rehearsal: protects the suite's training prompts (18; 18 prompts held, size 1024)"]
     files = _skill_files(tmp_path, 2)
     learn_in_home(root, files[0], "sft", epochs=1, force="test", quiet=True)
     outcome = learn_in_home(root, files[1], "sft+mas", options={"mas": {"lam": 1.0}}, epochs=1, force="test",
@@ -177,7 +178,8 @@ def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):
         # as the CLI gives it: a string, recorded as the method reads it
         init_home_from_model(root, "embedded", protect=("rehearsal",), options={"rehearsal": {"size": str(size)}})
         v1 = Home.open(root).version("v1")["record"]["config"]["protection"]
-        assert v1["settings"] == {"rehearsal": {"size": size}}
+        # the home's defaults, with the size given over them
+        assert v1["settings"] == {"rehearsal": {**defaults.PROTECTION_SETTINGS["rehearsal"], "size": size}}
         groups = _state(Home.open(root), "v1")["rehearsal"][1]["groups"]
         held[size] = sum(map(len, groups))
     assert held == {256: 256, 1024: 6 * protection.PER_ENTRY}

@@ -52,7 +52,10 @@ def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[in
 @app.command()
 def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local Hugging Face causal LM folder."),
           data: Path = typer.Argument(..., help="JSONL: prompt, demonstration, optional answer."),
-          method: str = typer.Option("sdft", "--method", "-m", help="e.g. sdft, sft, sdft+ewc, sft+si+replay."),
+          method: Optional[str] = typer.Option(None, "--method", "-m",
+                                               help="e.g. sdft, sft, sdft+ewc, sft+si+replay. Default: into a home, "
+                                                    "the home's (SDFT with its protection, set by `retain init`); "
+                                                    "else sdft."),
           out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save_pretrained the result."),
           lora: bool = typer.Option(False, "--lora", help="Train a PEFT LoRA adapter instead of all weights."),
           seed: int = typer.Option(0, "--seed", callback=usage.seed),
@@ -61,8 +64,9 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
           lr: Optional[float] = typer.Option(None, "--lr", callback=usage.number(minimum=0, above=True),
                                              help="Default: 1e-5 (paper) or the embedded model's own."),
           batch_size: int = typer.Option(16, "--batch-size", callback=usage.number(minimum=1)),
-          scorer: str = typer.Option("exact", "--scorer", callback=usage.scorer,
-                                     help="exact, alnum, or module:function."),
+          scorer: Optional[str] = typer.Option(None, "--scorer", callback=usage.scorer,
+                                               help="exact, alnum, or module:function. Default: into a home, the "
+                                                    "home's (alnum on the embedded model); else exact."),
           set_: list[str] = typer.Option([], "--set", help="Method option, e.g. sdft.teacher=frozen, ewc.lam=100."),
           force: Optional[str] = typer.Option(None, "--force", help="(home) Promote despite the gate; the reason is recorded."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in a non-empty --out."),
@@ -135,17 +139,16 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
             raise RetainError("only applies when learning into a home", field=flag)
     if out is None:
         raise RetainError("is required when MODEL is not a home", field="--out")
-    from rich.console import Console
-
     from retain import api
-    result = api.learn(model, data, method, str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
-                       batch_size=batch_size, scorer=scorer, overwrite=overwrite, quiet=quiet, protect=protect,
+    from retain.console import console
+    result = api.learn(model, data, method or "sdft", str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
+                       batch_size=batch_size, scorer=scorer or "exact", overwrite=overwrite, quiet=quiet, protect=protect,
                        dtype=dtype, device=device, mixed_precision=mixed_precision, grad_accum=grad_accum,
                        gradient_checkpointing=gradient_checkpointing,
                        model_options=_model_options(max_prompt_tokens, max_new_tokens, trust_remote_code,
                                                     attn_implementation))
     if result.out is not None:  # only the main process of a multi-process launch writes and says so
-        Console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
+        console(stderr=True, quiet=quiet).print(f"Saved to [bold]{result.out}[/]")
 
 
 @app.command("eval")

@@ -131,10 +131,13 @@ def seed(param: typer.CallbackParam, value: int) -> int:
     return value
 
 
-def scorer(param: typer.CallbackParam, value: str) -> str:
-    """A scorer name that resolves to a working scorer (see :func:`retain.evaluate.scorers.get_scorer`)."""
+def scorer(param: typer.CallbackParam, value: str | None) -> str | None:
+    """A scorer name that resolves to a working scorer (see :func:`retain.evaluate.scorers.get_scorer`); None
+    (not given) stays None."""
     from retain.evaluate.scorers import get_scorer
 
+    if value is None:
+        return None
     try:
         get_scorer(value)
     except RetainError as err:

@@ -16,20 +16,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 
 from retain import api
+from retain.console import console
 from retain.data.jsonl import read_skill
 from retain.data.skills import Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.errors import RetainError
+from retain.evaluate.evaluation import mean_score
 from retain.guard.home import canaries, quarantine, without_lines
-from retain.home import lmeval, protection
+from retain.home import defaults, lmeval, protection
 from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
 from retain.ledger.core import is_home as _is_home
-from retain.ledger.gate import GatePolicy, Scores, render
+from retain.ledger.gate import GatePolicy, Items, Scores, render, unpack_items
 from retain.ledger.operations import Candidate, Outcome, change_suite, init_home, record_candidate
 from retain.ledger.tensors import hash_only, materialize, snapshot, weights_sha256
 from retain.methods.registry import typed_options
@@ -46,14 +47,25 @@ def is_home(path: str | Path) -> bool:
 def score_suite(model: Path | Any, skills: list[tuple[Skill, str]]) -> Scores:
     """Every suite entry's score for ``model`` (a loaded causal LM, or a folder loaded once), split into probes
     and skills; an lm-eval task's is its metric as lm-eval computes it (:mod:`retain.home.lmeval`)."""
+    return score_items(model, skills)[0]
+
+
+def score_items(model: Path | Any, skills: list[tuple[Skill, str]]) -> tuple[Scores, Items]:
+    """:func:`score_suite` and the per-item scores behind it (the gate pairs them with the champion's); an
+    lm-eval task reports only its metric, so it has none."""
     if isinstance(model, Path):
         with quiet_hf():
             model = api.load_model(str(model))
     scores: Scores = {"probes": {}, "skills": {}}
+    items: Items = {"probes": {}, "skills": {}}
     for skill, kind in skills:
-        score = lmeval.score(model, skill) if isinstance(skill, lmeval.LmEvalTask) else api.evaluate(model, skill)
-        scores["probes" if kind == "probe" else "skills"][skill.name] = float(score)
-    return scores
+        suite = "probes" if kind == "probe" else "skills"
+        if isinstance(skill, lmeval.LmEvalTask):
+            scores[suite][skill.name] = float(lmeval.score(model, skill))
+            continue
+        items[suite][skill.name] = api.evaluate_items(model, skill)
+        scores[suite][skill.name] = mean_score(items[suite][skill.name])
+    return scores, items
 
 
 def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
@@ -77,14 +89,16 @@ def _base_suite(model: str, suite: list[str | Path] | None, no_suite: bool,
 
 def init_home_from_model(path: str | Path, model: str = "embedded", policy: GatePolicy | None = None,
                          mlflow_uri: str | None = None, *, suite: list[str | Path] | None = None,
-                         no_suite: bool = False, protect: tuple[str, ...] = protection.INIT_METHODS,
+                         no_suite: bool = False, protect: tuple[str, ...] = defaults.PROTECTION,
                          quiet: bool = True, skills: list[Skill] | None = None,
                          per_item: int = protection.PER_ENTRY,
                          options: dict[str, dict[str, Any]] | None = None) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
     user's ``suite`` files and ``skills``, or the embedded probes for the embedded model), with the protection
-    state of ``protect`` (with ``options``, e.g. a rehearsal buffer's ``size``) estimated on up to ``per_item``
-    training prompts of each suite item (the number every later learn of the home draws too)."""
+    state of ``protect`` (with ``options`` over :data:`defaults.PROTECTION_SETTINGS`, e.g. a rehearsal
+    buffer's ``size``) estimated on up to ``per_item`` training prompts of each suite item (the number every
+    later learn of the home draws too). v1 records what a learn of the home uses unless it says otherwise
+    (:func:`defaults.learn_settings`: SDFT with this protection, the model's SDFT settings, scorer and rate)."""
     from retain.models.loading import resolve_model_path
 
     if mlflow_uri:
@@ -108,6 +122,8 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
         if name not in protect:
             raise RetainError(f"options given for {name!r}, which --protect-with does not name "
                               f"({'+'.join(protect) or 'nothing'})", field="--set")
+    given = options or {}
+    options = {name: {**defaults.PROTECTION_SETTINGS.get(name, {}), **given.get(name, {})} for name in protect}
     try:  # a bad option is refused before anything is loaded or written
         recipe = _home_recipe(source, "+".join(("sft", *protect)), options, seed=0, lora=False, lr=None,
                               epochs=1, batch_size=16) if protect else None
@@ -115,11 +131,11 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
             recipe.methods()
     except RetainError as err:
         raise RetainError(f"{err.field + ': ' if err.field else ''}{err.message}", field="--set") from None
-    settings = typed_options(recipe.method, recipe.options, options or {}) if recipe is not None else {}
+    settings = typed_options(recipe.method, recipe.options, options) if recipe is not None else {}
     start = time.perf_counter()
     with quiet_hf():
         base = api.load_model(str(folder))
-    scores = score_suite(base, [(p, "probe") for p in probes])
+    scores, items = score_items(base, [(p, "probe") for p in probes])
     blob, notes = None, []
     if recipe is not None and any(p.train for p in probes):
         _, plugins = recipe.methods()
@@ -127,12 +143,13 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
         blob = protection.encode(plugins)
     config = {"protection": {"methods": list(protect) if blob else [], "notes": notes, "prompts_per_item": per_item,
                              "recipe": recipe.to_dict()["options"] if blob and recipe else {},
-                             "settings": settings}}
+                             "settings": settings},
+              "learn": defaults.learn_settings(source, tuple(protect))}
     home = init_home(path, folder, source, policy, probes, scores, time.perf_counter() - start, protection=blob,
-                     config=config)
+                     config=config, items=items)
     if not quiet:
         for note in notes:
-            Console(stderr=True).print(f"  protection {note}")
+            console(stderr=True).print(f"  protection {note}")
     if mlflow_uri:
         with home.writing("mlflow"):
             mlflow_sync.sync(home, mlflow_uri, "v1", champion=True, merge=merge_adapter)
@@ -158,7 +175,7 @@ def _state(home: Home, version: str) -> dict[str, Any] | None:
 
 
 def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], out: Path,
-           *, quiet: bool) -> tuple[dict[str, Any], bytes | None]:
+           *, quiet: bool, rate: str = "") -> tuple[dict[str, Any], bytes | None]:
     """Train a candidate from the version ``parent`` (materialised in ``parent_dir``) with ``recipe``, its
     consolidation plugins continuing ``parent``'s protection state (or protecting ``suite``'s training splits);
     save it into ``out`` (the adapter only under LoRA). Returns the run's record and the new protection state."""
@@ -172,8 +189,7 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
                              seed=recipe.seed, per_entry=per_item)
     notes += lmeval.skipped(suite) if plugins else []
-    for note in notes:
-        Console(stderr=True, quiet=quiet).print(f"  protection {note}")
+    console(stderr=True, quiet=quiet, soft_wrap=True).print(defaults.describe(recipe.method, notes, recipe.train.lr, rate))
     result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
     result.adapter.save(out)
     config = dict(result.config)
@@ -181,16 +197,18 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     return config, protection.encode(plugins) if plugins else None
 
 
-def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
+def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
                   options: dict[str, dict[str, Any]] | None = None, seed: int = 0, lora: bool = False,
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
-                  batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
+                  batch_size: int = 16, scorer: str | None = None, test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
                   accept_flagged: str | None = None, record: dict[str, Any] | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
-    The candidate's consolidation methods continue the champion's protection state, so a learn protects what
-    every earlier version knew. It is scored with the champion on the whole regression suite (every suite
+    ``method``, ``scorer`` and ``lr`` default to what the home recorded at init (:mod:`retain.home.defaults`:
+    SDFT with the home's protection, the model's SDFT settings under ``options``); the line the learn prints
+    says which protection and rate it used. The candidate's consolidation methods continue the champion's
+    protection state, so a learn protects what every earlier version knew. It is scored with the champion on the whole regression suite (every suite
     item, every skill learned so far, and the new skill's held-out set, split exactly as
     :func:`retain.api.learn` splits it); it becomes champion only if the gate passes or ``force`` gives a
     reason. ``name`` names the skill (default: the file's stem). Every input and option is checked before the
@@ -206,6 +224,13 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     if accept_flagged is not None and not accept_flagged.strip():
         raise RetainError("needs a reason", field="accept_flagged")
     data = Path(data)
+    v1 = opened.version("v1")["record"]["config"]
+    settings = defaults.home_settings(v1)
+    method = method or settings["method"]
+    scorer = scorer or settings["scorer"]
+    rate = "--lr" if lr is not None else "the home's rate" if settings["lr"] is not None else "the model's rate"
+    lr = settings["lr"] if lr is None else lr
+    options = with_defaults(method, options, settings["options"])
     skill = read_skill(data, name=name, seed=seed, test_fraction=test_fraction, scorer=scorer)
     if not skill.test:
         raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
@@ -216,7 +241,6 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
     for spec in store.suite_specs(opened.conn):  # scoring them needs lm-eval: say so before training
         if "lmeval" in spec:
             lmeval.require(f"{opened.root} (suite item {spec['name']})")
-    v1 = opened.version("v1")["record"]["config"]
     recipe = _home_recipe(v1["source"], method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
                           batch_size=batch_size, settings=v1.get("protection", {}).get("settings"))
     _check_before_lock(opened, recipe, skill)
@@ -231,7 +255,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         skill = found.skill
         start = time.perf_counter()
         config, state = _train(opened, parent, parent_dir, recipe, skill, [s for s, _ in suite_now],
-                               work / "candidate", quiet=quiet)
+                               work / "candidate", quiet=quiet, rate=rate)
         wall = time.perf_counter() - start
         config["protection"]["specs"] = specs
         config.update(model=parent, data=str(data.resolve()),
@@ -246,9 +270,11 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         # each model is loaded once here: the champion for the screen, its scores and the canaries
         candidate_lm = api.load_model(str(full_dir))
         _, canary_checks = canaries(candidate_lm, champion_lm, [s for s, _ in regression], found, seed)
+        scores, items = score_items(candidate_lm, regression)
+        champion, champion_items = _champion_scores(opened, parent, champion_lm, regression)
         candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
-                              skill=skill, scores=score_suite(candidate_lm, regression),
-                              champion_scores=_champion_scores(opened, parent, champion_lm, regression),
+                              skill=skill, scores=scores, champion_scores=champion, items=items,
+                              champion_items=champion_items,
                               seed=seed, lora=lora, options=_stored_recipe(recipe, skill, scorer, test_fraction),
                               config=config, data=[("source", data)], wall_seconds=wall, protection=state,
                               screen=found.record(), canary_checks=canary_checks)
@@ -256,7 +282,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str = "sdft",
         if mlflow_uri:
             mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted, merge=merge_adapter)
     if not quiet:
-        Console().print(render(outcome.decision, outcome.version, outcome.parent))
+        console().print(render(outcome.decision, outcome.version, outcome.parent))
     return outcome
 
 
@@ -283,26 +309,38 @@ def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: flo
     return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction}
 
 
-def _champion_scores(home: Home, champion: str, model: Any, regression: list[tuple[Skill, str]]) -> Scores:
-    """The champion's scores on the suite, measured now only where its own record cannot answer.
+def _champion_scores(home: Home, champion: str, model: Any,
+                     regression: list[tuple[Skill, str]]) -> tuple[Scores, Items]:
+    """The champion's scores on the suite and the per-item scores behind them, measured now only where its own
+    record cannot answer.
 
-    A version's record holds its scores on every suite entry that existed when it was made; an entry added no
-    later than the champion and not replaced since is the same held-out set (pinned by hash), and greedy
-    scoring is deterministic, so that score stands. Newer entries and the new skill are measured.
+    A version's record holds its scores (and, since the paired gate, its per-item scores) on every suite entry
+    that existed when it was made; an entry added no later than the champion and not replaced since is the same
+    held-out set (pinned by hash), and greedy scoring is deterministic, so that record stands. Newer entries,
+    the new skill, and entries whose per-item scores the record lacks (versions recorded before the paired
+    gate) are measured; an lm-eval task has no per-item scores, so its recorded score stands alone.
     """
-    own = home.version(champion)["record"]["scores"]
+    record = home.version(champion)["record"]
+    own, own_items = record["scores"], unpack_items(record.get("outcomes"))
     added_by = {r["name"]: int(r["added_by"][1:]) for r in home.conn.execute("SELECT name, added_by FROM suite")}
     born = int(champion[1:])
     scores: Scores = {"probes": {}, "skills": {}}
+    items: Items = {"probes": {}, "skills": {}}
     missing = []
     for skill, kind in regression:
         suite = "probes" if kind == "probe" else "skills"
-        if skill.name in own[suite] and added_by.get(skill.name, born + 1) <= born and skill is not regression[-1][0]:
+        recorded = skill.name in own[suite] and added_by.get(skill.name, born + 1) <= born \
+            and skill is not regression[-1][0]
+        kept = own_items.get(suite, {}).get(skill.name)
+        if recorded and (kept is not None or isinstance(skill, lmeval.LmEvalTask)):
             scores[suite][skill.name] = own[suite][skill.name]
+            if kept is not None:
+                items[suite][skill.name] = kept
         else:
             missing.append((skill, kind))
-    measured = score_suite(model, missing) if missing else {"probes": {}, "skills": {}}
-    return {suite: {**scores[suite], **measured[suite]} for suite in scores}
+    measured, measured_items = score_items(model, missing) if missing else ({"probes": {}, "skills": {}}, {})
+    return ({suite: {**scores[suite], **measured[suite]} for suite in scores},
+            {suite: {**items[suite], **measured_items.get(suite, {})} for suite in items})
 
 
 def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str, Any]:
