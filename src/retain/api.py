@@ -16,8 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from retain.console import console
 from retain.data.jsonl import read_examples, read_skill
 from retain.data.skills import Example, Skill
 from retain.domains.language import load_model as load_for_recipe
@@ -80,7 +79,7 @@ def learn_skill(recipe: Recipe, skill: Skill, *, quiet: bool = False, adapter: A
               "held_out": {"fraction": None, "examples": len(skill.test), "scorer": skill.scorer}}
     trained = (f", trained on {result.token_fraction[0]:.0%} of completion tokens (after sdft.skip_tokens)"
                if result.token_fraction else "")
-    Console(stderr=True, quiet=quiet).print(
+    console(stderr=True, quiet=quiet).print(
         f"[bold]{skill.name}[/]: held-out {skill.scorer} score {before:.1%} -> {after:.1%} "
         f"({len(skill.train)} training examples, {result.train_seconds[0]:.1f}s{trained})")
     return LearnResult(adapter=result.adapter, config=config, scores={"before": before, "after": after},

@@ -14,6 +14,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from retain.console import console as make_console
 from retain.domains import language
 from retain.domains.language import EMBEDDED_SDFT, Budget
 from retain.evaluate.evaluation import accuracy, drift_kl
@@ -118,7 +119,7 @@ def summary_table(by_method: dict[str, list[dict[str, float]]]) -> Table:
 
 def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     """Run the demo and write ``results.json`` and the plots into ``out``; return the results."""
-    console = console or Console()
+    console = console or make_console()
     start = time.perf_counter()
     lr = cfg.lr if cfg.lr is not None else default_lr(EMBEDDED, lora=False)
     sdft_options = language.embedded_sdft_options(cfg.teacher, **cfg.sdft_options)

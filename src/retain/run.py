@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from retain.console import console
 from retain.evaluate import metrics
 from retain.recipe import Recipe
 from retain.scenario import Scenario, Task
@@ -58,7 +59,8 @@ class RunResult:
 def progress_bar(quiet: bool = False) -> Progress:
     """The progress display every long command shares (rich; drawn on stderr's terminal, off when quiet)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=quiet, transient=False)
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=quiet, transient=False,
+                    console=console())
 
 
 def _scores(items: list[Task], adapter: Any) -> list[float]:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from retain.bench.recipes import SDFT_REHEARSAL_CE_3X, BenchRecipe
+from retain.console import console as make_console
 from retain.domains import language
 from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 from retain.recipe import Recipe
@@ -135,4 +136,4 @@ if __name__ == "__main__":
     import torch
 
     torch.set_num_threads(1)
-    tune(Console(width=150))
+    tune(make_console())

@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from retain.console import console as make_console
 from retain.recipe import EMBEDDED
 
 
@@ -94,7 +95,7 @@ def run_speed(setup: SpeedSetup | None = None, out: Path = Path("results/speed")
     setup = setup or SpeedSetup()
     resolve_model_path(setup.model)  # a wrong path is one line before any child starts
     examples_for(setup)
-    console = console or Console()
+    console = console or make_console()
     rows = []
     for method in ("sft", "sdft"):
         with console.status(f"timing {method} on {setup.examples} examples..."):

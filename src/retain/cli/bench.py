@@ -119,12 +119,11 @@ def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path,
     return written
 
 
-def make_console() -> Console:
-    """A console for the tables; a log file or pipe gets 150 columns, not rich's 80 that wrap every cell."""
-    from rich.console import Console
+def make_console(stderr: bool = False) -> Console:
+    """A console for the tables (:func:`retain.console.console`: a log file or pipe gets wide, unwrapped lines)."""
+    from retain.console import console
 
-    console = Console()
-    return console if console.is_terminal else Console(width=150)
+    return console(stderr=stderr)
 
 
 class _MethodsHelp(TyperCommand):
@@ -185,7 +184,6 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                     out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
     """A stream (the demo's unless --stream) learned through a home, one learn per skill: prior-skill retention
     and new-skill accuracy of SFT, SDFT and the protected recipes, side by side."""
-    from rich.console import Console
     from rich.table import Table
 
     from retain.bench.retention import RECIPES, run_benchmark, with_options, write_results
@@ -199,7 +197,7 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     overrides = usage.parse_sets(set_)
     for label in recipes or RECIPES:
         with_options(label, overrides)  # every option checked before anything runs
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     if lr is not None and not lr > 0:
         raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
@@ -211,7 +209,7 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
         gap.add_column(column, justify="left" if column == "skill" else "right")
     for name, g in results["stream"]["teacher_gap"].items():
         gap.add_row(name, f"{g['student']:.0%}", f"{g['teacher']:.0%}", f"{g['gap']:+.0%}")
-    Console().print(gap)
+    make_console().print(gap)
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
     title = (f"{chosen_stream.name.capitalize()} stream ({', '.join(results['stream']['skills'])}) through a home ({seeds} seed(s), mean ± sd{size}, "
              f"{results['budget']['protect_prompts']} protected prompts per probe)")
@@ -223,7 +221,7 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
         table.add_row(label, ", ".join(f"{rate:g}" for rate in rates), _cell(s["new_skill_accuracy"]),
                       _cell(s["prior_retention"]), _cell(s["acc"]), _cell(s["bwt"]), _cell(s["gate_passed"], 1),
                       _cell(s["seconds"], 0))
-    Console().print(table)
+    make_console().print(table)
     for path in write_results(results, out):
         console.print(f"wrote {path}")
 
@@ -235,7 +233,6 @@ def bench_capacity(results: list[Path] = typer.Argument(..., metavar="RETENTION_
                    out: Path = typer.Option(Path("results/capacity"), "--out")) -> None:
     """Prior-skill retention and new-skill accuracy against model size, from retention results: a table,
     capacity.json and capacity.png."""
-    from rich.console import Console
     from rich.table import Table
 
     from retain.bench.capacity import combine, write_results
@@ -248,6 +245,6 @@ def bench_capacity(results: list[Path] = typer.Argument(..., metavar="RETENTION_
         for label, r in sorted(model["recipes"].items()):
             table.add_row(f"{model['parameters'] / 1e6:.2f}M", label, str(r["seeds"]),
                           _cell(r["new_skill_accuracy"]), _cell(r["prior_retention"]))
-    Console().print(table)
+    make_console().print(table)
     for path in write_results(doc, out):
-        Console(stderr=True).print(f"wrote {path}")
+        make_console(stderr=True).print(f"wrote {path}")

@@ -33,10 +33,11 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
     if as_json:
         print(json.dumps(report.to_json()))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False, width=200)
+    from retain.console import console as make
+
+    console = make(highlight=False)
     summary = report.summary()
     console.print(f"{data}: {summary['flagged']} of {summary['lines']} lines flagged")
     table = Table()

@@ -24,8 +24,9 @@ WaitOpt = Annotated[float, typer.Option("--wait", callback=usage.number(minimum=
 @app.command("list")
 def list_(home: HomeArg, as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False) -> None:
     """Every suite item: name, kind, scorer, held-out and training sizes, the version it is judged from."""
-    from rich.console import Console
     from rich.table import Table
+
+    from retain.console import console
 
     from retain.home import list_suite
 
@@ -39,7 +40,7 @@ def list_(home: HomeArg, as_json: Annotated[bool, typer.Option("--json", help="P
     for item in items:
         table.add_row(item["name"], item["kind"], item["scorer"], "yes" if item["with_demonstration"] else "no",
                       str(item["n"]), str(item.get("n_train", 0)), str(item.get("added_by")))
-    Console().print(table)
+    console().print(table)
 
 
 @app.command()
