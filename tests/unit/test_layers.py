@@ -26,7 +26,7 @@ LAYERS = [
     ["guard"],
     ["api > domains > run > scenario > recipe > train > methods > evaluate > models", "ledger"],
     ["data", "safetensors_file"],
-    ["errors", "seeding", "retain"],
+    ["errors", "seeding", "console", "retain"],
 ]
 SRC = Path(retain.__file__).parent
 
