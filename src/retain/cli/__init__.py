@@ -30,7 +30,7 @@ import typer
 
 from retain.errors import RetainError
 
-GROUPS = ("demo", "learn", "base", "home", "suite", "report", "gc", "key", "guard", "bench")
+GROUPS = ("demo", "learn", "base", "home", "suite", "serve", "feedback", "report", "gc", "key", "guard", "bench")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="One model that keeps learning new skills without forgetting the old ones.")

@@ -1,0 +1,76 @@
+"""Learning from documents: the teacher's prompt holds the question's passage and the student's does not; the
+held-out questions are scored closed-book; documents and questions are checked line by line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from retain.data.jsonl import read_examples
+from retain.data.skills import Skill
+from retain.errors import RetainError
+from retain.evaluate.evaluation import accuracy
+from retain.home.documents import read_documents, write_document_skill
+
+PASSAGES = {"zorbia": "k-e-l-m", "plok": "b l u e", "quvan": "[tors]"}
+
+
+def _write(tmp_path, questions):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in PASSAGES.items():
+        (docs / f"{name}.txt").write_text(text + "\n")
+    q = tmp_path / "q.jsonl"
+    q.write_text("".join(json.dumps(row) + "\n" for row in questions))
+    return docs, q
+
+
+QUESTIONS = [{"question": "capital zorbia", "answer": "kelm", "passage": "zorbia"},
+             {"question": "color plok", "answer": "blue", "passage": "plok"},
+             {"question": "river quvan", "answer": "tors", "passage": "quvan"}]
+
+
+def test_teacher_sees_the_passage_and_the_student_only_the_question(tmp_path, tiny_adapter):
+    docs, q = _write(tmp_path, QUESTIONS)
+    examples = read_examples(write_document_skill([docs], q, tmp_path / "skill.jsonl"))
+    adapter = tiny_adapter()
+    assert len(examples) == len(QUESTIONS)
+    for example, row in zip(examples, QUESTIONS):
+        teacher = adapter.tokenizer.decode(adapter.teacher_ids(example))
+        student = adapter.tokenizer.decode(adapter.student_ids(example))
+        assert PASSAGES[row["passage"]] in teacher and row["question"] in teacher
+        assert student == f"<s>Q: {row['question']}\nA: "
+        assert example.reference == row["answer"]
+
+
+def test_evaluation_is_closed_book(tmp_path, embedded_lm):
+    # The embedded model copies a demonstration's content in its own style: shown the passage it answers, so a
+    # closed-book score that saw the passage would be perfect. It is not.
+    docs, q = _write(tmp_path, QUESTIONS)
+    skill = Skill("facts", test=read_examples(write_document_skill([docs], q, tmp_path / "skill.jsonl")),
+                  scorer="alnum")
+    assert accuracy(embedded_lm, skill, with_demonstration=True) == 1.0
+    assert accuracy(embedded_lm, skill) == 0.0
+
+
+@pytest.mark.parametrize("row, field", [({"question": "q", "answer": "a", "passage": "nowhere"}, "passage"),
+                                        ({"question": "q", "answer": "a", "passage": "plok", "extra": 1}, "extra"),
+                                        ({"question": "", "answer": "a", "passage": "plok"}, "question"),
+                                        ({"question": "q", "passage": "plok"}, "answer")])
+def test_a_bad_question_names_its_line_and_field(tmp_path, row, field):
+    docs, q = _write(tmp_path, [QUESTIONS[0], row])
+    with pytest.raises(RetainError) as err:
+        write_document_skill([docs], q, tmp_path / "skill.jsonl")
+    assert (err.value.line, err.value.field) == (2, field)
+    assert not (tmp_path / "skill.jsonl").exists()
+
+
+def test_documents_are_named_by_stem_and_checked(tmp_path):
+    docs, _ = _write(tmp_path, QUESTIONS)
+    assert read_documents([docs]) == PASSAGES
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(RetainError, match="is empty"):
+        read_documents([docs, tmp_path / "empty.txt"])
+    with pytest.raises(RetainError, match="no such file"):
+        read_documents([tmp_path / "missing"])
