@@ -128,7 +128,7 @@ class Consolidation(Method):
     the empty defaults below)."""
 
     name = "consolidation"
-    # whether it protects data named before the first task (``--protect``, a home's suite); one that does
+    # whether it protects data named before the first task (``--prior``, a home's suite); one that does
     # not (``merge``) is complete without any
     needs_prior = True
     # whether its ``after_task`` runs before the other plugins' (``merge`` changes the weights they record)
@@ -161,6 +161,11 @@ class Consolidation(Method):
         """A term added to the loss for the examples :meth:`draw` returned at this step (never empty), or None."""
         return None
 
+    def lr_factor(self) -> float:
+        """A multiplier on the learning rate the schedule gives, read at every step (``drift`` lowers it when
+        the prior skills move); 1 by default."""
+        return 1.0
+
     def after_backward(self, adapter: Adapter) -> None:
         """Gradients are in ``.grad``, the step has not been taken."""
 
@@ -171,7 +176,7 @@ class Consolidation(Method):
         """The task is learned: estimate importances, store anchors, fill buffers."""
 
     def protect(self, adapter: Adapter, examples: list[Any]) -> None:
-        """Before any task: treat ``examples`` (what the model already knows: ``--protect`` data, a home's
+        """Before any task: treat ``examples`` (what the model already knows: ``--prior`` data, a home's
         suite) as a task it has learned, so the first new task is already held back from forgetting them."""
         self.after_task(adapter, examples)
 

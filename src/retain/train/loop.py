@@ -29,6 +29,16 @@ from retain.methods.base import Consolidation, Objective
 from retain.models.adapter import Adapter, is_sharded
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
+# Accelerate's own setting: `accelerate launch` writes its config's (or its --mixed_precision flag's) here.
+MIXED_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
+
+
+def mixed_precision_or_env(asked: str | None) -> str:
+    """``asked`` when given, else Accelerate's setting (:data:`MIXED_PRECISION_ENV`, what ``accelerate launch``
+    sets from its config), else ``no``: the value a run records and hands its Accelerator."""
+    if asked is not None:
+        return asked
+    return "no"
 
 
 @dataclass
@@ -207,7 +217,10 @@ def train_task(adapter: Adapter, objective: Objective, plugins: list[Consolidati
         adapter.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     optimizer = torch.optim.AdamW(list(adapter.trainable_parameters().values()), lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total))
+    schedule = _lr_lambda(cfg, total)
+    # a plugin may scale the schedule's rate as it goes (``drift`` lowers it when the prior skills move)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: schedule(step) * math.prod(p.lr_factor() for p in plugins))
     needy = [p.name for p in plugins if p.per_prediction_gradients]
     if needy and accelerator.distributed_type == DistributedType.FSDP:
         # a sharded parameter is not in the graph (FSDP gathers a whole copy for each forward): no gradient of its own
