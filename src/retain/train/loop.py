@@ -38,7 +38,7 @@ def mixed_precision_or_env(asked: str | None) -> str:
     sets from its config), else ``no``: the value a run records and hands its Accelerator."""
     if asked is not None:
         return asked
-    return "no"
+    return os.environ.get(MIXED_PRECISION_ENV, "no").strip().lower() or "no"
 
 
 @dataclass
