@@ -18,6 +18,9 @@ class BenchRecipe(NamedTuple):
     # through a home: create it with the options of the recipe's protection methods (``retain init --set``), so
     # that, for one, the rehearsal buffer the suite's prompts are kept in has the recipe's size from the start
     at_init: bool = False
+    # the plain commands: `retain init HOME` with no options, then `retain learn HOME FILE` naming nothing but the
+    # benchmark's budget (the home's method, options, scorer and rate; ``method`` and ``options`` are unused)
+    home_default: bool = False
 
     def rate(self, lr: float) -> float:
         """The learning rate this recipe trains at when the benchmark's is ``lr``."""
@@ -30,3 +33,5 @@ class BenchRecipe(NamedTuple):
 REHEARSAL_CE = {"rehearsal": {"target": "ce", "refresh": False, "ratio": 8.0, "size": 1024}}
 SDFT_REHEARSAL_CE_3X = BenchRecipe("sdft+rehearsal", REHEARSAL_CE, 3.0)
 SDFT_REHEARSAL_CE_3X_AT_INIT = SDFT_REHEARSAL_CE_3X._replace(at_init=True)
+# What `retain init HOME` and `retain learn HOME FILE` train with no options (retain.home.defaults).
+HOME_DEFAULT = BenchRecipe("default", {}, home_default=True)

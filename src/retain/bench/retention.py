@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from retain.bench.consolidation import json_safe, mean_std
-from retain.bench.recipes import REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, SDFT_REHEARSAL_CE_3X_AT_INIT, BenchRecipe
+from retain.bench.recipes import (HOME_DEFAULT, REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, SDFT_REHEARSAL_CE_3X_AT_INIT,
+                                  BenchRecipe)
 from retain.data.jsonl import read_skill, write_examples
 from retain.data.skills import Skill
 from retain.data.streams import StreamChoice, stream_skills
@@ -64,6 +65,8 @@ RECIPES: dict[str, BenchRecipe] = {
     # the same with the home created with the recipe's rehearsal options: its buffer keeps all 768 of the
     # suite's prompts (init's default size 256 samples them down, and a learn cannot grow them back)
     "sdft+rehearsal-ce-3x-init": SDFT_REHEARSAL_CE_3X_AT_INIT,
+    # `retain init HOME` then `retain learn HOME FILE`, no options (retain.home.defaults)
+    "default": HOME_DEFAULT,
 }
 TEST_FRACTION = 0.2
 
@@ -140,9 +143,14 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     consolidation = tuple(m for m in method.split("+") if m not in ("sft", "sdft"))
     root = work / f"{label}-{seed}"
     # a model of the family other than the embedded one gets the embedded probes as its suite, given
-    init_home_from_model(root, model, protect=consolidation, per_item=per_item,
-                         skills=None if model == "embedded" else probe_skills(n_train=per_item),
-                         options={m: options[m] for m in consolidation if m in options} if recipe.at_init else None)
+    suite = None if model == "embedded" else probe_skills(n_train=per_item)
+    if recipe.home_default:  # `retain init HOME`: the home's own protection and settings
+        init_home_from_model(root, model, per_item=per_item, skills=suite)
+    else:
+        # a named recipe's home: the methods' own defaults under the recipe's options (as published)
+        init_home_from_model(root, model, protect=consolidation, per_item=per_item, skills=suite,
+                             options={m: options[m] for m in consolidation if m in options} if recipe.at_init
+                             else None, home_defaults=False)
     skills = stream_of(stream, budget, seed)
     files = list(stream.files)
     if not files:
@@ -154,11 +162,13 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
     start = time.perf_counter()
     decisions = []
     for path in files:
-        outcome = learn_in_home(root, path, method, seed=seed,
-                                options=with_defaults(method, options, {"sdft": embedded_sdft_options()}),
-                                epochs=budget.epochs, batch_size=budget.batch_size, test_fraction=TEST_FRACTION,
-                                scorer="alnum", lr=lr,
-                                force="retention benchmark: the stream goes on", quiet=quiet)
+        # the plain `retain learn HOME FILE` names nothing but the budget; the other recipes name everything
+        given = {} if recipe.home_default else {
+            "method": method, "options": with_defaults(method, options, {"sdft": embedded_sdft_options()}),
+            "scorer": "alnum", "lr": lr}
+        outcome = learn_in_home(root, path, seed=seed, epochs=budget.epochs, batch_size=budget.batch_size,
+                                test_fraction=TEST_FRACTION, force="retention benchmark: the stream goes on",
+                                quiet=quiet, **given)
         decisions.append(outcome.decision.decision)
     seconds = time.perf_counter() - start
     home = Home.open(root)
@@ -274,7 +284,8 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("prior-skill retention after the stream")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"{results.get('stream', {}).get('name', 'demo')} stream through a home ({len(results['seeds'])} seeds, mean ± sd)")
+    stream = results.get("stream", {}).get("name", "demo")
+    ax.set_title(f"{stream.capitalize()} stream through a home ({len(results['seeds'])} seeds, mean ± sd)")
     fig.tight_layout()
     png = out / "retention.png"
     fig.savefig(png, dpi=120)

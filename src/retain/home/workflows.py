@@ -92,12 +92,13 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
                          no_suite: bool = False, protect: tuple[str, ...] = defaults.PROTECTION,
                          quiet: bool = True, skills: list[Skill] | None = None,
                          per_item: int = protection.PER_ENTRY,
-                         options: dict[str, dict[str, Any]] | None = None) -> Home:
+                         options: dict[str, dict[str, Any]] | None = None, home_defaults: bool = True) -> Home:
     """``retain init``: v1 is ``model`` (``embedded`` or a save_pretrained folder), scored on its suite (the
     user's ``suite`` files and ``skills``, or the embedded probes for the embedded model), with the protection
     state of ``protect`` (with ``options`` over :data:`defaults.PROTECTION_SETTINGS`, e.g. a rehearsal
     buffer's ``size``) estimated on up to ``per_item`` training prompts of each suite item (the number every
-    later learn of the home draws too). v1 records what a learn of the home uses unless it says otherwise
+    later learn of the home draws too; ``home_defaults=False``: the methods' own defaults under ``options``, as
+    homes were made before the defaults existed). v1 records what a learn of the home uses unless it says otherwise
     (:func:`defaults.learn_settings`: SDFT with this protection, the model's SDFT settings, scorer and rate)."""
     from retain.models.loading import resolve_model_path
 
@@ -107,7 +108,7 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     policy.validate()
     if isinstance(per_item, bool) or not isinstance(per_item, int) or per_item < 1:
         raise RetainError(f"must be a whole number of prompts, 1 or more, not {per_item!r}",
-                          field="--protect-prompts")
+                          field="--protection-prompts")
     check_new_home(Path(path))
     folder = resolve_model_path(model)
     if not (folder / "config.json").exists():
@@ -120,10 +121,11 @@ def init_home_from_model(path: str | Path, model: str = "embedded", policy: Gate
     # only the consolidation methods' configs matter here: the state is estimated, nothing is trained
     for name in options or {}:
         if name not in protect:
-            raise RetainError(f"options given for {name!r}, which --protect-with does not name "
+            raise RetainError(f"options given for {name!r}, which --protection does not name "
                               f"({'+'.join(protect) or 'nothing'})", field="--set")
     given = options or {}
-    options = {name: {**defaults.PROTECTION_SETTINGS.get(name, {}), **given.get(name, {})} for name in protect}
+    base = defaults.PROTECTION_SETTINGS if home_defaults else {}
+    options = {name: {**base.get(name, {}), **given.get(name, {})} for name in protect}
     try:  # a bad option is refused before anything is loaded or written
         recipe = _home_recipe(source, "+".join(("sft", *protect)), options, seed=0, lora=False, lr=None,
                               epochs=1, batch_size=16) if protect else None
@@ -253,6 +255,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
         champion_lm = api.load_model(str(parent_dir))
         found = quarantine(champion_lm, data, skill, [s for s, _ in suite_now], accept_flagged)
         skill = found.skill
+        console(stderr=True, quiet=quiet, soft_wrap=True).print(found.summary(), markup=False, highlight=False)
         start = time.perf_counter()
         config, state = _train(opened, parent, parent_dir, recipe, skill, [s for s, _ in suite_now],
                                work / "candidate", quiet=quiet, rate=rate)
