@@ -28,7 +28,7 @@ from retain.models.loading import resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
 from retain.run import RunResult, run
 from retain.seeding import seed_everything
-from retain.train.loop import full_state_dict, process_state
+from retain.train.loop import full_state_dict, mixed_precision_or_env, process_state
 
 RECIPE_FILE = "retain_recipe.json"
 
@@ -95,7 +95,7 @@ def answered(adapter: CausalLMAdapter, examples: list[Example], max_new_tokens: 
 
 
 def read_protect(paths: list[str | Path]) -> list[Example]:
-    """The examples of every ``--protect`` file (JSONL with at least ``prompt``), checked before training."""
+    """The examples of every ``--prior`` file (JSONL with at least ``prompt``), checked before training."""
     return [e for path in paths for e in read_examples(path, require_demonstration=False, require_reference=False)]
 
 
@@ -106,7 +106,7 @@ def check_protection(recipe: Recipe, protect: list[Any]) -> None:
     if plugins and not protect:
         names = "+".join(p.name for p in plugins)
         raise RetainError(f"{names} has nothing to protect in a single learn: name what the model already knows "
-                          "with --protect FILE (prompts of its prior skills), or learn into a home", field="protect")
+                          "with --prior FILE (prompts of its prior skills), or learn into a home", field="--prior")
 
 
 def check_skill(adapter: Any, recipe: Recipe, skill: Skill) -> None:
@@ -137,7 +137,7 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
           seed: int = 0, options: dict[str, dict[str, Any]] | None = None, epochs: int = 2,
           lr: float | None = None, batch_size: int = 16, scorer: str = "exact", test_fraction: float = 0.2,
           overwrite: bool = False, quiet: bool = False, protect: list[str | Path] | None = None,
-          dtype: str = "auto", device: str = "auto", mixed_precision: str = "no", grad_accum: int = 1,
+          dtype: str = "auto", device: str = "auto", mixed_precision: str | None = None, grad_accum: int = 1,
           gradient_checkpointing: bool = False, model_options: dict[str, Any] | None = None) -> LearnResult:
     """Teach ``model`` the skill in ``data`` (JSONL) with ``method`` and save it to ``out`` with save_pretrained.
 
@@ -147,7 +147,8 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
     training, and a consolidation method without them is an error. Every input is checked before anything is
     trained or written; ``out`` gets the model (only the adapter under LoRA) and ``retain_recipe.json``, the
     recipe that repeats the run. ``dtype`` and ``device`` say how the model is loaded (:class:`ModelSpec`);
-    ``mixed_precision``, ``grad_accum`` and ``gradient_checkpointing`` how it trains (:class:`TrainConfig`).
+    ``mixed_precision``, ``grad_accum`` and ``gradient_checkpointing`` how it trains (:class:`TrainConfig`;
+    ``mixed_precision`` None takes Accelerate's setting, ``ACCELERATE_MIXED_PRECISION``, else ``no``).
     Under a multi-process launch only the main process prints and writes. ``model_options`` are more
     :class:`ModelSpec` fields (``max_prompt_tokens``, ``max_new_tokens``, ``trust_remote_code``,
     ``attn_implementation``; see :func:`with_options`); every prompt's length is checked before anything runs
@@ -156,7 +157,7 @@ def learn(model: str, data: str | Path, method: str = "sdft", out: str | None = 
     skill = read_skill(data, seed=seed, test_fraction=test_fraction, scorer=scorer)
     recipe = Recipe.for_model(model, method, lora=lora, seed=seed, options=options, lr=lr, epochs=epochs,
                               batch_size=batch_size, spec={"dtype": dtype, "device": device},
-                              mixed_precision=mixed_precision, grad_accum=grad_accum,
+                              mixed_precision=mixed_precision_or_env(mixed_precision), grad_accum=grad_accum,
                               gradient_checkpointing=gradient_checkpointing)
     with_options(recipe, model_options)
     prior = read_protect(list(protect or []))

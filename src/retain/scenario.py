@@ -30,7 +30,7 @@ class Scenario:
     """An ordered stream of tasks; ``make_adapter(recipe)`` builds the model a run starts from.
 
     ``train`` is the training budget this scenario's benchmark uses by default (recipes built for it copy it).
-    ``protect`` is what the model knows before the first task (``--protect`` data, a home's suite training
+    ``protect`` is what the model knows before the first task (``--prior`` data, a home's suite training
     splits): every consolidation plugin protects it before training starts.
     """
 

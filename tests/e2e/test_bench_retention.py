@@ -62,14 +62,16 @@ def test_quick_retention_over_a_family_model_and_a_foreign_one(tmp_path, tiny_mo
 @pytest.mark.slow
 def test_options_over_a_recipe_and_the_prompts_each_probe_protects(tmp_path):
     """``--set`` changes the chosen recipe's options (the label says so, the JSON records them typed);
-    ``--protect-prompts`` is what each home protects; an option the recipe cannot take is refused up front."""
+    ``--protection-prompts`` is what each home protects; an option the recipe cannot take is refused up front."""
     base = ["bench", "retention", "--quick", "--seeds", "1", "--recipe", "sdft+rehearsal-ce"]
     for bad, field in ((["--set", "ewc.lam=10"], "--set"), (["--set", "rehearsal.ratio=lots"], "--set"),
-                       (["--set", "rehearsal.nope=1"], "--set"), (["--protect-prompts", "0"], "--protect-prompts")):
+                       (["--set", "rehearsal.nope=1"], "--set"),
+                       (["--protection-prompts", "0"], "--protection-prompts")):
         refused = _retain(*base, *bad, "--out", tmp_path / "bad")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and field in refused.stderr, bad
         assert not (tmp_path / "bad").exists()
-    done = _retain(*base, "--recipe", "sdft+rehearsal-ce-3x-init", "--set", "rehearsal.ratio=2", "--protect-prompts",
+    done = _retain(*base, "--recipe", "sdft+rehearsal-ce-3x-init", "--set", "rehearsal.ratio=2",
+                   "--protection-prompts",
                    "4", "--out", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "out" / "retention.json").read_text())

@@ -67,7 +67,7 @@ USAGE_ERRORS = [
     (["demo", "--seeds", "0", "--out", "{out}"], "--seeds: must be >= 1, got 0"),
     (["init", "{out}", "--max-drop", "nan"], "--max-drop: must be a finite number, got nan"),
     (["init", "{out}", "--floor", "1.5"], "--floor: must be between 0 and 1, got 1.5"),
-    (["init", "{out}", "--protect-prompts", "0"], "--protect-prompts: must be >= 1, got 0"),
+    (["init", "{out}", "--protection-prompts", "0"], "--protection-prompts: must be >= 1, got 0"),
     (["build-base", "--out", "{out}", "--size", "XL"], "--size: must be one of S, M, L, got 'XL'"),
     (["build-base", "--out", "{out}", "--steps", "0"], "--steps: must be >= 1, got 0"),
     (["build-base", "--out", "{out}", "--seed", str(2**64)], "--seed: must be an integer from 0 to 2**63 - 1"),

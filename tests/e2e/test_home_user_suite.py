@@ -98,11 +98,11 @@ def test_bad_suite_input_is_one_line_and_changes_nothing(tmp_path, user_model):
     assert f"{bad}:2" in run.stderr and not (tmp_path / "home").exists()
 
     home = tmp_path / "home"
-    assert retain("init", home, "--model", base, "--suite", suite, "--protect-with", "").returncode == 0
+    assert retain("init", home, "--model", base, "--suite", suite, "--protection", "").returncode == 0
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in home.iterdir() if p.is_file()}
     one_line_error(retain("suite", "remove", home, "no such item"))
     one_line_error(retain("suite", "add", home, bad))
     one_line_error(retain("learn", "embedded", skill, "--method", "sdft+ewc", "--out", tmp_path / "out",
-                          "--protect", tmp_path / "missing.jsonl"))
+                          "--prior", tmp_path / "missing.jsonl"))
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in home.iterdir() if p.is_file()}
     assert after == before and not (tmp_path / "out").exists()

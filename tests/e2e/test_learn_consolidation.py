@@ -32,8 +32,8 @@ def test_learn_embedded_with_sdft_ewc(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     refused = subprocess.run(args, capture_output=True, text=True, timeout=3600, env=env)
     assert refused.returncode == 2 and not out.exists()
-    assert refused.stderr.count("\n") == 1 and "--protect" in refused.stderr
-    done = subprocess.run(args + ["--protect", str(prior)], capture_output=True, text=True, timeout=3600, env=env)
+    assert refused.stderr.count("\n") == 1 and "--prior" in refused.stderr
+    done = subprocess.run(args + ["--prior", str(prior)], capture_output=True, text=True, timeout=3600, env=env)
     assert done.returncode == 0, done.stderr
     weights = out / "model.safetensors"
     assert weights.exists() and (out / "tokenizer.json").exists()

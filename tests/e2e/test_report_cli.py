@@ -39,7 +39,7 @@ def home(tmp_path_factory) -> Path:
     data.write_text("".join(json.dumps({"prompt": e.prompt, "demonstration": e.demonstration}) + "\n"
                             for e in skill.train + skill.test))
     learn = [root / "home", data, "--method", "sft", "--epochs", "1", "--scorer", "alnum", "--quiet"]
-    assert retain("init", root / "home", "--floor", "1.0", "--protect-with", "").returncode == 0
+    assert retain("init", root / "home", "--floor", "1.0", "--protection", "").returncode == 0
     assert retain("learn", *learn).returncode == 1
     forced = retain("learn", *learn, "--force", FORCED)
     assert forced.returncode == 0, forced.stderr

@@ -85,7 +85,7 @@ def test_every_row_of_the_retention_sweep_is_a_valid_bench_command():
     spec.loader.exec_module(sweep)
     for name, (_, arguments) in sweep.ROWS.items():
         pairs = dict(zip(arguments[::2], arguments[1::2]))  # every argument is an option and its value
-        assert len(arguments) % 2 == 0 and set(pairs) <= {"--recipe", "--set", "--lr", "--protect-prompts"}, name
+        assert len(arguments) % 2 == 0 and set(pairs) <= {"--recipe", "--set", "--lr", "--protection-prompts"}, name
         assert pairs["--recipe"] in RECIPES, name
         sets = [value for flag, value in zip(arguments[::2], arguments[1::2]) if flag == "--set"]
         with_options(pairs["--recipe"], parse_sets(sets))

@@ -137,7 +137,7 @@ def test_si_cannot_protect_named_data():
 
 
 def test_a_home_protects_the_number_of_prompts_per_item_it_was_created_with(tmp_path):
-    """``retain init --protect-prompts N``: N training prompts of each suite item at init, and N of each item
+    """``retain init --protection-prompts N``: N training prompts of each suite item at init, and N of each item
     (the learned skill's too) when a later learn starts a method the champion has no state for."""
     torch.set_num_threads(1)
     root = tmp_path / "home"
@@ -154,17 +154,17 @@ def test_a_home_protects_the_number_of_prompts_per_item_it_was_created_with(tmp_
     assert notes == ["mas: protects the suite's training prompts (21)"]  # 6 probes and the first skill, 3 each
     with pytest.raises(RetainError) as raised:
         init_home_from_model(tmp_path / "other", "embedded", per_item=0)
-    assert raised.value.field == "--protect-prompts" and not (tmp_path / "other").exists()
+    assert raised.value.field == "--protection-prompts" and not (tmp_path / "other").exists()
 
 
 def test_the_cli_default_of_protected_prompts_is_the_homes():
-    """``retain init``'s --protect-prompts default is written out (its --help imports no torch): it must be
+    """``retain init``'s --protection-prompts default is written out (its --help imports no torch): it must be
     the library's."""
     import inspect
 
     from retain.cli.home import init
 
-    assert inspect.signature(init).parameters["protect_prompts"].default == protection.PER_ENTRY
+    assert inspect.signature(init).parameters["protection_prompts"].default == protection.PER_ENTRY
 
 
 def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):

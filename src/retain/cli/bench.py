@@ -165,7 +165,7 @@ def guard(seeds: int = typer.Option(3, "--seeds", help="seeds (default 3; 1 with
     bench(seeds, quick, out, make_console())
 
 
-@app.command("retention")
+@app.command("retention", context_settings=usage.renamed(**{"protect-prompts": "protection-prompts"}))
 def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0..N-1; mean and spread."),
                     quick: bool = typer.Option(False, "--quick", help="A small budget (the tests' smoke run)."),
                     recipes: list[str] = typer.Option([], "--recipe", help="Only these recipes (repeatable)."),
@@ -175,8 +175,9 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
                                              "model's, 1e-4, for every size)."),
                     set_: list[str] = typer.Option([], "--set", help="Method option over the chosen recipes' own, "
                                                    "e.g. rehearsal.ratio=2 (the label shows it)."),
-                    protect_prompts: int = typer.Option(None, "--protect-prompts", min=1, help="Training prompts "
-                                                        "per probe the homes protect (default: a home's, 128)."),
+                    protection_prompts: int = typer.Option(None, "--protection-prompts", min=1,
+                                                           help="Training prompts per probe the homes protect "
+                                                                "(default: a home's, 128). (Was --protect-prompts.)"),
                     stream: list[str] = typer.Option([], "--stream", help="demo (default), long (tuning), strings2 "
                                                      "(held out), or JSONL skill files, one skill per file in "
                                                      "the order learned (repeat: --stream a.jsonl --stream "
@@ -201,7 +202,7 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
     if lr is not None and not lr > 0:
         raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
-                            model=model, overrides=overrides, per_item=protect_prompts, stream=chosen_stream,
+                            model=model, overrides=overrides, per_item=protection_prompts, stream=chosen_stream,
                             **({"lr": lr} if lr is not None else {}))
     gap = Table(title=f"Base model on the {chosen_stream.name} stream's skills (held out, seed 0): SDFT learns "
                       "what its teacher answers")

@@ -46,7 +46,8 @@ def _mean(values: dict[str, float]) -> float | None:
     return sum(values.values()) / len(values) if values else None
 
 
-@app.command()
+@app.command(context_settings=usage.renamed(**{"protect-with": "protection",
+                                                "protect-prompts": "protection-prompts"}))
 def init(home: HomeArg,
          model: Annotated[str, typer.Option(help="'embedded' or a local save_pretrained folder.")] = "embedded",
          gate_alpha: Annotated[float, typer.Option(
@@ -65,34 +66,35 @@ def init(home: HomeArg,
                              "model.")] = None,
          no_suite: Annotated[bool, typer.Option("--no-suite", help="Accept a home whose gate measures only "
                                                                    "the skills it learns.")] = False,
-         protect_with: Annotated[str, typer.Option(
-             "--protect-with", help="Consolidation methods the home protects its suite with: their state is "
-                                    "estimated now and every learn trains SDFT with them unless it names "
-                                    "--method ('' for none: plain SDFT).")] = "rehearsal",
+         protection: Annotated[str, typer.Option(
+             "--protection", help="Consolidation methods the home protects its suite with: their state is "
+                                   "estimated now and every learn trains SDFT with them unless it names "
+                                   "--method ('' for none: plain SDFT). (Was --protect-with.)")] = "rehearsal",
          set_: Annotated[Optional[list[str]], typer.Option(
-             "--set", help="Option of a --protect-with method over the home's defaults (rehearsal: "
+             "--set", help="Option of a --protection method over the home's defaults (rehearsal: "
                            "target=ce, refresh=false, ratio=8, size=1024, draw=1), e.g. rehearsal.size=2048 (the "
                            "buffer the suite's prompts are kept in: a later learn cannot grow what init sampled "
                            "down); every learn of the home keeps it unless it sets its own.")] = None,
-         protect_prompts: Annotated[int, typer.Option(
-             "--protect-prompts", min=1, help="Training prompts of each suite item that protection draws on (a "
-                                              "seeded sample; for every learn of the home).")] = 128,
+         protection_prompts: Annotated[int, typer.Option(
+             "--protection-prompts", min=1, help="Training prompts of each suite item that protection draws on "
+                                                 "(a seeded sample; for every learn of the home). (Was "
+                                                 "--protect-prompts.)")] = 128,
          mlflow: MlflowOpt = None) -> None:
     """Create a home whose v1 (the champion) is the base model; pin its regression suite (yours, or the embedded
     probes) and estimate the protection state on the suite's training splits."""
     from retain.home import init_home_from_model
     from retain.methods.registry import CONSOLIDATIONS
 
-    methods = tuple(m.strip().lower() for m in protect_with.split("+") if m.strip())
+    methods = tuple(m.strip().lower() for m in protection.split("+") if m.strip())
     for method in methods:
         if method not in CONSOLIDATIONS:
             raise RetainError(f"unknown consolidation method {method!r} (known: {', '.join(CONSOLIDATIONS)})",
-                              field="--protect-with")
+                              field="--protection")
     if not 0 < gate_alpha < 1:
         raise RetainError(f"must be between 0 and 1 (exclusive), got {gate_alpha:g}", field="--gate-alpha")
     policy = GatePolicy(alpha=gate_alpha, min_drop=gate_min_drop, floor=floor)
     opened = init_home_from_model(home, model, policy, mlflow, suite=suite,
-                                  no_suite=no_suite, protect=methods, quiet=False, per_item=protect_prompts,
+                                  no_suite=no_suite, protect=methods, quiet=False, per_item=protection_prompts,
                                   options=usage.parse_sets(set_ or []))
     row = opened.version("v1")
     probes = row['record']['scores']['probes']

@@ -1,13 +1,18 @@
 """``retain learn`` and ``retain eval``: teach a model (or a home's champion) a skill file, score a model on one.
 
 The work is in :func:`retain.api.learn`, :func:`retain.home.learn_in_home` and :func:`retain.api.evaluate`.
+
+``retain learn`` has two modes, chosen by MODEL: into a home (MODEL is a home made by ``retain init``) or into
+a model folder (MODEL is ``embedded`` or a model folder; ``--out`` names the result). :data:`MODE_OF` says which
+mode each mode-specific option belongs to; an option given in the other mode is refused in one line (exit 2).
+A new option that applies in one mode only gets a row there.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -17,11 +22,11 @@ from retain.errors import RetainError
 app = typer.Typer()
 
 
-def _choice(*values: str) -> Callable[[typer.CallbackParam, str], str]:
-    """A callback that accepts one of ``values`` (one line naming the option otherwise)."""
+def _choice(*values: str) -> Callable[[typer.CallbackParam, Optional[str]], Optional[str]]:
+    """A callback that accepts one of ``values`` or None (not given); one line naming the option otherwise."""
 
-    def check(param: typer.CallbackParam, value: str) -> str:
-        if value not in values:
+    def check(param: typer.CallbackParam, value: Optional[str]) -> Optional[str]:
+        if value is not None and value not in values:
             usage.fail(param, f"must be one of {', '.join(values)}, got {value!r}")
         return value
 
@@ -30,17 +35,51 @@ def _choice(*values: str) -> Callable[[typer.CallbackParam, str], str]:
 
 DEVICE_HELP = "auto (CUDA, else MPS, else CPU), cpu, cuda or mps."
 # The loading and length options `learn` and `eval` share (ModelSpec fields; see retain.models.causal_lm).
-MAX_PROMPT = typer.Option(None, "--max-prompt-tokens", callback=usage.number(minimum=1),
-                          help="Longest prompt (student's, or teacher's with its demonstration) in tokens; a longer "
-                               "one is an error naming its line, never truncated. Default: the model's positions "
-                               "(max_position_embeddings) less --max-new-tokens (else 64).")
-MAX_NEW = typer.Option(None, "--max-new-tokens", callback=usage.number(minimum=1),
-                       help="Tokens generated per answer and SDFT rollout (default: 32 for answers, "
-                            "sdft.max_new_tokens for rollouts); generation also stops at any EOS id the model's "
-                            "generation config lists.")
-TRUST_REMOTE_CODE = typer.Option(False, "--trust-remote-code",
-                                 help="Run the model folder's own Python code (transformers' trust_remote_code).")
-ATTN = typer.Option(None, "--attn-implementation", help="e.g. eager, sdpa, flash_attention_2 (from_pretrained's).")
+MaxPromptTokens = Annotated[Optional[int], typer.Option(
+    "--max-prompt-tokens", callback=usage.number(minimum=1),
+    help="Longest prompt (student's, or teacher's with its demonstration) in tokens; a longer one is an error "
+         "naming its line, never truncated. Default: the model's positions (max_position_embeddings) less "
+         "--max-new-tokens (else 64).")]
+MaxNewTokens = Annotated[Optional[int], typer.Option(
+    "--max-new-tokens", callback=usage.number(minimum=1),
+    help="Tokens generated per answer and SDFT rollout (default: 32 for answers, sdft.max_new_tokens for "
+         "rollouts); generation also stops at any EOS id the model's generation config lists.")]
+TrustRemoteCode = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Run the model folder's own Python code (transformers' trust_remote_code).")]
+AttnImplementation = Annotated[Optional[str], typer.Option(
+    "--attn-implementation", help="e.g. eager, sdpa, flash_attention_2 (from_pretrained's).")]
+Device = Annotated[str, typer.Option("--device", callback=_choice("auto", "cpu", "cuda", "mps"), help=DEVICE_HELP)]
+
+HOME, FOLDER = "into a home", "into a model folder"
+AS_RECORDED = "only applies with --out (a home loads its champion as it was recorded)"
+# The mode each mode-specific option of `retain learn` belongs to (by parameter name), and what refusing it in
+# the other mode says. Every option not listed applies in both modes.
+MODE_OF: dict[str, tuple[str, str]] = {
+    "force": (HOME, "only applies when learning into a home"),
+    "mlflow": (HOME, "only applies when learning into a home"),
+    "wait": (HOME, "only applies when learning into a home (a model folder has no lock to wait for)"),
+    "name": (HOME, "only applies when learning into a home"),
+    "accept_flagged": (HOME, "only applies when learning into a home"),
+    "out": (FOLDER, "a home keeps its own versions; use `retain export` instead"),
+    "overwrite": (FOLDER, "only applies with --out (a home never overwrites a version)"),
+    "prior": (FOLDER, "a home protects its own suite and state; add prior data with `retain suite add`"),
+    "dtype": (FOLDER, AS_RECORDED),
+    "device": (FOLDER, AS_RECORDED),
+    "mixed_precision": (FOLDER, AS_RECORDED),
+    "grad_accum": (FOLDER, AS_RECORDED),
+    "gradient_checkpointing": (FOLDER, AS_RECORDED),
+    "max_prompt_tokens": (FOLDER, AS_RECORDED),
+    "max_new_tokens": (FOLDER, AS_RECORDED),
+    "trust_remote_code": (FOLDER, AS_RECORDED),
+    "attn_implementation": (FOLDER, AS_RECORDED),
+}
+
+
+def check_mode(ctx: typer.Context, mode: str) -> None:
+    """Refuse, in one line, the first option given that belongs to the other mode (:data:`MODE_OF`)."""
+    for name, (belongs, why) in MODE_OF.items():
+        if belongs != mode and usage.given(ctx, name):
+            raise RetainError(why, field=usage.option_name(ctx, name))
 
 
 def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[int], trust_remote_code: bool,
@@ -49,84 +88,80 @@ def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[in
             "trust_remote_code": trust_remote_code or None, "attn_implementation": attn_implementation}
 
 
-@app.command()
-def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local Hugging Face causal LM folder."),
-          data: Path = typer.Argument(..., help="JSONL: prompt, demonstration, optional answer."),
-          method: Optional[str] = typer.Option(None, "--method", "-m",
-                                               help="e.g. sdft, sft, sdft+ewc, sft+si+replay. Default: into a home, "
-                                                    "the home's (SDFT with its protection, set by `retain init`); "
-                                                    "else sdft."),
-          out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to save_pretrained the result."),
-          lora: bool = typer.Option(False, "--lora", help="Train a PEFT LoRA adapter instead of all weights."),
-          seed: int = typer.Option(0, "--seed", callback=usage.seed),
-          epochs: int = typer.Option(2, "--epochs", callback=usage.number(minimum=1),
-                                     help="Passes over the data (the paper: 2 for skills)."),
-          lr: Optional[float] = typer.Option(None, "--lr", callback=usage.number(minimum=0, above=True),
-                                             help="Default: 1e-5 (paper) or the embedded model's own."),
-          batch_size: int = typer.Option(16, "--batch-size", callback=usage.number(minimum=1)),
-          scorer: Optional[str] = typer.Option(None, "--scorer", callback=usage.scorer,
-                                               help="exact, alnum, or module:function. Default: into a home, the "
-                                                    "home's (alnum on the embedded model); else exact."),
-          set_: list[str] = typer.Option([], "--set", help="Method option, e.g. sdft.teacher=frozen, ewc.lam=100."),
-          force: Optional[str] = typer.Option(None, "--force", help="(home) Promote despite the gate; the reason is recorded."),
-          overwrite: bool = typer.Option(False, "--overwrite", help="Replace files in a non-empty --out."),
-          mlflow: Optional[str] = typer.Option(None, "--mlflow", help="(home) Also log to this MLflow tracking URI."),
-          wait: float = typer.Option(0.0, "--wait", callback=usage.number(minimum=0),
-                                     help="(home) Seconds to wait for another learn's lock (default: fail at once)."),
-          protect: list[Path] = typer.Option([], "--protect",
-                                             help="JSONL of what the model already knows (prompts; answers optional):"
-                                                  " consolidation methods protect it. Repeatable."),
-          name: Optional[str] = typer.Option(None, "--name", help="(home) The skill's name (default: the file's)."),
-          accept_flagged: Optional[str] = typer.Option(None, "--accept-flagged",
-                                                       help="(home) Train on lines the guard flags; the reason is "
-                                                            "recorded."),
-          dtype: str = typer.Option("auto", "--dtype", callback=_choice("auto", "bfloat16", "float16", "float32"),
-                                    help="Weights' dtype; auto keeps the checkpoint's (and --out saves it so)."),
-          device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
-                                     help=DEVICE_HELP),
-          mixed_precision: str = typer.Option("no", "--mixed-precision", callback=_choice("no", "bf16", "fp16"),
-                                              help="Accelerate's autocast for the training forwards."),
-          grad_accum: int = typer.Option(1, "--grad-accum", callback=usage.number(minimum=1),
-                                         help="Micro-batches per step (same steps and global batch, less memory)."),
-          gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing",
-                                                      help="Recompute activations in the backward pass."),
-          max_prompt_tokens: Optional[int] = MAX_PROMPT, max_new_tokens: Optional[int] = MAX_NEW,
-          trust_remote_code: bool = TRUST_REMOTE_CODE, attn_implementation: Optional[str] = ATTN,
-          quiet: bool = typer.Option(False, "--quiet", "-q")) -> None:
+@app.command(context_settings=usage.renamed(protect="prior"))
+def learn(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="A home, `embedded`, or a local Hugging Face causal LM folder.")],
+    data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration, optional answer.")],
+    method: Annotated[Optional[str], typer.Option(
+        "--method", "-m", help="e.g. sdft, sft, sdft+ewc, sft+si+replay. Default: into a home, the home's (SDFT "
+                               "with its protection, set by `retain init`); else sdft.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to save_pretrained the result.")] = None,
+    lora: Annotated[bool, typer.Option("--lora", help="Train a PEFT LoRA adapter instead of all weights.")] = False,
+    seed: Annotated[int, typer.Option("--seed", callback=usage.seed)] = 0,
+    epochs: Annotated[int, typer.Option("--epochs", callback=usage.number(minimum=1),
+                                        help="Passes over the data (the paper: 2 for skills).")] = 2,
+    lr: Annotated[Optional[float], typer.Option("--lr", callback=usage.number(minimum=0, above=True),
+                                                help="Default: 1e-5 (paper) or the embedded model's own.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", callback=usage.number(minimum=1))] = 16,
+    scorer: Annotated[Optional[str], typer.Option(
+        "--scorer", callback=usage.scorer, help="exact, alnum, or module:function. Default: into a home, the "
+                                                "home's (alnum on the embedded model); else exact.")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="Method option, e.g. sdft.teacher=frozen, ewc.lam=100.")] = [],
+    force: Annotated[Optional[str], typer.Option(
+        "--force", help="(home) Promote despite the gate; the reason is recorded.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="(--out) Replace files in a non-empty --out.")] = False,
+    mlflow: Annotated[Optional[str], typer.Option(
+        "--mlflow", help="(home) Also log to this MLflow tracking URI.")] = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", callback=usage.number(minimum=0),
+        help="(home) Seconds to wait for another learn's lock (default: fail at once).")] = 0.0,
+    prior: Annotated[list[Path], typer.Option(
+        "--prior", help="(--out) JSONL of what the model already knows (prompts; answers optional): consolidation "
+                        "methods protect it. Repeatable. (Was --protect.)")] = [],
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="(home) The skill's name (default: the file's).")] = None,
+    accept_flagged: Annotated[Optional[str], typer.Option(
+        "--accept-flagged", help="(home) Train on lines the guard flags; the reason is recorded.")] = None,
+    dtype: Annotated[str, typer.Option(
+        "--dtype", callback=_choice("auto", "bfloat16", "float16", "float32"),
+        help="(--out) Weights' dtype; auto keeps the checkpoint's (and --out saves it so).")] = "auto",
+    device: Device = "auto",
+    mixed_precision: Annotated[Optional[str], typer.Option(
+        "--mixed-precision", callback=_choice("no", "bf16", "fp16"),
+        help="(--out) Accelerate's autocast for the training forwards: no, bf16 or fp16. Default: Accelerate's "
+             "(ACCELERATE_MIXED_PRECISION, which `accelerate launch` sets from its config), else no.")] = None,
+    grad_accum: Annotated[int, typer.Option(
+        "--grad-accum", callback=usage.number(minimum=1),
+        help="(--out) Micro-batches per step (same steps and global batch, less memory).")] = 1,
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        "--gradient-checkpointing", help="(--out) Recompute activations in the backward pass.")] = False,
+    max_prompt_tokens: MaxPromptTokens = None,
+    max_new_tokens: MaxNewTokens = None,
+    trust_remote_code: TrustRemoteCode = False,
+    attn_implementation: AttnImplementation = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 
     DATA rows hold strings, or chat message lists as TRL's conversational datasets (``prompt`` ending with a
     user message after an optional system message; ``demonstration`` as assistant messages).
 
     Into a home, the candidate is gated against the champion; exit code 1 when the gate rejects it. The
-    consolidation methods (ewc, rehearsal, ...) continue the champion's protection state. A single learn
-    protects what --protect names; a consolidation method with nothing to protect is an error.
+    consolidation methods (ewc, rehearsal, ...) continue the champion's protection state. Into a model folder
+    (--out), a consolidation method protects what --prior names; with nothing to protect it is an error.
+    Options marked (home) or (--out) apply in that mode only; given in the other, they are refused.
     """
     from retain.home import is_home
 
     options = usage.parse_sets(set_)
     if is_home(model):
+        check_mode(ctx, HOME)
         from retain.home import learn_in_home
         from retain.train.loop import process_state
         if process_state(device).num_processes > 1:
             raise RetainError("a home learns in one process; under a multi-process launch use --out", field="MODEL")
-        for flag, value, default in (("--dtype", dtype, "auto"), ("--device", device, "auto"),
-                                     ("--mixed-precision", mixed_precision, "no"), ("--grad-accum", grad_accum, 1),
-                                     ("--gradient-checkpointing", gradient_checkpointing, False)):
-            if value != default:
-                raise RetainError("only applies with --out (a home loads its champion as it was recorded)",
-                                  field=flag)
-        if out is not None:
-            raise RetainError("a home keeps its own versions; use `retain export` instead", field="--out")
-        if protect:
-            raise RetainError("a home protects its own suite and state; add prior data with `retain suite add`",
-                              field="--protect")
-        loading = _model_options(max_prompt_tokens, max_new_tokens, trust_remote_code, attn_implementation)
-        for flag, value in zip(("--max-prompt-tokens", "--max-new-tokens", "--trust-remote-code",
-                                "--attn-implementation"), loading.values()):
-            if value is not None:
-                raise RetainError("only applies with --out (a home loads its champion as it was recorded)",
-                                  field=flag)
         outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
                                 quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
                                 mlflow_uri=mlflow, lock_timeout=wait, name=name, accept_flagged=accept_flagged)
@@ -134,17 +169,15 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
         if not outcome.promoted:
             raise typer.Exit(1)
         return
-    for flag, value in (("--force", force), ("--mlflow", mlflow), ("--name", name), ("--accept-flagged", accept_flagged)):
-        if value is not None:
-            raise RetainError("only applies when learning into a home", field=flag)
+    check_mode(ctx, FOLDER)
     if out is None:
         raise RetainError("is required when MODEL is not a home", field="--out")
     from retain import api
     from retain.console import console
-    result = api.learn(model, data, method or "sdft", str(out), lora=lora, seed=seed, options=options, epochs=epochs, lr=lr,
-                       batch_size=batch_size, scorer=scorer or "exact", overwrite=overwrite, quiet=quiet, protect=protect,
-                       dtype=dtype, device=device, mixed_precision=mixed_precision, grad_accum=grad_accum,
-                       gradient_checkpointing=gradient_checkpointing,
+    result = api.learn(model, data, method or "sdft", str(out), lora=lora, seed=seed, options=options, epochs=epochs,
+                       lr=lr, batch_size=batch_size, scorer=scorer or "exact", overwrite=overwrite, quiet=quiet,
+                       protect=prior, dtype=dtype, device=device, mixed_precision=mixed_precision,
+                       grad_accum=grad_accum, gradient_checkpointing=gradient_checkpointing,
                        model_options=_model_options(max_prompt_tokens, max_new_tokens, trust_remote_code,
                                                     attn_implementation))
     if result.out is not None:  # only the main process of a multi-process launch writes and says so
@@ -152,17 +185,20 @@ def learn(model: str = typer.Argument(..., help="A home, `embedded`, or a local 
 
 
 @app.command("eval")
-def eval_(model: str = typer.Argument(..., help="`embedded` or a local causal LM (or adapter) folder."),
-          data: Path = typer.Argument(..., help="JSONL with prompt and answer (or demonstration)."),
-          scorer: str = typer.Option("exact", "--scorer", callback=usage.scorer,
-                                     help="exact, alnum, or module:function."),
-          with_demonstration: bool = typer.Option(False, "--with-demonstration",
-                                                  help="Show each query's demonstration in the prompt (the teacher's view)."),
-          as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-          device: str = typer.Option("auto", "--device", callback=_choice("auto", "cpu", "cuda", "mps"),
-                                     help=DEVICE_HELP),
-          max_prompt_tokens: Optional[int] = MAX_PROMPT, max_new_tokens: Optional[int] = MAX_NEW,
-          trust_remote_code: bool = TRUST_REMOTE_CODE, attn_implementation: Optional[str] = ATTN) -> None:
+def eval_(
+    model: Annotated[str, typer.Argument(help="`embedded` or a local causal LM (or adapter) folder.")],
+    data: Annotated[Path, typer.Argument(help="JSONL with prompt and answer (or demonstration).")],
+    scorer: Annotated[str, typer.Option("--scorer", callback=usage.scorer,
+                                        help="exact, alnum, or module:function.")] = "exact",
+    with_demonstration: Annotated[bool, typer.Option(
+        "--with-demonstration", help="Show each query's demonstration in the prompt (the teacher's view).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    device: Device = "auto",
+    max_prompt_tokens: MaxPromptTokens = None,
+    max_new_tokens: MaxNewTokens = None,
+    trust_remote_code: TrustRemoteCode = False,
+    attn_implementation: AttnImplementation = None,
+) -> None:
     """Score a model on a skill file: the mean score of greedy answers."""
     from retain import api
     from retain.data.jsonl import read_examples

@@ -155,3 +155,33 @@ def parse_sets(pairs: list[str]) -> dict[str, dict[str, object]]:
             raise RetainError(f"expected METHOD.KEY=VALUE, got {pair!r}", field="--set")
         options.setdefault(method.strip().lower(), {})[name.strip()] = value
     return options
+
+
+def renamed(**old: str) -> dict[str, Any]:
+    """``context_settings`` of a command whose options were renamed: ``renamed(protect="prior")`` keeps
+    ``--protect`` working as ``--prior`` and says once on stderr that it is deprecated. Click normalises every
+    option token (never a value) through this function, so only the option's spelling is touched."""
+    told: set[str] = set()
+
+    def normalize(name: str) -> str:
+        new = old.get(name)
+        if new is None:
+            return name
+        if name not in told:
+            told.add(name)
+            print(f"retain: warning: --{name} is deprecated; use --{new}", file=sys.stderr)
+        return new
+
+    return {"token_normalize_func": normalize}
+
+
+def given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option or argument ``name`` (its parameter's name) was given, rather than left at its
+    default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def option_name(ctx: typer.Context, name: str) -> str:
+    """``--max-prompt-tokens`` for the parameter ``max_prompt_tokens`` of ``ctx``'s command."""
+    return next(_name(p) for p in ctx.command.params if p.name == name)

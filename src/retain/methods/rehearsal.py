@@ -11,7 +11,7 @@ Followed:
   pre-task model on old inputs.
 
 What the buffer holds is prompts only, one group per source: the prior-competence data a learn names
-(``--protect``, a home's suite training splits) and, after each task, that task's training prompts. Groups
+(``--prior``, a home's suite training splits) and, after each task, that task's training prompts. Groups
 share the ``size`` fairly (water-filling; each keeps a seeded uniform sample of itself), as per-task episodic
 memories do (Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019): with one reservoir
 over everything offered, the base's few hundred prompts were outnumbered by each new task's and faded from
@@ -184,7 +184,7 @@ class Rehearsal(Consolidation):
 
     def protect(self, adapter: Any, examples: list[Any]) -> None:
         """Store the prompts of what the model knows, with the answers given to them (the model's own, unless
-        ``--protect`` data brings its own)."""
+        ``--prior`` data brings its own)."""
         self.offer(examples)
         if not self.config.refresh:
             for e in examples:
