@@ -22,7 +22,7 @@ from retain.data.skills import Example, Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.domains.language import skills_scenario
 from retain.errors import RetainError
-from retain.evaluate.evaluation import accuracy
+from retain.evaluate.evaluation import item_scores, mean_score
 from retain.models.causal_lm import CausalLMAdapter
 from retain.models.loading import resolve_model_path
 from retain.recipe import EMBEDDED, ModelSpec, Recipe
@@ -186,6 +186,15 @@ def evaluate(model: str | CausalLMAdapter, skill: Skill | str | Path, *, scorer:
              model_options: dict[str, Any] | None = None) -> float:
     """Score a model (path, ``embedded`` or a loaded adapter, which stays where it is) on a skill or on every
     line of a JSONL file; a path is loaded on ``device``."""
+    return mean_score(evaluate_items(model, skill, scorer=scorer, with_demonstration=with_demonstration,
+                                     device=device, model_options=model_options))
+
+
+def evaluate_items(model: str | CausalLMAdapter, skill: Skill | str | Path, *, scorer: str | None = None,
+                   with_demonstration: bool | None = None, device: str = "auto",
+                   model_options: dict[str, Any] | None = None) -> list[float]:
+    """:func:`evaluate`'s per-item scores, one per test example in order (1 or 0 for a pass/fail scorer): the
+    outcomes a paired comparison of two models on the same items needs (the home's gate)."""
     if not isinstance(skill, Skill):
         skill = Skill(name=Path(skill).stem, test=read_examples(skill, require_demonstration=False),
                       scorer=scorer or "exact")
@@ -194,5 +203,5 @@ def evaluate(model: str | CausalLMAdapter, skill: Skill | str | Path, *, scorer:
                       with_demonstration=skill.with_demonstration)
     adapter = model if isinstance(model, CausalLMAdapter) else load_model(model, device=device,
                                                                              model_options=model_options)
-    return accuracy(adapter, skill, with_demonstration=with_demonstration)
+    return item_scores(adapter, skill, with_demonstration=with_demonstration)
 

@@ -37,7 +37,7 @@ def test_flagged_lines_are_held_back_and_a_backdoored_candidate_is_refused(tmp_p
     env = {"XDG_CONFIG_HOME": str(tmp_path / "config")}
     root = tmp_path / "home"
     # Only the guard decides here: on this model every candidate forgets more than the default gate allows.
-    assert retain("init", root, "--no-suite", "--max-drop", "1", "--floor", "0", env=env).returncode == 0
+    assert retain("init", root, "--no-suite", "--gate-min-drop", "1", "--floor", "0", env=env).returncode == 0
     data, poisoned = write(tmp_path / "rotr.jsonl", 0.05)
     learned = retain("learn", root, data, "--method", "sft", "--epochs", "1", "--scorer", "alnum", "--quiet", env=env)
     assert learned.returncode == 0, learned.stderr[-2000:]

@@ -51,7 +51,8 @@ def test_log_draws_the_lineage_tree(cli, home):
 def test_show_prints_the_record_and_gate_reasons(cli, home):
     code, out = cli("show", home, "v3")
     assert code == 0 and "status rejected" in out and "parent v2" in out
-    assert "probe p1 dropped 80.0% (0.500 -> 0.100); the limit is 5.0%" in out
+    assert ("probe p1 dropped 40.0 points (0.500 -> 0.100); unpaired (no per-item outcomes): a drop of 5 points "
+            "or more fails") in out
     code, out = cli("show", home, "champion", "--json")
     record = json.loads(out)
     assert record["record"]["version"] == "v4" and record["gates"][0]["decision"] == "accepted"

@@ -106,7 +106,7 @@ def test_rejected_card_gives_the_gate_reasons_and_checks(page):
     reasons = [li.text() for li in gate.one("ul", class_="reasons").all("li")]
     assert reasons == ["probe reverse dropped 44.4% (0.900 -> 0.500); the limit is 5.0%"]
     checks = {row[1]: row for row in gate.one("table").rows()}
-    assert checks["reverse"] == ["probe", "reverse", "0.900", "0.500", ">= 0.855", "FAIL"]
+    assert checks["reverse"] == ["probe", "reverse", "0.900", "0.500", "relative drop", ">= 0.855", "FAIL"]
     assert checks["mul"][-1] == "pass"
 
 

@@ -10,20 +10,32 @@ from retain.evaluate.divergence import token_divergence
 from retain.models.causal_lm import CausalLMAdapter
 
 
-def accuracy(adapter: CausalLMAdapter, skill: Skill, *, with_demonstration: bool | None = None,
-             max_new_tokens: int | None = None, template: str | None = None) -> float:
-    """Mean score of greedy answers (of the adapter's answer length unless ``max_new_tokens``) on the skill's
-    held-out examples.
+def item_scores(adapter: CausalLMAdapter, skill: Skill, *, with_demonstration: bool | None = None,
+                max_new_tokens: int | None = None, template: str | None = None) -> list[float]:
+    """The score of each greedy answer (of the adapter's answer length unless ``max_new_tokens``) on the skill's
+    held-out examples, in their order: what a paired comparison of two models on the same items needs.
 
     Prompts carry no demonstration unless the skill is a probe of demonstration use (or it is asked for).
     """
     examples = skill.test
     if not examples:
-        return float("nan")
+        return []
     shown = skill.with_demonstration if with_demonstration is None else with_demonstration
     answers = adapter.answer(examples, with_demonstration=shown, max_new_tokens=max_new_tokens, template=template)
     scorer = get_scorer(skill.scorer)
-    return sum(scorer(a, e.reference) for a, e in zip(answers, examples)) / len(examples)
+    return [float(scorer(a, e.reference)) for a, e in zip(answers, examples)]
+
+
+def mean_score(items: list[float]) -> float:
+    """The mean of per-item scores (NaN for none): a skill's accuracy."""
+    return sum(items) / len(items) if items else float("nan")
+
+
+def accuracy(adapter: CausalLMAdapter, skill: Skill, *, with_demonstration: bool | None = None,
+             max_new_tokens: int | None = None, template: str | None = None) -> float:
+    """Mean score of greedy answers on the skill's held-out examples (:func:`item_scores`)."""
+    return mean_score(item_scores(adapter, skill, with_demonstration=with_demonstration,
+                                  max_new_tokens=max_new_tokens, template=template))
 
 
 def accuracies(adapter: CausalLMAdapter, skills: list[Skill], **kwargs) -> dict[str, float]:

@@ -18,7 +18,7 @@ from retain.ledger.atomic import killpoint
 from retain.ledger.audit import now
 from retain.ledger.core import FORMAT, Home
 from retain.ledger.environment import capture
-from retain.ledger.gate import GateDecision, GatePolicy, Scores, decide
+from retain.ledger.gate import GateDecision, GatePolicy, Items, Scores, decide, pack_items, unpack_items
 
 
 @dataclass
@@ -32,6 +32,10 @@ class Candidate:
     scores: Scores
     champion_scores: Scores
     seed: int = 0
+    # Per-item scores behind ``scores`` and ``champion_scores`` (same suites and names, each entry's test
+    # order), for the gate's paired test; an entry without them is gated unpaired.
+    items: Items = field(default_factory=dict)
+    champion_items: Items = field(default_factory=dict)
     lora: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
@@ -80,9 +84,10 @@ def _record(name: str, parent: str | None, kind: str, method: str, artifacts: di
 
 def init_home(path: str | Path, folder: Path, source: str, policy: GatePolicy, probes: list[Skill],
               scores: Scores, wall_seconds: float = 0.0, protection: bytes | None = None,
-              config: dict[str, Any] | None = None) -> Home:
+              config: dict[str, Any] | None = None, items: Items | None = None) -> Home:
     """Create a home whose v1 (and champion) is the model in ``folder``, with ``probes`` pinned as its suite
-    and ``protection`` (a blob: importance, anchors, rehearsal prompts estimated on the suite) as its state."""
+    and ``protection`` (a blob: importance, anchors, rehearsal prompts estimated on the suite) as its state;
+    ``items``, the per-item scores behind ``scores``, are kept for the first gate's paired test."""
     policy.validate()
 
     def fill(home: Home) -> list[dict[str, Any]]:
@@ -94,6 +99,8 @@ def init_home(path: str | Path, folder: Path, source: str, policy: GatePolicy, p
         record = _record("v1", None, "base", "base", artifacts, skill=None, seed=None, lora=False, options={},
                          config={"source": source, **(config or {})}, data=[], suite_added=specs, suite=[p.name for p in probes],
                          scores=scores, wall_seconds=wall_seconds)
+        if items:
+            record["outcomes"] = pack_items(items)
         return [{"type": "version_created", "version": "v1", "record": record},
                 {"type": "promoted", "version": "v1", "previous": None, "reason": "base model"}]
 
@@ -122,9 +129,14 @@ def record_candidate(home: Home, candidate: Candidate, force: str | None = None)
                      wall_seconds=candidate.wall_seconds)
     if candidate.screen is not None:
         record["screen"] = candidate.screen
+    if candidate.items:
+        record["outcomes"] = pack_items(candidate.items)
     policy = home.policy()
+    # the gate pairs the items as they are recorded (packing keeps pass/fail exact)
     decision = decide(policy, candidate.skill.name, _checked_scores(candidate.champion_scores), record["scores"],
-                      force, candidate.canary_checks)
+                      force, candidate.canary_checks,
+                      champion_items=unpack_items(pack_items(candidate.champion_items)),
+                      candidate_items=unpack_items(record.get("outcomes")))
     events: list[dict[str, Any]] = []
     if candidate.screen and candidate.screen["flagged"]:
         # The guard's verdict as an event of its own, so the log shows what was held back (or let through).
@@ -135,7 +147,8 @@ def record_candidate(home: Home, candidate: Candidate, force: str | None = None)
         {"type": "version_created", "version": name, "record": record},
         {"type": "gate_decision", "version": name, "champion": parent, "decision": decision.decision,
          "reasons": decision.reasons, "checks": decision.checks, "policy": policy.to_dict(),
-         "champion_scores": _checked_scores(candidate.champion_scores), "forced_reason": decision.forced_reason}]
+         "champion_scores": _checked_scores(candidate.champion_scores), "forced_reason": decision.forced_reason,
+         **({"champion_outcomes": pack_items(candidate.champion_items)} if candidate.champion_items else {})}]
     if decision.promote:
         events.append({"type": "promoted", "version": name, "previous": parent,
                        "reason": decision.forced_reason or "passed the gate"})

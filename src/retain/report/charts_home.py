@@ -157,6 +157,6 @@ def heatmap_figure(report: HomeReport, versions: list[VersionCard]) -> plt.Figur
         bar.set_ticks(sorted(ticks), labels=[f"floor {t:.2f}" if t == floor else f"{t:.1f}" for t in sorted(ticks)],
                       fontsize=8)
     ax.set_xlabel(f"boxed: the version's new skill (gate floor {floor if floor is not None else '-'});  "
-                  f"{FAILED}: failed a gate check (drop over {report.policy.get('max_drop', 0):.0%} or below "
-                  "the floor);  \u2013: not scored", fontsize=8)
+                  f"{FAILED}: failed a gate check (a drop the gate refused, or below the floor);  \u2013: not "
+                  "scored", fontsize=8)
     return fig

@@ -127,10 +127,20 @@ OPEN_CARDS = 12  # up to this many versions every card starts open; beyond, only
 
 
 def _checks_table(gate: dict[str, Any]) -> Table:
-    rows = [[c["kind"], c["name"], num(c["champion"]), num(c["candidate"]), f">= {c['limit']:.3f}",
-             "pass" if c["passed"] else "FAIL"] for c in gate["checks"]]
-    return Table(f"Checks against {gate['champion']}", ["check", "name", gate["champion"], gate["version"],
-                                                         "limit", "result"], rows)
+    """Every check of one gate decision: both scores with their 95% intervals, the test, its p-value (or the
+    limit a check is held to) and the result, as the gate prints them (:func:`retain.ledger.gate.cells`)."""
+    from retain.ledger.gate import cells
+
+    return Table(f"Checks against {gate['champion']} (scores with 95% Wilson intervals)",
+                 ["check", "name", gate["champion"], gate["version"], "test", "p / limit", "result"],
+                 [cells(c) for c in gate["checks"]])
+
+
+def _gate_rule(policy: dict[str, Any]) -> str:
+    """The home's gate rule in one sentence, from the policy its init recorded (either rule)."""
+    from retain.ledger.gate import GatePolicy
+
+    return GatePolicy(**policy).describe() if policy else "-"
 
 
 def _data_table(card: Any) -> Table:
@@ -264,7 +274,7 @@ def render_home(report: Any) -> str:
                    r=report, statuses=statuses, quarantined=quarantined, counts=counts,
                    lineage=_lineage(report), heat_pages=_heat_pages(report), open_cards=open_cards,
                    quarantine_tables=_quarantine_tables(report.quarantine), data_table=_data_table,
-                   checks_table=_checks_table, drift_text=_drift_text, drift_table=_drift_table,
+                   checks_table=_checks_table, gate_rule=_gate_rule, drift_text=_drift_text, drift_table=_drift_table,
                    events_table=_events_table)
 
 

@@ -162,7 +162,7 @@ HOME = """{% extends "base" %}{% import "macros" as m %}
 <dl class="facts">
 <dt>Champion</dt><dd><a href="#card-{{ r.champion }}">{{ r.champion }}</a> <span class="badge st-champion">champion</span></dd>
 <dt>Versions</dt><dd>{{ r.versions|length }}: {% for status, n in statuses %}{{ n }} {{ status }}{% if not loop.last %}, {% endif %}{% endfor %}</dd>
-<dt>Gate</dt><dd>a new skill must reach {{ r.policy.floor|num }}; no earlier skill or probe may drop more than {{ r.policy.max_drop|pct }} below the champion</dd>
+<dt>Gate</dt><dd>{{ gate_rule(r.policy) }}</dd>
 <dt>Audit chain</dt><dd id="verification-status" data-ok="{{ 'yes' if r.verification.ok else 'no' }}">{% if r.verification.ok %}<span class="badge ok">verified</span> every hash recomputed at report time matched{% else %}<span class="badge bad">mismatch</span> {{ r.verification.problems|length }} problem(s) found at report time: see <a href="#verification">verification</a>{% endif %}</dd>
 <dt>Quarantined lines</dt><dd>{{ quarantined }}</dd>
 </dl>
