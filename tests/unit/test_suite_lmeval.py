@@ -176,6 +176,9 @@ def test_the_home_keeps_the_task_and_gates_on_it(tmp_path, model, monkeypatch):
     assert score == pytest.approx(by_hand(candidate, labels)["acc"]) and score < 1.0
     assert outcome.decision.decision == "rejected"
     assert any("tiny_mc" in reason for reason in outcome.decision.reasons), outcome.decision.reasons
+    # lm-eval reports only its metric: the task's check is unpaired and says so; the JSONL item is paired
+    rows = {c["name"]: c for c in outcome.decision.checks}
+    assert rows["tiny_mc"]["test"] == "unpaired (no per-item outcomes)" and rows["habits"]["test"] == "paired"
 
     assert verify(home.root).ok
     assert collect(home.root).objects == 0
