@@ -45,13 +45,13 @@ def test_sdft_teacher_sees_a_shown_prompt_as_it_is(tiny_adapter):
 
     adapter = tiny_adapter(seed=2, init_range=0.5)
     seen: list[list[int]] = []
-    original = adapter.completion_logits
+    original = adapter.logits_through  # every forward, the student's and the teacher's, runs through it
 
-    def recording(prompts, completions, *args, **kwargs):
+    def recording(module, prompts, completions, *args, **kwargs):
         seen.append([list(p) for p in prompts])
-        return original(prompts, completions, *args, **kwargs)
+        return original(module, prompts, completions, *args, **kwargs)
 
-    adapter.completion_logits = recording
+    adapter.logits_through = recording
     sdft = SDFT(SDFT.Config(teacher="live", skip_tokens=0, max_new_tokens=3))
     shown = Rehearsed(prompt="abc\nThis is an example for a response to the question: cba", demonstration="cba",
                       shown=True)

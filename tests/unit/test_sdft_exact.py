@@ -215,8 +215,9 @@ def test_teacher_logits_carry_no_gradient(any_adapter, kind):
     adapter.model.train()
     prompts = [adapter.prompt_ids("ab"), adapter.prompt_ids("a longer one")]
     completions = [adapter.completion_ids("xy"), adapter.completion_ids("z")]
-    with adapter.teacher_view(kind):
-        teacher, _ = adapter.completion_logits(prompts, completions)
+    with adapter.teacher_view(kind) as view:
+        assert view.kind == kind
+        teacher, _ = view.completion_logits(prompts, completions)
         assert not adapter.model.training
     student, _ = adapter.completion_logits(prompts, completions)
     assert adapter.model.training  # the view restores training mode
@@ -254,8 +255,8 @@ def test_ema_teacher_moves_by_exactly_the_rate(any_adapter, monkeypatch):
             if name in teacher:
                 p.copy_(teacher[name])
     prompt, completion = adapter.prompt_ids("ab"), adapter.completion_ids("xyz")
-    with adapter.teacher_view("ema"):
-        got, _ = adapter.completion_logits([prompt], [completion])
+    with adapter.teacher_view("ema") as teacher:
+        got, _ = teacher.completion_logits([prompt], [completion])
     with torch.no_grad():
         torch.testing.assert_close(got[0], alone(reference, prompt, completion), rtol=1e-5, atol=1e-5)
     sdft.after_task(adapter)

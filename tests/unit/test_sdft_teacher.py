@@ -154,8 +154,8 @@ def test_lora_ema_teacher_is_a_second_adapter_released_after_the_task(tiny_adapt
     sdft.after_step(adapter)
     torch.testing.assert_close(teacher[name], torch.full_like(teacher[name], 1.0))
     trainable = set(adapter.trainable_parameters())
-    with adapter.teacher_view("ema"):
-        adapter.completion_logits([adapter.prompt_ids("abc")], [[5, 2]])
+    with adapter.teacher_view("ema") as view:
+        view.completion_logits([adapter.prompt_ids("abc")], [[5, 2]])
     assert set(adapter.trainable_parameters()) == trainable  # the view gives the student back its adapter
     assert all(".default." in n for n in trainable)  # only the student's adapter trains
     adapter.save(tmp_path / "during")
@@ -179,8 +179,11 @@ def test_frozen_teacher_is_the_model_at_the_start_of_the_task(tiny_adapter, lora
     adapter.start_teacher("frozen")
     _perturb(adapter.model, seed=3)
     adapter.update_teacher(0.5)  # a frozen teacher ignores EMA steps
-    with adapter.teacher_view("frozen"):
-        teacher = adapter.completion_logits(prompts, completions)[0]
+    with adapter.teacher_view("frozen") as view:
+        teacher = view.completion_logits(prompts, completions)[0]
+        # the student is not switched: inside the view its own logits are still its own
+        torch.testing.assert_close(adapter.completion_logits(prompts, completions)[0],
+                                   adapter.logits_through(adapter.model, prompts, completions)[0])
     student = adapter.completion_logits(prompts, completions)[0]
     torch.testing.assert_close(teacher, at_start)
     assert not torch.allclose(student, at_start, atol=1e-3)
@@ -204,9 +207,9 @@ def test_teacher_view_is_eval_mode_without_gradients_and_restores_everything(tin
     for kind in ("live", "ema"):
         if kind != "live":
             adapter.start_teacher(kind)
-        with adapter.teacher_view(kind):
-            first = adapter.completion_logits(prompts, completions)[0]
-            second = adapter.completion_logits(prompts, completions)[0]
+        with adapter.teacher_view(kind) as teacher:
+            first = teacher.completion_logits(prompts, completions)[0]
+            second = teacher.completion_logits(prompts, completions)[0]
         assert adapter.model.training
         assert not first.requires_grad
         torch.testing.assert_close(first, second)

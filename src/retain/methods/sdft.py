@@ -140,8 +140,8 @@ class SDFT(Objective):
         teacher_prompts = [adapter.student_ids(e) if getattr(e, "shown", False)
                            else adapter.teacher_ids(e, cfg.teacher_template) for e in examples]
         student_logits, mask = adapter.completion_logits(student_prompts, completions)
-        with adapter.teacher_view(cfg.teacher):
-            teacher_logits = adapter.completion_logits(teacher_prompts, completions)[0]
+        with adapter.teacher_view(cfg.teacher) as teacher:
+            teacher_logits = teacher.completion_logits(teacher_prompts, completions)[0]
         per_token = token_divergence(student_logits / cfg.temperature, teacher_logits / cfg.temperature,
                                      alpha=cfg.alpha, top_k=cfg.top_k, tail=cfg.top_k_tail)
         trained = skip_mask(mask, cfg.skip_tokens)
