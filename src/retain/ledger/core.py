@@ -173,11 +173,19 @@ class Home:
         return home
 
     def check(self, no_key: bool = False) -> trust.Check:
-        """The home's check (log, signatures, id, witness, database); see :mod:`retain.ledger.trust`."""
-        checked = trust.check_log(self.root, self.audit.read(), self.key, store.head(self.conn)[2], no_key)
-        if not any("incomplete last line" in p or "hash chain" in p or "not valid JSON" in p
-                   or "canonical" in p or "seq " in p for p in checked.problems[:1]):
+        """The home's check (log, signatures, id, witness, database); see :mod:`retain.ledger.trust`.
+
+        Read in the order a writer writes backwards (witness, then the database in one read transaction, then
+        the log), so a commit running meanwhile never looks like a cut or a database ahead of its log.
+        """
+        seen = trust.witnesses(self.audit.read())
+        self.conn.execute("BEGIN")
+        try:
+            applied = store.head(self.conn)[2]
+            checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen)
             checked.problems += trust.check_database(self.conn, checked)
+        finally:
+            self.conn.execute("COMMIT")
         return checked
 
     @classmethod
@@ -255,6 +263,10 @@ class Home:
                 if disk_full(err):
                     raise RetainError(f"no space left on the device; {command} recorded nothing",
                                       file=str(self.root)) from None
+                if committed and isinstance(err, sqlite3.Error):
+                    # A file-size limit (EFBIG) or an I/O error on the database after the commit point.
+                    raise RetainError(f"{command} was committed to the audit log but the database could not be "
+                                      f"updated ({err}); the next command applies it", file=str(self.root)) from None
                 raise
             finally:
                 self.objects.new.clear()
@@ -314,7 +326,7 @@ class Home:
         edited is evidence for ``verify``, never something to repair or apply.
         """
         checked = self.check()
-        if checked.problems:
+        if checked.blocking("key sign"):
             return
         seq, _, size = store.head(self.conn)
         if checked.unchecked and checked.entries[seq:]:
@@ -328,8 +340,7 @@ class Home:
     def _check_writable(self, command: str) -> None:
         """Refuse to write on a home whose check fails; give a copy of a signed home an id of its own."""
         checked = self.check()
-        problems = checked.problems + [p for p in checked.soft
-                                       if not (command == "key sign" and not checked.signed)]
+        problems = checked.blocking(command) + checked.soft
         if problems:
             raise RetainError(f"{trust.first_line(checked, problems)}; {command} does not write to a home that "
                               "does not verify (retain verify HOME lists every problem; retain verify HOME --repair "

@@ -33,10 +33,14 @@ from retain.ledger import audit, keys, store
 from retain.ledger.audit import Entry
 
 
+UNSIGNED = ("audit.jsonl: not signed, though a signing key is set here: anyone who can write to the home can "
+            "rewrite it unseen; if you trust it as it is, retain key sign HOME")
+
+
 @dataclass
 class Check:
-    """What the check found. ``soft`` problems (an unsigned log while a key is set; a signed log and no key
-    here) stop writes and fail ``verify`` but let a reader read what the database already holds."""
+    """What the check found. ``soft`` problems (a signed log and no key here) stop writes and fail ``verify``
+    but let a reader read what the database already holds; ``problems`` stop every command."""
 
     entries: list[Entry]
     trusted: int
@@ -46,6 +50,7 @@ class Check:
     ids: list[str | None] = field(default_factory=list)
     signed: bool = False
     unchecked: bool = False
+    unsigned_with_key: bool = False
     # The id a killed writer committed in a ``home_id`` entry but did not write to home.json yet.
     pending_id: str | None = None
     torn: bool = False
@@ -53,6 +58,11 @@ class Check:
     @property
     def ok(self) -> bool:
         return not self.problems and not self.soft
+
+    def blocking(self, command: str | None = None) -> list[str]:
+        """The problems that stop ``command`` (``None``: a reader); ``retain key sign`` may sign an unsigned
+        home that is otherwise sound."""
+        return [p for p in self.problems if not (command == "key sign" and p == UNSIGNED)]
 
     def fail(self, index: int, problem: str) -> None:
         self.problems.append(problem)
@@ -119,8 +129,9 @@ def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key
             check.fail(0, "audit.jsonl:1: not signed, though home.json says the home is (the signatures were "
                           "stripped)")
         elif key is not None and entries:
-            check.soft.append("audit.jsonl: not signed, though a signing key is set here: anyone who can write to "
-                              "the home can rewrite it unseen; if you trust it as it is, retain key sign HOME")
+            # Fail closed: with a key set every entry must be signed; retain key sign is the one write allowed.
+            check.unsigned_with_key = True
+            check.problems.append(UNSIGNED)
         elif entries:
             check.notes.append("the audit log is not signed: anyone who can write to the home can rewrite it "
                                "unseen (retain key init, then retain key sign HOME)")
@@ -158,17 +169,36 @@ def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key
                               "retain verify --no-key checks everything else")
 
 
-def _witness(check: Check, root: Path) -> None:
+def witnesses(raw: bytes) -> dict[str, dict[str, Any]]:
+    """This machine's witnesses of every id the log ``raw`` names. A command reads them before the database and
+    the log it checks: a writer commits the log, then the database, then the witness, so one committing
+    meanwhile can only leave the log longer than the witness read, never shorter (no false "cut")."""
+    entries, _ = audit.parse(raw)
+    running: str | None = None
+    found: dict[str, dict[str, Any]] = {}
+    for entry in entries or [None]:
+        if entry is not None:
+            payload = entry.data.get("payload")
+            running = audit.home_id_after(payload if isinstance(payload, dict) else {}, running)
+        wid = witness_id(entries, running)
+        if wid and wid not in found:
+            record = keys.witness(wid)
+            if record is not None:
+                found[wid] = record
+    return found
+
+
+def _witness(check: Check, root: Path, seen: dict[str, dict[str, Any]] | None) -> None:
     entries = check.entries
     if not entries:
         return
-    seen: set[str] = set()
+    done: set[str] = set()
     for value in check.ids or [None]:
         wid = witness_id(entries, value)
-        if wid is None or wid in seen:
+        if wid is None or wid in done:
             continue
-        seen.add(wid)
-        record = keys.witness(wid)
+        done.add(wid)
+        record = keys.witness(wid) if seen is None else seen.get(wid)
         # A witness written at another place is a copy's (or the original's, seen from a copy): not this log's.
         if record is None or not keys.same_place(record, root):
             continue
@@ -181,9 +211,11 @@ def _witness(check: Check, root: Path) -> None:
                                 "was rewritten)")
 
 
-def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int = 0, no_key: bool = False) -> Check:
+def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int = 0, no_key: bool = False,
+              seen: dict[str, dict[str, Any]] | None = None) -> Check:
     """Check the log of the home at ``root`` (``raw``: its bytes). ``applied_bytes``: where the database's head
-    ends; an incomplete last line after it is a killed writer's torn append, not a problem."""
+    ends; an incomplete last line after it is a killed writer's torn append, not a problem. ``seen``: the
+    witnesses as :func:`witnesses` read them before ``raw`` (read now when not given)."""
     entries, chain = audit.parse(raw)
     check = Check(entries=entries, trusted=len(entries))
     if chain:
@@ -197,7 +229,7 @@ def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int =
     mark = marker(root)
     _ids(check, root, mark.get("id"))
     _signatures(check, key, mark, no_key)
-    _witness(check, root)
+    _witness(check, root, seen)
     return check
 
 

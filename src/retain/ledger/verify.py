@@ -148,7 +148,8 @@ def _repair(root: Path, report: Report) -> None:
     The cut bytes are kept beside the log as ``audit.jsonl.cut-<time>`` (evidence); the blobs only they used
     become unreferenced (``retain gc``). A log that ends before this machine's witness (entries were removed)
     has nothing to cut: the entry records that the shorter log was accepted. A database that differs from a
-    sound log is only rebuilt (nothing is recorded). Damaged objects are not repaired.
+    sound log is only rebuilt (nothing is recorded). An unsigned log (with a key set) is left to
+    ``retain key sign``; damaged objects are not repaired.
     """
     if not os.access(root, os.W_OK):
         raise RetainError("the home is read-only; --repair needs to write to it", file=str(root))
@@ -182,8 +183,12 @@ def _repair(root: Path, report: Report) -> None:
         if home_id != trust.marker(root).get("id"):
             write_marker(root, home_id, checked.signed)
         _rebuild(root, keep, report)
-        if log_problems and not checked.torn:
+        if [p for p in log_problems if p != trust.UNSIGNED]:
             home = Home(root)
+            if not checked.signed:
+                # An unsigned log stays unsigned (a signed entry after unsigned ones that is not ``keyed`` would
+                # not verify): retain key sign is the explicit step that vouches for it.
+                home.key = None
             try:
                 home.commit([record])
             finally:
@@ -219,8 +224,10 @@ def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, re
 
 def _verify(root: Path, anchor: Path | None, no_key: bool) -> Report:
     report = Report()
-    raw = audit.AuditLog(root / "audit.jsonl").read()
-    checked = trust.check_log(root, raw, keys.load(), _applied_bytes(root), no_key)
+    log = audit.AuditLog(root / "audit.jsonl")
+    seen = trust.witnesses(log.read())
+    applied = _applied_bytes(root)
+    checked = trust.check_log(root, log.read(), keys.load(), applied, no_key, seen)
     report.problems += checked.problems + checked.soft
     report.notes += checked.notes
     report.counts["audit entries"] = len(checked.entries)
