@@ -190,6 +190,20 @@ def splice_from_copy_unapplied(root: Path, ctx) -> None:
     splice_from_copy(root, ctx, rebuild=False)
 
 
+def splice_relabelled(root: Path, ctx) -> None:
+    """The copy's entries after its ``home_id`` entry, relabelled with the original's id and re-chained: the ids
+    agree now, but each MAC covers the copy's id."""
+    home_id = json.loads((root / "home.json").read_text())["id"]
+    have = len(entries_of(root))
+    splice_from_copy(root, ctx, rebuild=False)
+    datas = entries_of(root)
+    extra = [d for d in datas[have:] if d["payload"]["type"] != "home_id"]
+    for data in extra:
+        data["home"] = home_id
+    write_chain(root, datas[:have] + extra)
+    rebuild_db(root)
+
+
 def sql_edit(root: Path, ctx) -> None:
     conn = sqlite3.connect(root / "ledger.sqlite")
     conn.execute("UPDATE versions SET status='champion' WHERE name='v3'")
@@ -221,6 +235,7 @@ FORGERIES = {
     "replay an old signed entry verbatim": replay_verbatim,
     "splice a copy's signed entries + objects, rebuild db": splice_from_copy,
     "splice a copy's signed entries + objects": splice_from_copy_unapplied,
+    "splice a copy's entries relabelled with this home's id, rechain, rebuild db": splice_relabelled,
     "edit a signed score, rechain, rebuild db": edit_score_rechained,
     "SQL edit: v3 champion": sql_edit,
 }
@@ -237,6 +252,7 @@ NEEDS_KEY = {
     "reorder the last two operations, rechain, rebuild db": "only the key checks an HMAC",
     "replay an old signed entry, rechained, rebuild db": "only the key checks an HMAC",
     "edit a signed score, rechain, rebuild db": "only the key checks an HMAC",
+    "splice a copy's entries relabelled with this home's id, rechain, rebuild db": "only the key checks an HMAC",
 }
 
 

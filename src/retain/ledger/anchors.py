@@ -71,12 +71,15 @@ def sign_home(path: str | Path) -> tuple[int, bool]:
     chain up to here. A home made before home ids gets one in the same entry. Returns the first signed entry's
     seq and whether this call wrote it (a home already signed with this key is left as it is).
     """
-    from retain.ledger.core import Home, write_marker
+    from retain.ledger.core import Home, is_home, write_marker
 
     key = keys.load()
     if key is None:
         raise RetainError(f"no signing key; create one with: retain key init (or set {keys.ENV})")
-    home = Home.open(path)
+    if not is_home(path):
+        raise RetainError("not a retain home (create one with: retain init HOME)", file=str(path))
+    # Not Home.open: with a key set, an unsigned home fails the readers' check; signing it is the way out.
+    home = Home(Path(path))
     with home.writing("key sign"):
         checked = home.check()
         signed = [e for e in checked.entries if "mac" in e.data]
