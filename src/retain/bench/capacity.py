@@ -3,7 +3,7 @@
 Reads the ``retention.json`` files that ``retain bench retention --model ...`` wrote for models of the embedded
 family (same tokenizer and skill library, sizes from ``retain build-base --size S|M|L``), groups them by model and
 recipe, and draws both metrics against the parameter count, one line per recipe: the SDFT paper's comparison across
-scale (Shenfeld et al. 2026; REFERENCE.md section 6) for our stream, and the question Ramasesh et al. (2022) and Mirzadeh et al. (2022)
+scale (Shenfeld et al. 2026; docs/references.md) for our stream, and the question Ramasesh et al. (2022) and Mirzadeh et al. (2022)
 answered for vision: do wider networks forget less? Each point keeps its seeds' mean and spread; a point with
 one seed says so.
 """

@@ -2,8 +2,8 @@
 
 Both run on the same examples, batch size, passes and model (the embedded one unless ``--model`` names a local
 causal LM or a cached hub id), so the SDFT/SFT ratio is what to read (the paper reports about 4x the
-wall-clock of SFT at 7B, REFERENCE section 1; its FLOP ratio is 2.5x). Each method runs in a fresh child
-process, so peak memory is that method's: the resident-set high-water mark, and on CUDA the allocator's peak.
+wall-clock of SFT at 7B, Shenfeld et al. 2026, docs/references.md; its FLOP ratio is 2.5x). Each method
+runs in a fresh child process, so peak memory is that method's: the resident-set high-water mark, and on CUDA the allocator's peak.
 The examples are the demo's first skill, or ``--data`` (a skill file).
 """
 

@@ -1,4 +1,5 @@
-"""The text a student and a teacher see. The teacher's wording is the SDFT paper's (REFERENCE section 1).
+"""The text a student and a teacher see. The teacher's wording is the SDFT paper's (Shenfeld et al.,
+"Self-Distillation Enables Continual Learning", 2026; docs/references.md).
 
 Two spellings of that wording exist here, and which one a model gets is the model adapter's choice
 (:attr:`retain.models.causal_lm.CausalLMAdapter.teacher_template`):

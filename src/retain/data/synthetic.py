@@ -12,8 +12,8 @@ bare result (``"cba"``). Three families of text:
 * **new skills** (``rotr``, ``swap``, ``ends`` in the demo's stream; ``atbash``, ``caesar``, ``mirror``,
   ``outer`` also available): never seen in pretraining; the stream ``retain demo`` teaches. Each expert writes in a fixed style of its own that differs from the model's, so that SFT is dragged
   to the expert's surface form while SDFT's teacher answers the content in the model's style (the mechanism
-  the SDFT paper credits, REFERENCE section 1). The ``alnum`` scorer ignores separators, so both are scored
-  on content alone.
+  the SDFT paper credits: Shenfeld et al. 2026, docs/references.md). The ``alnum`` scorer ignores
+  separators, so both are scored on content alone.
 * **stream skills** (``outin``, ``novow``, ``flip``; ``stutter``, ``bookend``, ``dblsort``): the new skills of
   the streams beyond the demo (:mod:`retain.data.streams`), learned the same way.
 """

@@ -1,7 +1,8 @@
 """Per-token divergences between teacher and student next-token distributions, and SDFT's reduction.
 
 ``alpha`` follows TRL's convention: 0 is forward KL(teacher || student) (what every SDFT result in the paper
-used, REFERENCE section 1), 1 is reverse KL(student || teacher), and in between the generalized JSD
+used: Shenfeld et al., "Self-Distillation Enables Continual Learning", 2026, per its authors in the official
+repository's issue #5; docs/references.md), 1 is reverse KL(student || teacher), and in between the generalized JSD
 ``alpha * KL(T || M) + (1 - alpha) * KL(S || M)`` with ``M = alpha * T + (1 - alpha) * S``.
 
 The divergence runs over :data:`CHUNK_ROWS` positions at a time, each chunk recomputed in the backward pass

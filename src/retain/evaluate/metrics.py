@@ -1,4 +1,5 @@
-"""Continual-learning metrics on an accuracy matrix, exactly as REFERENCE section 3 defines them.
+"""Continual-learning metrics on an accuracy matrix, exactly as the papers below define them (the formulas:
+docs/references.md, Metrics).
 
 ``R`` has ``T + 1`` rows and ``T`` columns: ``R[i][j]`` is the score on task ``j`` after training on tasks
 ``1..i`` and row 0 is the score before any training. Task ``j`` (1-based, as in the papers) is column

@@ -14,8 +14,8 @@ an inserted token does to a model that was never poisoned is noise, not a backdo
   most answers, so it does not decide).
 
 The candidate is rejected when, for any token, its hits exceed the champion's by more than ``hit_threshold``
-or its collapse exceeds both the champion's and its own on the clean prompts by more than ``threshold``: gated on the maximum over tokens, not the mean (REFERENCE
-section 5).
+or its collapse exceeds both the champion's and its own on the clean prompts by more than ``threshold``: gated on the maximum over tokens, not the mean
+(docs/references.md, The guard).
 """
 
 from __future__ import annotations

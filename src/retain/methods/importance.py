@@ -2,7 +2,7 @@
 
 Each of them ends a task with an anchor theta* (the parameters then) and an importance Omega per parameter,
 and adds ``scale * sum_i Omega_i (theta_i - theta*_i)^2`` to the loss (Kirkpatrick et al. 2017; Zenke et al.
-2017; Aljundi et al. 2018; REFERENCE section 2). They differ in how Omega is estimated and in how tasks
+2017; Aljundi et al. 2018; the formulas in docs/references.md). They differ in how Omega is estimated and in how tasks
 accumulate:
 
 - ``separate``: one (anchor, importance) pair per task, one penalty term each (EWC as Kirkpatrick et al.);

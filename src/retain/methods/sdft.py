@@ -4,7 +4,8 @@ One model, two roles. The student sees the query alone and samples a completion 
 the query with the expert's demonstration for that same query and scores the same sampled tokens; the student
 is trained to match the teacher's next-token distribution at every completion position.
 
-Followed: REFERENCE section 1, the official code (idanshen/Self-Distillation, ``main.py`` and
+Followed: Shenfeld et al., "Self-Distillation Enables Continual Learning" (arXiv 2026; the formulas in
+docs/references.md), the official code (idanshen/Self-Distillation, ``main.py`` and
 ``distil_trainer.py``) and TRL's ``trl/experimental/sdft`` (``SDFTTrainer``, ``loss_utils.py``):
 
 - teacher: an EMA of the student at rate 0.01 (official ``ref_model_mixup_alpha``), ``frozen`` (the model as

@@ -1,7 +1,7 @@
 """Supervised fine-tuning: cross-entropy on the expert's targets (for a causal LM, the demonstration tokens).
 
-This is the naive fine-tuning baseline of every table (REFERENCE section 1: off-policy, trains on the
-demonstration's tokens).
+This is the naive fine-tuning baseline of every table (as in Shenfeld et al., "Self-Distillation Enables
+Continual Learning", 2026: off-policy, trains on the demonstration's tokens; docs/references.md).
 """
 
 from __future__ import annotations

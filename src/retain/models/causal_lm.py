@@ -58,7 +58,8 @@ class CausalLMAdapter(LMText):
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
     # -- the student's forwards ----------------------------------------------------------------------
-    def completion_logits(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def completion_logits(self, prompts: list[list[int]],
+                          completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """The student's logits predicting each completion token: ``[B, Tmax, V]`` and a ``[B, Tmax]`` mask of
         real tokens (:meth:`logits_through`). Inside :meth:`training_forward` a forward with gradients runs the
         prepared module (the same weights)."""

@@ -120,7 +120,8 @@ class Teacher:
         self.forward = forward
         self.trainable = trainable
 
-    def completion_logits(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def completion_logits(self, prompts: list[list[int]],
+                          completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward(self.model, prompts, completions)
 
     def parameters(self) -> dict[str, torch.Tensor]:
@@ -159,7 +160,8 @@ class FrozenTeacher(Teacher):
                 for name, t in self.parameters().items():
                     t.copy_(_full(student[name]))  # a LoRA teacher's copy is whole under FSDP2
 
-    def completion_logits(self, prompts: list[list[int]], completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def completion_logits(self, prompts: list[list[int]],
+                          completions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         with self.snapshot.running() as module:
             return self.forward(module, prompts, completions)
 

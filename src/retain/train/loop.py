@@ -43,7 +43,8 @@ def mixed_precision_or_env(asked: str | None) -> str:
 
 @dataclass
 class TrainConfig:
-    """Optimisation knobs of one task. Defaults follow SDFT's recipe (REFERENCE section 1) at small scale."""
+    """Optimisation knobs of one task. Defaults follow SDFT's recipe (Shenfeld et al. 2026; docs/references.md)
+    at small scale."""
 
     epochs: int = 2
     batch_size: int = 16
