@@ -60,6 +60,10 @@ MODE_OF: dict[str, tuple[str, str]] = {
     "wait": (HOME, "only applies when learning into a home (a model folder has no lock to wait for)"),
     "name": (HOME, "only applies when learning into a home"),
     "accept_flagged": (HOME, "only applies when learning into a home"),
+    "from_feedback": (HOME, "only applies when learning into a home (feedback is kept in a served home)"),
+    "since": (HOME, "only applies with --from-feedback"),
+    "documents": (HOME, "only applies when learning into a home"),
+    "questions": (HOME, "only applies when learning into a home"),
     "out": (FOLDER, "a home keeps its own versions; use `retain export` instead"),
     "overwrite": (FOLDER, "only applies with --out (a home never overwrites a version)"),
     "prior": (FOLDER, "a home protects its own suite and state; add prior data with `retain suite add`"),
@@ -82,6 +86,21 @@ def check_mode(ctx: typer.Context, mode: str) -> None:
             raise RetainError(why, field=usage.option_name(ctx, name))
 
 
+def _source(data: Optional[Path], from_feedback: bool, since: Optional[str], documents: list[Path],
+            questions: Optional[Path]) -> str:
+    """What a learn into a home learns from: ``data``, ``feedback`` or ``documents`` (exactly one of them)."""
+    given = [name for name, on in (("DATA", data is not None), ("--from-feedback", from_feedback),
+                                   ("--documents", bool(documents))) if on]
+    if len(given) != 1:
+        raise RetainError("give exactly one of DATA, --from-feedback or --documents"
+                          + (f" (got {' and '.join(given)})" if given else ""), field=given[-1] if given else "DATA")
+    if since is not None and not from_feedback:
+        raise RetainError("only applies with --from-feedback", field="--since")
+    if bool(documents) != (questions is not None):
+        raise RetainError("--documents and --questions go together", field="--questions" if documents else "--documents")
+    return "feedback" if from_feedback else "documents" if documents else "data"
+
+
 def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[int], trust_remote_code: bool,
                    attn_implementation: Optional[str]) -> dict:
     return {"max_prompt_tokens": max_prompt_tokens, "max_new_tokens": max_new_tokens,
@@ -92,7 +111,8 @@ def _model_options(max_prompt_tokens: Optional[int], max_new_tokens: Optional[in
 def learn(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="A home, `embedded`, or a local Hugging Face causal LM folder.")],
-    data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration, optional answer.")],
+    data: Annotated[Optional[Path], typer.Argument(
+        help="JSONL: prompt, demonstration, optional answer (none with --from-feedback or --documents).")] = None,
     method: Annotated[Optional[str], typer.Option(
         "--method", "-m", help="e.g. sdft, sft, sdft+ewc, sft+si+replay. Default: into a home, the home's (SDFT "
                                "with its protection, set by `retain init`); else sdft.")] = None,
@@ -142,6 +162,18 @@ def learn(
     trust_remote_code: TrustRemoteCode = False,
     attn_implementation: AttnImplementation = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    from_feedback: Annotated[bool, typer.Option(
+        "--from-feedback", help="(home) Learn the corrections users gave (retain serve, retain feedback add) that "
+                                "no version has used: each is an SDFT example, the correction the teacher's "
+                                "demonstration, the conversation the student's prompt.")] = False,
+    since: Annotated[Optional[str], typer.Option(
+        "--since", help="(--from-feedback) Only feedback recorded after this version was created.")] = None,
+    documents: Annotated[list[Path], typer.Option(
+        "--documents", help="(home) Document files or folders (*.txt, *.md; a passage per file, named by its "
+                            "stem) the teacher reads; needs --questions. Repeatable.")] = [],
+    questions: Annotated[Optional[Path], typer.Option(
+        "--questions", help="(--documents) JSONL: question, answer, passage (a document's stem). The student "
+                            "sees the question only; held-out questions are scored closed-book.")] = None,
 ) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 
@@ -162,14 +194,25 @@ def learn(
         from retain.train.loop import process_state
         if process_state(device).num_processes > 1:
             raise RetainError("a home learns in one process; under a multi-process launch use --out", field="MODEL")
-        outcome = learn_in_home(model, data, method=method, options=options, seed=seed, lora=lora, force=force,
-                                quiet=quiet, epochs=epochs, lr=lr, batch_size=batch_size, scorer=scorer,
-                                mlflow_uri=mlflow, lock_timeout=wait, name=name, accept_flagged=accept_flagged)
+        given = dict(method=method, options=options, seed=seed, lora=lora, force=force, quiet=quiet, epochs=epochs,
+                     lr=lr, batch_size=batch_size, scorer=scorer, mlflow_uri=mlflow, lock_timeout=wait, name=name,
+                     accept_flagged=accept_flagged)
+        source = _source(data, from_feedback, since, documents, questions)
+        if source == "feedback":
+            from retain.home.feedback import learn_from_feedback
+            outcome = learn_from_feedback(model, since, **given)
+        elif source == "documents":
+            from retain.home.documents import learn_from_documents
+            outcome = learn_from_documents(model, documents, questions, **given)
+        else:
+            outcome = learn_in_home(model, data, **given)
         # A candidate the gate rejects is recorded, but the command did not do what was asked: exit 1.
         if not outcome.promoted:
             raise typer.Exit(1)
         return
     check_mode(ctx, FOLDER)
+    if data is None:
+        raise RetainError("missing argument (the skill file to learn)", field="DATA")
     if out is None:
         raise RetainError("is required when MODEL is not a home", field="--out")
     from retain import api

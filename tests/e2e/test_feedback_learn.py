@@ -1,0 +1,71 @@
+"""Learning from feedback in a real home of the embedded model: ``retain feedback add|list|export`` through the
+CLI, then a learn from the corrections. The version trains on exactly the examples the corrections make (its
+stored data file, line by line), records the ids it consumed, and consumed feedback is never offered again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retain.errors import RetainError
+from retain.home.feedback import corrections_to_learn, example_row, learn_from_feedback, list_feedback
+from retain.ledger.core import Home
+
+pytestmark = pytest.mark.slow
+RETAIN = str(Path(sys.executable).with_name("retain"))
+FACTS = {"capital zorbia": "kelm", "capital plokia": "vrod", "capital quvania": "tesk", "capital midoria": "pral"}
+
+
+def retain(*args: object, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([RETAIN, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "400", "OMP_NUM_THREADS": "1", **env})
+
+
+def test_corrections_become_the_examples_learned_and_are_consumed_once(tmp_path, tiny_home):
+    env: dict[str, str] = {}  # the same key setting as the in-process tiny_home
+    root = tiny_home.root
+    for prompt, correction in FACTS.items():
+        added = retain("feedback", "add", root, "--prompt", prompt, "--answer", "ababb", "--correction", correction,
+                       "--user", "tester", env=env)
+        assert added.returncode == 0, added.stderr
+    bad = retain("feedback", "add", root, "--prompt", "x", "--rating", "3", env=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == "retain: error: rating: must be -1 (bad), 0 or 1 (good), got 3"
+    listed = json.loads(retain("feedback", "list", root, "--json", env=env).stdout)["feedback"]
+    assert [(f["conversation"]["messages"][-1]["content"], f["correction"], f["status"]) for f in listed] == \
+        [(p, c, "new") for p, c in FACTS.items()]
+    ids = [f["id"] for f in listed]
+
+    learned = retain("learn", root, "--from-feedback", "--epochs", "1", "--quiet", env=env)
+    assert learned.returncode in (0, 1), learned.stderr[-2000:]  # 1: recorded, and the gate refused it
+    outcome = Home.open(root).version("v2")
+    record = outcome["record"]
+    assert record["config"]["feedback"]["consumed"] == ids
+    source = next(d for d in record["data"] if d["role"] == "source")
+    stored = tiny_home.objects.get(source["sha256"]).decode().splitlines()
+    assert [json.loads(line) for line in stored] == [example_row(f["conversation"], f["correction"]) for f in listed]
+    assert [json.loads(line)["demonstration"] for line in stored] == list(FACTS.values())
+    # every correction is used by that version: trained on, or held back by the guard (its screen's lines)
+    held = {line["line"] for line in record["screen"]["flagged"]} if record["screen"]["quarantined"] else set()
+    assert [(f["status"], f["by"]) for f in list_feedback(root)] == \
+        [("quarantined" if i in held else "consumed", outcome["name"]) for i in range(1, len(FACTS) + 1)]
+
+    with pytest.raises(RetainError, match="0 new correction"):
+        learn_from_feedback(root, epochs=1, quiet=True)
+    again = retain("learn", root, "--from-feedback", env=env)
+    assert again.returncode == 2 and "0 new correction(s)" in again.stderr
+    assert retain("feedback", "add", root, "--prompt", "capital tenia", "--correction", "olb", env=env).returncode == 0
+    assert [f["correction"] for f in corrections_to_learn(root)] == ["olb"]
+    assert [f["correction"] for f in corrections_to_learn(root, since=outcome["name"])] == ["olb"]
+    assert corrections_to_learn(root, since=None) == corrections_to_learn(root, since="v1")
+
+    exported = retain("feedback", "export", root, tmp_path / "feedback.jsonl", env=env)
+    assert exported.returncode == 0 and exported.stdout.strip().startswith("wrote 5 feedback")
+    lines = [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+    assert [line["status"] != "new" for line in lines] == [True] * 4 + [False] and lines[0]["user"] == "tester"
+    verified = retain("verify", root, env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
