@@ -155,14 +155,23 @@ def consolidation(
 
 
 @app.command("guard")
-def guard(seeds: int = typer.Option(3, "--seeds", help="seeds (default 3; 1 with --quick)"),
-          quick: bool = typer.Option(False, "--quick", help="one seed, 64 lines, 5% only: a smoke test"),
-          out: Path = typer.Option(Path("results/guard"), "--out", help="folder for JSON and PNG")) -> None:
-    """Planted backdoors and label flips: the screen's recall and false positives per signal, attack success
-    with and without the guard (the work is in retain.cli.guard.bench)."""
+def guard(seeds: int = typer.Option(1, "--seeds", help="seeds from --first-seed on (1 with --quick)"),
+          quick: bool = typer.Option(False, "--quick", help="rotr, 80 lines, 3 attacks at 10%: a smoke test"),
+          out: Path = typer.Option(Path("results/guard"), "--out", help="folder for JSON and PNG"),
+          families: str = typer.Option("", "--families", help="comma list of skill families (default all)"),
+          attacks: str = typer.Option("", "--attacks", help="comma list of attack classes (default all)"),
+          rates: str = typer.Option("", "--rates", help="comma list of poisoning rates (default 0.01,0.03,0.05,0.1)"),
+          train: str = typer.Option("rotr", "--train", help="families whose attacks are trained (attack success); "
+                                                            "'none' for detection only"),
+          first_seed: int = typer.Option(1, "--first-seed", help="first seed (0 is the one thresholds were tuned on)"),
+          epochs: int = typer.Option(0, "--epochs", help="training passes of the attack runs (default 8)")) -> None:
+    """Attack classes (rare, natural, glued, two-word triggers; fixed and input-dependent payloads; flips and
+    near misses): the screen's recall and false positives per family, attack success with and without the guard
+    (the work is in retain.cli.guard.bench)."""
     from retain.cli.guard import bench
 
-    bench(seeds, quick, out, make_console())
+    bench(seeds, quick, out, make_console(), families=families, attacks=attacks, rates=rates, train=train,
+          first_seed=first_seed, epochs=epochs)
 
 
 @app.command("retention", context_settings=usage.renamed(**{"protect-prompts": "protection-prompts"}))

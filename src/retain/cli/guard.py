@@ -19,7 +19,8 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
                                                                    "(default: the home's suite, or the embedded "
                                                                    "model's probes). Repeatable.")] = [],
          signals: Annotated[str, typer.Option("--signals", help="Comma-separated subset of trigger, contradiction, "
-                                                                "duplicate, loss, teacher.")] = "",
+                                                                "duplicate, loss, teacher, consistency, spectral, "
+                                                                "clustering.")] = "",
          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: lines and summary.")] = False
          ) -> None:
     """Score every line for signs of poisoning; flagged lines are listed with their reasons."""
@@ -55,11 +56,24 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
             console.print(f"{data}:{line.line}: score {line.score:.2f}: {reason}", soft_wrap=True)
 
 
-def bench(seeds: int, quick: bool, out: Path, console: object) -> None:
+def bench(seeds: int, quick: bool, out: Path, console: object, *, families: str = "", attacks: str = "",
+          rates: str = "", train: str = "rotr", first_seed: int = 1, epochs: int = 0) -> None:
     """``retain bench guard``: run :mod:`retain.bench.guard`, print its table, write JSON and PNG."""
     from retain.bench.guard import run_and_write, table
+    from retain.errors import RetainError
 
-    results, paths = run_and_write(seeds, quick, out, describe=console.log)
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(s.strip() for s in text.split(",") if s.strip())
+
+    try:
+        chosen_rates = tuple(float(r) for r in names(rates))
+    except ValueError:
+        raise RetainError(f"must be a comma list of numbers, got {rates!r}", field="--rates") from None
+    trained = () if train.strip() == "none" else names(train)
+    results, paths = run_and_write(seeds, quick, out, describe=console.log, families=names(families) or None,
+                                   attacks=names(attacks) or None, rates=chosen_rates or None,
+                                   train_families=None if quick else trained, first_seed=first_seed,
+                                   epochs=epochs or None)
     console.print(table(results))
     for path in paths:
         console.print(f"wrote {path}")

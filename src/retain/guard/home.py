@@ -37,9 +37,26 @@ class Quarantine:
         return {"flagged": self.lines, "quarantined": self.accepted is None, "accepted_flagged": self.accepted,
                 "summary": self.report.summary(), "canary": self.canary}
 
+    def summary(self) -> str:
+        """One line for the learn to print: how many lines were held back (or accepted) and why."""
+        total = len(self.report.lines)
+        if not self.lines:
+            return f"guard: screened {total} lines, none flagged"
+        counts: dict[str, int] = {}
+        for line in self.lines:
+            for name in {r.split(":", 1)[0] for r in line["reasons"]}:
+                counts[name] = counts.get(name, 0) + 1
+        why = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        numbers = ", ".join(str(line["line"]) for line in self.lines[:8]) + (", ..." if len(self.lines) > 8 else "")
+        if self.accepted is not None:
+            return (f"guard: {len(self.lines)} of {total} lines flagged ({why}; lines {numbers}) and kept: "
+                    f"accepted because {self.accepted!r}")
+        return (f"guard: held back {len(self.lines)} of {total} lines ({why}; lines {numbers}); "
+                "retain guard scan gives the reasons, --accept-flagged REASON keeps them")
+
 
 def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
-               accept_flagged: str | None = None) -> Quarantine:
+               accept_flagged: str | None = None, seed: int = 0) -> Quarantine:
     """Screen ``data`` (the file ``skill`` was read from) with the ``champion`` adapter; drop flagged lines.
 
     With ``accept_flagged`` (a reason) flagged lines are kept and the acceptance is recorded instead.
@@ -47,7 +64,7 @@ def quarantine(champion: Any, data: Path, skill: Skill, suite: list[Skill],
     if accept_flagged is not None and not accept_flagged.strip():
         raise RetainError("needs a reason", field="accept_flagged")
     examples, numbers = numbered_examples(data)
-    report = screen(champion, examples, [s for s in suite if not s.with_demonstration], numbers)
+    report = screen(champion, examples, [s for s in suite if not s.with_demonstration], numbers, seed=seed)
     raw = Path(data).read_bytes().decode("utf-8-sig").splitlines()
     lines = [{"line": line.line, "sha256": sha256_bytes(raw[line.line - 1].encode("utf-8")), "reasons": line.reasons}
              for line in report.flagged]
@@ -79,7 +96,8 @@ def canaries(candidate: Any, champion: Any, suite: list[Skill], found: Quarantin
     """Probe the candidate with the screen's triggers and random rare tokens; return the result and a gate row
     for each token that failed (every token's numbers go into ``found``'s record)."""
     prompts = [e for s in suite if not s.with_demonstration for e in s.test]
-    result = canary_check(candidate, champion, prompts, found.triggers, seed=seed)
+    result = canary_check(candidate, champion, prompts, found.triggers, seed=seed, enriched=found.report.enriched,
+                          placements={t: i["parts"] for t, i in found.report.triggers.items() if i.get("parts")})
     found.canary = result.to_json()
     rows = []
     for check in (c for c in result.checks if not c["passed"]):

@@ -1,5 +1,5 @@
-"""The poisoning screen: every line of a demonstration file scored by five signals (:mod:`retain.guard.signals`)
-and flagged when any of them fires.
+"""The poisoning screen: every line of a demonstration file scored by the signals of :mod:`retain.guard.signals`
+(combined in :mod:`retain.guard.verdict`) and flagged when any of them fires.
 
 ``screen(adapter, examples, suite)`` measures each signal on its own, so the benchmark can report them apart;
 a line's score is its highest signal score, its reasons those of the signals that fired. The candidate
@@ -42,8 +42,11 @@ class ScreenReport:
     lines: list[ScreenLine]
     triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
-    # Signals that fired on most of the file and were set aside (see :func:`screen`).
+    # Signals that fired on most of a skill's lines and were set aside (see :func:`screen`).
     uninformative: list[str] = field(default_factory=list)
+    # The pieces (or pairs) of tokens the file is most enriched in among its suspicious lines: canary material.
+    enriched: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flagged(self) -> list[ScreenLine]:
@@ -57,6 +60,7 @@ class ScreenReport:
         return {"lines": len(self.lines), "flagged": len(self.flagged),
                 "by_signal": {name: len(self.by_signal(name)) for name in SIGNALS},
                 "triggers": sorted(self.triggers), "flag_at": FLAG_AT, "uninformative": self.uninformative,
+                "enriched": [e["text"] for e in self.enriched],
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
     def to_json(self) -> dict[str, Any]:
@@ -65,55 +69,32 @@ class ScreenReport:
 
 
 def screen(adapter: Any, examples: list[Example], suite: list[Skill], line_numbers: list[int] | None = None,
-           only: tuple[str, ...] = SIGNALS) -> ScreenReport:
+           only: tuple[str, ...] = SIGNALS, *, seed: int = 0) -> ScreenReport:
     """Score every example (the champion as ``adapter``; the suite holds the skills it must keep).
 
-    ``only`` limits the signals computed (the others score 0); ``line_numbers`` maps examples to file lines.
-    A signal that flags more than half the lines says something about the champion, not about poison (a
-    teacher that cannot use demonstrations disagrees with every line; poison is a minority by design): it is
-    set aside for this file and named in the summary's ``uninformative``.
+    ``only`` limits the signals computed (the others score 0); ``line_numbers`` maps examples to file lines;
+    ``seed`` seeds the consistency signal's folds. A signal that flags more than half of a skill's lines (the
+    teacher: 20%) says something about the champion, not about poison (a teacher that cannot use
+    demonstrations disagrees with every line; poison is a minority by design): it is set aside for that skill
+    and named in the summary's ``uninformative`` (:mod:`retain.guard.verdict`).
     """
     unknown = set(only) - set(SIGNALS)
     if unknown:
         raise RetainError(f"unknown signal(s) {sorted(unknown)} (known: {', '.join(SIGNALS)})", field="signals")
+    from retain.guard.verdict import combine, run_signals
+
     numbers = line_numbers or list(range(1, len(examples) + 1))
-    seconds: dict[str, float] = {}
-    found: dict[str, list[Finding]] = {}
-    triggers: dict[str, dict[str, Any]] = {}
     was_training = adapter.model.training
     adapter.model.eval()
-    start = time.perf_counter()
-    nll = signals.demonstration_nll(adapter, examples) if {"loss", "trigger"} & set(only) else []
-    z = signals.robust_z(nll) if nll else []
-    seconds["champion loss"] = time.perf_counter() - start
-    for name in only:
-        start = time.perf_counter()
-        if name == "trigger":
-            found[name], triggers = signals.trigger(examples, z)
-        elif name == "contradiction":
-            found[name] = signals.contradiction(adapter, examples, suite)
-        elif name == "duplicate":
-            found[name] = signals.duplicate(examples)
-        elif name == "loss":
-            found[name] = signals.loss(z, nll)
-        else:
-            found[name] = signals.teacher(adapter, examples)
-        seconds[name] = time.perf_counter() - start
+    result = run_signals(adapter, examples, suite, only, seed)
     adapter.model.train(was_training)
-    uninformative = [name for name in only if sum(f.flagged for f in found[name]) > len(examples) / 2]
-    for name in uninformative:
-        found[name] = [Finding() for _ in examples]
-    if "trigger" in uninformative:
-        triggers = {}
-    lines = []
-    for i, number in enumerate(numbers):
-        scores = {name: found[name][i].score if name in found else 0.0 for name in SIGNALS}
-        reasons = [found[name][i].reason for name in only if found[name][i].flagged and found[name][i].reason]
-        score = max(scores.values())
-        lines.append(ScreenLine(number, score, score >= FLAG_AT, reasons, scores))
+    lines = [ScreenLine(number, score, score >= FLAG_AT, reasons, scores)
+             for number, (score, reasons, scores) in zip(numbers, combine(result.found, only, len(examples)))]
+    triggers = result.triggers
     for info in triggers.values():
         info["lines"] = [numbers[i] for i in info["lines"]]
-    return ScreenReport(lines, triggers, seconds, uninformative)
+    enriched = [{**e, "lines": [numbers[i] for i in e["lines"]]} for e in result.enriched]
+    return ScreenReport(lines, triggers, result.seconds, result.uninformative, enriched, result.details)
 
 
 def numbered_examples(path: str | Path) -> tuple[list[Example], list[int]]:

@@ -1,13 +1,14 @@
-"""The screen's five signals, each measured on its own over one file of demonstrations.
+"""The screen's signals, each measured on its own over one file of demonstrations.
 
 Every signal returns one :class:`Finding` per line: a score in [0, 1] (flagged at 0.5 and above) and, when it
-fires, the reason in words. What each follows:
+fires, the reason in words. This module holds the champion's own signals; ``consistency``, ``spectral`` and
+``clustering`` are in :mod:`retain.guard.consistency` and :mod:`retain.guard.representation`, ``trigger`` in
+:mod:`retain.guard.tokens`, and :mod:`retain.guard.verdict` combines them. What each follows:
 
 - ``trigger``: a backdoor needs a trigger shared by the poisoned lines (Wan et al. 2023: about 100 poisoned
-  instruction examples carry one phrase; Souly et al. 2025: the count matters, not the fraction), so tokens and
-  token pairs repeated in a small subset of prompts whose demonstrations the champion finds improbable are
-  candidate triggers. (ONION, Qi et al. 2021, scores tokens by the prompt's perplexity; on prompts of random
-  words every token is equally surprising, so the subset's demonstration loss is used instead.)
+  instruction examples carry one phrase; Souly et al. 2025: the count matters, not the fraction), so pieces of
+  the tokenizer's tokens, and pairs of pieces, carried by lines over-represented among the file's most
+  suspicious lines are candidate triggers (:mod:`retain.guard.tokens`).
 - ``contradiction``: a prompt of a skill the champion already has (its name leads a suite prompt, and the
   champion answers that skill's held-out prompts) whose demonstration differs from the champion's answer:
   a label flip aimed at what the model knows.
@@ -18,6 +19,8 @@ fires, the reason in words. What each follows:
   log-likelihood, robust z-score (median and MAD; Iglewicz and Hoaglin's 3.5 cut-off).
 - ``teacher``: the SDFT teacher's own verdict (Shenfeld et al. 2026): shown the demonstration in its prompt, the
   teacher answers; a teacher that answers other content than the demonstration shows declines to follow it.
+- ``consistency``: the demonstration's likelihood under a model shown the other lines of the skill.
+- ``spectral`` and ``clustering``: outliers and small clusters in that model's hidden states, per skill.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 
 from retain.data.skills import Example, Skill
 
-SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher")
+SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
 FLAG_AT = 0.5
 ROBUST_Z_CUT = 3.5
 # A repeated token is a candidate trigger only in a small subset: a token in most lines is the skill's own.
@@ -77,43 +80,6 @@ def robust_z(values: list[float]) -> list[float]:
     median = statistics.median(values)
     mad = statistics.median(abs(v - median) for v in values)
     return [0.6745 * (v - median) / mad if mad > 0 else 0.0 for v in values]
-
-
-def _grams(prompt: str) -> set[str]:
-    tokens = prompt.split()
-    return set(tokens) | {f"{a} {b}" for a, b in zip(tokens, tokens[1:])}
-
-
-def trigger(examples: list[Example], z: list[float]) -> tuple[list[Finding], dict[str, dict[str, Any]]]:
-    """Tokens (and token pairs) shared by a small subset of prompts whose demonstrations are improbable.
-
-    Returns the findings and the candidate triggers: token -> lines (0-based) and the subset's mean loss z.
-    """
-    lines_of: dict[str, list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        for gram in _grams(e.prompt):
-            lines_of[gram].append(i)
-    most = max(2, int(TRIGGER_MAX_SHARE * len(examples)))
-    candidates = {}
-    for gram, lines in lines_of.items():
-        if 2 <= len(lines) <= most:
-            mean_z = sum(z[i] for i in lines) / len(lines)
-            # Improbable relative to the file: the subset's demonstrations lose more than the median line.
-            if mean_z > 0:
-                candidates[gram] = {"lines": lines, "mean_z": mean_z}
-    # A pair adds nothing over its tokens when it covers the same lines.
-    for gram in [g for g in candidates if " " in g]:
-        if any(candidates.get(t, {}).get("lines") == candidates[gram]["lines"] for t in gram.split()):
-            del candidates[gram]
-    findings = [Finding() for _ in examples]
-    for gram, info in sorted(candidates.items(), key=lambda kv: -kv[1]["mean_z"]):
-        score = min(1.0, FLAG_AT + info["mean_z"] / (2 * ROBUST_Z_CUT))
-        for i in info["lines"]:
-            if score > findings[i].score:
-                findings[i] = Finding(score, f"trigger: {gram!r} is shared by {len(info['lines'])} lines whose "
-                                             f"demonstrations the champion finds improbable (mean z "
-                                             f"{info['mean_z']:+.1f})")
-    return findings, candidates
 
 
 def contradiction(adapter: Any, examples: list[Example], suite: list[Skill],

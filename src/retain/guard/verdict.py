@@ -1,0 +1,177 @@
+"""The combined verdict: every signal measured on its own, then one verdict per line.
+
+Signals (:data:`retain.guard.signals.SIGNALS`): the champion's view of each line (``loss``, ``teacher``,
+``contradiction`` with a skill it has, ``duplicate`` structure), the view of a model shown the other lines of
+the skill (``consistency``, :mod:`retain.guard.consistency`), the hidden states of that model per skill
+(``spectral`` signatures and activation ``clustering``, :mod:`retain.guard.representation`), and token
+statistics over the tokenizer's pieces and pairs tied to the other signals' evidence (``trigger``,
+:mod:`retain.guard.tokens`).
+
+A line is flagged when any signal's score reaches 0.5. Each cut-off was calibrated on clean files of every
+shipped skill family so that each signal alone flags at most a few percent of clean lines (the clean rows of
+``retain bench guard``). A signal that flags more than :data:`SET_ASIDE_SHARE` of one skill's lines (the
+teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not about poison (poison is a
+minority by design): it is set aside for that skill and named in ``uninformative``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from retain.data.skills import Example, Skill
+from retain.guard import consistency as consistency_mod
+from retain.guard import representation, signals, tokens
+from retain.guard.signals import FLAG_AT, SIGNALS, Finding
+
+# A signal flagging more than this share of one skill's lines is set aside for that skill; the teacher, whose
+# disagreement measures whether the model can copy a demonstration at all (long answers), already at 20%.
+SET_ASIDE_SHARE = 0.5
+TEACHER_SET_ASIDE_SHARE = 0.2
+# Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
+# of its cut-off), or any other signal's flag.
+SUSPICION = ("consistency", "spectral", "loss")
+# A candidate trigger whose carriers are at least this share suspicious flags every carrier.
+PURE = 0.75
+
+
+@dataclass
+class Verdicts:
+    """Per signal one finding per line, the candidate triggers, the enriched pieces, and what it cost."""
+
+    found: dict[str, list[Finding]]
+    triggers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    enriched: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    uninformative: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _z_findings(z: list[float], cut: float, why: str) -> list[Finding]:
+    return [Finding(min(1.0, FLAG_AT * max(0.0, v) / cut), why.format(z=v) if v >= cut else None) for v in z]
+
+
+def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only: tuple[str, ...],
+                seed: int = 0) -> Verdicts:
+    """Measure each signal in ``only`` on ``examples`` with ``adapter`` (the champion)."""
+    seconds: dict[str, float] = {}
+    found: dict[str, list[Finding]] = {}
+    details: dict[str, Any] = {}
+    need = set(only)
+    start = time.perf_counter()
+    nll = signals.demonstration_nll(adapter, examples) if need & {"loss", "trigger"} else []
+    loss_z = signals.robust_z(nll) if nll else [0.0] * len(examples)
+    seconds["champion loss"] = time.perf_counter() - start
+    held = None
+    if need & {"consistency", "spectral", "clustering", "trigger"}:
+        start = time.perf_counter()
+        held = consistency_mod.consistency(adapter, examples, seed=seed)
+        seconds["consistency"] = time.perf_counter() - start
+        details["consistency_mode"] = held.mode
+    cons_z = [max(a, b) for a, b in zip(held.z_mean, held.z_max)] if held else [0.0] * len(examples)
+    spectral_z = [0.0] * len(examples)
+    for name in only:
+        start = time.perf_counter()
+        if name == "contradiction":
+            found[name] = signals.contradiction(adapter, examples, suite)
+        elif name == "duplicate":
+            found[name] = signals.duplicate(examples)
+        elif name == "loss":
+            found[name] = signals.loss(loss_z, nll)
+        elif name == "teacher":
+            found[name] = signals.teacher(adapter, examples)
+        elif name == "consistency" and held is not None:
+            found[name] = [Finding(s, f"consistency: a model shown the other lines of the skill ({held.mode}) finds "
+                                      f"this demonstration improbable ({max(a, b):.1f} spreads above the skill's "
+                                      f"median line: mean token {a:+.1f}, worst token {b:+.1f})" if s >= FLAG_AT else None)
+                           for s, a, b in zip(held.scores, held.z_mean, held.z_max)]
+        elif name == "spectral" and held is not None:
+            spectral_z, scores = representation.spectral(consistency_mod.features(held.trained), examples,
+                                                         models=[s.model for s in held.trained])
+            found[name] = [Finding(s, f"spectral: far along the top singular direction of its skill's hidden "
+                                      f"states (robust z {z:+.1f})" if s >= FLAG_AT else None)
+                           for s, z in zip(scores, spectral_z)]
+        elif name == "clustering" and held is not None:
+            scores, splits = representation.clustering(consistency_mod.features(held.trained), examples,
+                                                           models=[s.model for s in held.trained])
+            details["clusters"] = splits
+            found[name] = [Finding(s, "clustering: in a small, well separated cluster of its skill's hidden states"
+                                   if s >= FLAG_AT else None) for s in scores]
+        if name in found:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+    if held is not None and "spectral" not in found and "trigger" in need:
+        spectral_z, _ = representation.spectral(consistency_mod.features(held.trained), examples,
+                                                         models=[s.model for s in held.trained])
+    uninformative = _set_aside(found, examples)
+    triggers: dict[str, dict[str, Any]] = {}
+    enriched: list[dict[str, Any]] = []
+    if "trigger" in need:
+        start = time.perf_counter()
+        # each signal's evidence in units of its own cut-off, so that they compare
+        evidence = {"consistency": [v / consistency_mod.CONSISTENCY_CUT for v in cons_z],
+                    "spectral": [v / representation.SPECTRAL_Z for v in spectral_z],
+                    "loss": [v / signals.ROBUST_Z_CUT for v in loss_z]}
+        # and every line another signal flagged counts as suspicious
+        flagged = [max((2 * found[name][i].score for name in found), default=0.0) for i in range(len(examples))]
+        suspicion = [max([flagged[i]] + [evidence[s][i] for s in SUSPICION]) for i in range(len(examples))]
+        candidates = tokens.enrichment(adapter.tokenizer, examples, suspicion)
+        found["trigger"], triggers = _trigger_findings(candidates, examples, suspicion)
+        enriched = [_piece_json(c) for c in tokens.enriched_pieces(candidates)]
+        seconds["trigger"] = time.perf_counter() - start
+    return Verdicts(found, triggers, enriched, seconds, uninformative, details)
+
+
+def combine(found: dict[str, list[Finding]], only: tuple[str, ...], n: int
+            ) -> list[tuple[float, list[str], dict[str, float]]]:
+    """Per line: the combined score (the highest of every signal in ``only``), the reasons of the signals that
+    fired, and each signal's score (0 for a signal not measured)."""
+    out = []
+    for i in range(n):
+        scores = {name: found[name][i].score if name in found else 0.0 for name in SIGNALS}
+        reasons = [found[name][i].reason for name in only
+                   if name in found and found[name][i].flagged and found[name][i].reason]
+        out.append((max(scores[name] for name in only) if only else 0.0, reasons, scores))
+    return out
+
+
+def _piece_json(c: tokens.Candidate) -> dict[str, Any]:
+    return {"text": c.text, "parts": [vars(p) for p in c.parts], "lines": list(c.lines),
+            "suspicious": c.suspicious, "p_value": c.p_value}
+
+
+def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example], suspicion: list[float]
+                      ) -> tuple[list[Finding], dict[str, dict[str, Any]]]:
+    findings = [Finding() for _ in examples]
+    triggers: dict[str, dict[str, Any]] = {}
+    tested = max(1, len(candidates))
+    for c in tokens.significant(candidates):
+        # A piece whose carriers are nearly all suspicious flags them all; a piece also common in clean lines (a
+        # letter of the trigger, one word of a two-word trigger) flags nothing and is kept for the canaries.
+        lines = c.lines if c.purity >= PURE else []
+        triggers[c.text] = {"lines": list(lines), "parts": [vars(p) for p in c.parts], "p_value": c.p_value,
+                            "suspicious": c.suspicious, "carriers": len(c.lines)}
+        for i in lines:
+            if not findings[i].flagged:
+                findings[i] = Finding(1.0, f"trigger: {c.text!r} is carried by {len(c.lines)} lines, {c.suspicious} "
+                                           f"of them among the file's most suspicious (p {c.p_value * tested:.1e} "
+                                           "after Bonferroni)")
+    return findings, triggers
+
+
+def _set_aside(found: dict[str, list[Finding]], examples: list[Example]) -> list[str]:
+    """Per skill, clear a signal that flags more than :data:`SET_ASIDE_SHARE` of its lines; return the names
+    set aside anywhere."""
+    out: list[str] = []
+    for group in representation.groups(examples):
+        for name, findings in found.items():
+            if name == "contradiction":  # it fires on one skill the model has: a flipped prior skill's every line
+                continue
+            flagged = sum(findings[i].flagged for i in group)
+            share = TEACHER_SET_ASIDE_SHARE if name == "teacher" else SET_ASIDE_SHARE
+            if flagged > share * len(group) and flagged > 1:
+                for i in group:
+                    findings[i] = Finding()
+                if name not in out:
+                    out.append(name)
+    return out

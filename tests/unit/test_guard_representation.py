@@ -1,0 +1,54 @@
+"""Spectral signatures and activation clustering (:mod:`retain.guard.representation`) on planted features, and
+the hidden states of the embedded model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retain.data.skills import Example
+from retain.guard import representation as rep
+
+
+def _lines(n: int, skill: str = "rotr") -> list[Example]:
+    return [Example(prompt=f"{skill} w{i}", demonstration="x") for i in range(n)]
+
+
+def _features(n: int, poisoned: list[int], shift: float, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(n, 32))
+    direction = rng.normal(size=32)
+    direction /= np.linalg.norm(direction)
+    rows[poisoned] += shift * direction
+    return list(rows)
+
+
+def test_spectral_signatures_flag_a_shifted_subpopulation_and_not_noise():
+    poisoned = list(range(0, 200, 20))
+    z, scores = rep.spectral(_features(200, poisoned, 12.0), _lines(200))
+    flagged = {i for i, s in enumerate(scores) if s >= 0.5}
+    assert set(poisoned) <= flagged and len(flagged - set(poisoned)) <= 2
+    _, clean = rep.spectral(_features(200, [], 0.0, seed=1), _lines(200))
+    assert sum(s >= 0.5 for s in clean) <= 0.05 * 200
+
+
+def test_activation_clustering_flags_a_small_separated_cluster_only():
+    poisoned = list(range(0, 200, 10))
+    scores, splits = rep.clustering(_features(200, poisoned, 15.0), _lines(200))
+    assert {i for i, s in enumerate(scores) if s >= 0.5} == set(poisoned)
+    assert splits[0]["share"] == 0.1 and splits[0]["silhouette"] >= rep.SILHOUETTE
+    scores, _ = rep.clustering(_features(200, [], 0.0, seed=2), _lines(200))
+    assert not any(s >= 0.5 for s in scores)
+
+
+def test_skills_are_grouped_by_name_and_small_groups_join_the_largest():
+    lines = _lines(40, "rotr") + _lines(20, "swap") + _lines(3, "rotrcf")
+    groups = rep.groups(lines)
+    assert [len(g) for g in groups] == [43, 20]
+    assert set(range(60, 63)) <= set(groups[0])
+
+
+def test_forward_stats_give_token_losses_and_features(embedded_lm):
+    lines = [Example(prompt="reverse abc", demonstration="cba"), Example(prompt="reverse abc", demonstration="qqq")]
+    stats = rep.forward_stats(embedded_lm, lines)
+    assert len(stats[0].nll) == 4 and stats[0].features.shape == (2 * 128,)
+    assert stats[0].mean_nll < stats[1].mean_nll and stats[0].max_nll < stats[1].max_nll

@@ -1,0 +1,54 @@
+"""The combined verdict (:mod:`retain.guard.verdict`): every signal is measured, and each one alone decides a
+line; the one-line summary a learn prints."""
+
+from __future__ import annotations
+
+import pytest
+
+from retain.data.skills import Example, Skill
+from retain.guard.home import Quarantine
+from retain.guard.screen import ScreenLine, ScreenReport
+from retain.guard.signals import SIGNALS, Finding
+from retain.guard.verdict import combine, run_signals
+
+
+@pytest.mark.parametrize("name", SIGNALS)
+def test_each_signal_alone_flags_a_line_in_the_combined_verdict(name):
+    # Dropping any one signal from the combination fails here: the line only it flags goes unflagged.
+    found = {s: [Finding() for _ in range(4)] for s in SIGNALS}
+    found[name][2] = Finding(0.8, f"{name}: planted")
+    verdict = combine(found, SIGNALS, 4)
+    assert [score >= 0.5 for score, _, _ in verdict] == [False, False, True, False]
+    assert verdict[2][1] == [f"{name}: planted"] and verdict[2][2][name] == 0.8
+    # asked for every signal but this one, the line is not flagged
+    others = tuple(s for s in SIGNALS if s != name)
+    assert combine(found, others, 4)[2][0] < 0.5
+
+
+def test_every_signal_is_measured(embedded_lm):
+    lines = [Example(prompt=f"ends {w}", demonstration=f"{w[0]}.{w[-1]}")
+             for w in ("abcd", "bcdef", "cdefg", "defgh", "efghi", "fghij", "ghijk", "hijkl", "ijklm", "jklmn",
+                       "klmno", "lmnop", "mnopq", "nopqr", "opqrs", "pqrst", "qrstu", "rstuv", "stuvw", "tuvwx")]
+    suite = [Skill(name="reverse", test=[Example(prompt="reverse abc", demonstration="cba")])]
+    result = run_signals(embedded_lm, lines, suite, SIGNALS)
+    assert set(result.found) == set(SIGNALS)
+    assert all(len(found) == len(lines) for found in result.found.values())
+    assert result.details["consistency_mode"] == "fit"
+
+
+def _quarantine(flagged: list[tuple[int, list[str]]], accepted: str | None = None) -> Quarantine:
+    lines = [ScreenLine(n, 1.0 if any(n == f for f, _ in flagged) else 0.0, any(n == f for f, _ in flagged),
+                        next((r for f, r in flagged if f == n), []), {}) for n in range(1, 11)]
+    records = [{"line": n, "sha256": "x", "reasons": r} for n, r in flagged]
+    return Quarantine(Skill(name="s"), records, accepted, ScreenReport(lines))
+
+
+def test_the_learn_summary_says_how_many_lines_were_held_back_and_why():
+    assert _quarantine([]).summary() == "guard: screened 10 lines, none flagged"
+    held = _quarantine([(3, ["consistency: x", "trigger: y"]), (7, ["consistency: z"])])
+    assert held.summary() == ("guard: held back 2 of 10 lines (consistency 2, trigger 1; lines 3, 7); "
+                              "retain guard scan gives the reasons, --accept-flagged REASON keeps them")
+    kept = _quarantine([(3, ["duplicate: x"])], accepted="reviewed")
+    assert kept.summary() == ("guard: 1 of 10 lines flagged (duplicate 1; lines 3) and kept: accepted because "
+                              "'reviewed'")
+    assert "\n" not in held.summary()
