@@ -1,5 +1,11 @@
-"""``retain demo``: the embedded model learns three new skills one after another, once with SFT and once with
-SDFT under the same budget, and we measure what each keeps of the skills it already had."""
+"""``retain demo``: the embedded model learns three new skills one after another with SFT, with SDFT, and in a
+home with the home's default protection (``retain init HOME`` then ``retain learn HOME FILE`` for each skill,
+no options), under the same budget, and we measure what each keeps of the skills it already had.
+
+The home's stream runs in a child process beside SFT and SDFT (each on one thread: on a 2-core machine the
+three methods take about as long as the two did alone). Its prior skills are the home's suite (the embedded
+probes, held-out prompts of their own) and its new skills' held-out prompts are the ones its learns split off.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ class DemoConfig:
     n_train: int = Budget.n_train
     n_test: int = Budget.n_test
     methods: tuple[str, ...] = ("sft", "sdft")
+    home: bool = True  # also learn the stream in a home with its default protection
     epochs: int = Budget.epochs
     batch_size: int = Budget.batch_size
     lr: float | None = None
@@ -117,6 +124,54 @@ def summary_table(by_method: dict[str, list[dict[str, float]]]) -> Table:
     return table
 
 
+HOME_METHOD = "home (default)"
+
+
+def home_stream(budget: Budget, seed: int, order: list[str]) -> dict[str, Any]:
+    """The demo's stream of ``seed`` learned into a fresh home with no options (its default protection), as a
+    run's dict (:meth:`retain.run.RunResult.to_dict`'s keys), probes in ``order``; the champion's drift from
+    the base on the probes."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    from retain.data.jsonl import write_examples
+    from retain.home import init_home_from_model
+    from retain.home.stream import learn_stream
+    from retain.home.versions import champion_loader
+
+    torch.set_num_threads(1)
+    work = Path(tempfile.mkdtemp(prefix="retain-demo-home-"))
+    try:
+        init_home_from_model(work / "home", "embedded")
+        stream, probes = language.demo_skills(budget, seed)
+        files = []
+        for skill in stream:
+            files.append(work / f"{skill.name}.jsonl")
+            write_examples(files[-1], skill.train + skill.test)
+        learned = learn_stream(work / "home", files, seed=seed, force="demo: the stream goes on",
+                               epochs=budget.epochs, batch_size=budget.batch_size,
+                               test_fraction=budget.n_test / (budget.n_train + budget.n_test))
+        load, _ = champion_loader(work / "home")
+        seed_everything(seed)
+        drift = drift_kl(language.load_model(Recipe()), load(), probes)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    column = [learned["probes"].index(name) for name in order]
+    summary = {**learned["summary"], "drift_kl": drift}
+    return {"scenario": "demo-stream", "method": HOME_METHOD, "seed": seed, "tasks": learned["skills"],
+            "probes": order, "matrix": learned["R"],
+            "probe_matrix": [[row[j] for j in column] for row in learned["probe_R"]],
+            "train_seconds": [], "recipe": {"method": learned["methods"][0], "lr": learned["lr"],
+                                            "protected": learned["protected"]},
+            "summary": summary, "decisions": learned["decisions"]}
+
+
+def _home_streams(budget: Budget, seeds: int, order: list[str]) -> list[dict[str, Any]]:
+    return [home_stream(budget, seed, order) for seed in range(seeds)]
+
+
 def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     """Run the demo and write ``results.json`` and the plots into ``out``; return the results."""
     console = console or make_console()
@@ -124,7 +179,8 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     lr = cfg.lr if cfg.lr is not None else default_lr(EMBEDDED, lora=False)
     sdft_options = language.embedded_sdft_options(cfg.teacher, **cfg.sdft_options)
     base = language.load_model(Recipe())
-    console.rule("[bold]retain demo[/]: teach the embedded model new skills, SFT vs SDFT")
+    console.rule("[bold]retain demo[/]: teach the embedded model new skills, SFT vs SDFT"
+                 + (" vs a home's default protection" if cfg.home else ""))
     console.print(f"Budget per method and skill: {cfg.n_train} examples x {cfg.epochs} passes, batch {cfg.batch_size}, "
                   f"lr {lr:g} (AdamW, cosine, grad clip 1). Same examples and passes for every method.")
     console.print("SDFT settings that differ from the library (paper) defaults on this model:")
@@ -135,6 +191,15 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     _, probes = language.demo_skills(cfg.budget(), 0)
     by_method: dict[str, list[dict[str, float]]] = {m: [] for m in cfg.methods}
     results: list[dict[str, Any]] = []
+    pool, pending = None, None
+    if cfg.home:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        pending = pool.submit(_home_streams, cfg.budget(), cfg.seeds, [p.name for p in probes])
+        console.print(f"In a second process: a home with no options (`retain init HOME`, then `retain learn HOME "
+                      f"FILE` for each skill) learns the same stream ({HOME_METHOD}).")
     with progress_bar() as progress:
         for seed in range(cfg.seeds):
             scenario = language.demo_stream(cfg.budget(), seed)
@@ -147,6 +212,16 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
                 by_method[method].append(result.summary)
                 results.append(result.to_dict())
                 progress.console.print(_matrix_table(result))
+    if pending is not None:
+        with console.status(f"waiting for {HOME_METHOD}"):
+            homes = pending.result()
+        pool.shutdown()
+        for run_dict in homes:
+            by_method.setdefault(HOME_METHOD, []).append(run_dict["summary"])
+            results.append(run_dict)
+            console.print(_matrix_table(RunResult(**{k: run_dict[k] for k in (
+                "scenario", "method", "seed", "tasks", "probes", "matrix", "probe_matrix", "train_seconds")},
+                extra_memory_bytes=0, recipe=run_dict["recipe"])))
     console.print(summary_table(by_method))
     out.mkdir(parents=True, exist_ok=True)
     first = {r["method"]: r for r in results if r["seed"] == 0}

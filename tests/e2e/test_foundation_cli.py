@@ -145,10 +145,15 @@ def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     assert (out / "accuracy_matrices.png").stat().st_size > 0 and (out / "prior_skills.png").stat().st_size > 0
     results = json.loads((out / "results.json").read_text())
-    assert set(results["summary"]) == {"sft", "sdft"}
+    assert set(results["summary"]) == {"sft", "sdft", "home (default)"}
     for run_ in results["runs"]:
         assert len(run_["matrix"]) == 4 and len(run_["matrix"][0]) == 3
         assert len(run_["probe_matrix"]) == 4
+        assert run_["probes"] == results["runs"][0]["probes"]  # the report's columns are the same probes
+    home = next(r for r in results["runs"] if r["method"] == "home (default)")
+    # the plain commands: the home's protected recipe, no option given
+    assert home["recipe"]["method"] == "sdft+rehearsal" and home["tasks"] == results["runs"][0]["tasks"]
+    assert "home (default)" in (out / "report.html").read_text()
     for name, gap in results["capability"]["new_skills"].items():
         assert gap["teacher"] > gap["student"], name
     assert str(out) in run.stdout.replace("\n", "")

@@ -1,5 +1,5 @@
-"""``retain demo``: teach the embedded model a stream of new skills with SFT and SDFT; the work is in
-:mod:`retain.demo`."""
+"""``retain demo``: teach the embedded model a stream of new skills with SFT, SDFT and a home's default
+protection; the work is in :mod:`retain.demo`."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Small budget (about 
          seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat over seeds 0..N-1; report mean and spread."),
          out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./retain-demo-<time>)."),
          teacher: str = typer.Option("ema", "--teacher", help="SDFT teacher: ema, frozen or live."),
-         set_: list[str] = typer.Option([], "--set", help="Extra SDFT option, e.g. sdft.ema_rate=0.02.")) -> None:
-    """The main job: teach the embedded model a stream of new skills with SFT and SDFT; compare forgetting."""
+         set_: list[str] = typer.Option([], "--set", help="Extra SDFT option, e.g. sdft.ema_rate=0.02."),
+         home: bool = typer.Option(True, "--home/--no-home", help="Also learn the stream in a home with its "
+                                                                  "default protection.")) -> None:
+    """The main job: teach the embedded model a stream of new skills with SFT, SDFT and a home's default
+    protection (in a second process); compare what each learned and forgot."""
     from retain.demo import DemoConfig, run_demo
     from retain.methods.registry import make_config
     from retain.methods.sdft import SDFT
@@ -29,6 +32,7 @@ def demo(quick: bool = typer.Option(False, "--quick", help="Small budget (about 
     cfg = DemoConfig.quick() if quick else DemoConfig()
     cfg.seeds = seeds
     cfg.teacher = teacher
+    cfg.home = home
     extra = parse_sets(set_)
     if set(extra) - {"sdft"}:
         raise RetainError("the demo takes only sdft.* options", field="--set")

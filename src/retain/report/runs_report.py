@@ -144,8 +144,8 @@ def demo_page(payload: dict[str, Any]) -> Page:
         Section("settings", "Settings", [f"The run took {payload.get('seconds', 0):.0f} s."],
                 tables=[_settings_table("Settings of this run (results.json: config)", payload["config"])]),
     ]
-    return Page("retain demo: what the model kept while it learned", "SFT and SDFT teach the embedded model a "
-                "stream of new skills; the question is what each keeps of the skills it already had.",
+    return Page("retain demo: what the model kept while it learned", f"{', '.join(methods)} teach the embedded "
+                "model a stream of new skills; the question is what each keeps of the skills it already had.",
                 _now(), sections)
 
 
