@@ -47,7 +47,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_every_mode_specific_option_has_a_sample():
-    assert set(SAMPLES) == set(MODE_OF)
+    assert set(SAMPLES) == set(MODE_OF), "give each new MODE_OF row a sample value in SAMPLES"
 
 
 @pytest.mark.parametrize("option", sorted(MODE_OF))

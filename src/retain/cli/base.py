@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,14 +22,17 @@ def _size(param: typer.CallbackParam, value: str) -> str:
 
 
 @app.command("build-base")
-def build_base(out: Optional[Path] = typer.Option(None, "--out", help="Default: the package's embedded folder."),
-               steps: Optional[int] = typer.Option(None, "--steps", callback=usage.number(minimum=1),
-                                                   help="Pretraining steps (default: the shipped recipe)."),
-               short: bool = typer.Option(False, "--short", help="A small, fast build for tests (20 steps)."),
-               size: str = typer.Option("S", "--size", callback=_size,
-                                        help="S (the shipped model, about 0.87M parameters), M (about 4M) or L "
-                                             "(about 16M); --short and --steps apply on top."),
-               seed: int = typer.Option(0, "--seed", callback=usage.seed)) -> None:
+def build_base(
+    out: Annotated[Optional[Path], typer.Option("--out", help="Default: the package's embedded folder.")] = None,
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", callback=usage.number(minimum=1), help="Pretraining steps (default: the shipped recipe).")] = None,
+    short: Annotated[bool, typer.Option("--short", help="A small, fast build for tests (20 steps).")] = False,
+    size: Annotated[str, typer.Option(
+        "--size", callback=_size,
+        help="S (the shipped model, about 0.87M parameters), M (about 4M) or L (about 16M); --short and --steps "
+             "apply on top.")] = "S",
+    seed: Annotated[int, typer.Option("--seed", callback=usage.seed)] = 0,
+) -> None:
     """Build the embedded base model from scratch (seeded; the shipped one took the default recipe)."""
     from retain.models.tiny.build import BuildConfig, pretrain
     from retain.models.tiny.store import WEIGHTS_DIR

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Annotated, TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 from typer.core import TyperCommand
@@ -22,18 +22,20 @@ app = typer.Typer(name="bench", no_args_is_help=True, help="The tables we publis
 
 
 @app.command("speed")
-def bench_speed(examples: int = typer.Option(64, "--examples", callback=usage.number(minimum=1),
-                                             help="Training examples per method."),
-                model: str = typer.Option("embedded", "--model",
-                                          help="`embedded`, a local causal LM folder or a cached hub id."),
-                data: Optional[Path] = typer.Option(None, "--data",
-                                                    help="Skill JSONL to train on (default: the demo's first skill)."),
-                batch_size: int = typer.Option(16, "--batch-size", callback=usage.number(minimum=1)),
-                max_new_tokens: int = typer.Option(24, "--max-new-tokens", callback=usage.number(minimum=1),
-                                                   help="SDFT's rollout length."),
-                dtype: str = typer.Option("auto", "--dtype", help="auto, bfloat16, float16 or float32."),
-                lora: bool = typer.Option(False, "--lora"),
-                out: Path = typer.Option(Path("results/speed"), "--out")) -> None:
+def bench_speed(
+    examples: Annotated[int, typer.Option(
+        "--examples", callback=usage.number(minimum=1), help="Training examples per method.")] = 64,
+    model: Annotated[str, typer.Option(
+        "--model", help="`embedded`, a local causal LM folder or a cached hub id.")] = "embedded",
+    data: Annotated[Optional[Path], typer.Option(
+        "--data", help="Skill JSONL to train on (default: the demo's first skill).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", callback=usage.number(minimum=1))] = 16,
+    max_new_tokens: Annotated[int, typer.Option(
+        "--max-new-tokens", callback=usage.number(minimum=1), help="SDFT's rollout length.")] = 24,
+    dtype: Annotated[str, typer.Option("--dtype", help="auto, bfloat16, float16 or float32.")] = "auto",
+    lora: Annotated[bool, typer.Option("--lora")] = False,
+    out: Annotated[Path, typer.Option("--out")] = Path("results/speed"),
+) -> None:
     """Time per training example and peak memory for SFT and SDFT on one model, side by side."""
     from retain.bench.speed import SpeedSetup, run_speed
     from retain.recipe import DTYPES
@@ -142,12 +144,13 @@ class _MethodsHelp(TyperCommand):
 
 @app.command("consolidation", cls=_MethodsHelp)
 def consolidation(
-    domain: str = typer.Option("all", "--domain", help="vision, control, language or all"),
-    seeds: int | None = typer.Option(None, "--seeds", help="seeds per method (default 3, or 1 with --quick)"),
-    quick: bool = typer.Option(False, "--quick", help="small budgets: a smoke test, not a result"),
-    out: Path = typer.Option(Path("results/consolidation"), "--out", help="folder for JSON and PNG"),
-    split: str = typer.Option("test", "--split", help="test to report; val to tune hyperparameters"),
-    methods: str | None = typer.Option(None, "--methods", help="comma list of method labels"),
+    domain: Annotated[str, typer.Option("--domain", help="vision, control, language or all")] = "all",
+    seeds: Annotated[int | None, typer.Option(
+        "--seeds", help="seeds per method (default 3, or 1 with --quick)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="small budgets: a smoke test, not a result")] = False,
+    out: Annotated[Path, typer.Option("--out", help="folder for JSON and PNG")] = Path("results/consolidation"),
+    split: Annotated[str, typer.Option("--split", help="test to report; val to tune hyperparameters")] = "test",
+    methods: Annotated[str | None, typer.Option("--methods", help="comma list of method labels")] = None,
 ) -> None:
     """Every consolidation method on every vision, control and language stream, side by side."""
     chosen = [m.strip() for m in methods.split(",")] if methods else None
@@ -155,43 +158,39 @@ def consolidation(
 
 
 @app.command("guard")
-def guard(seeds: int = typer.Option(1, "--seeds", help="seeds from --first-seed on (1 with --quick)"),
-          quick: bool = typer.Option(False, "--quick", help="rotr, 80 lines, 3 attacks at 10%: a smoke test"),
-          out: Path = typer.Option(Path("results/guard"), "--out", help="folder for JSON and PNG"),
-          families: str = typer.Option("", "--families", help="comma list of skill families (default all)"),
-          attacks: str = typer.Option("", "--attacks", help="comma list of attack classes (default all)"),
-          rates: str = typer.Option("", "--rates", help="comma list of poisoning rates (default 0.01,0.03,0.05,0.1)"),
-          train: str = typer.Option("rotr", "--train", help="families whose attacks are trained (attack success); "
-                                                            "'none' for detection only"),
-          first_seed: int = typer.Option(1, "--first-seed", help="first seed (0 is the one thresholds were tuned on)"),
-          epochs: int = typer.Option(0, "--epochs", help="training passes of the attack runs (default 8)")) -> None:
-    """Attack classes (rare, natural, glued, two-word triggers; fixed and input-dependent payloads; flips and
-    near misses): the screen's recall and false positives per family, attack success with and without the guard
-    (the work is in retain.cli.guard.bench)."""
+def guard(
+    seeds: Annotated[int, typer.Option("--seeds", help="seeds (default 3; 1 with --quick)")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="one seed, 64 lines, 5% only: a smoke test")] = False,
+    out: Annotated[Path, typer.Option("--out", help="folder for JSON and PNG")] = Path("results/guard"),
+) -> None:
+    """Planted backdoors and label flips: the screen's recall and false positives per signal, attack success
+    with and without the guard (the work is in retain.cli.guard.bench)."""
     from retain.cli.guard import bench
 
-    bench(seeds, quick, out, make_console(), families=families, attacks=attacks, rates=rates, train=train,
-          first_seed=first_seed, epochs=epochs)
+    bench(seeds, quick, out, make_console())
 
 
 @app.command("retention", context_settings=usage.renamed(**{"protect-prompts": "protection-prompts"}))
-def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0..N-1; mean and spread."),
-                    quick: bool = typer.Option(False, "--quick", help="A small budget (the tests' smoke run)."),
-                    recipes: list[str] = typer.Option([], "--recipe", help="Only these recipes (repeatable)."),
-                    model: str = typer.Option("embedded", "--model", help="embedded, or a model of its family "
-                                              "built by `retain build-base --size M|L` (the capacity study)."),
-                    lr: float = typer.Option(None, "--lr", help="Fine-tuning learning rate (default: the embedded "
-                                             "model's, 1e-4, for every size)."),
-                    set_: list[str] = typer.Option([], "--set", help="Method option over the chosen recipes' own, "
-                                                   "e.g. rehearsal.ratio=2 (the label shows it)."),
-                    protection_prompts: int = typer.Option(None, "--protection-prompts", min=1,
-                                                           help="Training prompts per probe the homes protect "
-                                                                "(default: a home's, 128). (Was --protect-prompts.)"),
-                    stream: list[str] = typer.Option([], "--stream", help="demo (default), long (tuning), strings2 "
-                                                     "(held out), or JSONL skill files, one skill per file in "
-                                                     "the order learned (repeat: --stream a.jsonl --stream "
-                                                     "b.jsonl)."),
-                    out: Path = typer.Option(Path("results/retention"), "--out")) -> None:
+def bench_retention(
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1; mean and spread.")] = 3,
+    quick: Annotated[bool, typer.Option("--quick", help="A small budget (the tests' smoke run).")] = False,
+    recipes: Annotated[list[str], typer.Option("--recipe", help="Only these recipes (repeatable).")] = [],
+    model: Annotated[str, typer.Option(
+        "--model",
+        help="embedded, or a model of its family built by `retain build-base --size M|L` (the capacity study).")] = "embedded",
+    lr: Annotated[float, typer.Option(
+        "--lr", help="Fine-tuning learning rate (default: the embedded model's, 1e-4, for every size).")] = None,
+    set_: Annotated[list[str], typer.Option(
+        "--set", help="Method option over the chosen recipes' own, e.g. rehearsal.ratio=2 (the label shows it).")] = [],
+    protection_prompts: Annotated[int, typer.Option(
+        "--protection-prompts", min=1,
+        help="Training prompts per probe the homes protect (default: a home's, 128). (Was --protect-prompts.)")] = None,
+    stream: Annotated[list[str], typer.Option(
+        "--stream",
+        help="demo (default), long (tuning), strings2 (held out), or JSONL skill files, one skill per file in "
+             "the order learned (repeat: --stream a.jsonl --stream b.jsonl).")] = [],
+    out: Annotated[Path, typer.Option("--out")] = Path("results/retention"),
+) -> None:
     """A stream (the demo's unless --stream) learned through a home, one learn per skill: prior-skill retention
     and new-skill accuracy of SFT, SDFT and the protected recipes, side by side."""
     from rich.table import Table
@@ -237,10 +236,12 @@ def bench_retention(seeds: int = typer.Option(3, "--seeds", min=1, help="Seeds 0
 
 
 @app.command("capacity")
-def bench_capacity(results: list[Path] = typer.Argument(..., metavar="RETENTION_JSON...",
-                                                        help="retention.json files of `retain bench retention "
-                                                             "--model ...`, one or more per model size."),
-                   out: Path = typer.Option(Path("results/capacity"), "--out")) -> None:
+def bench_capacity(
+    results: Annotated[list[Path], typer.Argument(
+        metavar="RETENTION_JSON...",
+        help="retention.json files of `retain bench retention --model ...`, one or more per model size.")],
+    out: Annotated[Path, typer.Option("--out")] = Path("results/capacity"),
+) -> None:
     """Prior-skill retention and new-skill accuracy against model size, from retention results: a table,
     capacity.json and capacity.png."""
     from rich.table import Table

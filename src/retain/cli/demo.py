@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -16,13 +16,15 @@ app = typer.Typer()
 
 
 @app.command()
-def demo(quick: bool = typer.Option(False, "--quick", help="Small budget (about 2 minutes); what tests run."),
-         seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat over seeds 0..N-1; report mean and spread."),
-         out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: ./retain-demo-<time>)."),
-         teacher: str = typer.Option("ema", "--teacher", help="SDFT teacher: ema, frozen or live."),
-         set_: list[str] = typer.Option([], "--set", help="Extra SDFT option, e.g. sdft.ema_rate=0.02."),
-         home: bool = typer.Option(True, "--home/--no-home", help="Also learn the stream in a home with its "
-                                                                  "default protection.")) -> None:
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="Small budget (about 2 minutes); what tests run.")] = False,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeat over seeds 0..N-1; report mean and spread.")] = 1,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ./retain-demo-<time>).")] = None,
+    teacher: Annotated[str, typer.Option("--teacher", help="SDFT teacher: ema, frozen or live.")] = "ema",
+    set_: Annotated[list[str], typer.Option("--set", help="Extra SDFT option, e.g. sdft.ema_rate=0.02.")] = [],
+    home: Annotated[bool, typer.Option(
+        "--home/--no-home", help="Also learn the stream in a home with its default protection.")] = True,
+) -> None:
     """The main job: teach the embedded model a stream of new skills with SFT, SDFT and a home's default
     protection (in a second process); compare what each learned and forgot."""
     from retain.demo import DemoConfig, run_demo

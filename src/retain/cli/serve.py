@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -29,27 +29,32 @@ def is_loopback(host: str) -> bool:
 
 
 @app.command()
-def serve(home: Path = typer.Argument(..., help="The home folder (made by retain init)."),
-          host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: this machine only)."),
-          port: int = typer.Option(8000, "--port", callback=usage.number(minimum=0), help="TCP port (0: any free)."),
-          api_key: list[str] = typer.Option([], "--api-key",
-                                            help=f"Bearer token required on every request (repeatable; NAME:SECRET "
+def serve(
+    home: Annotated[Path, typer.Argument(help="The home folder (made by retain init).")],
+    host: Annotated[str, typer.Option("--host", help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        "--port", callback=usage.number(minimum=0), help="TCP port (0: any free).")] = 8000,
+    api_key: Annotated[list[str], typer.Option(
+        "--api-key",
+        help=f"Bearer token required on every request (repeatable; NAME:SECRET "
                                                  f"records NAME with feedback). Default: ${KEY_ENV} (comma-"
-                                                 "separated). Required when --host is not a loopback address."),
-          max_tokens: int = typer.Option(256, "--max-tokens", callback=usage.number(minimum=1),
-                                         help="Most tokens one request may generate."),
-          default_tokens: int = typer.Option(64, "--default-tokens", callback=usage.number(minimum=1),
-                                             help="Tokens generated when a request does not say."),
-          max_body: int = typer.Option(1 << 20, "--max-body-bytes", callback=usage.number(minimum=1),
-                                       help="Largest request body."),
-          max_batch: int = typer.Option(16, "--max-batch", callback=usage.number(minimum=1),
-                                        help="Most requests generated together in one batch."),
-          poll: float = typer.Option(1.0, "--poll-seconds", callback=usage.number(minimum=0, above=True),
-                                     help="How often the home's champion is checked (a promotion or rollback is "
-                                          "served from the next check on)."),
-          model_name: Optional[str] = typer.Option(None, "--model-name",
-                                                   help="The model id clients name (default: the home's folder "
-                                                        "name; `champion` is always accepted).")) -> None:
+                                                 "separated). Required when --host is not a loopback address.")] = [],
+    max_tokens: Annotated[int, typer.Option(
+        "--max-tokens", callback=usage.number(minimum=1), help="Most tokens one request may generate.")] = 256,
+    default_tokens: Annotated[int, typer.Option(
+        "--default-tokens", callback=usage.number(minimum=1), help="Tokens generated when a request does not say.")] = 64,
+    max_body: Annotated[int, typer.Option(
+        "--max-body-bytes", callback=usage.number(minimum=1), help="Largest request body.")] = 1 << 20,
+    max_batch: Annotated[int, typer.Option(
+        "--max-batch", callback=usage.number(minimum=1), help="Most requests generated together in one batch.")] = 16,
+    poll: Annotated[float, typer.Option(
+        "--poll-seconds", callback=usage.number(minimum=0, above=True),
+        help="How often the home's champion is checked (a promotion or rollback is served from the next check "
+             "on).")] = 1.0,
+    model_name: Annotated[Optional[str], typer.Option(
+        "--model-name",
+        help="The model id clients name (default: the home's folder name; `champion` is always accepted).")] = None,
+) -> None:
     """Serve the home's champion with an OpenAI-compatible API; feedback on its answers goes into the home."""
     from retain.home import is_home
 
