@@ -36,13 +36,13 @@ def serve(
         "--port", callback=usage.number(minimum=0), help="TCP port (0: any free).")] = 8000,
     api_key: Annotated[list[str], typer.Option(
         "--api-key",
-        help=f"Bearer token required on every request (repeatable; NAME:SECRET "
-                                                 f"records NAME with feedback). Default: ${KEY_ENV} (comma-"
-                                                 "separated). Required when --host is not a loopback address.")] = [],
+        help=f"Bearer token required on every request (repeatable; NAME:SECRET records NAME with feedback). "
+             f"Default: ${KEY_ENV} (comma-separated). Required when --host is not a loopback address.")] = [],
     max_tokens: Annotated[int, typer.Option(
         "--max-tokens", callback=usage.number(minimum=1), help="Most tokens one request may generate.")] = 256,
     default_tokens: Annotated[int, typer.Option(
-        "--default-tokens", callback=usage.number(minimum=1), help="Tokens generated when a request does not say.")] = 64,
+        "--default-tokens", callback=usage.number(minimum=1),
+        help="Tokens generated when a request does not say.")] = 64,
     max_body: Annotated[int, typer.Option(
         "--max-body-bytes", callback=usage.number(minimum=1), help="Largest request body.")] = 1 << 20,
     max_batch: Annotated[int, typer.Option(
