@@ -43,7 +43,7 @@ def test_a_named_stream_and_a_users_files_run_and_are_recorded(tmp_path):
                     "--out", tmp_path / "long")
     assert named.returncode == 0, named.stderr
     results = json.loads((tmp_path / "long" / "retention.json").read_text())
-    assert results["stream"]["name"] == "long" and results["stream"]["role"] == "tuning"
+    assert results["stream"]["name"] == "long" and results["stream"]["role"] == "held out"
     assert results["runs"][0]["skills"] == ["stutter", "bookend", "dblsort"] and results["runs"][0]["stream"] == "long"
     assert set(results["stream"]["teacher_gap"]) == {"stutter", "bookend", "dblsort"} and "teacher" in named.stdout
     files = []
