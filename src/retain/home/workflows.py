@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,31 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     return config, protection.encode(plugins) if plugins else None
 
 
+@dataclass
+class _Plan:
+    """Everything a learn decided before it takes the lock: nothing in it has touched the home."""
+
+    home: Home
+    data: Path
+    skill: Skill
+    recipe: Recipe
+    scorer: str
+    test_fraction: float
+    rate: str  # where the learning rate came from, for the learn's one line
+
+
+@dataclass
+class _Champion:
+    """The champion a learn starts from: its name, its folder, the model loaded once (for the screen, its
+    scores and the canaries) and the suite as it stands (every item but the skill being learned)."""
+
+    name: str
+    folder: Path
+    model: Any
+    specs: list[dict[str, Any]]
+    suite: list[tuple[Skill, str]]
+
+
 def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
                   options: dict[str, dict[str, Any]] | None = None, seed: int = 0, lora: bool = False,
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
@@ -210,83 +235,106 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
     ``method``, ``scorer`` and ``lr`` default to what the home recorded at init (:mod:`retain.home.defaults`:
     SDFT with the home's protection, the model's SDFT settings under ``options``); the line the learn prints
     says which protection and rate it used. The candidate's consolidation methods continue the champion's
-    protection state, so a learn protects what every earlier version knew. It is scored with the champion on the whole regression suite (every suite
-    item, every skill learned so far, and the new skill's held-out set, split exactly as
-    :func:`retain.api.learn` splits it); it becomes champion only if the gate passes or ``force`` gives a
-    reason. ``name`` names the skill (default: the file's stem). Every input and option is checked before the
-    lock is taken, and nothing is written to the home before training and scoring have succeeded. With
-    ``mlflow_uri`` the version is mirrored to MLflow afterwards. ``record`` adds keys to the version's recorded
-    config (learning from feedback records the feedback ids it consumed there).
+    protection state, so a learn protects what every earlier version knew. It is scored with the champion on
+    the whole regression suite (every suite item, every skill learned so far, and the new skill's held-out set,
+    split exactly as :func:`retain.api.learn` splits it); it becomes champion only if the gate passes or
+    ``force`` gives a reason. ``name`` names the skill (default: the file's stem). Every input and option is
+    checked before the lock is taken, and nothing is written to the home before training and scoring have
+    succeeded. With ``mlflow_uri`` the version is mirrored to MLflow afterwards. ``record`` adds keys to the
+    version's recorded config (learning from feedback records the feedback ids it consumed there).
+
+    The steps: plan (check everything, build the recipe), then under the lock: open the champion, screen the
+    data with it (the guard), train the candidate, score both and gate (with the guard's canaries), record.
     """
     if mlflow_uri:
         mlflow_sync.require()
-    opened = Home.open(home)
+    plan = _plan(Home.open(home), Path(data), method, options, seed=seed, lora=lora, force=force, lr=lr,
+                 epochs=epochs, batch_size=batch_size, scorer=scorer, test_fraction=test_fraction, name=name,
+                 accept_flagged=accept_flagged)
+    with plan.home.writing("learn", lock_timeout), plan.home.work_dir("learn") as work:
+        champion = _open_champion(plan, work)
+        found = quarantine(champion.model, plan.data, plan.skill, [s for s, _ in champion.suite], accept_flagged)
+        console(stderr=True, quiet=quiet, soft_wrap=True).print(found.summary(), markup=False, highlight=False)
+        start = time.perf_counter()
+        config, state = _train(plan.home, champion.name, champion.folder, plan.recipe, found.skill,
+                               [s for s, _ in champion.suite], work / "candidate", quiet=quiet, rate=plan.rate)
+        config.update(model=champion.name, data=str(plan.data.resolve()),
+                      held_out={**config["held_out"], "fraction": plan.test_fraction})
+        config["protection"]["specs"] = champion.specs
+        config.update(record or {})  # what the caller adds to the version's record (the feedback it consumed)
+        candidate = _gated_candidate(plan, champion, found, work, config, state, time.perf_counter() - start)
+        outcome = record_candidate(plan.home, candidate, force)
+        if mlflow_uri:
+            mlflow_sync.sync(plan.home, mlflow_uri, outcome.version, outcome.promoted, merge=merge_adapter)
+    if not quiet:
+        console().print(render(outcome.decision, outcome.version, outcome.parent))
+    return outcome
+
+
+def _plan(opened: Home, data: Path, method: str | None, options: dict[str, dict[str, Any]] | None, *, seed: int,
+          lora: bool, force: str | None, lr: float | None, epochs: int, batch_size: int, scorer: str | None,
+          test_fraction: float, name: str | None, accept_flagged: str | None) -> _Plan:
+    """Check every input and build the learn's recipe over the home's recorded settings; writes nothing."""
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
     if accept_flagged is not None and not accept_flagged.strip():
         raise RetainError("needs a reason", field="accept_flagged")
-    data = Path(data)
     v1 = opened.version("v1")["record"]["config"]
     settings = defaults.home_settings(v1)
     method = method or settings["method"]
     scorer = scorer or settings["scorer"]
     rate = "--lr" if lr is not None else "the home's rate" if settings["lr"] is not None else "the model's rate"
     lr = settings["lr"] if lr is None else lr
-    options = with_defaults(method, options, settings["options"])
     skill = read_skill(data, name=name, seed=seed, test_fraction=test_fraction, scorer=scorer)
     if not skill.test:
         raise RetainError("needs at least two distinct prompts (one is held out for the regression suite)",
                           file=str(data))
-    if skill.name in [spec["name"] for spec in store.suite_specs(opened.conn) if spec["kind"] == "probe"]:
+    specs = store.suite_specs(opened.conn)
+    if skill.name in [spec["name"] for spec in specs if spec["kind"] == "probe"]:
         raise RetainError(f"the skill is named {skill.name!r}, which is an item of this home's suite; "
                           "pass --name NEW_NAME to learn it under another name", file=str(data))
-    for spec in store.suite_specs(opened.conn):  # scoring them needs lm-eval: say so before training
+    for spec in specs:  # scoring them needs lm-eval: say so before training
         if "lmeval" in spec:
             lmeval.require(f"{opened.root} (suite item {spec['name']})")
-    recipe = _home_recipe(v1["source"], method, options, seed=seed, lora=lora, lr=lr, epochs=epochs,
-                          batch_size=batch_size, settings=v1.get("protection", {}).get("settings"))
+    recipe = _home_recipe(v1["source"], method, with_defaults(method, options, settings["options"]), seed=seed,
+                          lora=lora, lr=lr, epochs=epochs, batch_size=batch_size,
+                          settings=v1.get("protection", {}).get("settings"))
     _check_before_lock(opened, recipe, skill)
-    with opened.writing("learn", lock_timeout), opened.work_dir("learn") as work:
-        parent = opened.champion()
-        parent_dir = opened.materialize(parent, work / "champion", merge_adapter)
-        specs = [spec for spec in store.suite_specs(opened.conn) if spec["name"] != skill.name]
-        suite_now = [(suite.load(opened.objects, spec), spec["kind"]) for spec in specs]
-        # The guard screens the data with the champion before training: flagged lines are held back.
-        champion_lm = api.load_model(str(parent_dir))
-        found = quarantine(champion_lm, data, skill, [s for s, _ in suite_now], accept_flagged)
-        skill = found.skill
-        console(stderr=True, quiet=quiet, soft_wrap=True).print(found.summary(), markup=False, highlight=False)
-        start = time.perf_counter()
-        config, state = _train(opened, parent, parent_dir, recipe, skill, [s for s, _ in suite_now],
-                               work / "candidate", quiet=quiet, rate=rate)
-        wall = time.perf_counter() - start
-        config["protection"]["specs"] = specs
-        config.update(model=parent, data=str(data.resolve()),
-                      held_out={**config["held_out"], "fraction": test_fraction})
-        config.update(record or {})  # what the caller adds to the version's record (the feedback it consumed)
-        full_dir = work / "candidate"
-        if lora:
-            full_dir = work / "candidate-merged"
-            full_dir.mkdir()
-            merge_adapter(parent_dir, work / "candidate", full_dir)
-        regression = suite_now + [(skill, "skill")]
-        # each model is loaded once here: the champion for the screen, its scores and the canaries
-        candidate_lm = api.load_model(str(full_dir))
-        _, canary_checks = canaries(candidate_lm, champion_lm, [s for s, _ in regression], found, seed)
-        scores, items = score_items(candidate_lm, regression)
-        champion, champion_items = _champion_scores(opened, parent, champion_lm, regression)
-        candidate = Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=method,
-                              skill=skill, scores=scores, champion_scores=champion, items=items,
-                              champion_items=champion_items,
-                              seed=seed, lora=lora, options=_stored_recipe(recipe, skill, scorer, test_fraction),
-                              config=config, data=[("source", data)], wall_seconds=wall, protection=state,
-                              screen=found.record(), canary_checks=canary_checks)
-        outcome = record_candidate(opened, candidate, force)
-        if mlflow_uri:
-            mlflow_sync.sync(opened, mlflow_uri, outcome.version, outcome.promoted, merge=merge_adapter)
-    if not quiet:
-        console().print(render(outcome.decision, outcome.version, outcome.parent))
-    return outcome
+    return _Plan(opened, data, skill, recipe, scorer, test_fraction, rate)
+
+
+def _open_champion(plan: _Plan, work: Path) -> _Champion:
+    """The champion materialised into ``work`` and loaded, with the suite as it stands now."""
+    name = plan.home.champion()
+    folder = plan.home.materialize(name, work / "champion", merge_adapter)
+    specs = [spec for spec in store.suite_specs(plan.home.conn) if spec["name"] != plan.skill.name]
+    suite_now = [(suite.load(plan.home.objects, spec), spec["kind"]) for spec in specs]
+    return _Champion(name, folder, api.load_model(str(folder)), specs, suite_now)
+
+
+def _gated_candidate(plan: _Plan, champion: _Champion, found: Any, work: Path, config: dict[str, Any],
+                     state: bytes | None, wall: float) -> Candidate:
+    """The trained candidate with everything the gate weighs: its and the champion's scores (and per-item
+    outcomes) on the suite and the new skill's held-out set, and the guard's canaries on both models."""
+    lora = plan.recipe.model.lora
+    full_dir = work / "candidate"
+    if lora:  # the gate scores the whole model: the champion with the new adapter merged in
+        full_dir = work / "candidate-merged"
+        full_dir.mkdir()
+        merge_adapter(champion.folder, work / "candidate", full_dir)
+    skill = found.skill
+    regression = champion.suite + [(skill, "skill")]
+    candidate_lm = api.load_model(str(full_dir))
+    _, canary_checks = canaries(candidate_lm, champion.model, [s for s, _ in regression], found, plan.recipe.seed)
+    scores, items = score_items(candidate_lm, regression)
+    champion_scores, champion_items = _champion_scores(plan.home, champion.name, champion.model, regression,
+                                                       new_skill=skill.name)
+    return Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=plan.recipe.method,
+                     skill=skill, scores=scores, champion_scores=champion_scores, items=items,
+                     champion_items=champion_items, seed=plan.recipe.seed, lora=lora,
+                     options=_stored_recipe(plan.recipe, skill, plan.scorer, plan.test_fraction), config=config,
+                     data=[("source", plan.data)], wall_seconds=wall, protection=state, screen=found.record(),
+                     canary_checks=canary_checks)
 
 
 def _check_before_lock(home: Home, recipe: Recipe, skill: Skill) -> None:
@@ -312,8 +360,8 @@ def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: flo
     return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction}
 
 
-def _champion_scores(home: Home, champion: str, model: Any,
-                     regression: list[tuple[Skill, str]]) -> tuple[Scores, Items]:
+def _champion_scores(home: Home, champion: str, model: Any, regression: list[tuple[Skill, str]], *,
+                     new_skill: str) -> tuple[Scores, Items]:
     """The champion's scores on the suite and the per-item scores behind them, measured now only where its own
     record cannot answer.
 
@@ -325,15 +373,18 @@ def _champion_scores(home: Home, champion: str, model: Any,
     """
     record = home.version(champion)["record"]
     own, own_items = record["scores"], unpack_items(record.get("outcomes"))
-    added_by = {r["name"]: int(r["added_by"][1:]) for r in home.conn.execute("SELECT name, added_by FROM suite")}
-    born = int(champion[1:])
+    # versions in the order they were made (their names are labels, never parsed)
+    made = {r["name"]: r["created_seq"] for r in home.conn.execute("SELECT name, created_seq FROM versions")}
+    added_by = {r["name"]: made[r["added_by"]] for r in home.conn.execute("SELECT name, added_by FROM suite")
+                if r["added_by"] in made}
+    born = made[champion]
     scores: Scores = {"probes": {}, "skills": {}}
     items: Items = {"probes": {}, "skills": {}}
     missing = []
     for skill, kind in regression:
         suite = "probes" if kind == "probe" else "skills"
         recorded = skill.name in own[suite] and added_by.get(skill.name, born + 1) <= born \
-            and skill is not regression[-1][0]
+            and not (kind == "skill" and skill.name == new_skill)
         kept = own_items.get(suite, {}).get(skill.name)
         if recorded and (kept is not None or isinstance(skill, lmeval.LmEvalTask)):
             scores[suite][skill.name] = own[suite][skill.name]
