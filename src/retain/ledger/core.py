@@ -245,7 +245,14 @@ class Home:
         with lock.exclusive(self.root / "lock", command, max(timeout, WRITER_GRACE_S)):
             self._clean_tmp()
             self._recover()
-            self._check_writable(command)
+            try:
+                self._check_writable(command)
+            except (OSError, sqlite3.Error) as err:
+                # Giving a copy its id is a commit of its own; on a full disk the command has recorded nothing.
+                if disk_full(err):
+                    raise RetainError(f"no space left on the device; {command} recorded nothing",
+                                      file=str(self.root)) from None
+                raise
             self.objects.new.clear()
             committed_before = store.head(self.conn)[0]
             try:
