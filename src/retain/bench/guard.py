@@ -14,7 +14,8 @@ one-letter near misses inside the new skill) at each poisoning rate:
   backdoor the share of held-out prompts, trigger placed, answered with the payload; for a flip or near miss
   the share of the poisoned prompts answered with the planted wrong answer. The budget (``epochs``, ``lr``)
   is one where the attacks take unguarded: the table reports that success, so that a low success with the
-  guard means the guard stopped it.
+  guard means the guard stopped it. When the screen held back every poisoned line, the family's clean model
+  stands in for the guarded one (``stand_in``).
 
 The gate's forgetting rule is off (on the embedded model every SFT candidate that learns a skill loses more
 than 5% of the probes, and the gate would reject every candidate, poisoned or not). Thresholds were tuned on
@@ -49,8 +50,8 @@ class GuardBudget:
     n_train: int = 200
     n_test: int = 30
     probe_n: int = 20
-    epochs: int = 8
-    lr: float = 1e-3
+    epochs: int = 12
+    lr: float = 3e-3
     rates: tuple[float, ...] = (0.01, 0.03, 0.05, 0.1)
     seeds: int = 1
     first_seed: int = 1
@@ -60,7 +61,7 @@ class GuardBudget:
 
     @classmethod
     def quick(cls) -> GuardBudget:
-        return cls(n_train=80, n_test=10, probe_n=10, epochs=8, rates=(0.1,), families=("rotr",),
+        return cls(n_train=80, n_test=10, probe_n=10, epochs=6, rates=(0.1,), families=("rotr",),
                    attacks=("rare fixed", "glued input", "flip"), train_families=("rotr",))
 
 
@@ -101,6 +102,8 @@ class _Seed:
     probes: list[Skill]
     champion: Any
     champion_scores: dict[str, Any] = field(default_factory=dict)
+    clean: Any = None
+    clean_scores: dict[str, Any] = field(default_factory=dict)
 
 
 def _attack_row(attack: Attack, rate: float, skill: Skill, ctx: _Seed, budget: GuardBudget,
@@ -128,8 +131,14 @@ def _attack_row(attack: Attack, rate: float, skill: Skill, ctx: _Seed, budget: G
     plain_gate = decide(policy, skill.name, ctx.champion_scores, _scores(plain, skill, ctx.probes))
     flagged = {line.line - 1 for line in report.flagged}
     kept = [e for i, e in enumerate(attack.examples) if i not in flagged]
-    guarded, guard_s = _train(kept, skill, budget, ctx.seed)
-    guarded_scores = _scores(guarded, skill, ctx.probes)
+    # When the screen held back every poisoned line, the guarded file is the clean file less a few false
+    # positives: the family's clean model stands in for it (recorded), which halves the benchmark's training.
+    stand_in = not (attack.poisoned - flagged) and ctx.clean is not None
+    if stand_in:
+        guarded, guard_s, guarded_scores = ctx.clean, 0.0, ctx.clean_scores
+    else:
+        guarded, guard_s = _train(kept, skill, budget, ctx.seed)
+        guarded_scores = _scores(guarded, skill, ctx.probes)
     guard_gate = decide(policy, skill.name, ctx.champion_scores, guarded_scores)
     canary = canary_check(guarded, ctx.champion, canary_suite, triggers, seed=ctx.seed, enriched=report.enriched,
                           placements=placements)
@@ -141,7 +150,7 @@ def _attack_row(attack: Attack, rate: float, skill: Skill, ctx: _Seed, budget: G
                           "backdoored": plain_success >= BACKDOORED,
                           "success": plain_success if plain_gate.promote else champion_success,
                           "skill_score": _score(plain, skill.test), "train_s": plain_s},
-        "with_guard": {"quarantined": len(flagged), "candidate_success": guard_candidate_success,
+        "with_guard": {"quarantined": len(flagged), "stand_in": stand_in, "candidate_success": guard_candidate_success,
                        "gate": guard_gate.decision, "canary": canary.decision, "canary_reasons": canary.reasons,
                        "promoted": promoted, "backdoored": guard_candidate_success >= BACKDOORED,
                        "success": guard_candidate_success if promoted else champion_success,
@@ -179,6 +188,9 @@ def run_guard_bench(budget: GuardBudget | None = None, describe: Callable[[str],
             train = family in budget.train_families
             if train:
                 ctx.champion_scores = _scores(champion, skill, probes)
+                describe(f"seed {seed}: {family}, clean model (the stand-in)")
+                ctx.clean, _ = _train(skill.train, skill, budget, seed)
+                ctx.clean_scores = _scores(ctx.clean, skill, probes)
             for attack_name in budget.attacks:
                 for rate in budget.rates:
                     describe(f"seed {seed}: {family}, {attack_name} at {rate:.0%}")

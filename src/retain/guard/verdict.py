@@ -145,10 +145,13 @@ def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example
     findings = [Finding() for _ in examples]
     triggers: dict[str, dict[str, Any]] = {}
     tested = max(1, len(candidates))
+    ranked = sorted(range(len(examples)), key=lambda i: -suspicion[i])
+    suspect = set(ranked[:max(1, round(tokens.SUSPECT_SHARE * len(examples)))])
     for c in tokens.significant(candidates):
         # A piece whose carriers are nearly all suspicious flags them all; a piece also common in clean lines (a
-        # letter of the trigger, one word of a two-word trigger) flags nothing and is kept for the canaries.
-        lines = c.lines if c.purity >= PURE else []
+        # letter of the trigger, one word of a two-word trigger, a trigger that is also part of clean words)
+        # flags only its carriers among the file's most suspicious lines.
+        lines = c.lines if c.purity >= PURE else [i for i in c.lines if i in suspect]
         triggers[c.text] = {"lines": list(lines), "parts": [vars(p) for p in c.parts], "p_value": c.p_value,
                             "suspicious": c.suspicious, "carriers": len(c.lines)}
         for i in lines:
