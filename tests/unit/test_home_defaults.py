@@ -46,6 +46,7 @@ def test_a_learn_with_no_options_trains_the_homes_recipe(plain_home, capsys):
     assert {k: rehearsal[k] for k in ("target", "refresh", "ratio", "draw", "size")} == {
         **defaults.PROTECTION_SETTINGS["rehearsal"], "size": 48}
     assert recipe["train"]["lr"] == pytest.approx(EMBEDDED_FINETUNE_LR * defaults.EMBEDDED_LR_SCALE)
+    assert record["config"]["rate"]["lr"] == recipe["train"]["lr"] and record["config"]["rate"]["source"] == "the home's rate"
     said = capsys.readouterr().err
     line = next(line for line in said.splitlines() if line.startswith("learning with"))
     assert "sdft+rehearsal" in line and "rehearsal: continues the champion's state (48 prompts held" in line

@@ -196,6 +196,9 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     result.adapter.save(out)
     config = dict(result.config)
     config["protection"] = {"notes": notes}
+    # the rate this learn trained at, where it came from, and the evidence of any plugin that moved it
+    config["rate"] = {"lr": recipe.train.lr, "source": rate or "given",
+                      **{p.name: p.trace() for p in plugins if hasattr(p, "trace")}}
     return config, protection.encode(plugins) if plugins else None
 
 
