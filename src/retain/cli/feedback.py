@@ -39,7 +39,7 @@ def list_(home: HomeArg, as_json: Annotated[bool, typer.Option("--json", help="P
         return
     table = Table(title=f"feedback in {home}")
     for column in ("id", "answered by", "rating", "prompt", "answer", "correction", "user", "status"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # an id is copied whole, never cut to an ellipsis
     for f in items:
         messages = f["conversation"].get("messages") or [{"content": f["conversation"].get("prompt", "")}]
         status = f["status"] + (f" by {f['by']}" if f["by"] else "")
