@@ -259,3 +259,52 @@ def bench_capacity(
     make_console().print(table)
     for path in write_results(doc, out):
         make_console(stderr=True).print(f"wrote {path}")
+
+
+@app.command("knowledge")
+def bench_knowledge(
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1; mean and spread.")] = 3,
+    recipe: Annotated[list[str], typer.Option("--recipe", help="sft, sdft, default (repeatable; default: all).")] = [],
+    epochs: Annotated[Optional[int], typer.Option("--epochs", callback=usage.number(minimum=1),
+                                                  help="Passes over the questions (default 20; 2 with --quick).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Two entities, two passes: a smoke run.")] = False,
+    out: Annotated[Path, typer.Option("--out")] = Path("results/knowledge"),
+) -> None:
+    """Facts the embedded model cannot know, learned from documents into a home (SFT on the documents, SDFT,
+    the home's default learn): closed-book accuracy on held-out questions against the teacher's with the
+    passage, and prior skills kept; knowledge.json and knowledge.png."""
+    from retain.bench.knowledge import RECIPES, run_benchmark, table, write_results
+
+    for label in recipe:
+        if label not in RECIPES:
+            raise RetainError(f"must be one of {', '.join(RECIPES)}, got {label!r}", field="--recipe")
+    console = make_console(stderr=True)
+    results = run_benchmark(recipe or None, seeds=seeds, quick=quick, epochs=epochs,
+                            progress=lambda message: console.print(message))
+    print(table(results))
+    for path in write_results(results, out):
+        console.print(f"wrote {path}")
+
+
+@app.command("feedback")
+def bench_feedback(
+    rounds: Annotated[int, typer.Option("--rounds", callback=usage.number(minimum=1))] = 4,
+    per_round: Annotated[int, typer.Option("--per-round", callback=usage.number(minimum=2),
+                                           help="Questions the user asks (and corrects when wrong) per round.")] = 64,
+    poison: Annotated[int, typer.Option("--poison", callback=usage.number(minimum=0),
+                                        help="Poisoned corrections a malicious user plants per round.")] = 4,
+    seed: Annotated[int, typer.Option("--seed", callback=usage.seed)] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="Two short rounds: a smoke run.")] = False,
+    out: Annotated[Path, typer.Option("--out")] = Path("results/feedback"),
+) -> None:
+    """A simulated user talks to `retain serve` through the openai client, corrects wrong answers, and the home
+    learns from the feedback each round; then the server's latency with 1, 4 and 16 clients. feedback.json and
+    feedback.png."""
+    from retain.bench.feedback import run_benchmark, table, write_results
+
+    console = make_console(stderr=True)
+    results = run_benchmark(rounds, per_round, poison, seed=seed, quick=quick,
+                            progress=lambda message: console.print(message))
+    print(table(results))
+    for path in write_results(results, out):
+        console.print(f"wrote {path}")
