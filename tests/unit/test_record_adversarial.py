@@ -204,6 +204,11 @@ def splice_relabelled(root: Path, ctx) -> None:
     rebuild_db(root)
 
 
+def append_foreign_line(root: Path, ctx) -> None:
+    """A canonical, chained line that is not an entry retain writes (no payload): evidence, never cut as torn."""
+    write_chain(root, entries_of(root) + [{"note": "not a retain entry", "last": True}])
+
+
 def sql_edit(root: Path, ctx) -> None:
     conn = sqlite3.connect(root / "ledger.sqlite")
     conn.execute("UPDATE versions SET status='champion' WHERE name='v3'")
@@ -237,6 +242,7 @@ FORGERIES = {
     "splice a copy's signed entries + objects": splice_from_copy_unapplied,
     "splice a copy's entries relabelled with this home's id, rechain, rebuild db": splice_relabelled,
     "edit a signed score, rechain, rebuild db": edit_score_rechained,
+    "append a chained line that is not an entry": append_foreign_line,
     "SQL edit: v3 champion": sql_edit,
 }
 # Rows only the key (checking each HMAC) or the witness of the machine that signed can find. On a machine with

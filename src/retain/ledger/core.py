@@ -179,13 +179,17 @@ class Home:
         the log), so a commit running meanwhile never looks like a cut or a database ahead of its log.
         """
         seen = trust.witnesses(self.audit.read())
-        self.conn.execute("BEGIN")
         try:
-            applied = store.head(self.conn)[2]
-            checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen)
-            checked.problems += trust.check_database(self.conn, checked)
-        finally:
-            self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN")
+            try:
+                applied = store.head(self.conn)[2]
+                checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen)
+                checked.problems += trust.check_database(self.conn, checked)
+            finally:
+                self.conn.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            raise RetainError(f"the ledger database is damaged ({err}); run retain verify",
+                              file=str(self.root / "ledger.sqlite")) from None
         return checked
 
     @classmethod

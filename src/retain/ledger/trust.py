@@ -90,7 +90,7 @@ def witness_id(entries: list[Entry], home_id: str | None) -> str | None:
 def _ids(check: Check, root: Path, want: str | None) -> None:
     running: str | None = None
     for i, entry in enumerate(check.entries):
-        payload = entry.payload if isinstance(entry.data.get("payload"), dict) else {}
+        payload = entry.payload
         if payload.get("type") == "home_id" and payload.get("previous") != running:
             check.fail(i, f"audit.jsonl:{entry.line}: gives the home id {payload.get('id')} in place of "
                           f"{payload.get('previous')}, but the home's id there is {running}")
@@ -226,6 +226,13 @@ def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int =
                                "command that opens the home cuts it")
         else:
             check.fail(len(entries), chain[0])
+    for i, entry in enumerate(entries):
+        payload = entry.data.get("payload")
+        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+            # Canonical and chained, but not an entry retain writes: everything from here on is unverifiable.
+            check.fail(i, f"audit.jsonl:{entry.line}: no payload with a type (not an entry retain writes)")
+            check.entries = entries = entries[:i]
+            break
     mark = marker(root)
     _ids(check, root, mark.get("id"))
     _signatures(check, key, mark, no_key)
@@ -248,7 +255,11 @@ def check_database(conn: sqlite3.Connection, check: Check) -> list[str]:
                         "checks trust")
     replayed = store.connect(":memory:")
     try:
-        store.apply(replayed, entries[:seq], replay=True)
+        try:
+            store.apply(replayed, entries[:seq], replay=True)
+        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as err:
+            return problems + [f"audit.jsonl: the entries up to {seq} cannot be replayed ({type(err).__name__}: "
+                               f"{err}): not entries retain writes"]
         problems += [f"audit.jsonl:{r['seq']}: {r['reason']}: refused, the champion was not changed"
                      for r in store.refused(replayed)]
         problems += store.compare(conn, replayed)
