@@ -23,14 +23,16 @@ def test_quick_retention_bench_through_a_home(tmp_path):
     base = ["bench", "retention", "--quick", "--seeds", "1", "--out", tmp_path]
     bad = _retain(*base, "--recipe", "nope")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--recipe" in bad.stderr
-    done = _retain(*base, "--recipe", "sft")
+    done = _retain(*base, "--recipe", "default")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "retention.json").read_text())
     (run,) = results["runs"]
-    assert run["label"] == "sft" and run["skills"] == ["rotr", "swap", "ends"] and len(run["R"]) == 4
+    assert run["label"] == "default" and run["skills"] == ["rotr", "swap", "ends"] and len(run["R"]) == 4
+    # the plain commands: the home's rate and its protection, named by nothing but the home
+    assert run["lr"] == [pytest.approx(3e-4)] and run["protected"][0].startswith("rehearsal: protects")
     assert len(run["decisions"]) == 3 and set(run["decisions"]) <= {"accepted", "forced"}
     # row 0 is the base; the probes' row 0 is what init measured, so nothing is retained above 1 by construction
-    assert run["probe_R"][0] and 0 <= results["summary"]["sft"]["prior_retention"]["mean"] <= 1.5
+    assert run["probe_R"][0] and 0 <= results["summary"]["default"]["prior_retention"]["mean"] <= 1.5
     assert results["model"]["path"] == "embedded" and results["model"]["parameters"] == 865920
     assert (tmp_path / "retention.png").stat().st_size > 1000
 
