@@ -277,7 +277,7 @@ def verify(home: HomeArg,
     if report.ok:
         console.print(f"[green]ok[/]: {counts}")
         if export_anchor:
-            record = write_anchor(home, export_anchor)
+            record = write_anchor(home, export_anchor, no_key=no_key)
             console.print(f"anchor: entry {record['seq']} ({record['sha256'][:16]}) written to {export_anchor}")
         return
     for problem in report.problems:

@@ -259,9 +259,9 @@ def _applied_bytes(root: Path) -> int:
         return 0
 
 
-def export_anchor(path: str | Path, out: Path) -> dict[str, Any]:
+def export_anchor(path: str | Path, out: Path, no_key: bool = False) -> dict[str, Any]:
     """Verify the home, then write its chain head to ``out`` (kept by the user, outside the home)."""
-    report = verify(path)
+    report = verify(path, no_key=no_key)
     if not report.ok:
         raise RetainError(f"the home does not verify ({report.problems[0]}); no anchor was written", file=str(path))
     entries, _ = audit.parse(audit.AuditLog(Path(path) / "audit.jsonl").read())
