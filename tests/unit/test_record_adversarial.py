@@ -465,6 +465,18 @@ def copies(ctx) -> list[Path]:
     return [root, one, two]
 
 
+def copy_killed_taking_its_id(ctx) -> list[Path]:
+    """A learn in a copy killed between its home_id entry and home.json: the next command finishes it."""
+    root = ctx["root"]
+    copy = root.parent / "copy"
+    shutil.copytree(root, copy)
+    proc = run(LEARN, copy, ctx["change_one_layer"](ctx["base"], ctx["tmp"] / "m4", delta=0.03), "sub",
+               kill="after_home_id")
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    assert entries_of(copy)[-1]["payload"]["type"] == "home_id"
+    return [root, copy]
+
+
 def moved(ctx) -> list[Path]:
     root = ctx["root"]
     to = root.parent / "moved"
@@ -527,6 +539,7 @@ LEGITIMATE = {
                                                                 "after_db")},
     **{f"full disk {room} bytes past the log": full_disk(room) for room in (200, 3000, 20000, 60000)},
     "copies written independently": copies,
+    "a copy's learn killed between its home_id entry and home.json": copy_killed_taking_its_id,
     "home moved (mv)": moved,
     "home deleted and made again at its path": recreated,
     "home made before home ids": made_before_ids,
