@@ -143,8 +143,9 @@ def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key
         return
     if first > 0:
         check.notes.append(f"entries 1-{first} predate the signing key")
-    for i in range(first, len(entries)):
-        entry, home = entries[i], check.ids[i] if i < len(check.ids) else None
+    # Past an entry whose id does not follow (``_ids`` stopped there) nothing is trusted anyway.
+    for i in range(first, len(check.ids)):
+        entry, home = entries[i], check.ids[i]
         if "mac" not in entry.data:
             check.fail(i, f"audit.jsonl:{entry.line}: not signed, though every entry from {first + 1} on must be "
                           "(appended or rewritten without the key)")
