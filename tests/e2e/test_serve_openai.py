@@ -159,6 +159,21 @@ def test_feedback_names_a_served_answer(live, home):
     assert [e["id"] for e in events if e["type"] == "feedback"].count(body["id"]) == 1
 
 
+def test_feedback_while_a_learn_holds_the_lock_is_pending_then_recorded(live, home):
+    from retain.home.feedback import list_feedback
+    from retain.ledger import lock
+
+    answer = client(live).chat.completions.create(model=home.name, messages=[{"role": "user", "content": "sort bca"}])
+    with lock.exclusive(home / "lock", "learn"):  # what a learn holds for minutes
+        status, body = live.raw("/feedback", json.dumps({"response_id": answer.id, "rating": 1}).encode())
+        assert status == 200 and body["status"] == "pending"
+        assert [f["status"] for f in list_feedback(home) if f["id"] == body["id"]] == ["pending"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and [f["status"] for f in list_feedback(home) if f["id"] == body["id"]] != ["new"]:
+        time.sleep(0.5)
+    assert [f["status"] for f in list_feedback(home) if f["id"] == body["id"]] == ["new"]
+
+
 def test_a_token_is_required_when_keys_are_set_and_off_localhost(home, env):
     refused = subprocess.run([RETAIN, "serve", str(home), "--host", "0.0.0.0", "--port", str(free_port())],
                              env=env, capture_output=True, text=True, timeout=120)
