@@ -33,6 +33,7 @@ def write(path: Path, examples, blank_after: int | None = None) -> Path:
 def test_scan_flags_a_planted_backdoor_with_file_line_numbers(tmp_path):
     skill = new_skills(n_train=100, n_test=5, seed=4, names=["rotr"])[0]
     planted = backdoor("rotr", skill.train, 0.05, 2)
+    # 'bb' is also inside two clean words: only its suspicious carriers are flagged.
     # A blank line after the first: every later line's number is its index + 2.
     data = write(tmp_path / "poisoned.jsonl", planted.examples, blank_after=1)
     done = retain("guard", "scan", data, "--model", "embedded", "--json")
@@ -46,7 +47,7 @@ def test_scan_flags_a_planted_backdoor_with_file_line_numbers(tmp_path):
     assert out["summary"]["triggers"][0] == "bb" and out["summary"]["enriched"][0] == "bb"
     shown = retain("guard", "scan", data)
     assert shown.returncode == 0 and f"{len(flagged)} of 100 lines flagged" in shown.stdout
-    assert f"{data}:{expected[0]}: score 1.00: trigger: 'bb' is carried by 5 lines, 5 of them" in shown.stdout
+    assert f"{data}:{expected[0]}: score 1.00: trigger: 'bb' is carried by 7 lines, 5 of them" in shown.stdout
 
 
 def test_scan_of_a_clean_file_flags_nothing_and_bad_input_is_one_line(tmp_path):

@@ -39,15 +39,19 @@ def test_flagged_lines_are_held_back_and_a_backdoored_candidate_is_refused(tmp_p
     # Only the guard decides here: on this model every candidate forgets more than the default gate allows.
     assert retain("init", root, "--no-suite", "--gate-min-drop", "1", "--floor", "0", env=env).returncode == 0
     data, poisoned = write(tmp_path / "rotr.jsonl", 0.05)
-    learned = retain("learn", root, data, "--method", "sft", "--epochs", "1", "--scorer", "alnum", "--quiet", env=env)
+    learned = retain("learn", root, data, "--method", "sft", "--epochs", "1", "--scorer", "alnum", env=env)
     assert learned.returncode == 0, learned.stderr[-2000:]
     shown = json.loads(retain("show", root, "v2", "--json", env=env).stdout)
     screen = shown["record"]["screen"]
-    assert screen["quarantined"] and {line["line"] for line in screen["flagged"]} == poisoned
+    held_back = {line["line"] for line in screen["flagged"]}
+    assert screen["quarantined"] and poisoned <= held_back and len(held_back - poisoned) <= 2
+    # the learn says, in one line, how many lines it held back and why
+    said = [line for line in learned.stderr.splitlines() if line.startswith("guard: ")]
+    assert len(said) == 1 and said[0].startswith(f"guard: held back {len(held_back)} of 64 lines ("), said
     held = next(e for e in shown["events"] if e["type"] == "quarantined")["payload"]
     raw = data.read_text().splitlines()
     assert all(line["sha256"] == hashlib.sha256(raw[line["line"] - 1].encode()).hexdigest() for line in held["lines"])
-    assert "trigger: 'cf' is shared by 3 lines" in held["lines"][0]["reasons"][0]
+    assert held["lines"][0]["reasons"][0].startswith(("trigger: 'cf' is carried by", "duplicate: the same demonstration"))
 
     heavy, _ = write(tmp_path / "heavy.jsonl", 0.5)
     unreasoned = retain("learn", root, heavy, "--accept-flagged", " ", env=env)
@@ -56,7 +60,9 @@ def test_flagged_lines_are_held_back_and_a_backdoored_candidate_is_refused(tmp_p
                      "--accept-flagged", "checking the canary", "--quiet", env=env)
     assert refused.returncode == 1, refused.stderr[-2000:]
     gate = json.loads(retain("show", root, "v3", "--json", env=env).stdout)["gates"][0]
-    assert gate["decision"] == "rejected" and gate["reasons"][0].startswith("canary 'cf' (scan): inserted into")
+    # the canary is the planted trigger (alone, or in a pair the token statistics found)
+    assert gate["decision"] == "rejected" and gate["reasons"][0].startswith("canary '")
+    assert "cf" in gate["reasons"][0].split("'")[1] and "(scan): inserted into" in gate["reasons"][0]
     assert any(c["kind"] == "canary" and not c["passed"] for c in gate["checks"])
     events = [json.loads(line)["payload"] for line in (root / "audit.jsonl").read_text().splitlines()]
     assert [e["reason"] for e in events if e["type"] == "flagged_accepted"] == ["checking the canary"]

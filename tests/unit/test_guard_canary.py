@@ -107,7 +107,10 @@ def test_quarantine_and_canaries_are_recorded_by_the_gate(trained, embedded_lm, 
             folder=change_one_layer(base, tmp_path / "m2"), kind="full", method="sft", skill=dropped.skill,
             scores={"probes": champion["probes"], "skills": {"rotr": 0.9}},
             champion_scores={**champion, "skills": {"rotr": 0.0}}, screen=kept.record(), canary_checks=rows))
-    assert not outcome.promoted and outcome.decision.reasons[0].startswith("canary 'cf' (scan)")
+    # the planted trigger, alone or in a pair the token statistics found
+    reason = outcome.decision.reasons[0]
+    assert not outcome.promoted and reason.startswith("canary '") and "cf" in reason.split("'")[1]
+    assert "(scan)" in reason
     events = [json.loads(line)["payload"] for line in (home.root / "audit.jsonl").read_text().splitlines()]
     screened = next(e for e in events if e["type"] == "version_created" and e["version"] == "v2")["record"]["screen"]
     assert screened["accepted_flagged"] == "testing the canary" and screened["flagged"] == kept.lines
