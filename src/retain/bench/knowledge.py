@@ -225,9 +225,9 @@ def write_results(results: dict[str, Any], out: Path) -> list[Path]:
         ax.bar([i + 0.38 * k for i in range(len(labels))], means, 0.38, yerr=errs, label=name)
     ax.axhline(results["teacher_mean"], color="gray", linestyle="--", label="teacher with the passage")
     ax.set_xticks([i + 0.19 for i in range(len(labels))], labels)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
     ax.set_title(f"Facts from documents, embedded model, {results['seeds']} seed(s)")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", ncol=3)
     fig.tight_layout()
     png = out / "knowledge.png"
     fig.savefig(png, dpi=120)
