@@ -175,6 +175,16 @@ def test_the_table_shows_intervals_p_values_and_verdicts():
     assert text.count("pass") == 1 and text.count("FAIL") == 1  # the new skill's floor, the probe
 
 
+def test_rows_recorded_before_the_paired_test_still_render():
+    """A gate row as the relative-drop gate recorded it (no test, no intervals) shows its limit."""
+    from retain.ledger.gate import cells
+
+    old = {"kind": "probe", "name": "p1", "champion": 0.9, "candidate": 0.5, "limit": 0.855, "passed": False}
+    floor = {"kind": "new skill", "name": "add", "champion": None, "candidate": 0.6, "limit": 0.5, "passed": True}
+    assert cells(old) == ["probe", "p1", "0.900", "0.500", "relative drop", ">= 0.855", "FAIL"]
+    assert cells(floor) == ["new skill", "add", "-", "0.600", "floor", ">= 0.500", "pass"]
+
+
 def _skill(name: str, n: int = 6) -> Skill:
     test = [Example(prompt=f"{name} {i}?", demonstration=f"{name}-{i}", answer=f"{i}") for i in range(n)]
     return Skill(name=name, train=test, test=test, scorer="exact")

@@ -226,7 +226,8 @@ def cells(row: dict[str, Any]) -> list[str]:
     elif test == "paired":
         test, p = f"paired: {row['b']} lost, {row['c']} gained of {row['n']}", f"p = {row['p']:.3g}"
     elif test in ("floor", "relative drop") or test is None:
-        test, p = test or "drop", f">= {row['limit']:.3f}"
+        test = test or ("floor" if row["kind"] == "new skill" else "relative drop")
+        p = f">= {row['limit']:.3f}"
     else:
         p = ""
     return [row["kind"], row["name"], _score(row["champion"], row.get("champion_ci")),
