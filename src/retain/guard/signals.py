@@ -130,12 +130,21 @@ def duplicate(examples: list[Example]) -> list[Finding]:
             for i in lines:
                 mark(i, f"the same prompt has conflicting demonstrations on lines {', '.join(str(j + 1) for j in lines)}")
     # A prompt that is another prompt plus one token: the token is what the two lines were made to differ by.
+    # A short prompt that many longer ones extend, each by another token, is a prefix (an input that happens to
+    # be a word of other prompts), not a copy: it is left alone.
+    pairs: list[tuple[int, int, str]] = []
     for i, e in enumerate(examples):
         tokens = e.prompt.split()
         for k in range(len(tokens)):
             shorter = " ".join(tokens[:k] + tokens[k + 1:])
             if shorter in by_prompt and content(examples[by_prompt[shorter][0]].demonstration) != content(e.demonstration):
-                mark(i, f"line {by_prompt[shorter][0] + 1} without {tokens[k]!r}, with another demonstration")
+                pairs.append((i, by_prompt[shorter][0], tokens[k]))
+    extended: dict[int, set[str]] = defaultdict(set)
+    for _, base, token in pairs:
+        extended[base].add(token)
+    for i, base, token in pairs:
+        if len(extended[base]) <= 2:
+            mark(i, f"line {base + 1} without {token!r}, with another demonstration")
     by_output: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         by_output[content(e.demonstration)].append(i)

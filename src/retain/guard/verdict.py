@@ -33,7 +33,7 @@ TEACHER_SET_ASIDE_SHARE = 0.2
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
 # A candidate trigger whose carriers are at least this share suspicious flags every carrier.
-PURE = 0.75
+PURE = 0.6
 
 
 @dataclass
@@ -145,13 +145,11 @@ def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example
     findings = [Finding() for _ in examples]
     triggers: dict[str, dict[str, Any]] = {}
     tested = max(1, len(candidates))
-    ranked = sorted(range(len(examples)), key=lambda i: -suspicion[i])
-    suspect = set(ranked[:max(1, round(tokens.SUSPECT_SHARE * len(examples)))])
     for c in tokens.significant(candidates):
-        # A piece whose carriers are nearly all suspicious flags them all; a piece also common in clean lines (a
-        # letter of the trigger, one word of a two-word trigger, a trigger that is also part of clean words)
-        # flags only its carriers among the file's most suspicious lines.
-        lines = c.lines if c.purity >= PURE else [i for i in c.lines if i in suspect]
+        # A piece whose carriers are mostly suspicious flags them all (a rare trigger also inside a clean word or
+        # two); a piece common in clean lines (a letter of the trigger, one word of a two-word trigger, whose
+        # clean carriers the attacker may have planted as decoys) flags nothing and is kept for the canaries.
+        lines = c.lines if c.purity >= PURE else []
         triggers[c.text] = {"lines": list(lines), "parts": [vars(p) for p in c.parts], "p_value": c.p_value,
                             "suspicious": c.suspicious, "carriers": len(c.lines)}
         for i in lines:
