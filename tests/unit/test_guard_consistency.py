@@ -36,3 +36,18 @@ def test_wrong_answers_inside_the_new_skill_are_inconsistent(embedded_lm, attack
     assert result.mode == "fit" and len(result.stats) == len(result.trained) == 80
     assert planted.poisoned <= flagged, (sorted(planted.poisoned), sorted(flagged))
     assert len(flagged - planted.poisoned) <= 4
+
+
+def test_one_very_surprising_token_is_enough():
+    import numpy as np
+
+    from retain.data.skills import Example
+    from retain.guard.representation import LineStats
+
+    lines = [Example(prompt=f"rotr w{i}", demonstration="x") for i in range(40)]
+    stats = [LineStats([0.1 + 0.1 * (i % 10)] * 6, np.zeros(2)) for i in range(40)]
+    stats[5] = LineStats([0.1] * 5 + [6.0], np.zeros(2))   # a near miss: one token, mean barely moved
+    stats[9] = LineStats([4.0] * 6, np.zeros(2))           # a flip: every token
+    z_mean, z_max, scores = cons.score_lines(stats, lines)
+    assert {i for i, s in enumerate(scores) if s >= 0.5} == {5, 9}
+    assert z_mean[5] < cons.CONSISTENCY_CUT <= z_max[5] and z_mean[9] >= cons.CONSISTENCY_CUT

@@ -184,6 +184,14 @@ def consistency(adapter: Any, examples: list[Example], mode: str = "auto", seed:
 
     start = time.perf_counter()
     mode, stats, trained = held_out_stats(adapter, examples, mode, seed)
+    z_mean, z_max, scores = score_lines(stats, examples, cut)
+    return Consistency(mode, stats, z_mean, z_max, scores, time.perf_counter() - start, trained)
+
+
+def score_lines(stats: list[LineStats], examples: list[Example], cut: float = CONSISTENCY_CUT
+                ) -> tuple[list[float], list[float], list[float]]:
+    """Per line, within its skill: the excess of the mean and of the worst token NLL, and the score (0.5 when
+    either reaches ``cut``)."""
     z_mean, z_max = [0.0] * len(examples), [0.0] * len(examples)
     for group in groups(examples):
         if len(group) < 4:
@@ -191,8 +199,7 @@ def consistency(adapter: Any, examples: list[Example], mode: str = "auto", seed:
         for i, a, b in zip(group, excess([stats[i].mean_nll for i in group]),
                            excess([stats[i].max_nll for i in group])):
             z_mean[i], z_max[i] = a, b
-    scores = [min(1.0, 0.5 * max(0.0, a, b) / cut) for a, b in zip(z_mean, z_max)]
-    return Consistency(mode, stats, z_mean, z_max, scores, time.perf_counter() - start, trained)
+    return z_mean, z_max, [min(1.0, 0.5 * max(0.0, a, b) / cut) for a, b in zip(z_mean, z_max)]
 
 
 def features(stats: list[LineStats]) -> list[np.ndarray]:
