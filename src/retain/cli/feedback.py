@@ -42,7 +42,8 @@ def list_(home: HomeArg, as_json: Annotated[bool, typer.Option("--json", help="P
         table.add_column(column, overflow="fold")  # an id is copied whole, never cut to an ellipsis
     for f in items:
         messages = f["conversation"].get("messages") or [{"content": f["conversation"].get("prompt", "")}]
-        status = f["status"] + (f" by {f['by']}" if f["by"] else "")
+        status = f["status"] + (f" by {f['by']}" if f["by"] else "") + \
+            (f" (rejected in {', '.join(f['tried'])})" if f["tried"] else "")
         table.add_row(f["id"], f["served_by"], str(f["rating"]), _short(messages[-1]["content"]),
                       _short(f["conversation"].get("answer")), _short(f["correction"]), f["user"] or "-", status)
     Console().print(table)

@@ -12,7 +12,10 @@ records it once. Nothing trains by itself.
 conversation is the student's prompt and the correction is the demonstration the teacher sees (Shenfeld et al.,
 "Self-Distillation Enables Continual Learning", 2026). The examples go through :func:`learn_in_home` unchanged
 (guard, protection, gate); the version records the feedback ids it consumed (line ``i`` of its data file is
-``consumed[i - 1]``), so the guard's quarantined lines name feedback too and no feedback is used twice.
+``consumed[i - 1]``), so the guard's quarantined lines name feedback too. Feedback a promoted version learned is
+consumed and never offered again; feedback the guard quarantined never is either; feedback a version the gate
+rejected trained on is offered to the next learn again (that version changed nothing), with the corrections
+given since, so corrections add up until a candidate passes the gate.
 
 When the home is busy (a learn holds its lock for minutes), the server keeps feedback *pending* in the served
 store and commits it as soon as the lock is free (:func:`flush_pending`).
@@ -184,32 +187,43 @@ def add_feedback(home: str | Path, *, response_id: str | None = None, prompt: st
     return body["id"]
 
 
-def _uses(home: Home) -> dict[str, tuple[str, str]]:
-    """feedback id -> (how it was used, by which version): ``consumed`` or ``quarantined``."""
+def _uses(home: Home) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]:
+    """How each learned feedback was used: id -> (``consumed`` or ``quarantined``, the version), and id -> the
+    rejected versions that trained on it. A version the gate rejected changed nothing, so what it trained on is
+    offered again; what the guard quarantined never is."""
     used: dict[str, tuple[str, str]] = {}
+    tried: dict[str, list[str]] = {}
     for name in store.version_names(home.conn):
-        record = home.version(name)["record"]
+        row = home.version(name)
+        record = row["record"]
         ids = record.get("config", {}).get("feedback", {}).get("consumed", [])
         screen = record.get("screen") or {}
         held = {line["line"] for line in screen.get("flagged", [])} if screen.get("quarantined") else set()
         for number, fid in enumerate(ids, start=1):
-            used[fid] = ("quarantined" if number in held else "consumed", name)
-    return used
+            if number in held:
+                used[fid] = ("quarantined", name)
+            elif row["status"] == "rejected":
+                tried.setdefault(fid, []).append(name)
+            else:
+                used[fid] = ("consumed", name)
+    return used, tried
 
 
 def list_feedback(home: str | Path) -> list[dict[str, Any]]:
-    """Every recorded feedback, oldest first, with its conversation and status (``new``, ``consumed`` by a
-    version, or ``quarantined`` by the guard in a version); feedback still pending in the served store last."""
+    """Every recorded feedback, oldest first, with its conversation and status: ``new`` (with the rejected
+    versions that ``tried`` it), ``consumed`` by the version that learned it, or ``quarantined`` by the guard in a
+    version; feedback still ``pending`` in the served store last."""
     opened = Home.open(home)
-    used = _uses(opened)
+    used, tried = _uses(opened)
     out = []
     for row in opened.conn.execute("SELECT seq, time, payload FROM events WHERE type='feedback' ORDER BY seq"):
         event = json.loads(row["payload"])
         status, by = used.get(event["id"], ("new", None))
-        out.append({**event, "seq": row["seq"], "time": row["time"], "status": status, "by": by})
+        out.append({**event, "seq": row["seq"], "time": row["time"], "status": status, "by": by,
+                    "tried": [] if by else tried.get(event["id"], [])})
     if (opened.root / SERVED_DB).exists():
         for body in ServedStore.of(opened.root).pending():
-            out.append({**body, "seq": None, "time": None, "status": "pending", "by": None})
+            out.append({**body, "seq": None, "time": None, "status": "pending", "by": None, "tried": []})
     return out
 
 
