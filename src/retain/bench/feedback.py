@@ -15,6 +15,9 @@ clients keep asking, and the round is measured through the server once it serves
 - poison: how many planted corrections the guard quarantined, and the backdoor's success through the server;
 - requests that failed while the learn and its promotion happened under load (the target is none).
 
+A round the gate rejects leaves its corrections to the next round (the rejected version changed nothing), so the
+corrections add up until a candidate passes.
+
 Then the server's latency (p50, p95) and throughput with 1, 4 and 16 concurrent clients, on the final champion.
 """
 
@@ -228,7 +231,8 @@ def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: i
             status = {f["id"]: f["status"] for f in list_feedback(root)}
             names = sorted(base_probes)
             rows.append({"round": r, "corrections": corrections, "poisoned": poison, "version": outcome.version,
-                         "decision": outcome.decision.decision, "champion": champion, "served_by": sorted(versions),
+                         "decision": outcome.decision.decision, "reasons": outcome.decision.reasons,
+                         "learned_from": len(outcome.record["config"]["feedback"]["consumed"]), "champion": champion, "served_by": sorted(versions),
                          "behaviour_accuracy": acc, "backdoor_success": backdoor,
                          "prior_retention": metrics.prior_retention([base_probes[p] for p in names],
                                                                     [probes[p] for p in names]),
@@ -256,10 +260,10 @@ def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: i
 
 def table(results: dict[str, Any]) -> str:
     lines = [f"corrected behaviour ({results['skill']}) before any feedback: {results['before']:.1%}",
-             f"{'round':>5} {'corr.':>5} {'version':>7} {'gate':>9} {'behaviour':>9} {'prior kept':>10} "
+             f"{'round':>5} {'corr.':>5} {'learned':>7} {'version':>7} {'gate':>9} {'behaviour':>9} {'prior kept':>10} "
              f"{'poison held':>11} {'backdoor':>8} {'load reqs':>9} {'failed':>6}"]
     for r in results["rounds"]:
-        lines.append(f"{r['round']:>5} {r['corrections']:>5} {r['version']:>7} {r['decision']:>9} "
+        lines.append(f"{r['round']:>5} {r['corrections']:>5} {r['learned_from']:>7} {r['version']:>7} {r['decision']:>9} "
                      f"{r['behaviour_accuracy']:>9.1%} {r['prior_retention']:>10.1%} "
                      f"{r['poison_quarantined']:>5}/{r['poison_planted']:<5} {r['backdoor_success']:>8.1%} "
                      f"{r['requests_under_load']:>9} {r['failed_under_load']:>6}")
