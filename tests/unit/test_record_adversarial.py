@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from retain.errors import RetainError
-from retain.ledger import audit, keys, store, trust
+from retain.ledger import audit, keys, store
 from retain.ledger.core import Home
 from retain.ledger.hashing import ZERO_SHA, canonical_json, sha256_bytes
 from retain.ledger.verify import verify
@@ -350,6 +350,7 @@ def test_forgery_is_detected_and_never_applied(name, ctx, monkeypatch):
 def test_repair_cuts_back_to_the_last_trusted_entry_and_records_it(name, ctx):
     """``verify --repair`` is the one way on: the forged tail is cut (and kept beside the log), the database is
     rebuilt, the repair is a signed entry, and the champion is the one the trusted log gives."""
+    from retain.ledger import trust
     from retain.ledger.anchors import sign_home
 
     root = ctx["root"]
