@@ -159,15 +159,26 @@ def consolidation(
 
 @app.command("guard")
 def guard(
-    seeds: Annotated[int, typer.Option("--seeds", help="seeds (default 3; 1 with --quick)")] = 3,
-    quick: Annotated[bool, typer.Option("--quick", help="one seed, 64 lines, 5% only: a smoke test")] = False,
+    seeds: Annotated[int, typer.Option("--seeds", help="seeds from --first-seed on (1 with --quick)")] = 1,
+    quick: Annotated[bool, typer.Option("--quick", help="rotr, 80 lines, 3 attacks at 10%: a smoke test")] = False,
     out: Annotated[Path, typer.Option("--out", help="folder for JSON and PNG")] = Path("results/guard"),
+    families: Annotated[str, typer.Option("--families", help="comma list of skill families (default all)")] = "",
+    attacks: Annotated[str, typer.Option("--attacks", help="comma list of attack classes (default all)")] = "",
+    rates: Annotated[str, typer.Option(
+        "--rates", help="comma list of poisoning rates (default 0.01,0.03,0.05,0.1)")] = "",
+    train: Annotated[str, typer.Option(
+        "--train", help="families whose attacks are trained (attack success); 'none' for detection only")] = "rotr",
+    first_seed: Annotated[int, typer.Option(
+        "--first-seed", help="first seed (0 is the one thresholds were tuned on)")] = 1,
+    epochs: Annotated[int, typer.Option("--epochs", help="training passes of the attack runs (default 12)")] = 0,
 ) -> None:
-    """Planted backdoors and label flips: the screen's recall and false positives per signal, attack success
-    with and without the guard (the work is in retain.cli.guard.bench)."""
+    """Attack classes (rare, natural, glued, two-word triggers; fixed and input-dependent payloads; flips and
+    near misses): the screen's recall and false positives per family, attack success with and without the guard
+    (the work is in retain.cli.guard.bench)."""
     from retain.cli.guard import bench
 
-    bench(seeds, quick, out, make_console())
+    bench(seeds, quick, out, make_console(), families=families, attacks=attacks, rates=rates, train=train,
+          first_seed=first_seed, epochs=epochs)
 
 
 @app.command("retention", context_settings=usage.renamed(**{"protect-prompts": "protection-prompts"}))
