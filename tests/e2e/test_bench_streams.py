@@ -57,3 +57,5 @@ def test_a_named_stream_and_a_users_files_run_and_are_recorded(tmp_path):
     assert results["stream"]["name"] == "files" and results["stream"]["files"] == [str(f) for f in files]
     (run,) = results["runs"]
     assert run["skills"] == ["myoutin", "mynovow"] and len(run["R"]) == 3 and len(run["decisions"]) == 2
+    # why the gate refused what it refused (a forced promotion keeps the gate's reasons)
+    assert [not reasons for reasons in run["gate_reasons"]] == [d == "accepted" for d in run["decisions"]]

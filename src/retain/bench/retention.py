@@ -167,7 +167,7 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
                            test_fraction=TEST_FRACTION)
     return {"label": label, "stream": stream.name, "method": method, "options": options, "seed": seed,
             **{key: learned[key] for key in ("lr", "protected", "skills", "probes", "R", "probe_R", "decisions",
-                                              "summary")}}
+                                              "gate_reasons", "summary")}}
 
 
 def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str, BenchRecipe]:

@@ -23,15 +23,17 @@ def learn_stream(root: Path, files: list[Path], *, seed: int, force: str, quiet:
     """Learn ``files`` into the home ``root`` in order (each promoted with ``force`` whatever the gate says, so
     the stream goes on; the gate's own decision is kept), with ``given`` (method, options, scorer, lr; none:
     the home's own) and ``budget`` (epochs, batch_size, test_fraction). Returns the matrices, the gate's
-    decisions, the rates the home recorded and the wall-clock and CPU seconds of the learns."""
+    decisions (with the reasons of any it refused), the rates the home recorded and the wall-clock and CPU
+    seconds of the learns."""
     from retain.home.workflows import learn_in_home
     from retain.ledger.core import Home
 
     start, cpu = time.perf_counter(), time.process_time()
-    decisions, names = [], []
+    decisions, reasons, names = [], [], []
     for path in files:
         outcome = learn_in_home(root, path, seed=seed, force=force, quiet=quiet, **(given or {}), **budget)
         decisions.append(outcome.decision.decision)
+        reasons.append(outcome.decision.reasons)
         names.append(Home.open(root).version(outcome.version)["record"]["skill"])
     # wall-clock, and this process's CPU time: on a shared machine the CPU time is what the learns cost
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
@@ -44,7 +46,8 @@ def learn_stream(root: Path, files: list[Path], *, seed: int, force: str, quiet:
                "new_skill_accuracy": statistics.fmean(R[i + 1][i] for i in range(len(names))),
                "prior_retention": metrics.prior_retention(P[0], P[-1]), "seconds": seconds,
                "cpu_seconds": cpu_seconds, "gate_passed": sum(d == "accepted" for d in decisions)}
-    return {"skills": names, "probes": probes, "R": R, "probe_R": P, "decisions": decisions, "summary": summary,
+    return {"skills": names, "probes": probes, "R": R, "probe_R": P, "decisions": decisions,
+            "gate_reasons": reasons, "summary": summary,
             "lr": sorted({v["config"]["recipe"]["train"]["lr"] for v in versions[1:]}),
             "methods": [v["method"] for v in versions[1:]],
             "protected": versions[0]["config"]["protection"]["notes"]}
