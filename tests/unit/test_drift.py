@@ -61,3 +61,21 @@ def test_options_are_checked():
         with pytest.raises(RetainError) as raised:
             parse_method("sdft+drift", {"drift": options})
         assert raised.value.field == field
+
+
+def test_in_a_home_drift_watches_training_prompts_never_a_held_out_one(tmp_path):
+    """The rate is steered by the suite's training prompts only: the gate's held-out prompts never reach it."""
+    from retain.home import init_home_from_model, protection
+    from retain.ledger.core import Home
+
+    torch.set_num_threads(1)
+    init_home_from_model(tmp_path / "home", "embedded", protect=("rehearsal", "drift"), per_item=8,
+                         options={"rehearsal": {"size": 48}, "drift": {"probes": 200}})
+    home = Home.open(tmp_path / "home")
+    state = protection.decode(home.objects.get(home.version("v1")["record"]["artifacts"]["protection_sha256"]))
+    watched = state["drift"][1]["prompts"]
+    # a prompt shown with its demonstration is the template's text, whose first line is the query
+    queries = {text.split("\n")[0] if shown else text for text, shown in watched}
+    test_prompts = {e.prompt for skill in home.suite() for e in skill.test}
+    train_prompts = {e.prompt for skill in home.suite() for e in skill.train}
+    assert len(watched) == 6 * 8 and queries <= train_prompts and not queries & test_prompts
