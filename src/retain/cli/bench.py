@@ -299,9 +299,11 @@ def bench_knowledge(
 
 @app.command("feedback")
 def bench_feedback(
-    rounds: Annotated[int, typer.Option("--rounds", callback=usage.number(minimum=1))] = 4,
+    rounds: Annotated[int, typer.Option("--rounds", callback=usage.number(minimum=1))] = 6,
     per_round: Annotated[int, typer.Option("--per-round", callback=usage.number(minimum=2),
-                                           help="Questions the user asks (and corrects when wrong) per round.")] = 64,
+                                           help="Questions the user asks (and corrects when wrong) per round.")] = 96,
+    skill: Annotated[str, typer.Option("--skill", help="The behaviour corrected: a new skill of the embedded "
+                                                       "library (ends, rotr, swap, ...).")] = "ends",
     poison: Annotated[int, typer.Option("--poison", callback=usage.number(minimum=0),
                                         help="Poisoned corrections a malicious user plants per round.")] = 4,
     seed: Annotated[int, typer.Option("--seed", callback=usage.seed)] = 0,
@@ -312,9 +314,12 @@ def bench_feedback(
     learns from the feedback each round; then the server's latency with 1, 4 and 16 clients. feedback.json and
     feedback.png."""
     from retain.bench.feedback import run_benchmark, table, write_results
+    from retain.data.synthetic import NEW_RULES
 
+    if skill not in NEW_RULES:
+        raise RetainError(f"must be one of {', '.join(NEW_RULES)}, got {skill!r}", field="--skill")
     console = make_console(stderr=True)
-    results = run_benchmark(rounds, per_round, poison, seed=seed, quick=quick,
+    results = run_benchmark(rounds, per_round, poison, seed=seed, quick=quick, skill=skill,
                             progress=lambda message: console.print(message))
     print(table(results))
     for path in write_results(results, out):
