@@ -2,8 +2,9 @@
 corrects wrong answers, and the home learns from the feedback every round.
 
 The home is a fresh ``retain init`` of the embedded model (its default protection and gate). ``retain serve``
-runs as its own process on a loopback port. The behaviour the user wants is a skill the model lacks (``rotr``:
-the word's last letter moved to the front); each round the user asks ``per_round`` new questions, rates every
+runs as its own process on a loopback port. The behaviour the user wants is a skill the model lacks (``ends``:
+a word's first and last letters; ``rotr``, the last letter moved to the front, fights the prior ``rotate``);
+each round the user asks ``per_round`` new questions, rates every
 answer, and gives the right answer as a correction when it is wrong. A second, malicious user plants poisoned
 corrections in the same feedback: a rare trigger word in the question and the attacker's output as the
 "correction" (the backdoor of :mod:`retain.guard.attacks`). Then ``retain learn HOME --from-feedback``
@@ -37,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-SKILL = "rotr"
+SKILL = "ends"
 
 
 def _free_port() -> int:
@@ -163,7 +164,7 @@ def latency(server: ServerProcess, clients: int, per_client: int, prompts: list[
             "p95_s": q[18], "throughput_rps": len(times) / wall}
 
 
-def _questions(rng: random.Random, n: int, taken: set[str]) -> list[tuple[str, str]]:
+def _questions(rng: random.Random, n: int, taken: set[str], skill: str = SKILL) -> list[tuple[str, str]]:
     from retain.data.synthetic import NEW_RULES, random_word
 
     out = []
@@ -171,13 +172,15 @@ def _questions(rng: random.Random, n: int, taken: set[str]) -> list[tuple[str, s
         word = random_word(rng)
         if word not in taken:
             taken.add(word)
-            out.append((f"{SKILL} {word}", NEW_RULES[SKILL](word)))
+            out.append((f"{skill} {word}", NEW_RULES[skill](word)))
     return out
 
 
-def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: int = 0, quick: bool = False,
-                  epochs: int | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The rounds and the latency table (see the module's docstring); the results document."""
+def run_benchmark(rounds: int = 6, per_round: int = 96, poison: int = 4, seed: int = 0, quick: bool = False,
+                  epochs: int | None = None, progress: Callable[[str], None] | None = None,
+                  skill: str = SKILL) -> dict[str, Any]:
+    """The rounds and the latency table (see the module's docstring); the results document. ``skill`` is the
+    behaviour the user corrects (a new skill of :data:`retain.data.synthetic.NEW_RULES`)."""
     from retain.data.synthetic import held_out_words
     from retain.evaluate import metrics
     from retain.guard.attacks import TARGET, TRIGGERS
@@ -191,7 +194,7 @@ def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: i
     say = progress or (lambda message: None)
     rng = random.Random(f"feedback-bench-{seed}")
     taken = set(held_out_words())
-    evaluation = _questions(rng, 16 if quick else 48, taken)
+    evaluation = _questions(rng, 16 if quick else 48, taken, skill)
     trigger = TRIGGERS[seed % len(TRIGGERS)]
     work = Path(tempfile.mkdtemp(prefix="retain-feedback-bench-"))
     root = work / "home"
@@ -206,12 +209,12 @@ def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: i
         for r in range(1, rounds + 1):
             say(f"round {r}: asking")
             client, corrections = server.client(), 0
-            for prompt, truth in _questions(rng, per_round, taken):
+            for prompt, truth in _questions(rng, per_round, taken, skill):
                 answer, rid, _ = ask(client, prompt)
                 wrong = answer != truth
                 feedback(server, rid, -1 if wrong else 1, truth if wrong else None)
                 corrections += wrong
-            for prompt, _ in _questions(rng, poison, taken):  # the malicious user's corrections
+            for prompt, _ in _questions(rng, poison, taken, skill):  # the malicious user's corrections
                 _, rid, _ = ask(client, insert(prompt, trigger))
                 planted.append(feedback(server, rid, -1, TARGET)["id"])
             say(f"round {r}: learning from {corrections} corrections and {poison} poisoned")
@@ -248,7 +251,7 @@ def run_benchmark(rounds: int = 4, per_round: int = 64, poison: int = 4, seed: i
         server.close()
         shutil.rmtree(work, ignore_errors=True)
     last = rows[-1]
-    return {"benchmark": "feedback", "seed": seed, "quick": quick, "skill": SKILL, "rounds": rows,
+    return {"benchmark": "feedback", "seed": seed, "quick": quick, "skill": skill, "rounds": rows,
             "per_round": per_round, "poison_per_round": poison, "trigger": trigger, "before": before,
             "latency": timing, "summary": {
                 "behaviour_accuracy": last["behaviour_accuracy"], "prior_retention": last["prior_retention"],
