@@ -193,7 +193,7 @@ def splice_from_copy_unapplied(root: Path, ctx) -> None:
 def splice_relabelled(root: Path, ctx) -> None:
     """The copy's entries after its ``home_id`` entry, relabelled with the original's id and re-chained: the ids
     agree now, but each MAC covers the copy's id."""
-    home_id = json.loads((root / "home.json").read_text())["id"]
+    home_id = json.loads((root / "home.json").read_text()).get("id")
     have = len(entries_of(root))
     splice_from_copy(root, ctx, rebuild=False)
     datas = entries_of(root)
@@ -300,7 +300,8 @@ def reader(root: Path) -> str:
     else:
         outcome = home.champion()
         home.conn.close()
-    assert dump(root) == before, "the reader changed the database"
+    if dump(root) != before:
+        outcome += " (APPLIED to the database)"
     return outcome
 
 
@@ -337,6 +338,7 @@ def judge_forgery(name: str, ctx, monkeypatch) -> dict[str, object]:
 def test_forgery_is_detected_and_never_applied(name, ctx, monkeypatch):
     row = judge_forgery(name, ctx, monkeypatch)
     assert row["verify"], f"{name}: verify with the key passed"
+    assert "APPLIED" not in row["reader"] + row["reader (no key)"], f"{name}: a reader changed the database"
     assert row["reader"] == "refused", f"{name}: a reader with the key showed champion {row['reader']}"
     assert row["write"] == "refused", f"{name}: a write went ahead"
     if name != "strip every signature, rechain, rebuild db":
@@ -552,8 +554,9 @@ def judge_event(name: str, ctx) -> dict[str, object]:
     problems = []
     for root in homes:
         problems += verify(root).problems
-        if reader(root) == "refused":
-            problems.append(f"{root.name}: a reader refused it")
+        outcome = reader(root)
+        if outcome == "refused" or "APPLIED" in outcome:
+            problems.append(f"{root.name}: a reader refused it or changed the database ({outcome})")
         try:
             opened = Home.open(root)
             with opened.writing("suite"):
@@ -582,7 +585,12 @@ def test_table(ctx, monkeypatch, tmp_path):
         rows = []
         for i, name in enumerate(FORGERIES):
             fresh = fresh_ctx(ctx, tmp_path / f"f{i}", monkeypatch)
-            row = judge_forgery(name, fresh, monkeypatch)
+            try:
+                row = judge_forgery(name, fresh, monkeypatch)
+            except Exception as err:  # the table also runs against older code, where rows may crash
+                monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["config"]))
+                rows.append(f"| {name} | CRASH: {type(err).__name__}: {str(err).splitlines()[0][:80]} |")
+                continue
             rows.append(f"| {name} | {'yes' if row['verify'] else 'NO'} | "
                         f"{'refused' if row['reader'] == 'refused' else 'SHOWN ' + str(row['reader'])} | "
                         f"{row['write']} | {'yes' if row['verify (no key)'] else 'no'} | "
@@ -594,7 +602,11 @@ def test_table(ctx, monkeypatch, tmp_path):
         events = []
         for i, name in enumerate(LEGITIMATE):
             fresh = fresh_ctx(ctx, tmp_path / f"l{i}", monkeypatch)
-            row = judge_event(name, fresh)
+            try:
+                row = judge_event(name, fresh)
+            except Exception as err:
+                events.append(f"| {name} | CRASH: {type(err).__name__}: {str(err).strip().splitlines()[-1][:90]} |")
+                continue
             events.append(f"| {name} | {'YES: ' + row['problems'][0] if row['false alarm'] else 'no'} | "
                           f"{row['outcome'] or '-'} |")
         print("\n| legitimate event (key set) | false alarm | what the write said |\n|---|---|---|")
