@@ -594,7 +594,8 @@ def test_table(ctx, monkeypatch, tmp_path):
             rows.append(f"| {name} | {'yes' if row['verify'] else 'NO'} | "
                         f"{'refused' if row['reader'] == 'refused' else 'SHOWN ' + str(row['reader'])} | "
                         f"{row['write']} | {'yes' if row['verify (no key)'] else 'no'} | "
-                        f"{'yes' if row['verify --no-key'] else 'no'} | {row['reader (no key)']} |")
+                        f"{row['verify --no-key'] if row['verify --no-key'] == 'n/a' else 'yes' if row['verify --no-key'] else 'no'} | "
+                        f"{row['reader (no key)']} |")
         print("\n| forgery (attacker without the key) | verify (key) | reader (key) | write | other machine: "
               "verify fails | verify --no-key fails | reader (no key) |\n|---|---|---|---|---|---|---|")
         print("\n".join(rows))
