@@ -72,7 +72,7 @@ def init(home: HomeArg,
                                    "--method ('' for none: plain SDFT). (Was --protect-with.)")] = "rehearsal",
          set_: Annotated[Optional[list[str]], typer.Option(
              "--set", help="Option of a --protection method over the home's defaults (rehearsal: "
-                           "target=ce, refresh=false, ratio=8, size=1024, draw=1), e.g. rehearsal.size=2048 (the "
+                           "target=ce, refresh=false, ratio=8, size=1024, draw=2), e.g. rehearsal.size=2048 (the "
                            "buffer the suite's prompts are kept in: a later learn cannot grow what init sampled "
                            "down); every learn of the home keeps it unless it sets its own.")] = None,
          protection_prompts: Annotated[int, typer.Option(
