@@ -198,7 +198,7 @@ def bench_retention(
         help="Training prompts per probe the homes protect (default: a home's, 128). (Was --protect-prompts.)")] = None,
     stream: Annotated[list[str], typer.Option(
         "--stream",
-        help="demo (default), long (tuning), strings2 (held out), or JSONL skill files, one skill per file in "
+        help="demo (default), strings2 (tuning), long (held out), or JSONL skill files, one skill per file in "
              "the order learned (repeat: --stream a.jsonl --stream b.jsonl).")] = [],
     out: Annotated[Path, typer.Option("--out")] = Path("results/retention"),
 ) -> None:
@@ -231,7 +231,8 @@ def bench_retention(
         gap.add_row(name, f"{g['student']:.0%}", f"{g['teacher']:.0%}", f"{g['gap']:+.0%}")
     make_console().print(gap)
     size = f", {results['model']['parameters'] / 1e6:.2f}M parameters"
-    title = (f"{chosen_stream.name.capitalize()} stream ({', '.join(results['stream']['skills'])}) through a home ({seeds} seed(s), mean ± sd{size}, "
+    title = (f"{chosen_stream.name.capitalize()} stream ({', '.join(results['stream']['skills'])}) through a home "
+             f"({seeds} seed(s), mean ± sd{size}, "
              f"{results['budget']['protect_prompts']} protected prompts per probe)")
     table = Table(title=title)
     for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
