@@ -286,3 +286,18 @@ def _parse_html(text: str) -> HtmlNode:
 def parse_html() -> Callable[[str], HtmlNode]:
     """``parse_html(text)``: a page as a tree of elements with ``all``, ``one``, ``text`` and ``rows``."""
     return _parse_html
+
+
+@pytest.fixture
+def run_main(capsys):
+    """``run_main(*args)``: ``retain ARGS`` in this process; its exit code, stdout and stderr."""
+    from retain.cli import main
+
+    def run(*args: object) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as stopped:
+            main([str(a) for a in args])
+            raise SystemExit(0)
+        out, err = capsys.readouterr()
+        return stopped.value.code, out, err
+
+    return run

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from retain.cli import main
 from retain.cli.usage import MAX_SEED
 from retain.data.jsonl import read_examples
 from retain.errors import RetainError
@@ -25,14 +24,6 @@ def retain(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "retain", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=3600)
 
-
-def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """``retain ARGS`` in this process: exit code, stdout, stderr."""
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return stopped.value.code, out, err
 
 
 @pytest.fixture
@@ -78,9 +69,9 @@ USAGE_ERRORS = [
 
 
 @pytest.mark.parametrize("args,expected", USAGE_ERRORS, ids=[" ".join(a[3:] or a) for a, _ in USAGE_ERRORS])
-def test_usage_error_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, data, args, expected):
+def test_usage_error_is_one_line_exit_2_and_writes_nothing(run_main, tmp_path, data, args, expected):
     out = tmp_path / "out"
-    code, stdout, stderr = run_main(capsys, *[a.format(data=data, out=out) for a in args])
+    code, stdout, stderr = run_main(*[a.format(data=data, out=out) for a in args])
     assert code == 2
     assert stderr.splitlines() == [stderr.strip()] and stderr.startswith(f"retain: error: {expected}"), stderr
     assert stdout == "" and not out.exists()
@@ -102,8 +93,8 @@ def test_help_exits_0_without_loading_torch(args):
     assert run.stdout.splitlines()[-1].split(None, 1) == ["0", "[]"], run.stdout[-300:]
 
 
-def test_no_command_shows_the_help_and_exits_2(capsys):
-    code, out, err = run_main(capsys)
+def test_no_command_shows_the_help_and_exits_2(run_main):
+    code, out, err = run_main()
     assert code == 2 and "Usage:" in out and "learn" in out and err == ""
 
 

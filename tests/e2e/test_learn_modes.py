@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from retain.cli import main
 from retain.cli.learn import FOLDER, HOME, MODE_OF
 from retain.data.jsonl import write_examples
 from retain.data.synthetic import new_skills
@@ -31,13 +30,6 @@ SAMPLES = {
 }
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stopped:
-        main([str(a) for a in args])
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return stopped.value.code, out, err
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
@@ -53,7 +45,7 @@ def test_every_mode_specific_option_has_a_sample():
 
 
 @pytest.mark.parametrize("option", sorted(MODE_OF))
-def test_an_option_of_the_other_mode_is_refused_in_one_line(capsys, tmp_path, home, option):
+def test_an_option_of_the_other_mode_is_refused_in_one_line(run_main, tmp_path, home, option):
     mode, why = MODE_OF[option]
     sample = [a.format(tmp=tmp_path) for a in SAMPLES[option]]
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -63,31 +55,31 @@ def test_an_option_of_the_other_mode_is_refused_in_one_line(capsys, tmp_path, ho
     else:
         assert mode == FOLDER
         args = ["learn", home, tmp_path / "skill.jsonl", *sample]
-    code, out, err = run_main(capsys, *args)
+    code, out, err = run_main(*args)
     assert code == 2 and err.count("\n") == 1, err
     assert err == f"retain: error: {sample[0]}: {why}\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
-def test_the_old_spellings_still_work_with_a_notice(capsys, tmp_path, home):
-    code, _, err = run_main(capsys, "learn", home, tmp_path / "skill.jsonl", "--protect", tmp_path / "p.jsonl")
+def test_the_old_spellings_still_work_with_a_notice(run_main, tmp_path, home):
+    code, _, err = run_main("learn", home, tmp_path / "skill.jsonl", "--protect", tmp_path / "p.jsonl")
     assert code == 2 and err.splitlines() == [
         "retain: warning: --protect is deprecated; use --prior",
         "retain: error: --prior: a home protects its own suite and state; add prior data with `retain suite add`"]
-    code, _, err = run_main(capsys, "init", tmp_path / "h", "--protect-prompts", "0")
+    code, _, err = run_main("init", tmp_path / "h", "--protect-prompts", "0")
     assert code == 2 and err.splitlines() == ["retain: warning: --protect-prompts is deprecated; use --protection-prompts",
                                               "retain: error: --protection-prompts: must be >= 1, got 0"]
-    code, _, err = run_main(capsys, "init", tmp_path / "h", "--protect-with=nosuch")
+    code, _, err = run_main("init", tmp_path / "h", "--protect-with=nosuch")
     assert code == 2 and err.splitlines()[0] == "retain: warning: --protect-with is deprecated; use --protection"
     assert err.splitlines()[1].startswith("retain: error: --protection: unknown consolidation method 'nosuch'")
-    code, _, err = run_main(capsys, "bench", "retention", "--protect-prompts", "0")
+    code, _, err = run_main("bench", "retention", "--protect-prompts", "0")
     assert code == 2 and err.splitlines()[1] == "retain: error: --protection-prompts: must be >= 1, got 0"
     assert not (tmp_path / "h").exists()
 
 
-def test_a_value_is_never_taken_for_an_old_option_name(capsys, tmp_path):
+def test_a_value_is_never_taken_for_an_old_option_name(run_main, tmp_path):
     """Only option names are renamed: a value spelled like one (here a skill's name) passes through."""
-    code, _, err = run_main(capsys, "learn", "embedded", tmp_path / "s.jsonl", "--out", tmp_path / "o", "--name",
+    code, _, err = run_main("learn", "embedded", tmp_path / "s.jsonl", "--out", tmp_path / "o", "--name",
                             "--protect")
     assert code == 2 and err == "retain: error: --name: only applies when learning into a home\n"
 
