@@ -130,6 +130,30 @@ def test_the_new_skill_must_reach_the_floor():
     assert decide(GatePolicy(floor=0.4), "new", CHAMPION, candidate).decision == "accepted"
 
 
+def test_a_new_skill_below_the_floor_passes_when_its_gain_is_significant():
+    """Paired with the champion on the new skill's 50 held-out items: 0 -> 15 right (c = 15, b = 0) is
+    p = 2^-15, learned; 0 -> 2 right (p = 1/4) is not; the champion's own 3 right and the candidate's 1 lost
+    count against the gain (c = 15, b = 1: p = 17/2^16)."""
+    candidate = {"probes": {"p1": 0.50, "p2": 0.80}, "skills": {"add": 0.90, "new": 0.30}}
+    items = {"skills": {"new": _items(0, 50)}}
+    learned = decide(GatePolicy(), "new", CHAMPION, candidate, champion_items=items,
+                     candidate_items={"skills": {"new": _items(15, 50)}})
+    row = learned.checks[-1]
+    assert learned.decision == "accepted" and (row["b"], row["c"]) == (0, 15) and row["p"] == _upper_tail(15, 0)
+    barely = decide(GatePolicy(), "new", CHAMPION, {**candidate, "skills": {"add": 0.90, "new": 0.04}},
+                    champion_items=items, candidate_items={"skills": {"new": _items(2, 50)}})
+    assert barely.decision == "rejected" and barely.checks[-1]["p"] == _upper_tail(2, 0) == 0.25
+    assert barely.reasons == ["new skill new scored 0.04, below the floor 0.500, and its gain is not significant "
+                              "(2 items gained, 0 lost, one-sided McNemar p = 0.25 > 0.05)"]
+    # one item the champion had is lost: b = 1 weighs against the 15 gained
+    mixed = decide(GatePolicy(), "new", CHAMPION, candidate, champion_items={"skills": {"new": _items(1, 50)}},
+                   candidate_items={"skills": {"new": _items(15, 50, first=False)}})
+    assert (mixed.checks[-1]["b"], mixed.checks[-1]["c"]) == (1, 15)
+    assert mixed.checks[-1]["p"] == pytest.approx(float(_upper_tail(15, 1))) and mixed.decision == "accepted"
+    # without per-item outcomes (or under a relative-drop home) only the floor counts
+    assert decide(GatePolicy(), "new", CHAMPION, candidate).decision == "rejected"
+
+
 def test_force_promotes_with_the_reason_and_a_missing_entry_fails():
     candidate = {"probes": {"p1": 0.10, "p2": 0.80}, "skills": {"add": 0.90, "new": 0.30}}
     forced = decide(GatePolicy(), "new", CHAMPION, candidate, force="hotfix approved by ops")

@@ -11,7 +11,8 @@ and 1 it is the sign test on the per-item differences) **and** the score dropped
 items, 1.00 -> 0.94 (b = 3, c = 0) has p = 0.125 and passes; 0.88 -> 0.70 (b = 9, c = 0) has p = 0.002 and
 fails. Items without per-item outcomes (an lm-eval task reports only its metric) cannot be paired: their check
 is unpaired and fails on a drop of ``min_drop`` or more, and the row says so. The new skill must reach
-``floor``. Scores are shown with their Wilson 95% interval (Wilson 1927, JASA) where the item count is known.
+``floor`` or, paired with the champion on its held-out items, gain significantly (the same test on the gains,
+``P(X >= c)``): a hard skill learned from 0% to 30% was learned; 0% to 4% was not. Scores are shown with their Wilson 95% interval (Wilson 1927, JASA) where the item count is known.
 
 A home recorded with ``max_drop`` (before the paired test) keeps its rule: a relative drop of more than
 ``max_drop`` fails. A failing candidate stays in the ledger as ``rejected`` with the reasons; ``--force REASON``
@@ -62,7 +63,8 @@ class GatePolicy:
         if self.max_drop is not None:
             return (f"a new skill must reach {self.floor:.2f}; no earlier skill or probe may drop more than "
                     f"{self.max_drop:.0%} below the champion (relative)")
-        return (f"a new skill must reach {self.floor:.2f}; an earlier skill or probe fails when it drops by "
+        return (f"a new skill must reach {self.floor:.2f} or gain significantly on its held-out items (one-sided "
+                f"exact McNemar, p <= {self.alpha:g}); an earlier skill or probe fails when it drops by "
                 f"{self.min_drop * 100:.0f} points or more and the drop is significant (one-sided exact McNemar "
                 f"test on the same held-out items, p <= {self.alpha:g})")
 
@@ -151,6 +153,32 @@ def _paired(kind: str, name: str, before: float, after: float | None, policy: Ga
     return row
 
 
+def _new_skill(name: str, before: float | None, score: float | None, policy: GatePolicy,
+               before_items: list[float] | None, after_items: list[float] | None) -> dict[str, Any]:
+    """The new skill must reach the floor or, under the paired rule, be learned significantly: more of its
+    held-out items gained than lost against the champion (one-sided exact McNemar on the gains, ``P(X >= c)``,
+    at ``alpha``). A hard skill learned to 30% from nothing has learned something; a candidate that learned
+    nothing measurable has not."""
+    row: dict[str, Any] = {"kind": "new skill", "name": name, "champion": before, "candidate": score,
+                           "limit": policy.floor, "test": "floor",
+                           "champion_ci": _interval(before, before_items),
+                           "candidate_ci": _interval(score, after_items)}
+    passed = score is not None and score + SLACK >= policy.floor
+    paired = policy.max_drop is None and before_items and after_items and len(before_items) == len(after_items)
+    if paired:
+        b, c = discordant(before_items, after_items)
+        p = mcnemar_p(c, b)  # the gains' tail: the same test, the other direction
+        row.update(test="floor, or a significant gain", n=len(after_items), b=b, c=c, p=p)
+        passed = passed or p <= policy.alpha
+    row["passed"] = passed
+    if not passed:
+        row["reason"] = (f"new skill {name} scored {score if score is not None else 'nothing'}, below the floor "
+                         f"{policy.floor:.3f}" + (f", and its gain is not significant ({row['c']} items gained, "
+                                                  f"{row['b']} lost, one-sided McNemar p = {row['p']:.3g} > "
+                                                  f"{policy.alpha:g})" if paired else ""))
+    return row
+
+
 def _relative(kind: str, name: str, before: float, after: float | None, max_drop: float) -> dict[str, Any]:
     """The rule of homes recorded with ``max_drop``: a relative drop of more than ``max_drop`` fails."""
     limit = before * (1.0 - max_drop)
@@ -188,16 +216,9 @@ def decide(policy: GatePolicy, new_skill: str | None, champion: Scores, candidat
                 checks.append(_paired(kind, name, before, after, policy, before_items.get(suite, {}).get(name),
                                       after_items.get(suite, {}).get(name)))
     if new_skill is not None:
-        score, before = candidate["skills"].get(new_skill), champion["skills"].get(new_skill)
-        passed = score is not None and score + SLACK >= policy.floor
-        row = {"kind": "new skill", "name": new_skill, "champion": before, "candidate": score,
-               "limit": policy.floor, "passed": passed, "test": "floor",
-               "champion_ci": _interval(before, before_items.get("skills", {}).get(new_skill)),
-               "candidate_ci": _interval(score, after_items.get("skills", {}).get(new_skill))}
-        if not passed:
-            row["reason"] = f"new skill {new_skill} scored {score if score is not None else 'nothing'}, " \
-                            f"below the floor {policy.floor:.3f}"
-        checks.append(row)
+        checks.append(_new_skill(new_skill, champion["skills"].get(new_skill), candidate["skills"].get(new_skill),
+                                 policy, before_items.get("skills", {}).get(new_skill),
+                                 after_items.get("skills", {}).get(new_skill)))
     checks += extra or []
     reasons = [c["reason"] for c in checks if not c["passed"]]
     if not reasons:
