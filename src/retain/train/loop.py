@@ -169,7 +169,10 @@ def _check_finite(model: torch.nn.Module, adapter: Adapter, batch: list[Any], lo
         if param.requires_grad and not bool(torch.isfinite(local.detach()).all()):
             bad.append(name)
     outputs = False
-    if batch:
+    # a forward through an FSDP2 root leaves its parameters gathered (the root does not reshard after forward),
+    # which the plugins' after_task would then meet as plain tensors: sharded models are checked by their
+    # weights and losses only
+    if batch and not is_sharded(model):
         try:
             with torch.no_grad():
                 logits, _ = adapter.predictions(batch)
