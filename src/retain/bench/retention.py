@@ -64,6 +64,9 @@ RECIPES: dict[str, BenchRecipe] = {
     # the same with the home created with the recipe's rehearsal options: its buffer keeps all 768 of the
     # suite's prompts (init's default size 256 samples them down, and a learn cannot grow them back)
     "sdft+rehearsal-ce-3x-init": SDFT_REHEARSAL_CE_3X_AT_INIT,
+    # the same with the drift-controlled rate (methods/drift.py), tried for the home's default and not chosen
+    "sdft+rehearsal-ce-3x-init+drift": BenchRecipe("sdft+rehearsal+drift", {**REHEARSAL_CE, "drift": {}}, 3.0,
+                                                   at_init=True),
     # `retain init HOME` then `retain learn HOME FILE`, no options (retain.home.defaults)
     "default": HOME_DEFAULT,
 }
