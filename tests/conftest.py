@@ -301,3 +301,14 @@ def run_main(capsys):
         return stopped.value.code, out, err
 
     return run
+
+
+@pytest.fixture
+def keyed_home(tmp_path, config, new_home, learn, change_one_layer) -> Path:
+    """A home of tiny models with v2 and v3 learned, made with the signing key of the module's ``config``
+    fixture (its environment), so every entry is signed."""
+    home, base = new_home(tmp_path)
+    learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
+    learn(home, change_one_layer(base, tmp_path / "m3", delta=0.02), "mul", 0.1)
+    home.conn.close()
+    return home.root

@@ -32,15 +32,6 @@ def config(tmp_path, monkeypatch) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def keyed_home(tmp_path, config, new_home, learn, change_one_layer) -> Path:
-    home, base = new_home(tmp_path)
-    learn(home, change_one_layer(base, tmp_path / "m2"), "add", 0.9)
-    learn(home, change_one_layer(base, tmp_path / "m3", delta=0.02), "mul", 0.1)
-    home.conn.close()
-    return home.root
-
-
 def test_verify_needs_the_key_or_no_key_and_leaves_no_wal(tmp_path, config, keyed_home):
     checked = retain("verify", keyed_home, env=config)
     assert checked.returncode == 0, checked.stdout
