@@ -17,6 +17,7 @@ from retain.models.classifier import ClassifierAdapter, Labeled
 
 OPTIONS = {"ewc": {"lam": 3.0, "fisher": "sampled", "fisher_samples": 8, "seed": 5},
            "ewc-online": {"lam": 3.0, "mode": "online", "gamma": 0.7, "fisher": "empirical"},
+           "kfac": {"lam": 3.0, "gamma": 0.8, "fisher": "sampled", "fisher_samples": 8, "seed": 5},
            "si": {"c": 2.0}, "mas": {"lam": 1.5, "samples": 8, "seed": 2}, "l2": {"lam": 4.0},
            "replay": {"size": 5, "ratio": 0.5, "seed": 3}, "joint": {}}
 

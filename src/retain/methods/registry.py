@@ -17,6 +17,7 @@ from retain.methods.base import Consolidation, Objective, check_config, type_nam
 from retain.methods.drift import Drift
 from retain.methods.ewc import EWC
 from retain.methods.joint import Joint
+from retain.methods.kfac import KFAC
 from retain.methods.l2 import L2
 from retain.methods.mas import MAS
 from retain.methods.merge import Merge
@@ -27,7 +28,7 @@ from retain.methods.sft import SFT
 from retain.methods.si import SI
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (SFT, SDFT)}
-CONSOLIDATIONS: dict[str, type[Consolidation]] = {cls.name: cls for cls in (EWC, SI, MAS, L2, Replay, Rehearsal, Joint,
+CONSOLIDATIONS: dict[str, type[Consolidation]] = {cls.name: cls for cls in (EWC, KFAC, SI, MAS, L2, Replay, Rehearsal, Joint,
                                                                       Merge, Drift)}
 
 _FALSE, _TRUE = ("false", "0", "no"), ("true", "1", "yes")
