@@ -2,7 +2,9 @@
 
 The same function as ``retain bench consolidation``. ``--tune`` runs the hyperparameter search on the
 validation split (never the test split) and prints, per domain and method, the value with the best mean
-validation ACC on each scenario; those values are ``retain.bench.consolidation.OPTIONS``.
+validation ACC on each scenario; those values are ``retain.bench.consolidation.OPTIONS``. The grid is
+``retain.bench.consolidation.GRID``; the curves against width and task count (tuned per point) are
+``retain bench consolidation --sweep width|tasks``.
 """
 
 from __future__ import annotations
@@ -16,19 +18,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from retain.bench.consolidation import DOMAINS, METHODS, method_options, run_stream
+from retain.bench.consolidation import DOMAINS, GRID, METHODS, method_options, run_stream
 from retain.cli.bench import make_console, run_with_progress
-
-# label -> (method, option, values); replay's size is a memory budget we fix, not a knob we tune
-GRID: dict[str, tuple[str, str, list[float]]] = {
-    "ewc": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
-    "online-ewc": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
-    "si": ("si", "c", [0.1, 1.0, 10.0, 100.0]),
-    "mas": ("mas", "lam", [0.1, 1.0, 10.0, 100.0, 1000.0]),
-    "l2": ("l2", "lam", [0.01, 0.1, 1.0, 10.0, 100.0]),
-    "ewc+replay": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
-}
-
 
 def tune(domains: list[str], seeds: int, labels: list[str], console: Console) -> None:
     """Grid search on the validation split; per scenario, print every value's mean ACC and the chosen one."""
@@ -64,7 +55,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("results/consolidation"))
     parser.add_argument("--tune", action="store_true")
-    parser.add_argument("--only", default=",".join(GRID), help="methods to tune, comma separated")
+    parser.add_argument("--only", default=",".join(label for label in GRID if label in METHODS),
+                        help="methods to tune, comma separated")
     args = parser.parse_args()
     console = make_console()
     if args.tune:

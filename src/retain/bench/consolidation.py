@@ -6,8 +6,11 @@ training). The table reports ACC, BWT, forgetting and mean retention of the earl
 (``retain.evaluate.metrics``), training time relative to naive fine-tuning (``sft``) on the same seed, and
 the bytes each method holds beyond the model, as mean +- std over seeds.
 
-Hyperparameters were chosen on the validation split (``split="val"``; grid and procedure in
-``benchmarks/consolidation.py --tune``) and are reported on the test split, never tuned on it.
+Hyperparameters were chosen on the validation split (``split="val"``; ``GRID`` below, procedure in
+``benchmarks/consolidation.py --tune``) at the default widths and are reported on the test split, never tuned on
+it. ``width`` sets the hidden width of the vision MLP and the control policy (both layers; default: the domains'
+``HIDDEN``, the published tables'), ``tasks`` the length of Permuted-Digits (default 5); both are recorded in the
+results. Curves against width and task count, tuned per point, are :mod:`retain.bench.consolidation_sweep`'s.
 
 The language domain is ``retain demo``'s skill stream on the embedded model with SFT and SDFT under each
 consolidation method (``retain.bench.language_tuning``, which also holds its tuning); its runs also carry the
@@ -64,21 +67,44 @@ OPTIONS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
                        "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 100.0}}, "l2": {"l2": {"lam": 0.01}},
                        "ewc+replay": {"ewc": {"lam": 1e2}}},
 }
-REPLAY_SIZE = 200
-DOMAINS: dict[str, Callable[[str, int, bool], list[Scenario]]] = {
-    "vision": lambda split, seed, quick: vision_digits.scenarios(split, quick=quick),
-    "control": lambda split, seed, quick: control_cartpole.scenarios(split, seed=seed, quick=quick),
+# label -> (method, option, values) searched on the validation split; replay's size is a memory budget we fix,
+# not a knob we tune
+GRID: dict[str, tuple[str, str, list[float]]] = {
+    "ewc": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
+    "online-ewc": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
+    "si": ("si", "c", [0.1, 1.0, 10.0, 100.0]),
+    "mas": ("mas", "lam", [0.1, 1.0, 10.0, 100.0, 1000.0]),
+    "l2": ("l2", "lam", [0.01, 0.1, 1.0, 10.0, 100.0]),
+    "ewc+replay": ("ewc", "lam", [10.0, 100.0, 1000.0, 10000.0, 100000.0]),
+    "kfac": ("kfac", "lam", [1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0]),
 }
+REPLAY_SIZE = 200
+
+
+def _vision(split: str, seed: int, quick: bool, width: int | None = None, tasks: int | None = None) -> list[Scenario]:
+    return vision_digits.scenarios(split, quick=quick, width=width, tasks=tasks or vision_digits.PERMUTED_TASKS)
+
+
+def _control(split: str, seed: int, quick: bool, width: int | None = None, tasks: int | None = None) -> list[Scenario]:
+    return control_cartpole.scenarios(split, seed=seed, quick=quick, width=width)
+
+
+# domain -> scenarios(split, seed, quick, width=None, tasks=None); ``tasks`` is Permuted-Digits' length
+DOMAINS: dict[str, Callable[..., list[Scenario]]] = {"vision": _vision, "control": _control}
+# the hidden layers a domain's model has at ``width`` (None: its default)
+HIDDEN: dict[str, Callable[[int | None], tuple[int, ...]]] = {"vision": vision_digits.hidden,
+                                                             "control": control_cartpole.hidden}
 # methods whose config has a ``seed``: each run seeds them from its own seed
-SEEDED = ("ewc", "mas", "replay")
+SEEDED = ("ewc", "mas", "replay", "kfac")
 LANGUAGE = "language"
 ALL_DOMAINS = (*DOMAINS, LANGUAGE)
 
 
-def method_options(scenario: str, label: str, seed: int) -> dict[str, dict[str, Any]]:
-    """The options of ``label`` on ``scenario``, with every seeded method seeded from the run's seed."""
+def method_options(scenario: str, label: str, seed: int, spec: str | None = None) -> dict[str, dict[str, Any]]:
+    """The options of ``label`` (spec ``spec``, default ``METHODS[label]``) on ``scenario``, with every seeded
+    method seeded from the run's seed."""
     options = {name: dict(opts) for name, opts in OPTIONS.get(scenario, {}).get(label, {}).items()}
-    for name in METHODS[label].split("+"):
+    for name in (spec or METHODS[label]).split("+"):
         if name == "replay":
             options.setdefault(name, {}).setdefault("size", REPLAY_SIZE)
         if name in SEEDED:
@@ -125,11 +151,14 @@ def chosen_methods(domain: str, methods: list[str] | None) -> list[str]:
     return [m for m in methods if m in domain_methods(domain)] if methods is not None else list(domain_methods(domain))
 
 
-def validate(domain: str, seeds: int, split: str, methods: list[str] | None) -> list[str]:
+def validate(domain: str, seeds: int, split: str, methods: list[str] | None, width: int | None = None,
+             tasks: int | None = None) -> list[str]:
     """Check the benchmark's arguments before anything runs or is written; return the domains to run."""
     check(domain in (*ALL_DOMAINS, "all"), f"must be one of {', '.join((*ALL_DOMAINS, 'all'))}, got {domain!r}",
           field="domain")
     check(seeds >= 1, f"must be >= 1, got {seeds}", field="seeds")
+    check(width is None or width >= 1, f"must be >= 1, got {width}", field="width")
+    check(tasks is None or tasks >= 2, f"must be >= 2, got {tasks}", field="tasks")
     check(split in ("val", "test"), f"must be val or test, got {split!r}", field="split")
     domains = list(ALL_DOMAINS) if domain == "all" else [domain]
     if methods is not None:
@@ -143,26 +172,36 @@ def validate(domain: str, seeds: int, split: str, methods: list[str] | None) -> 
 
 def run_benchmark(domain: str = "all", seeds: int = 3, *, quick: bool = False, split: str = "test",
                   methods: list[str] | None = None,
-                  progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None) -> dict[str, Any]:
+                  progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None,
+                  width: int | None = None, tasks: int | None = None) -> dict[str, Any]:
     """Run every method on every scenario of ``domain`` for ``seeds`` seeds; return the results document.
 
-    ``progress(total_tasks)`` returns ``describe(label)``, which returns the per-task callback (the CLI's
-    progress bar); the library itself draws nothing.
+    ``width``: the hidden width of the vision and control models (default: each domain's own); ``tasks``:
+    Permuted-Digits' length (default 5). ``progress(total_tasks)`` returns ``describe(label)``, which returns
+    the per-task callback (the CLI's progress bar); the library itself draws nothing.
     """
-    domains = validate(domain, seeds, split, methods)
-    threads = torch.get_num_threads()
-    # these models are tiny: one thread is several times faster than two that wait on each other
-    torch.set_num_threads(1)
-    try:
-        return _run(domains, seeds, quick, split, methods, progress)
-    finally:
-        torch.set_num_threads(threads)
+    domains = validate(domain, seeds, split, methods, width, tasks)
+    with one_thread():
+        return _run(domains, seeds, quick, split, methods, progress, width, tasks)
+
+
+class one_thread:
+    """Torch on one intra-op thread inside the block: these models are tiny, and one thread is several times
+    faster than two that wait on each other."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self.threads)
 
 
 def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[str] | None,
-         progress: Callable[[int], Callable[[str], Callable[[], None]]] | None) -> dict[str, Any]:
+         progress: Callable[[int], Callable[[str], Callable[[], None]]] | None, width: int | None = None,
+         tasks: int | None = None) -> dict[str, Any]:
     labels = {name: chosen_methods(name, methods) for name in domains}
-    first = {name: DOMAINS[name](split, 0, quick) for name in domains if name != LANGUAGE}
+    first = {name: DOMAINS[name](split, 0, quick, width, tasks) for name in domains if name != LANGUAGE}
     total = sum(len(sc.tasks) * len(labels[name]) for name, scs in first.items() for sc in scs) * seeds
     if LANGUAGE in domains:
         stream, _ = demo_skills(language_tuning.budget(quick), 0, split)
@@ -171,7 +210,13 @@ def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[
     results: dict[str, Any] = {"benchmark": "consolidation", "split": split, "quick": quick,
                                "seeds": list(range(seeds)),
                                "methods": {m: domain_methods(d)[m] for d in domains for m in labels[d]},
+                               "hidden": {d: list(HIDDEN[d](width)) for d in domains if d in HIDDEN},
                                "domains": {}}
+    if "vision" in domains:
+        results["permuted_tasks"] = tasks or vision_digits.PERMUTED_TASKS
+    if width is not None or (tasks or vision_digits.PERMUTED_TASKS) != vision_digits.PERMUTED_TASKS:
+        results["notes"] = ("method options are OPTIONS, tuned on the validation split at the default widths and "
+                            "5 permutations; the sweeps (retain bench consolidation --sweep) tune per point")
     for name in domains:
         if name == LANGUAGE:
             results["domains"][name] = _run_language(seeds, quick, split, labels[name], describe)
@@ -180,7 +225,7 @@ def _run(domains: list[str], seeds: int, quick: bool, split: str, methods: list[
         entries: dict[str, Any] = {}
         for seed in range(seeds):
             # control draws fresh demonstrations per seed; vision's data split is fixed
-            for sc in first[name] if seed == 0 else DOMAINS[name](split, seed, quick):
+            for sc in first[name] if seed == 0 else DOMAINS[name](split, seed, quick, width, tasks):
                 entry = entries.setdefault(sc.name, {"kind": sc.kind, "tasks": [t.name for t in sc.tasks],
                                                      "methods": {}})
                 for label in methods_here:

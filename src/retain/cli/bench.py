@@ -90,32 +90,96 @@ def tables(results: dict[str, Any]) -> list[Table]:
     return out
 
 
-def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path, split: str,
-                      methods: list[str] | None, console: Console) -> list[Path]:
-    """Run the benchmark with a progress bar, print the tables and write JSON and PNG into ``out``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+class _Bar:
+    """The rich progress bar of a long benchmark: ``progress(total)`` returns ``describe(label)``, which returns
+    the per-task callback (the library's progress protocol)."""
 
+    def __init__(self, console: Console, name: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=console, transient=True)
+        self.task_id = self.bar.add_task(name, total=None)
+
+    def __enter__(self) -> Callable[[int], Callable[[str], Callable[[], None]]]:
+        self.bar.__enter__()
+
+        def progress(total: int) -> Callable[[str], Callable[[], None]]:
+            self.bar.update(self.task_id, total=total)
+
+            def describe(label: str) -> Callable[[], None]:
+                self.bar.update(self.task_id, description=label)
+                return lambda: self.bar.advance(self.task_id)
+            return describe
+        return progress
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)
+
+
+def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path, split: str,
+                      methods: list[str] | None, console: Console, width: int | None = None,
+                      tasks: int | None = None) -> list[Path]:
+    """Run the benchmark with a progress bar, print the tables and write JSON and PNG into ``out``."""
     from retain.bench.consolidation import run_benchmark, validate, write_results
 
     seeds = seeds if seeds is not None else (1 if quick else 3)
-    validate(domain, seeds, split, methods)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as bar:
-        task_id = bar.add_task("consolidation", total=None)
-
-        def progress(total: int) -> Callable[[str], Callable[[], None]]:
-            bar.update(task_id, total=total)
-
-            def describe(label: str) -> Callable[[], None]:
-                bar.update(task_id, description=label)
-                return lambda: bar.advance(task_id)
-            return describe
-
-        results = run_benchmark(domain, seeds, quick=quick, split=split, methods=methods, progress=progress)
+    validate(domain, seeds, split, methods, width, tasks)
+    with _Bar(console, "consolidation") as progress:
+        results = run_benchmark(domain, seeds, quick=quick, split=split, methods=methods, progress=progress,
+                                width=width, tasks=tasks)
     for table in tables(results):
         console.print(table)
     written = write_results(results, out)
+    for path in written:
+        console.print(f"wrote {path}")
+    return written
+
+
+def sweep_tables(results: dict[str, Any]) -> list[Table]:
+    """One table per domain: ACC / retention of each method at each point, and the chosen strength."""
+    from rich.table import Table
+
+    out = []
+    x = results["sweep"]
+    for domain, entry in results["domains"].items():
+        table = Table(title=f"{domain} / {entry['scenario']}: ACC / retention against {x} (test split, mean ± std "
+                            f"over {len(results['seeds'])} seeds; chosen on validation)")
+        table.add_column("method")
+        for p in entry["points"]:
+            table.add_column(f"{x} {p[x]}", justify="right")
+        for label in entry["points"][0]["methods"]:
+            cells = []
+            for p in entry["points"]:
+                m = p["methods"][label]
+                s = m["summary"]
+                cell = f"{_cell(s['acc'])} / {_cell(s['retention'])}"
+                if "chosen" in m:
+                    cell += f"\n{m['option']}={m['chosen']:g}"
+                cells.append(cell)
+            table.add_row(label, *cells)
+        out.append(table)
+    return out
+
+
+def sweep_with_progress(sweep: str, domain: str, seeds: int | None, *, quick: bool, out: Path,
+                        methods: list[str] | None, console: Console, widths: list[int] | None = None,
+                        task_counts: list[int] | None = None, width: int | None = None,
+                        tune_seeds: int | None = None, resume: bool = False) -> list[Path]:
+    """Run a sweep with a progress bar, print its tables and write JSON, Markdown and PNG into ``out``."""
+    from retain.bench.consolidation_sweep import run_sweep, validate_sweep, write_sweep
+
+    seeds = seeds if seeds is not None else (1 if quick else 3)
+    validate_sweep(sweep, domain, widths=widths, task_counts=task_counts, width=width, methods=methods,
+                   seeds=seeds, tune_seeds=tune_seeds)
+    with _Bar(console, f"{sweep} sweep") as progress:
+        results = run_sweep(sweep, domain, widths=widths, task_counts=task_counts, width=width, methods=methods,
+                            seeds=seeds, tune_seeds=tune_seeds, quick=quick, out=out, resume=resume,
+                            progress=progress)
+    for table in sweep_tables(results):
+        console.print(table)
+    written = write_sweep(results, out)
     for path in written:
         console.print(f"wrote {path}")
     return written
@@ -149,12 +213,73 @@ def consolidation(
         "--seeds", help="seeds per method (default 3, or 1 with --quick)")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="small budgets: a smoke test, not a result")] = False,
     out: Annotated[Path, typer.Option("--out", help="folder for JSON and PNG")] = Path("results/consolidation"),
-    split: Annotated[str, typer.Option("--split", help="test to report; val to tune hyperparameters")] = "test",
+    split: Annotated[str | None, typer.Option(
+        "--split", help="test to report; val to tune hyperparameters (not with --sweep)")] = None,
     methods: Annotated[str | None, typer.Option("--methods", help="comma list of method labels")] = None,
+    width: Annotated[str | None, typer.Option(
+        "--width", help="hidden width of the vision MLP and the control policy, both layers (default: each "
+                        "domain's, 128 and 64); with --sweep width a comma list (default vision 64,128,256,512, "
+                        "control 32,64,128,256,512)")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        "--tasks", help="Permuted-Digits' number of tasks, >= 2 (default 5); with --sweep tasks a comma list "
+                        "(default 5,10,20)")] = None,
+    sweep: Annotated[str | None, typer.Option(
+        "--sweep", help="width or tasks: retention and ACC against width or task count (sft, online-ewc, si, kfac, "
+                        "replay; strengths chosen per point on validation, reported on test)")] = None,
+    tune_seeds: Annotated[int | None, typer.Option(
+        "--tune-seeds", help="with --sweep: seeds the validation search averages (default: --seeds up to width "
+                             "256, 1 above)")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="with --sweep: reuse the finished runs of OUT/runs.jsonl")] = False,
 ) -> None:
-    """Every consolidation method on every vision, control and language stream, side by side."""
+    """Every consolidation method on every vision, control and language stream, side by side; or, with --sweep,
+    curves against width or number of tasks."""
     chosen = [m.strip() for m in methods.split(",")] if methods else None
-    run_with_progress(domain, seeds, quick=quick, out=out, split=split, methods=chosen, console=make_console())
+    widths = _ints(width, "--width", 1)
+    counts = _ints(tasks, "--tasks", 2)
+    console = make_console()
+    if sweep is None:
+        for option, given in (("--tune-seeds", tune_seeds is not None), ("--resume", resume)):
+            if given:
+                raise RetainError("only with --sweep width|tasks", field=option)
+        for option, values in (("--width", widths), ("--tasks", counts)):
+            if values is not None and len(values) != 1:
+                raise RetainError(f"one value without --sweep, got {len(values)}", field=option)
+        run_with_progress(domain, seeds, quick=quick, out=out, split=split or "test", methods=chosen,
+                          console=console, width=widths[0] if widths else None, tasks=counts[0] if counts else None)
+        return
+    if sweep not in ("width", "tasks"):
+        raise RetainError(f"must be width or tasks, got {sweep!r}", field="--sweep")
+    if split is not None:
+        raise RetainError("a sweep tunes on val and reports on test; leave --split out", field="--split")
+    if tune_seeds is not None and tune_seeds < 1:
+        raise RetainError(f"must be >= 1, got {tune_seeds}", field="--tune-seeds")
+    if sweep == "width" and counts is not None:
+        raise RetainError("the width sweep runs Permuted-Digits with 5 tasks; --tasks goes with --sweep tasks",
+                          field="--tasks")
+    if sweep == "tasks" and widths is not None and len(widths) != 1:
+        raise RetainError(f"the tasks sweep runs one width, got {len(widths)}", field="--width")
+    sweep_with_progress(sweep, domain, seeds, quick=quick, out=out, methods=chosen, console=console,
+                        widths=widths if sweep == "width" else None, task_counts=counts,
+                        width=widths[0] if sweep == "tasks" and widths else None, tune_seeds=tune_seeds,
+                        resume=resume)
+
+
+def _ints(text: str | None, option: str, minimum: int) -> list[int] | None:
+    """A comma list of integers >= ``minimum`` (None when the option was not given)."""
+    if text is None:
+        return None
+    values = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise RetainError(f"must be an integer (or a comma list of them), got {part.strip()!r}",
+                              field=option) from None
+        if value < minimum:
+            raise RetainError(f"must be >= {minimum}, got {value}", field=option)
+        values.append(value)
+    return values
 
 
 @app.command("guard")

@@ -11,6 +11,8 @@ The policy learns each task by behaviour cloning with DART-style noise injection
 Noise Injection for Robust Imitation Learning", CoRL 2017): the rollout sometimes takes a random action so
 the demonstrations cover the states the learner will drift into, and every visited state is labelled with
 the expert's action. Score = mean return over seeded evaluation episodes / 500.
+
+The policy is an MLP (4 + tasks) -> width -> width -> 2 (``HIDDEN`` by default; ``width`` sets both layers).
 """
 
 from __future__ import annotations
@@ -104,17 +106,28 @@ def _task(index: int, count: int, states: int, episodes: int, split: str, seed: 
                 score=lambda adapter: mean_return(adapter, view, episodes, first) / MAX_RETURN)
 
 
+def hidden(width: int | None) -> tuple[int, int]:
+    """The policy's hidden layers: ``HIDDEN``, or ``width`` for both."""
+    if width is None:
+        return HIDDEN
+    check(width >= 1, f"must be >= 1, got {width}", field="width")
+    return (width, width)
+
+
 def cartpole_stream(split: str, train: TrainConfig, *, seed: int, states: int, episodes: int,
-                    tasks: int = len(VIEWS)) -> Scenario:
+                    tasks: int = len(VIEWS), layers: tuple[int, ...] = HIDDEN) -> Scenario:
     """The conflicting-views stream; demonstrations depend on ``seed``, evaluation episodes on ``split`` only."""
     check(split in EPISODE_SEEDS, f"must be val or test, got {split!r}", field="split")
     check(1 <= tasks <= len(VIEWS), f"must be between 1 and {len(VIEWS)}, got {tasks}", field="tasks")
     stream = [_task(k, tasks, states, episodes, split, seed) for k in range(tasks)]
     return Scenario("control", "cartpole-views", "task-incremental", stream,
-                    lambda recipe: PolicyAdapter(mlp(4 + tasks, HIDDEN, 2, recipe.seed)), train)
+                    lambda recipe: PolicyAdapter(mlp(4 + tasks, layers, 2, recipe.seed)), train)
 
 
-def scenarios(split: str = "test", *, seed: int = 0, quick: bool = False) -> list[Scenario]:
-    """The control scenario with the budget the benchmark uses (``quick``: a smoke test)."""
+def scenarios(split: str = "test", *, seed: int = 0, quick: bool = False, width: int | None = None) -> list[Scenario]:
+    """The control scenario with the budget the benchmark uses (``quick``: a smoke test); ``width``: both
+    hidden layers' size (default ``HIDDEN``)."""
+    layers = hidden(width)
     cfg = TrainConfig(epochs=3 if quick else 15, batch_size=64, lr=3e-3, grad_clip=0.0, schedule="constant")
-    return [cartpole_stream(split, cfg, seed=seed, states=400 if quick else 2000, episodes=3 if quick else 10)]
+    return [cartpole_stream(split, cfg, seed=seed, states=400 if quick else 2000, episodes=3 if quick else 10,
+                            layers=layers)]
