@@ -198,3 +198,23 @@ def test_init_sizes_the_buffer_the_suites_prompts_are_kept_in(tmp_path):
             init_home_from_model(tmp_path / "bad", "embedded", protect=("rehearsal",), options=options)
         assert raised.value.field == "--set" and not (tmp_path / "bad").exists(), options
 
+
+
+def test_a_kfac_home_keeps_one_kronecker_term_per_learn_and_its_default_fisher_is_sampled(tmp_path):
+    """``retain init --protection kfac``: v1 holds the suite's Kronecker factors, a learn with no method trains
+    SDFT with kfac and its version holds one more term, anchored at the candidate's weights."""
+    torch.set_num_threads(1)
+    init_home_from_model(tmp_path / "home", "embedded", protect=("kfac",),
+                         options={"kfac": {"fisher_samples": 8, "rest_samples": 2}})
+    home = Home.open(tmp_path / "home")
+    assert home.version("v1")["record"]["config"]["learn"]["method"] == "sdft+kfac"
+    tensors, extra = _state(home, "v1")["kfac"]
+    assert extra["tasks"] == 1 and any(key.startswith("0.A.") for key in tensors)
+    path = _skill_files(tmp_path, 1)[0]
+    outcome = learn_in_home(tmp_path / "home", path, options={"sdft": OPTIONS["sdft"]}, epochs=1, force="test",
+                            quiet=True)
+    record = Home.open(tmp_path / "home").version(outcome.version)["record"]
+    assert record["method"] == "sdft+kfac"
+    assert record["options"]["recipe"]["options"]["kfac"]["fisher"] == "sampled"
+    tensors, extra = _state(Home.open(tmp_path / "home"), outcome.version)["kfac"]
+    assert extra["tasks"] == 2 and any(key.startswith("1.G.") for key in tensors)

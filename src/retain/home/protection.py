@@ -34,10 +34,12 @@ from retain.methods.rehearsal import Rehearsed
 
 FORMAT = "retain-protection/1"
 # Estimated at init on the base model so that the first learn with them protects the base's competences.
-INIT_METHODS = ("ewc", "rehearsal")
+INIT_METHODS = ("ewc", "kfac", "rehearsal")
 # Options a home gives consolidation methods unless the user sets them: one accumulated EWC importance and
 # anchor however many skills the home learns (online EWC, Schwarz et al. 2018), not one per learn.
-HOME_OPTIONS: dict[str, dict[str, Any]] = {"ewc": {"mode": "online"}}
+# kfac's curvature from one sampled label per prediction: the exact Fisher would take one backward pass per
+# vocabulary entry.
+HOME_OPTIONS: dict[str, dict[str, Any]] = {"ewc": {"mode": "online"}, "kfac": {"fisher": "sampled"}}
 # Training prompts per suite entry that protection draws on (a seeded sample). Rehearsal needs variety: on the
 # demo stream (seed 0, rehearsal as cross-entropy at 8 per new example, 3x the rate) 32 per probe kept 84% of
 # the priors, 128 kept 90%, 256 88%: with few words the model learns the rehearsed words more than the rule

@@ -24,7 +24,10 @@ Every trainable ``nn.Linear`` weight is covered, so under PEFT LoRA the adapter'
 layers are (their inputs and outputs are what K-FAC needs). A causal LM's positions count as examples (the
 "expand" reading of K-FAC for shared weights: Eschenhagen et al., NeurIPS 2023); ``A`` averages the positions
 whose outputs reach a prediction. Trainable parameters outside a linear layer (norms, an untied embedding) get
-EWC's diagonal Fisher under the same penalty (``rest="diag"``) or are left free (``rest="none"``).
+EWC's diagonal Fisher under the same penalty (``rest="diag"``) or are left free (``rest="none"``); that diagonal
+costs one backward pass per prediction (a causal LM predicts every answer token), so it is estimated on at most
+``rest_samples`` examples. On a causal LM use ``fisher="sampled"``: ``exact`` makes one backward pass per
+vocabulary entry.
 """
 
 from __future__ import annotations
@@ -212,6 +215,7 @@ class KFAC(Consolidation):
         fisher_samples: int = 500
         batch_size: int = 64
         rest: str = "diag"
+        rest_samples: int = 64
         seed: int = 0
 
         def problems(self) -> Iterator[tuple[str, str]]:
@@ -225,6 +229,8 @@ class KFAC(Consolidation):
                 yield "fisher_samples", f"must be >= 1, got {self.fisher_samples}"
             if self.batch_size < 1:
                 yield "batch_size", f"must be >= 1, got {self.batch_size}"
+            if self.rest_samples < 1:
+                yield "rest_samples", f"must be >= 1, got {self.rest_samples}"
             if self.rest not in ("diag", "none"):
                 yield "rest", f"must be diag or none, got {self.rest!r}"
 
@@ -253,8 +259,9 @@ class KFAC(Consolidation):
         rest = [name for name in adapter.trainable_parameters() if name not in covered]
         diagonal = {}
         if rest and cfg.rest == "diag" and examples:
-            diagonal = diagonal_fisher(_Subset(adapter, rest), examples, cfg.fisher, limit=cfg.fisher_samples,
-                                       chunk=cfg.batch_size, seed=seed)
+            diagonal = diagonal_fisher(_Subset(adapter, rest), examples, cfg.fisher,
+                                       limit=min(cfg.fisher_samples, cfg.rest_samples), chunk=cfg.batch_size,
+                                       seed=seed)
         self.anchor = snapshot(adapter)
         self._anchor_rows = {}
         self.terms.append((factors, diagonal))
