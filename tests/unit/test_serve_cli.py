@@ -28,6 +28,7 @@ def home(tmp_path):
                             "RETAIN_API_KEY)"),
     (["--host", "192.168.1.5", "--api-key", "alice:"], "--api-key: an API key must not be empty"),
     (["--poll-seconds", "0"], "--poll-seconds: must be > 0, got 0"),
+    (["--keep-served-days", "0"], "--keep-served-days: must be > 0, got 0"),
 ])
 def test_a_bad_option_is_one_line(capsys, monkeypatch, home, args, message):
     monkeypatch.delenv("RETAIN_API_KEY", raising=False)
@@ -38,3 +39,21 @@ def test_a_bad_option_is_one_line(capsys, monkeypatch, home, args, message):
 def test_not_a_home(capsys, tmp_path):
     code, err = run_main(capsys, "serve", tmp_path / "nowhere")
     assert code == 2 and err.endswith("not a retain home (create one with: retain init HOME)\n")
+
+
+def test_the_served_store_drops_answers_past_its_window_and_keeps_pending_feedback(tmp_path, monkeypatch):
+    from retain.home import feedback
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(feedback.time, "time", lambda: clock[0])
+    store = feedback.ServedStore(tmp_path / "served.sqlite", keep_days=1.0)
+    forever = feedback.ServedStore(tmp_path / "forever.sqlite", keep_days=None)
+    for target in (store, forever):
+        target.put({"response_id": "old", "version": "v1", "answer": "a"})
+    store.hold({"id": "fb-1", "response_id": "old"})
+    clock[0] += 86400.0 + 1  # a day and a second later
+    for target in (store, forever):
+        target.put({"response_id": "new", "version": "v1", "answer": "b"})
+    assert store.get("old") is None and store.get("new")["answer"] == "b" and store.count() == 1
+    assert [p["id"] for p in store.pending()] == ["fb-1"]
+    assert forever.get("old") is not None and forever.count() == 2

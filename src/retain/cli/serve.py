@@ -51,6 +51,10 @@ def serve(
         "--poll-seconds", callback=usage.number(minimum=0, above=True),
         help="How often the home's champion is checked (a promotion or rollback is served from the next check "
              "on).")] = 1.0,
+    keep_served: Annotated[float, typer.Option(
+        "--keep-served-days", callback=usage.number(minimum=0, above=True),
+        help="How long answers are kept for feedback to name (older ones are dropped from HOME/served.sqlite as "
+             "new ones arrive; rated answers stay in the audit log).")] = 30.0,
     model_name: Annotated[Optional[str], typer.Option(
         "--model-name",
         help="The model id clients name (default: the home's folder name; `champion` is always accepted).")] = None,
@@ -77,7 +81,7 @@ def serve(
         raise RetainError(f"retain serve needs the serve extra: pip install 'retain[serve]' ({err.name} is "
                           "missing)", field="serve") from None
     server = Server(home, keys=parse_keys(keys_given), poll_seconds=poll, max_batch=max_batch,
-                    model_name=model_name, quiet=False,
+                    model_name=model_name, quiet=False, keep_served_days=keep_served,
                     limits=Limits(max_body_bytes=max_body, max_tokens=max_tokens, default_max_tokens=default_tokens))
     print(f"serving {home} ({server.champion.current().version}) as model {server.model_name!r} on "
           f"http://{host}:{port}/v1" + (" (bearer token required)" if keys_given else ""), flush=True)

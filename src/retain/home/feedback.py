@@ -19,6 +19,11 @@ given since, so corrections add up until a candidate passes the gate.
 
 When the home is busy (a learn holds its lock for minutes), the server keeps feedback *pending* in the served
 store and commits it as soon as the lock is free (:func:`flush_pending`).
+
+The served store is bounded: answers older than ``keep_days`` (``retain serve --keep-served-days``, 30 by
+default) are dropped as new ones arrive. Feedback carries its own copy of the conversation, so an answer that
+was rated is kept in the audit log whatever happens to the store; an answer past the window can no longer be
+rated (the feedback route says so).
 """
 
 from __future__ import annotations
@@ -43,24 +48,28 @@ MAX_CORRECTION_CHARS = 20_000
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (id TEXT PRIMARY KEY, time REAL NOT NULL, version TEXT NOT NULL,
   record TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS served_time ON served(time);
 CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, time REAL NOT NULL, body TEXT NOT NULL);
 """
+KEEP_DAYS = 30.0
 
 
 class ServedStore:
     """The answers a server gave (by response id) and the feedback waiting for the home's lock.
 
-    One short connection per call, so any thread (or process) may use it.
+    One short connection per call, so any thread (or process) may use it. Answers older than ``keep_days`` are
+    dropped when a new one is kept (None: kept forever); pending feedback is never dropped.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_days: float | None = KEEP_DAYS) -> None:
         self.path = path
+        self.keep_days = keep_days
         with self._conn() as conn:
             conn.executescript(SCHEMA)
 
     @classmethod
-    def of(cls, home: str | Path) -> ServedStore:
-        return cls(Path(home) / SERVED_DB)
+    def of(cls, home: str | Path, keep_days: float | None = KEEP_DAYS) -> ServedStore:
+        return cls(Path(home) / SERVED_DB, keep_days)
 
     @contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:
@@ -74,9 +83,17 @@ class ServedStore:
     def put(self, record: dict[str, Any]) -> None:
         """Keep one served answer: ``record`` holds ``response_id``, ``version``, ``kind``, ``messages`` (or
         ``prompt``) and ``answer``."""
+        now = time.time()
         with self._conn() as conn:
             conn.execute("INSERT OR REPLACE INTO served(id, time, version, record) VALUES (?, ?, ?, ?)",
-                         (record["response_id"], time.time(), record["version"], json.dumps(record)))
+                         (record["response_id"], now, record["version"], json.dumps(record)))
+            if self.keep_days is not None:
+                conn.execute("DELETE FROM served WHERE time < ?", (now - self.keep_days * 86400.0,))
+
+    def count(self) -> int:
+        """How many answers the store holds."""
+        with self._conn() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM served").fetchone()[0])
 
     def get(self, response_id: str) -> dict[str, Any] | None:
         with self._conn() as conn:

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from retain.errors import RetainError
-from retain.home.feedback import ServedStore, commit_feedback, feedback_body, flush_pending
+from retain.home.feedback import KEEP_DAYS, ServedStore, commit_feedback, feedback_body, flush_pending
 from retain.serve.engine import Batcher, Champion, Generated, prompt_ids
 from retain.serve.protocol import ApiError, GenerationRequest, Limits, cut_at_stop, parse_feedback, parse_generation
 
@@ -55,14 +55,15 @@ class Server:
 
     def __init__(self, home: Path, *, keys: dict[str, str | None] | None = None, limits: Limits = Limits(),
                  poll_seconds: float = 1.0, max_batch: int = 16, model_name: str | None = None,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, keep_served_days: float | None = KEEP_DAYS) -> None:
         self.home = Path(home)
         self.keys = keys or {}
         self.limits = limits
         self.model_name = model_name or self.home.resolve().name
         self.champion = Champion(self.home, poll_seconds, quiet=quiet)
         self.batcher = Batcher(max_batch=max_batch)
-        self.served = ServedStore.of(self.home)
+        self.served = ServedStore.of(self.home, keep_served_days)
+        self.keep_served_days = keep_served_days
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -180,7 +181,8 @@ class Server:
         body = parse_feedback(await self.body(request))
         conversation = await run_in_threadpool(self.served.get, body["response_id"])
         if conversation is None:
-            raise ApiError(404, f"No response of this server has the id {body['response_id']!r}",
+            kept = f" in the last {self.keep_served_days:g} days" if self.keep_served_days is not None else ""
+            raise ApiError(404, f"No response of this server{kept} has the id {body['response_id']!r}",
                            param="response_id", code="response_not_found")
         try:
             event = feedback_body(conversation, body.get("rating"), body.get("correction"), user)
