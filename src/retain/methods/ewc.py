@@ -55,6 +55,21 @@ def per_prediction_grads(adapter: Adapter, scalars: torch.Tensor) -> Iterator[tu
                      for (name, p), g in zip(params.items(), grads)}
 
 
+def fisher_problems(config: Any) -> Iterator[tuple[str, str]]:
+    """The checks of the options every Fisher-weighted penalty has (EWC's, kfac's): ``lam``, ``gamma``,
+    ``fisher``, ``fisher_samples``, ``batch_size``."""
+    if not config.lam >= 0:
+        yield "lam", f"must be >= 0, got {config.lam}"
+    if not 0 < config.gamma <= 1:
+        yield "gamma", f"must be in (0, 1], got {config.gamma}"
+    if config.fisher not in ("exact", "sampled", "empirical"):
+        yield "fisher", f"must be exact, sampled or empirical, got {config.fisher!r}"
+    if config.fisher_samples < 1:
+        yield "fisher_samples", f"must be >= 1, got {config.fisher_samples}"
+    if config.batch_size < 1:
+        yield "batch_size", f"must be >= 1, got {config.batch_size}"
+
+
 def chunks(examples: list[Any], limit: int, size: int, seed: int) -> list[list[Any]]:
     """At most ``limit`` examples (a seeded uniform subset when there are more), cut into chunks of ``size``."""
     if len(examples) > limit:
@@ -128,18 +143,9 @@ class EWC(ImportanceConsolidation):
         seed: int = 0
 
         def problems(self) -> Iterator[tuple[str, str]]:
-            if not self.lam >= 0:
-                yield "lam", f"must be >= 0, got {self.lam}"
             if self.mode not in ("separate", "online"):
                 yield "mode", f"must be separate or online, got {self.mode!r}"
-            if not 0 < self.gamma <= 1:
-                yield "gamma", f"must be in (0, 1], got {self.gamma}"
-            if self.fisher not in ("exact", "sampled", "empirical"):
-                yield "fisher", f"must be exact, sampled or empirical, got {self.fisher!r}"
-            if self.fisher_samples < 1:
-                yield "fisher_samples", f"must be >= 1, got {self.fisher_samples}"
-            if self.batch_size < 1:
-                yield "batch_size", f"must be >= 1, got {self.batch_size}"
+            yield from fisher_problems(self)
 
     @property
     def scale(self) -> float:

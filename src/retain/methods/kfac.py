@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from retain.methods.base import Consolidation, tensor_bytes
-from retain.methods.ewc import chunks, diagonal_fisher
+from retain.methods.ewc import chunks, diagonal_fisher, fisher_problems
 from retain.methods.importance import snapshot
 from retain.models.adapter import Adapter
 
@@ -219,16 +219,7 @@ class KFAC(Consolidation):
         seed: int = 0
 
         def problems(self) -> Iterator[tuple[str, str]]:
-            if not self.lam >= 0:
-                yield "lam", f"must be >= 0, got {self.lam}"
-            if not 0 < self.gamma <= 1:
-                yield "gamma", f"must be in (0, 1], got {self.gamma}"
-            if self.fisher not in ("exact", "sampled", "empirical"):
-                yield "fisher", f"must be exact, sampled or empirical, got {self.fisher!r}"
-            if self.fisher_samples < 1:
-                yield "fisher_samples", f"must be >= 1, got {self.fisher_samples}"
-            if self.batch_size < 1:
-                yield "batch_size", f"must be >= 1, got {self.batch_size}"
+            yield from fisher_problems(self)
             if self.rest_samples < 1:
                 yield "rest_samples", f"must be >= 1, got {self.rest_samples}"
             if self.rest not in ("diag", "none"):
