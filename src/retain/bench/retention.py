@@ -67,6 +67,15 @@ RECIPES: dict[str, BenchRecipe] = {
     # the same with the drift-controlled rate (methods/drift.py), tried for the home's default and not chosen
     "sdft+rehearsal-ce-3x-init+drift": BenchRecipe("sdft+rehearsal+drift", {**REHEARSAL_CE, "drift": {}}, 3.0,
                                                    at_init=True),
+    # Kronecker-factored Laplace (methods/kfac.py) instead of, and beside, rehearsal, at the home's 3x rate
+    # (issue 21: does structured protection keep the priors with less rehearsal?): alone it keeps the priors
+    # only at a strength that stops new learning; beside rehearsal with one rehearsed example per new one
+    # (half the default's) it keeps more priors than the default but learns the new skills less
+    "sdft+kfac-3x-init": BenchRecipe("sdft+kfac", {"kfac": {"lam": 1e3}}, 3.0, at_init=True),
+    "sdft+kfac-1e4-3x-init": BenchRecipe("sdft+kfac", {"kfac": {"lam": 1e4}}, 3.0, at_init=True),
+    "sdft+kfac+rehearsal-ce-d1-3x-init": BenchRecipe(
+        "sdft+kfac+rehearsal", {"kfac": {"lam": 1e2}, "rehearsal": {**REHEARSAL_CE["rehearsal"], "draw": 1.0}}, 3.0,
+        at_init=True),
     # `retain init HOME` then `retain learn HOME FILE`, no options (retain.home.defaults)
     "default": HOME_DEFAULT,
 }
