@@ -44,6 +44,7 @@ METHODS: dict[str, str] = {
     "sft": "sft",
     "ewc": "sft+ewc",
     "online-ewc": "sft+ewc",
+    "kfac": "sft+kfac",
     "si": "sft+si",
     "mas": "sft+mas",
     "l2": "sft+l2",
