@@ -56,17 +56,17 @@ METHODS: dict[str, str] = {
 # replay's size is a fixed memory budget, not tuned.
 OPTIONS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "split-task": {"ewc": {"ewc": {"lam": 1e3}}, "online-ewc": {"ewc": {"lam": 1e2, "mode": "online"}},
-                   "kfac": {"kfac": {"lam": 10.0}}, "si": {"si": {"c": 100.0}}, "mas": {"mas": {"lam": 0.1}}, "l2": {"l2": {"lam": 0.01}},
-                   "ewc+replay": {"ewc": {"lam": 1e2}}},
+                   "kfac": {"kfac": {"lam": 10.0}}, "si": {"si": {"c": 100.0}}, "mas": {"mas": {"lam": 0.1}},
+                   "l2": {"l2": {"lam": 0.01}}, "ewc+replay": {"ewc": {"lam": 1e2}}},
     "split-class": {"ewc": {"ewc": {"lam": 1e5}}, "online-ewc": {"ewc": {"lam": 1e4, "mode": "online"}},
-                    "kfac": {"kfac": {"lam": 1e3}}, "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 1.0}}, "l2": {"l2": {"lam": 100.0}},
-                    "ewc+replay": {"ewc": {"lam": 10.0}}},
+                    "kfac": {"kfac": {"lam": 1e3}}, "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 1.0}},
+                    "l2": {"l2": {"lam": 100.0}}, "ewc+replay": {"ewc": {"lam": 10.0}}},
     "permuted": {"ewc": {"ewc": {"lam": 10.0}}, "online-ewc": {"ewc": {"lam": 1e2, "mode": "online"}},
-                 "kfac": {"kfac": {"lam": 10.0}}, "si": {"si": {"c": 10.0}}, "mas": {"mas": {"lam": 0.1}}, "l2": {"l2": {"lam": 0.1}},
-                 "ewc+replay": {"ewc": {"lam": 10.0}}},
+                 "kfac": {"kfac": {"lam": 10.0}}, "si": {"si": {"c": 10.0}}, "mas": {"mas": {"lam": 0.1}},
+                 "l2": {"l2": {"lam": 0.1}}, "ewc+replay": {"ewc": {"lam": 10.0}}},
     "cartpole-views": {"ewc": {"ewc": {"lam": 1e3}}, "online-ewc": {"ewc": {"lam": 1e3, "mode": "online"}},
-                       "kfac": {"kfac": {"lam": 1e3}}, "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 100.0}}, "l2": {"l2": {"lam": 0.01}},
-                       "ewc+replay": {"ewc": {"lam": 1e2}}},
+                       "kfac": {"kfac": {"lam": 1e3}}, "si": {"si": {"c": 1.0}}, "mas": {"mas": {"lam": 100.0}},
+                       "l2": {"l2": {"lam": 0.01}}, "ewc+replay": {"ewc": {"lam": 1e2}}},
 }
 # label -> (method, option, values) searched on the validation split; replay's size is a memory budget we fix,
 # not a knob we tune
