@@ -188,6 +188,8 @@ def test_the_benchmark_records_width_and_tasks() -> None:
     (["--sweep", "width", "--methods", "sft,elastic"], "methods"),
     (["--resume"], "--resume"),
     (["--tune-seeds", "2"], "--tune-seeds"),
+    (["--lr", "1e-3"], "--lr"),
+    (["--sweep", "width", "--lr", "0"], "--lr"),
 ])
 def test_bad_options_are_one_line_exit_2_and_write_nothing(run_main, tmp_path: Path, args: list[str],
                                                            option: str) -> None:
@@ -207,3 +209,19 @@ def test_the_cli_sweeps_and_writes_its_files(run_main, tmp_path: Path) -> None:
     assert list(results["methods"]) == ["sft", "replay"] and results["seeds"] == [0]
     assert (tmp_path / "consolidation_tasks.md").exists() and (tmp_path / "tasks_vision.png").exists()
     assert "tasks 3" in stdout
+
+
+def test_a_sweeps_rate_trains_every_run_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    rates: list[float] = []
+    real = sweep.run_stream
+
+    def spy(scenario, spec, options, seed, on_task=None):
+        rates.append(scenario.train.lr)
+        return real(scenario, spec, options, seed, on_task)
+    monkeypatch.setattr(sweep, "run_stream", spy)
+    results = sweep.run_sweep("width", "control", widths=[8], methods=["sft"], seeds=1, quick=True, lr=7e-4)
+    point, = results["domains"]["control"]["points"]
+    assert rates == [7e-4] and point["lr"] == 7e-4
+    rates.clear()
+    results = sweep.run_sweep("width", "control", widths=[8], methods=["sft"], seeds=1, quick=True)
+    assert rates == [3e-3] and results["domains"]["control"]["points"][0]["lr"] is None

@@ -19,8 +19,9 @@ tuning seeds. Every finished run is appended to ``runs.jsonl`` in the output fol
 from __future__ import annotations
 
 import json
+import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,18 +51,25 @@ class Point:
     domain: str
     width: int
     tasks: int | None = None
+    # the learning rate of every method at this point (None: the domain's own, 1e-3 vision, 3e-3 control)
+    lr: float | None = None
 
     @property
     def name(self) -> str:
-        return f"{self.domain} width {self.width}" + (f" {self.tasks} tasks" if self.tasks else "")
+        return (f"{self.domain} width {self.width}" + (f" {self.tasks} tasks" if self.tasks else "")
+                + (f" lr {self.lr:g}" if self.lr is not None else ""))
 
     def scenario(self, split: str, seed: int, quick: bool) -> Scenario:
         """The scenario at this point; control's demonstrations depend on ``seed``, vision's data does not."""
         if self.domain == "vision":
-            return vision_digits.permuted_digits(split, vision_digits.train_configs(quick)[1],
-                                                 tasks=self.tasks or vision_digits.PERMUTED_TASKS,
-                                                 layers=(self.width, self.width))
-        return control_cartpole.scenarios(split, seed=seed, quick=quick, width=self.width)[0]
+            scenario = vision_digits.permuted_digits(split, vision_digits.train_configs(quick)[1],
+                                                     tasks=self.tasks or vision_digits.PERMUTED_TASKS,
+                                                     layers=(self.width, self.width))
+        else:
+            scenario = control_cartpole.scenarios(split, seed=seed, quick=quick, width=self.width)[0]
+        if self.lr is None:
+            return scenario
+        return replace(scenario, train=replace(scenario.train, lr=self.lr))
 
     def task_count(self) -> int:
         if self.domain == "vision":
@@ -143,8 +151,10 @@ class Runs:
 
     @staticmethod
     def key(point: Point, label: str, opts: dict[str, Any], split: str, seed: int, quick: bool) -> str:
+        # a run at the domain's own rate keeps the key it had before the rate was a sweep option
+        rate = [point.lr] if point.lr is not None else []
         return json.dumps([point.domain, point.width, point.task_count(), SWEEP_METHODS[label], opts, split, seed,
-                           quick], sort_keys=True)
+                           quick, *rate], sort_keys=True)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.done.get(key)
@@ -178,14 +188,17 @@ def run_sweep(sweep: str, domain: str = "all", *, widths: list[int] | None = Non
               task_counts: list[int] | None = None, width: int | None = None, methods: list[str] | None = None,
               seeds: int = 3, tune_seeds: int | None = None, quick: bool = False,
               grid: dict[str, tuple[str, str, list[float]]] | None = None, out: Path | None = None,
-              resume: bool = False, progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None
-              ) -> dict[str, Any]:
+              resume: bool = False, progress: Callable[[int], Callable[[str], Callable[[], None]]] | None = None,
+              lr: float | None = None) -> dict[str, Any]:
     """Tune every regulariser per point on the validation split, run the chosen options on the test split for
     ``seeds`` seeds; return the results document. ``out``: where ``runs.jsonl`` grows (``resume``: reuse it).
+    ``lr``: every method's learning rate (default: the domain's; wider models may want a lower one).
     ``progress`` as :func:`retain.bench.consolidation.run_benchmark`'s."""
     grid = {**GRID, **(grid or {})}
     chosen_points = validate_sweep(sweep, domain, widths=widths, task_counts=task_counts, width=width,
                                    methods=methods, seeds=seeds, tune_seeds=tune_seeds, grid=grid)
+    check(lr is None or (math.isfinite(lr) and lr > 0), f"must be a positive number, got {lr}", field="lr")
+    chosen_points = [replace(point, lr=lr) for point in chosen_points]
     labels = [m for m in available_methods() if methods is None or m in methods]
     with one_thread():
         return _run(sweep, chosen_points, labels, seeds, tune_seeds, quick, grid, Runs(out, resume), progress)
@@ -232,6 +245,7 @@ def _run(sweep: str, chosen_points: list[Point], labels: list[str], seeds: int, 
         entry = results["domains"].setdefault(point.domain, {
             "scenario": SCENARIO[point.domain], "x": sweep, "points": []})
         row: dict[str, Any] = {"width": point.width, "tasks": point.task_count(), "hidden": [point.width] * 2,
+                               "lr": point.lr,  # None: the domain's own rate
                                "tune_seeds": list(range(tune_n)), "methods": {}}
         for label in labels:
             method: dict[str, Any] = {"spec": SWEEP_METHODS[label]}

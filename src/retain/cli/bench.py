@@ -166,7 +166,7 @@ def sweep_tables(results: dict[str, Any]) -> list[Table]:
 def sweep_with_progress(sweep: str, domain: str, seeds: int | None, *, quick: bool, out: Path,
                         methods: list[str] | None, console: Console, widths: list[int] | None = None,
                         task_counts: list[int] | None = None, width: int | None = None,
-                        tune_seeds: int | None = None, resume: bool = False) -> list[Path]:
+                        tune_seeds: int | None = None, resume: bool = False, lr: float | None = None) -> list[Path]:
     """Run a sweep with a progress bar, print its tables and write JSON, Markdown and PNG into ``out``."""
     from retain.bench.consolidation_sweep import run_sweep, validate_sweep, write_sweep
 
@@ -176,7 +176,7 @@ def sweep_with_progress(sweep: str, domain: str, seeds: int | None, *, quick: bo
     with _Bar(console, f"{sweep} sweep") as progress:
         results = run_sweep(sweep, domain, widths=widths, task_counts=task_counts, width=width, methods=methods,
                             seeds=seeds, tune_seeds=tune_seeds, quick=quick, out=out, resume=resume,
-                            progress=progress)
+                            progress=progress, lr=lr)
     for table in sweep_tables(results):
         console.print(table)
     written = write_sweep(results, out)
@@ -231,6 +231,10 @@ def consolidation(
                              "256, 1 above)")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="with --sweep: reuse the finished runs of OUT/runs.jsonl")] = False,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", callback=usage.number(minimum=0, above=True),
+        help="with --sweep: every method's learning rate (default: the domain's, 1e-3 vision, 3e-3 control; a "
+             "wider model may want a lower one)")] = None,
 ) -> None:
     """Every consolidation method on every vision, control and language stream, side by side; or, with --sweep,
     curves against width or number of tasks."""
@@ -239,7 +243,7 @@ def consolidation(
     counts = _ints(tasks, "--tasks", 2)
     console = make_console()
     if sweep is None:
-        for option, given in (("--tune-seeds", tune_seeds is not None), ("--resume", resume)):
+        for option, given in (("--tune-seeds", tune_seeds is not None), ("--resume", resume), ("--lr", lr is not None)):
             if given:
                 raise RetainError("only with --sweep width|tasks", field=option)
         for option, values in (("--width", widths), ("--tasks", counts)):
@@ -262,7 +266,7 @@ def consolidation(
     sweep_with_progress(sweep, domain, seeds, quick=quick, out=out, methods=chosen, console=console,
                         widths=widths if sweep == "width" else None, task_counts=counts,
                         width=widths[0] if sweep == "tasks" and widths else None, tune_seeds=tune_seeds,
-                        resume=resume)
+                        resume=resume, lr=lr)
 
 
 def _ints(text: str | None, option: str, minimum: int) -> list[int] | None:
