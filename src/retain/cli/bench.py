@@ -129,9 +129,14 @@ def run_with_progress(domain: str, seeds: int | None, *, quick: bool, out: Path,
     with _Bar(console, "consolidation") as progress:
         results = run_benchmark(domain, seeds, quick=quick, split=split, methods=methods, progress=progress,
                                 width=width, tasks=tasks)
-    for table in tables(results):
+    return _show(console, tables(results), lambda: write_results(results, out))
+
+
+def _show(console: Console, shown: list[Table], write: Callable[[], list[Path]]) -> list[Path]:
+    """Print the tables, then write the files and say where each went."""
+    for table in shown:
         console.print(table)
-    written = write_results(results, out)
+    written = write()
     for path in written:
         console.print(f"wrote {path}")
     return written
@@ -177,12 +182,7 @@ def sweep_with_progress(sweep: str, domain: str, seeds: int | None, *, quick: bo
         results = run_sweep(sweep, domain, widths=widths, task_counts=task_counts, width=width, methods=methods,
                             seeds=seeds, tune_seeds=tune_seeds, quick=quick, out=out, resume=resume,
                             progress=progress, lr=lr)
-    for table in sweep_tables(results):
-        console.print(table)
-    written = write_sweep(results, out)
-    for path in written:
-        console.print(f"wrote {path}")
-    return written
+    return _show(console, sweep_tables(results), lambda: write_sweep(results, out))
 
 
 def make_console(stderr: bool = False) -> Console:
