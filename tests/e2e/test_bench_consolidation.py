@@ -14,7 +14,7 @@ from retain.bench import language_tuning as language
 from retain.errors import RetainError
 
 METRIC_KEYS = {"acc", "bwt", "fwt", "forgetting", "retention", "time_ratio", "memory_bytes"}
-METHODS = {"sft", "ewc", "online-ewc", "si", "mas", "l2", "replay", "ewc+replay", "joint"}
+METHODS = {"sft", "ewc", "online-ewc", "kfac", "si", "mas", "l2", "replay", "ewc+replay", "joint"}
 
 
 def retain(*args: str) -> subprocess.CompletedProcess:
