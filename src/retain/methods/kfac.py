@@ -302,7 +302,8 @@ class KFAC(Consolidation):
     def held(self) -> str:
         if not self.terms:
             return ""
-        return f"{len(self.terms[-1][0])} layers' Kronecker factors x {len(self.terms)} tasks"
+        tasks = len(self.terms)
+        return f"{len(self.terms[-1][0])} layers' Kronecker factors x {tasks} task{'s' if tasks != 1 else ''}"
 
     # -- state kept between runs ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, torch.Tensor]:
