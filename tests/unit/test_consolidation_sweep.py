@@ -222,6 +222,7 @@ def test_a_sweeps_rate_trains_every_run_and_is_recorded(monkeypatch: pytest.Monk
     results = sweep.run_sweep("width", "control", widths=[8], methods=["sft"], seeds=1, quick=True, lr=7e-4)
     point, = results["domains"]["control"]["points"]
     assert rates == [7e-4] and point["lr"] == 7e-4
+    assert "(4 tasks, lr 0.0007)" in sweep.markdown(results)
     rates.clear()
     results = sweep.run_sweep("width", "control", widths=[8], methods=["sft"], seeds=1, quick=True)
     assert rates == [3e-3] and results["domains"]["control"]["points"][0]["lr"] is None

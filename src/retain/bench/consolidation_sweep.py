@@ -28,6 +28,7 @@ from typing import Any, Callable
 from retain.bench.consolidation import GRID, json_safe, mean_std, method_options, one_thread, run_stream
 from retain.domains import control_cartpole, vision_digits
 from retain.errors import RetainError, check
+from retain.evaluate.metrics import mean_std_text
 from retain.report.plots_consolidation_sweep import plot_sweep
 from retain.scenario import Scenario
 
@@ -277,12 +278,6 @@ def _run(sweep: str, chosen_points: list[Point], labels: list[str], seeds: int, 
     return results
 
 
-def _cell(stat: dict[str, float]) -> str:
-    if stat["mean"] is None or stat["mean"] != stat["mean"]:
-        return "-"
-    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The sweep as Markdown: per domain, retention and ACC per method and point, then the chosen options."""
     x = results["sweep"]
@@ -293,15 +288,16 @@ def markdown(results: dict[str, Any]) -> str:
     for domain, entry in results["domains"].items():
         columns = [str(p[x]) for p in entry["points"]]
         head = "width" if x == "width" else "tasks"
-        fixed = (f"{entry['points'][0]['tasks']} tasks" if x == "width"
-                 else f"width {entry['points'][0]['width']}")
+        first = entry["points"][0]
+        fixed = (f"{first['tasks']} tasks" if x == "width" else f"width {first['width']}") + (
+            f", lr {first['lr']:g}" if first.get("lr") is not None else "")
         labels = list(entry["points"][0]["methods"])
         for metric, title in (("retention", "retention of earlier tasks"), ("acc", "ACC (final mean accuracy)")):
             lines += ["", f"## {domain} / {entry['scenario']} ({fixed}): {title}", "",
                       f"| method | {' | '.join(f'{head} {c}' for c in columns)} |",
                       "|---|" + "---:|" * len(columns)]
             for label in labels:
-                cells = [_cell(p["methods"][label]["summary"][metric]) for p in entry["points"]]
+                cells = [mean_std_text(p["methods"][label]["summary"][metric]) for p in entry["points"]]
                 lines.append(f"| {label} | {' | '.join(cells)} |")
         tuned = [label for label in labels if "chosen" in entry["points"][0]["methods"][label]]
         if tuned:

@@ -4,7 +4,6 @@ they load torch and every domain)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, TYPE_CHECKING, Any, Callable, Optional
 
@@ -13,6 +12,7 @@ from typer.core import TyperCommand
 
 from retain.cli import usage
 from retain.errors import RetainError
+from retain.evaluate.metrics import mean_std_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -47,10 +47,7 @@ def bench_speed(
               console=make_console())
 
 
-def _cell(stat: dict[str, float], digits: int = 3) -> str:
-    if math.isnan(stat["mean"]):
-        return "-"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+_cell = mean_std_text
 
 
 def _bytes(stat: dict[str, float]) -> str:

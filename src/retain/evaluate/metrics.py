@@ -112,3 +112,12 @@ def prior_retention(before: Sequence[float], after: Sequence[float]) -> float:
 def summarize(R: Matrix) -> dict[str, float]:
     """Every stream metric of ``R``: ``acc``, ``bwt``, ``fwt``, ``forgetting``, ``retention``."""
     return {"acc": acc(R), "bwt": bwt(R), "fwt": fwt(R), "forgetting": forgetting(R), "retention": retention(R)}
+
+
+def mean_std_text(stat: dict[str, float | None], digits: int = 3) -> str:
+    """``mean ± std`` of a summary cell (``{"mean", "std"}``), or ``-`` when it is undefined (nan, or null as
+    JSON writes it)."""
+    mean = stat["mean"]
+    if mean is None or math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {stat['std']:.{digits}f}"
