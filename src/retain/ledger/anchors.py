@@ -42,8 +42,10 @@ def export_anchor(entries: list[Entry], key: keys.Key | None, out: Path) -> dict
     return record
 
 
-def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Findings:
-    """The log must still hold the anchored entry, unchanged; entries after it are new history."""
+def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None,
+                 public: keys.PublicKey | None = None) -> Findings:
+    """The log must still hold the anchored entry, unchanged; entries after it are new history. The anchor's own
+    signature is checked with the key, or else with ``public`` (the public key the home was checked with)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -56,6 +58,9 @@ def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Find
     problems: list[str] = []
     if "mac" in record and key is not None and not key.check(record):
         problems.append(f"{path}: the anchor's signature does not match your key (the anchor was edited)")
+    elif key is None and public is not None and "sig" in record and not public.check(record):
+        problems.append(f"{path}: the anchor's Ed25519 signature does not check with public key {public.text} (the "
+                        "anchor was edited, or exported from another home)")
     if not entries or entries[0].sha256 != record["genesis"]:
         return problems + ["audit.jsonl:1: the first entry is not the anchor's (another home, or the log was "
                            "rewritten from its start)"], []
@@ -67,9 +72,11 @@ def check_anchor(path: Path, entries: list[Entry], key: keys.Key | None) -> Find
 def sign_home(path: str | Path) -> tuple[int, bool]:
     """``retain key sign HOME``: start signing a home made before the key (one signed ``keyed`` entry).
 
-    From this entry on, every entry must carry the key's MAC; the earlier ones are vouched for only by the
-    chain up to here. A home made before home ids gets one in the same entry. Returns the first signed entry's
-    seq and whether this call wrote it (a home already signed with this key is left as it is).
+    From this entry on, every entry must carry the key's MAC and Ed25519 signature; the earlier ones are vouched
+    for only by the chain up to here. The entry names the public key of the signatures; a home made before home
+    ids gets one in the same entry. Returns the first signed entry's seq and whether this call wrote an entry (a
+    home already signed with this key is left as it is, but for the entry naming its public key that a home
+    signed before Ed25519 signatures gets at its first write, :meth:`Home._check_writable`).
     """
     from retain.ledger.core import Home, is_home, write_marker
 
@@ -84,12 +91,12 @@ def sign_home(path: str | Path) -> tuple[int, bool]:
         checked = home.check()
         signed = [e for e in checked.entries if "mac" in e.data]
         if signed:
-            return signed[0].seq, False
+            return signed[0].seq, home.named_key
         new = home.id or uuid.uuid4().hex
-        event: dict[str, Any] = {"type": "keyed", "key": key.id}
+        event: dict[str, Any] = {"type": "keyed", "key": key.id, "public_key": key.public.text}
         if home.id is None:
             event["home_id"] = new
         home.id = new
         entries = home.commit([event])
-        write_marker(home.root, new, True)
+        write_marker(home.root, new, True, key.public.text)
     return entries[-1].seq, True

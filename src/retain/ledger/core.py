@@ -64,14 +64,17 @@ def is_home(path: str | Path) -> bool:
         return False
 
 
-def write_marker(root: Path, home_id: str | None, signed: bool) -> None:
-    """``home.json``: the format, the home's id (fixed at init; a copy takes its own at its first signed write)
-    and whether it is signed (so a reader without the key knows an unsigned log was stripped)."""
+def write_marker(root: Path, home_id: str | None, signed: bool, public_key: str | None = None) -> None:
+    """``home.json``: the format, the home's id (fixed at init; a copy takes its own at its first signed write),
+    whether it is signed (so a reader without the key knows an unsigned log was stripped) and the public key of
+    its Ed25519 signatures (:mod:`retain.ledger.keys`; also named in a signed entry)."""
     data: dict[str, Any] = {"format": FORMAT}
     if home_id:
         data["id"] = home_id
     if signed:
         data["signed"] = True
+        if public_key:
+            data["public_key"] = public_key
     write_atomic(root / MARKER, canonical_json(data) + b"\n")
 
 
@@ -102,12 +105,16 @@ class Home:
     read; only :meth:`writing` refuses.
     """
 
-    def __init__(self, root: Path, create: bool = False) -> None:
+    def __init__(self, root: Path, create: bool = False, public: keys.PublicKey | None = None) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.objects = ObjectStore(root / "objects", self.tmp)
         self.audit = AuditLog(root / "audit.jsonl")
         self.key = keys.load()
+        # Where no signing key is set: the public key given for this command (else the pins decide; see trust).
+        self.public = public if public is not None else keys.explicit()
+        # Whether the last write check named the public key of a home signed before Ed25519 signatures.
+        self.named_key = False
         self.id: str | None = trust.marker(root).get("id")
         # Why this home cannot be written now (``None`` when it can); reads work either way.
         self.unwritable: str | None = None
@@ -136,17 +143,18 @@ class Home:
 
     # -- opening and creating ------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> Home:
+    def open(cls, path: str | Path, public: keys.PublicKey | None = None) -> Home:
         """Open an existing home after checking it (:mod:`retain.ledger.trust`); finish a commit a crashed
         writer left half-applied if no one is writing.
 
         A home whose check fails is reported and nothing is read from it or applied to its database; only
-        entries the check trusts are ever applied (never a signed one that no key here can check).
+        entries the check trusts are ever applied (never a signed one that no key here can check: without the
+        signing key, only entries whose Ed25519 signatures check with a public key held here).
         """
         root = Path(path)
         if not is_home(root):
             raise RetainError("not a retain home (create one with: retain init HOME)", file=str(root))
-        home = cls(root)
+        home = cls(root, public=public)
         checked = home.check()
         if checked.problems:
             home.conn.close()
@@ -183,7 +191,8 @@ class Home:
             self.conn.execute("BEGIN")
             try:
                 applied = store.head(self.conn)[2]
-                checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen)
+                checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen,
+                                          self.public)
                 checked.problems += trust.check_database(self.conn, checked)
             finally:
                 self.conn.execute("COMMIT")
@@ -212,9 +221,11 @@ class Home:
                     (building / sub).mkdir()
                 home_id = uuid.uuid4().hex
                 key = keys.load()
-                write_marker(building, home_id, key is not None)
+                public = key.public.text if key is not None else None
+                write_marker(building, home_id, key is not None, public)
                 home = cls(building, create=True)
-                first = [{**events[0], "home_id": home_id}] if events and events[0].get("type") == "init" else events[:1]
+                named = {"home_id": home_id, **({"public_key": public} if public else {})}
+                first = [{**events[0], **named}] if events and events[0].get("type") == "init" else events[:1]
                 home.commit(first + events[1:] + fill(home))
                 home.conn.close()
                 shutil.rmtree(home.tmp)
@@ -356,11 +367,19 @@ class Home:
             raise RetainError(f"{trust.first_line(checked, problems)}; {command} does not write to a home that "
                               "does not verify (retain verify HOME lists every problem; retain verify HOME --repair "
                               "cuts the log back to its last trusted entry)", file=str(self.root))
+        if checked.signed and self.key is None:
+            # A public key checks the signatures; only the signing key makes them.
+            kid = next((e.data["key"] for e in reversed(checked.entries) if "key" in e.data), None)
+            raise RetainError(f"the audit log is signed (key {kid}) but no key is set here to sign what {command} "
+                              f"writes ({keys.ENV} or {keys.key_path()}); {command} does not write to it",
+                              file=str(self.root))
+        public = self.key.public.text if self.key is not None and checked.signed else None
         if checked.pending_id:
-            write_marker(self.root, checked.pending_id, checked.signed)
+            write_marker(self.root, checked.pending_id, checked.signed, public)
             self.id = checked.pending_id
         if self.key is None or not checked.signed:
             return
+        named = trust.announced(checked.entries)
         wid = trust.witness_id(checked.entries, self.id)
         record = keys.witness(wid) if wid else None
         elsewhere = record is not None and not keys.same_place(record, self.root)
@@ -373,14 +392,21 @@ class Home:
             self.id = new
             try:
                 self.commit([{"type": "home_id", "id": new, "previous": old, "place": str(self.root.resolve()),
-                              "reason": why}])
+                              "public_key": public, "reason": why}])
             except BaseException:
                 self.id = old
                 raise
             killpoint("after_home_id")
-            write_marker(self.root, new, True)
-        elif not trust.marker(self.root).get("signed"):
-            write_marker(self.root, self.id, True)
+            write_marker(self.root, new, True, public)
+            return
+        if not named:
+            # A home signed before Ed25519 signatures names its public key once, signed (see retain.ledger.keys).
+            self.commit([{"type": "public_key", "public_key": public,
+                          "reason": "the public key of this home's Ed25519 signatures, from this entry on"}])
+            self.named_key = True
+        mark = trust.marker(self.root)
+        if not mark.get("signed") or mark.get("public_key") != public:
+            write_marker(self.root, self.id, True, public)
 
     # -- reading -------------------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:

@@ -9,8 +9,10 @@ witness) and the database against the log:
   must end where ``home.json`` says, so entries from a copy spliced onto the original are found even
   without the key;
 - signatures: from the first signed entry on, every entry is signed, and that first one starts signing (init
-  or ``retain key sign``); with the key, every MAC checks for the home's id; with a key set, an unsigned log
-  is a failure (``retain key sign`` is the one write allowed on it); without a key, a signed log cannot be
+  or ``retain key sign``); from the first entry with an Ed25519 signature on, every entry has one. With the
+  key, every MAC and every signature checks for the home's id; with a key set, an unsigned log is a failure
+  (``retain key sign`` is the one write allowed on it). Without the key, a public key checks the signatures
+  (:func:`_anchor` says which one); with none, or on a log signed with MACs only, a signed log cannot be
   checked, and its unapplied entries are never applied;
 - the witness: the last head this machine signed at this place (:mod:`retain.ledger.keys`); a log that ends
   before it, or holds another entry there, was cut or rewritten;
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from retain.errors import RetainError
 from retain.ledger import audit, keys, store
 from retain.ledger.audit import Entry
 
@@ -51,6 +54,8 @@ class Check:
     signed: bool = False
     unchecked: bool = False
     unsigned_with_key: bool = False
+    # The public key the Ed25519 signatures were checked with, where no signing key is set here.
+    public: keys.PublicKey | None = None
     # The id a killed writer committed in a ``home_id`` entry but did not write to home.json yet.
     pending_id: str | None = None
     torn: bool = False
@@ -120,10 +125,95 @@ def _ids(check: Check, root: Path, want: str | None) -> None:
                       f"not to this one (home.json: {want}): spliced from a copy of the home")
 
 
-def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key: bool) -> None:
+# Entries that name the public key of the home's signatures (a home signed before them names it in a
+# ``public_key`` entry at its next write).
+ANNOUNCING = ("init", "keyed", "home_id", "public_key")
+
+
+def announced(entries: list[Entry]) -> list[tuple[int, object]]:
+    """``(index, public key text)`` of every entry that names the home's public key."""
+    return [(i, e.payload["public_key"]) for i, e in enumerate(entries)
+            if e.payload.get("type") in ANNOUNCING and "public_key" in e.payload]
+
+
+@dataclass
+class Anchor:
+    """What a machine without the signing key checks a home's signatures with.
+
+    ``key``: the public key (``None`` where this machine trusts a list of keys and the home names none of
+    them); ``source``: where it comes from, in words; ``strict``: this machine expects the home to carry
+    Ed25519 signatures (an explicit key, a pin, a trusted list), so a log without them fails; ``pinned``: a pin
+    of this very home (its id or its place), so this machine has seen it signed; ``problem``: why the home's
+    signatures cannot be trusted here at all (another key than the pinned one, an untrusted key).
+    """
+
+    key: keys.PublicKey | None
+    source: str
+    strict: bool
+    pinned: bool = False
+    problem: str | None = None
+
+
+def _claimed(entries: list[Entry], mark: dict[str, Any]) -> tuple[str | None, str]:
+    """The public key the home names (its first naming entry, else ``home.json``), as text, and where."""
+    named = announced(entries)
+    if named:
+        return str(named[0][1]), f"audit.jsonl:{entries[named[0][0]].line}"
+    value = mark.get("public_key")
+    return (str(value), "home.json") if value else (None, "")
+
+
+def _anchor(check: Check, root: Path, mark: dict[str, Any], public: keys.PublicKey | None) -> Anchor | None:
+    """Which public key checks this home on a machine without the signing key, in this order: the key given for
+    the command (``--public-key`` or ``RETAIN_PUBLIC_KEY``); the key this machine pinned for the home (by its
+    id, else by where it lives); the home's own key if ``retain key trust`` pinned it (a home naming another key
+    fails where any key is trusted); else, on first use, the key the home names (pinned once it checks).
+    ``None``: nothing here and the home names no key (its signatures cannot be checked)."""
+    entries = check.entries
+    claimed, where = _claimed(entries, mark)
+    if public is not None:
+        return Anchor(public, "given for this command", strict=True)
+    wid = witness_id(entries, check.home_id)
+    found = keys.pinned(wid, root)
+    if found is not None:
+        record, path = found
+        try:
+            key = keys.parse_public(record["public_key"], file=str(path))
+        except RetainError:
+            key = None
+        what = (f"pinned on this machine when it first read home {record.get('id')} at {record.get('home')}, "
+                f"{record.get('pinned_at')} ({path}; remove that file if the home was replaced on purpose)")
+        if key is None:
+            return Anchor(None, what, strict=True, pinned=True, problem=f"{path}: not a public key")
+        return Anchor(key, what, strict=True, pinned=True)
+    trusted = keys.trusted()
+    if trusted:
+        listed = ", ".join(k.text for k in trusted)
+        what = f"trusted on this machine with retain key trust ({keys.trusted_path()})"
+        key = next((k for k in trusted if k.text == claimed), None)
+        if key is not None:
+            return Anchor(key, what, strict=True)
+        problem = None
+        if claimed is not None:
+            problem = (f"{where}: the home names public key {claimed}, which this machine does not trust (trusted "
+                       f"here: {listed}; retain key trust {claimed} if it should be)")
+        return Anchor(None, f"the public keys {what}: {listed}", strict=True, problem=problem)
+    if claimed is None:
+        return None
+    try:
+        key = keys.parse_public(claimed)
+    except RetainError:
+        return Anchor(None, "named by the home", strict=False,
+                      problem=f"{where}: names {claimed!r}, which is not an Ed25519 public key")
+    return Anchor(key, f"named by the home ({where}) and trusted on first use", strict=False)
+
+
+def _signatures(check: Check, root: Path, key: keys.Key | None, mark: dict[str, Any], no_key: bool,
+                public: keys.PublicKey | None) -> None:
     entries = check.entries
     signed = [i for i, e in enumerate(entries) if "mac" in e.data or "key" in e.data]
     check.signed = bool(signed) or bool(mark.get("signed"))
+    anchor = _anchor(check, root, mark, public) if key is None else None
     if not signed:
         if mark.get("signed") and entries:
             check.fail(0, "audit.jsonl:1: not signed, though home.json says the home is (the signatures were "
@@ -132,6 +222,11 @@ def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key
             # Fail closed: with a key set every entry must be signed; retain key sign is the one write allowed.
             check.unsigned_with_key = True
             check.problems.append(UNSIGNED)
+        elif anchor is not None and anchor.strict and entries:
+            # Fail closed here too: this machine holds a public key that must have signed the home.
+            held = f"public key {anchor.key.text} ({anchor.source})" if anchor.key else anchor.source
+            check.fail(0, f"audit.jsonl:1: not signed, though this machine holds {held}: the signatures were "
+                          "stripped (or the home was never signed)")
         elif entries:
             check.notes.append("the audit log is not signed: anyone who can write to the home can rewrite it "
                                "unseen (retain key init, then retain key sign HOME)")
@@ -143,31 +238,107 @@ def _signatures(check: Check, key: keys.Key | None, mark: dict[str, Any], no_key
         return
     if first > 0:
         check.notes.append(f"entries 1-{first} predate the signing key")
+    upto = len(check.ids)
+    sigs = [i for i in signed if i < upto and "sig" in entries[i].data]
+    first_sig = sigs[0] if sigs else None
+    checker = anchor.key if anchor is not None and first_sig is not None else None
+    if anchor is not None and (first_sig is not None or anchor.strict):
+        if not _anchored(check, root, anchor, first, first_sig, no_key):
+            return
     # Past an entry whose id does not follow (``_ids`` stopped there) nothing is trusted anyway.
-    for i in range(first, len(check.ids)):
+    for i in range(first, upto):
         entry, home = entries[i], check.ids[i]
         if "mac" not in entry.data:
             check.fail(i, f"audit.jsonl:{entry.line}: not signed, though every entry from {first + 1} on must be "
                           "(appended or rewritten without the key)")
             return
-        if key is None:
-            continue
-        if entry.data.get("key") != key.id:
-            check.fail(i, f"audit.jsonl:{entry.line}: signed with key {entry.data.get('key')}, not yours ({key.id})")
+        if key is not None:
+            if entry.data.get("key") != key.id:
+                check.fail(i, f"audit.jsonl:{entry.line}: signed with key {entry.data.get('key')}, not yours "
+                              f"({key.id})")
+                return
+            # An entry made before home ids carries none; once the home has an id, every MAC covers it.
+            if (home is None and "home" in entry.data) or not key.check(entry.data, home):
+                check.fail(i, f"audit.jsonl:{entry.line}: the signature does not match (the entry was changed, "
+                              "made without the key, or signed for another home)")
+                return
+        if first_sig is not None and i >= first_sig and "sig" not in entry.data:
+            check.fail(i, f"audit.jsonl:{entry.line}: no Ed25519 signature, though every entry from "
+                          f"{first_sig + 1} on has one (appended or rewritten without the key)")
             return
-        # An entry made before home ids carries none; once the home has an id, every MAC covers it.
-        if (home is None and "home" in entry.data) or not key.check(entry.data, home):
-            check.fail(i, f"audit.jsonl:{entry.line}: the signature does not match (the entry was changed, made "
-                          "without the key, or signed for another home)")
+        if checker is not None and "sig" in entry.data and (
+                (home is None and "home" in entry.data) or not checker.check(entry.data, home)):
+            check.fail(i, f"audit.jsonl:{entry.line}: the Ed25519 signature does not check with public key "
+                          f"{checker.text} ({anchor.source}) (the entry was changed, signed with another key, "
+                          "or signed for another home)")
             return
-    if key is None:
-        check.unchecked = True
-        what = f"the audit log is signed (key {entries[signed[-1]].data.get('key')})"
-        if no_key:
-            check.notes.append(f"{what}; its signatures were not checked (--no-key)")
-        else:
-            check.soft.append(f"{what} but no key is set here to check it ({keys.ENV} or {keys.key_path()}); "
-                              "retain verify --no-key checks everything else")
+    if key is not None:
+        return
+    if checker is not None:
+        check.public = checker
+        check.notes.append(f"Ed25519 signatures checked with public key {checker.text} ({anchor.source}); the "
+                           "MACs need the signing key, which is not set here")
+        if first_sig > first:
+            check.notes.append(f"entries {first + 1}-{first_sig} carry MACs only (signed before Ed25519 "
+                               f"signatures); entry {first_sig + 1}'s signature covers them through the chain")
+        return
+    check.unchecked = True
+    what = f"the audit log is signed (key {entries[signed[-1]].data.get('key')})"
+    if no_key:
+        check.notes.append(f"{what}; its signatures were not checked (--no-key)")
+    else:
+        check.soft.append(f"{what} but no key is set here to check it ({keys.ENV} or {keys.key_path()}); "
+                          "retain verify --no-key checks everything else")
+
+
+def _anchored(check: Check, root: Path, anchor: Anchor, first: int, first_sig: int | None, no_key: bool) -> bool:
+    """The checks of a keyless machine's anchor before the entries' own: the home's signatures exist where the
+    anchor expects them, and every public key the home names is the anchor's. Pins the home on first use.
+    Whether the entries are to be checked next."""
+    entries = check.entries
+    if anchor.problem:
+        check.fail(first, anchor.problem)
+        return False
+    if first_sig is None:
+        held = f"public key {anchor.key.text} ({anchor.source})" if anchor.key else anchor.source
+        line = entries[first].line
+        if anchor.pinned:
+            check.fail(first, f"audit.jsonl:{line}: no entry has an Ed25519 signature, though this machine pinned "
+                              f"{held}: the signatures were stripped")
+            return False
+        if not no_key:
+            check.fail(first, f"audit.jsonl:{line}: signed with MACs only (before Ed25519 signatures), which the "
+                              f"{held} held here cannot check; the key's owner adds signatures with any write to "
+                              "the home, and retain verify --no-key accepts the MACs unchecked")
+            return False
+        return True
+    if anchor.key is None:
+        check.fail(first_sig, f"audit.jsonl:{entries[first_sig].line}: has an Ed25519 signature, but the home names "
+                              f"no public key, and this machine checks with {anchor.source} only")
+        return False
+    named = announced(entries[:len(check.ids)])
+    for i, value in named:
+        if value != anchor.key.text:
+            check.fail(i, f"audit.jsonl:{entries[i].line}: names public key {value}, but the home's signatures are "
+                          f"checked here with public key {anchor.key.text} ({anchor.source}): re-signed with "
+                          "another key pair")
+            return False
+    if not named:
+        check.fail(first_sig, f"audit.jsonl:{entries[first_sig].line}: has an Ed25519 signature, but no entry names "
+                              "the home's public key (it is named where signing starts)")
+        return False
+    mark = marker(root).get("public_key")
+    if mark is not None and mark != anchor.key.text:
+        check.problems.append(f"home.json: names public key {mark}, but the home's signatures are checked here with "
+                              f"public key {anchor.key.text} ({anchor.source})")
+    wid = witness_id(entries, check.home_id)
+    index = named[0][0]
+    pin = keys.pinned(wid, root)
+    if wid and (pin is None or pin[0].get("id") != wid) and anchor.key.check(entries[index].data,
+                                                                            check.ids[index]):
+        # Trust on first use: the entry naming the key is signed by it (what the first read can know).
+        keys.pin(root, wid, anchor.key)
+    return True
 
 
 def witnesses(raw: bytes) -> dict[str, dict[str, Any]]:
@@ -213,10 +384,11 @@ def _witness(check: Check, root: Path, seen: dict[str, dict[str, Any]] | None) -
 
 
 def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int = 0, no_key: bool = False,
-              seen: dict[str, dict[str, Any]] | None = None) -> Check:
+              seen: dict[str, dict[str, Any]] | None = None, public: keys.PublicKey | None = None) -> Check:
     """Check the log of the home at ``root`` (``raw``: its bytes). ``applied_bytes``: where the database's head
     ends; an incomplete last line after it is a killed writer's torn append, not a problem. ``seen``: the
-    witnesses as :func:`witnesses` read them before ``raw`` (read now when not given)."""
+    witnesses as :func:`witnesses` read them before ``raw`` (read now when not given). ``public``: the public
+    key given for this command (``--public-key``), used where no signing key is set."""
     entries, chain = audit.parse(raw)
     check = Check(entries=entries, trusted=len(entries))
     if chain:
@@ -236,7 +408,7 @@ def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int =
             break
     mark = marker(root)
     _ids(check, root, mark.get("id"))
-    _signatures(check, key, mark, no_key)
+    _signatures(check, root, key, mark, no_key, public)
     _witness(check, root, seen)
     return check
 

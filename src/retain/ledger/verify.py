@@ -1,9 +1,11 @@
 """``retain verify``: recompute every hash in a home and say what changed and where.
 
 Four layers, each checked against the one below it:
-- outside the home: with a signing key, every entry's MAC (:mod:`retain.ledger.keys`), this machine's witness
-  of the last signed head, and an exported anchor when given; a log rewritten with recomputed hashes, cut back,
-  or extended without the key is found here;
+- outside the home: with a signing key, every entry's MAC and Ed25519 signature (:mod:`retain.ledger.keys`);
+  without it, every Ed25519 signature against a public key held here (given, pinned with ``retain key trust``,
+  or pinned when this machine first read the home); this machine's witness of the last signed head, and an
+  exported anchor when given; a log rewritten with recomputed hashes or extended without the key is found
+  here, and a log cut back by the witness or the anchor;
 - the audit log: every line canonical, every ``prev_sha256`` the hash of the line before, the newest applied
   line the one the database pins; replaying it refuses promotions without a gate pass or ``--force``;
 - the database: replaying the log into an empty database must give the same rows, value for value;
@@ -160,7 +162,7 @@ def _repair(root: Path, report: Report) -> None:
         log = audit.AuditLog(root / "audit.jsonl")
         raw = log.read()
         checked = trust.check_log(root, raw, key)
-        if checked.unchecked:
+        if checked.signed and key is None:
             raise RetainError(f"the home is signed and no key is set here; --repair signs what it records "
                               f"({keys.ENV} or {keys.key_path()})", file=str(root))
         keep = audit.committed(checked.entries[:checked.trusted])
@@ -181,7 +183,7 @@ def _repair(root: Path, report: Report) -> None:
                                 f"entry {keep[-1].seq}; kept them as {kept_as.name}")
         home_id = checked.ids[len(keep) - 1] if len(checked.ids) >= len(keep) else None
         if home_id != trust.marker(root).get("id"):
-            write_marker(root, home_id, checked.signed)
+            write_marker(root, home_id, checked.signed, key.public.text if key is not None and checked.signed else None)
         _rebuild(root, keep, report)
         if [p for p in log_problems if p != trust.UNSIGNED]:
             home = Home(root)
@@ -197,42 +199,44 @@ def _repair(root: Path, report: Report) -> None:
 
 
 def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, repair: bool = False,
-           no_key: bool = False) -> Report:
+           no_key: bool = False, public: keys.PublicKey | None = None) -> Report:
     """Check a whole home. A writer's interrupted commit is finished first, as opening any home does, unless
     ``finish`` is False (a read-only caller such as ``retain report``: the unapplied entries are then noted).
 
     ``anchor`` is a file from :func:`export_anchor`; ``repair`` cuts the log back to its last trusted entry and
     rebuilds the database (see :func:`_repair`); ``no_key`` accepts a signed home whose signatures cannot be
-    checked here (without it that is a problem).
+    checked here (without it that is a problem); ``public``: the public key to check the Ed25519 signatures with
+    where no signing key is set (``--public-key``; else ``RETAIN_PUBLIC_KEY``, else this machine's pins).
     """
     root = Path(path)
     if not is_home(root):
         raise RetainError(f"not a retain home (no valid {MARKER})", file=str(root))
+    public = public if public is not None else keys.explicit()
     if finish:
         try:
-            Home.open(root).conn.close()
+            Home.open(root, public=public).conn.close()
         except RetainError:
             pass
-    report = _verify(root, anchor, no_key)
+    report = _verify(root, anchor, no_key, public)
     if repair and not report.ok:
         _repair(root, report)
         notes = report.notes
-        report = _verify(root, anchor, no_key)
+        report = _verify(root, anchor, no_key, public)
         report.notes += [n for n in notes if n not in report.notes]
     return report
 
 
-def _verify(root: Path, anchor: Path | None, no_key: bool) -> Report:
+def _verify(root: Path, anchor: Path | None, no_key: bool, public: keys.PublicKey | None = None) -> Report:
     report = Report()
     log = audit.AuditLog(root / "audit.jsonl")
     seen = trust.witnesses(log.read())
     applied = _applied_bytes(root)
-    checked = trust.check_log(root, log.read(), keys.load(), applied, no_key, seen)
+    checked = trust.check_log(root, log.read(), keys.load(), applied, no_key, seen, public)
     report.problems += checked.problems + checked.soft
     report.notes += checked.notes
     report.counts["audit entries"] = len(checked.entries)
     if anchor:
-        found = anchors.check_anchor(anchor, checked.entries, keys.load())
+        found = anchors.check_anchor(anchor, checked.entries, keys.load(), checked.public)
         report.problems += found[0]
         report.notes += found[1]
     _check_database(root, checked, report)
@@ -259,9 +263,10 @@ def _applied_bytes(root: Path) -> int:
         return 0
 
 
-def export_anchor(path: str | Path, out: Path, no_key: bool = False) -> dict[str, Any]:
+def export_anchor(path: str | Path, out: Path, no_key: bool = False,
+                  public: keys.PublicKey | None = None) -> dict[str, Any]:
     """Verify the home, then write its chain head to ``out`` (kept by the user, outside the home)."""
-    report = verify(path, no_key=no_key)
+    report = verify(path, no_key=no_key, public=public)
     if not report.ok:
         raise RetainError(f"the home does not verify ({report.problems[0]}); no anchor was written", file=str(path))
     entries, _ = audit.parse(audit.AuditLog(Path(path) / "audit.jsonl").read())
