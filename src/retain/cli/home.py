@@ -261,23 +261,32 @@ def verify(home: HomeArg,
                                                                  "(the cut lines are kept beside it), rebuild the "
                                                                  "database from it and record the repair as an "
                                                                  "entry.")] = False,
-           no_key: Annotated[bool, typer.Option("--no-key", help="Check a signed home without its key (everything "
-                                                                 "but the signatures); without this flag that "
-                                                                 "fails.")] = False) -> None:
+           no_key: Annotated[bool, typer.Option("--no-key", help="Check a signed home without its key: accept "
+                                                                 "the MACs unchecked (the Ed25519 signatures are "
+                                                                 "checked wherever a public key is held here); "
+                                                                 "without this flag, MACs no key here can check "
+                                                                 "fail.")] = False,
+           public_key: Annotated[str | None, typer.Option(
+               "--public-key", help="Without the signing key: check the Ed25519 signatures with this public key "
+                                    "(ed25519:HEX, as retain key public prints; default: $RETAIN_PUBLIC_KEY, a key "
+                                    "pinned with retain key trust, or the one pinned when this machine first read "
+                                    "the home).")] = None) -> None:
     """Recompute every hash (signatures, home id, witness, audit chain, database, objects); exit 1 on any
     mismatch. Every other command runs the same checks (all but rehashing every object) and refuses a home
     that fails them."""
+    from retain.ledger import keys
     from retain.ledger.verify import export_anchor as write_anchor
     from retain.ledger.verify import verify as run_verify
 
-    report = run_verify(home, anchor=anchor, repair=repair, no_key=no_key)
+    public = keys.explicit(public_key, field="--public-key")
+    report = run_verify(home, anchor=anchor, repair=repair, no_key=no_key, public=public)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
     for note in report.notes:
         console.print(f"note: {note}")
     if report.ok:
         console.print(f"[green]ok[/]: {counts}")
         if export_anchor:
-            record = write_anchor(home, export_anchor, no_key=no_key)
+            record = write_anchor(home, export_anchor, no_key=no_key, public=public)
             console.print(f"anchor: entry {record['seq']} ({record['sha256'][:16]}) written to {export_anchor}")
         return
     for problem in report.problems:
