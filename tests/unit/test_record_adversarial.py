@@ -4,10 +4,13 @@ A reviewer extends the two tables:
 
 - ``FORGERIES``: name -> ``forge(root, ctx)``, run on a keyed home (v1 base, v2 promoted, v3 rejected by the
   gate). The attacker can write every file of the home, recompute every hash and rebuild the database with the
-  project's own code, but has no key. Each forgery must be found by ``verify`` with the key; a reader (what
-  ``retain log`` and ``show`` open) must refuse it, with the key and on another machine without it (fail
-  closed), and must leave the database as it found it; a write must refuse it. Where a reader without the key
-  cannot tell (a forged MAC on a rebuilt database needs the key to be found), the row says so in ``KEYLESS``.
+  project's own code, and make key pairs of their own, but has not the home's key. Each forgery must be found by
+  ``verify`` with the key; a reader (what ``retain log`` and ``show`` open) must refuse it and leave the database
+  as it found it; a write must refuse it. Three other machines hold no signing key: one that never saw the home
+  (it trusts on first use what it reads after the forgery), one that trusts the owner's public key (``retain key
+  trust``), one that read the home before the forgery (and pinned its public key then). On the last two every
+  forgery but a cut (``NEEDS_WITNESS``) is found by ``verify`` and refused by a reader; on the first, the rows in
+  ``NO_PIN`` pass, and the test asserts that too, so the table's claims are checked both ways.
 - ``LEGITIMATE``: name -> ``event(tmp, ctx)`` returning the homes to check: kills at every commit point, a full
   disk (``RLIMIT_FSIZE``: the kernel refuses to grow a file, as it does when a disk fills), copies written
   independently, a home moved, a home deleted and made again at the same path, a home made before home ids.
@@ -66,7 +69,7 @@ def write_chain(root: Path, datas: list[dict], rechain: bool = True) -> None:
 
 
 def unsigned(data: dict) -> dict:
-    return {k: v for k, v in data.items() if k not in ("key", "mac", "home")}
+    return {k: v for k, v in data.items() if k not in ("key", "mac", "sig", "home")}
 
 
 def appended(root: Path, payloads: list[dict], sign=None) -> None:
@@ -96,7 +99,9 @@ def made_up_mac(root: Path):
 
     def sign(data: dict) -> dict:
         forged = {**data, "key": key_id, "home": home_id}
-        forged["mac"] = sha256_bytes(canonical_json(forged))  # any 64 hex digits: no key, no real MAC
+        # Any 128 hex digits and any 64: no key, no real signature or MAC.
+        forged["sig"] = sha256_bytes(canonical_json(forged)) * 2
+        forged["mac"] = sha256_bytes(canonical_json(forged))
         return forged
     return sign
 
@@ -104,6 +109,7 @@ def made_up_mac(root: Path):
 def strip(root: Path, ctx) -> None:
     datas = [unsigned(d) for d in entries_of(root)]
     datas[0]["payload"].pop("home_id", None)
+    datas[0]["payload"].pop("public_key", None)
     write_chain(root, datas)
     (root / "home.json").write_text(json.dumps({"format": "retain-home/1"}))
     rebuild_db(root)
@@ -209,6 +215,30 @@ def append_foreign_line(root: Path, ctx) -> None:
     write_chain(root, entries_of(root) + [{"note": "not a retain entry", "last": True}])
 
 
+ATTACKER = keys.Key(b"the attacker's own secret, 32 by", "attacker")
+
+
+def resign(root: Path, ctx) -> None:
+    """A key pair of the attacker's own: every entry and a forged gate pass + promoted v3 signed with it (MACs
+    and Ed25519 signatures), its public key named in init and home.json. Self-consistent: only a key held
+    outside the home (the signing key, a trusted or pinned public key) tells it from the owner's."""
+    mark = json.loads((root / "home.json").read_text())
+    datas = [unsigned(d) for d in entries_of(root)]
+    datas[0]["payload"]["public_key"] = ATTACKER.public.text
+    seq = len(datas)
+    datas += [{"seq": seq + 1 + i, "time": datas[-1]["time"], "op": seq + 1, "last": i == 1, "payload": payload}
+              for i, payload in enumerate([gate_pass("v3", "v2"), promote("v3", "v2")])]
+    lines, prev = [], ZERO_SHA
+    for i, data in enumerate(datas):
+        data["seq"], data["prev_sha256"] = i + 1, prev
+        raw = canonical_json(ATTACKER.sign(data, mark["id"]))
+        prev = sha256_bytes(raw)
+        lines.append(raw + b"\n")
+    (root / "audit.jsonl").write_bytes(b"".join(lines))
+    (root / "home.json").write_text(json.dumps({**mark, "public_key": ATTACKER.public.text}))
+    rebuild_db(root)
+
+
 def sql_edit(root: Path, ctx) -> None:
     conn = sqlite3.connect(root / "ledger.sqlite")
     conn.execute("UPDATE versions SET status='champion' WHERE name='v3'")
@@ -244,22 +274,34 @@ FORGERIES = {
     "edit a signed score, rechain, rebuild db": edit_score_rechained,
     "append a chained line that is not an entry": append_foreign_line,
     "SQL edit: v3 champion": sql_edit,
+    "re-sign every entry with the attacker's own key pair + promoted v3, rebuild db": resign,
 }
-# Rows only the key (checking each HMAC) or the witness of the machine that signed can find. On a machine with
-# neither, ``verify --no-key`` passes them and a reader shows what the rebuilt database holds; it still applies
-# nothing (every reader call asserts the database is unchanged) and never applies a signed entry it cannot check.
-NEEDS_KEY = {
-    "strip every signature, rechain, rebuild db": "stripped of every MAC and of home.json's mark, it reads as a "
-                                                  "home that was never signed (verify fails wherever a key is set)",
-    "append made-up-MAC gate pass + promoted v3": "only the key checks an HMAC (the keyless reader refuses to "
-                                                  "apply the entries)",
-    "append made-up-MAC gate pass + promoted v3, rebuild db": "only the key checks an HMAC",
-    "cut the last operation, rebuild db": "the witness of the head lives on the machine that signed it",
-    "reorder the last two operations, rechain, rebuild db": "only the key checks an HMAC",
-    "replay an old signed entry, rechained, rebuild db": "only the key checks an HMAC",
-    "edit a signed score, rechain, rebuild db": "only the key checks an HMAC",
-    "splice a copy's entries relabelled with this home's id, rechain, rebuild db": "only the key checks an HMAC",
+# A cut back to an earlier operation is a validly signed prefix: every signature in it checks, whoever holds which
+# key. Only the witness of the head (on the machine that signed it) or an exported anchor (``--anchor``) finds it.
+NEEDS_WITNESS = {
+    "cut the last operation, rebuild db": "a validly signed prefix; the witness of the head lives on the machine "
+                                          "that signed it (or use --anchor)",
 }
+# Rows a machine without the signing key finds only with a public key it held before the forgery (pinned with
+# ``retain key trust``, or on a first read before it). A machine that never saw the home and trusts no key reads
+# the forged home as it is: ``verify`` and ``--no-key`` pass and a reader shows what the rebuilt database holds.
+# It still applies nothing (every reader call asserts the database is unchanged) and never applies a signed entry
+# that no key it holds checks.
+NO_PIN = {
+    **NEEDS_WITNESS,
+    "strip every signature, rechain, rebuild db": "stripped of every MAC, signature and public key, and of "
+                                                  "home.json's mark, it reads as a home that was never signed (it "
+                                                  "fails wherever a key is set, trusted or pinned)",
+    "re-sign every entry with the attacker's own key pair + promoted v3, rebuild db":
+        "self-consistent: the first read trusts the key the home names, the attacker's (it fails wherever the "
+        "owner's key is set, trusted or pinned, naming both)",
+}
+# Rows that before Ed25519 signatures only the key found (an HMAC is checked with the secret alone): a machine
+# holding the public key finds them by the signature.
+BY_SIGNATURE = ["append made-up-MAC gate pass + promoted v3", "append made-up-MAC gate pass + promoted v3, rebuild db",
+                "reorder the last two operations, rechain, rebuild db",
+                "replay an old signed entry, rechained, rebuild db", "edit a signed score, rechain, rebuild db",
+                "splice a copy's entries relabelled with this home's id, rechain, rebuild db"]
 
 
 @pytest.fixture
@@ -320,16 +362,32 @@ def writer(root: Path) -> str:
 
 def judge_forgery(name: str, ctx, monkeypatch) -> dict[str, object]:
     root = ctx["root"]
+    # (Written so the file also runs against the code before public keys existed, to watch these rows fail there.)
+    public = getattr(keys.load(), "public", None)
+    # A machine without the key that read the home before the forgery: it pinned the home's public key then.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["tmp"] / "read-before"))
+    assert reader(root) == "v2"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["config"]))
     FORGERIES[name](root, ctx)
     row: dict[str, object] = {"verify": not verify(root, finish=False).ok, "reader": reader(root),
                               "write": writer(root)}
-    # Another machine: no key, no witness. A signed home fails verify there unless --no-key is given.
+    # Another machine: no key, no witness, nothing trusted; its first read is this one, after the forgery.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["tmp"] / "elsewhere"))
     row["verify (no key)"] = not verify(root, finish=False).ok
-    # (Written so the file also runs against the code before --no-key existed, to watch these rows fail there.)
     row["verify --no-key"] = (not verify(root, finish=False, no_key=True).ok
                               if "no_key" in inspect.signature(verify).parameters else "n/a")
     row["reader (no key)"] = reader(root)
+    # A machine that trusts the owner's public key (retain key trust) and never read the home.
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["tmp"] / "trusting"))
+    if public is not None:
+        keys.trust(public)
+        row["why (trusted)"] = verify(root, finish=False).problems
+        row["verify (trusted)"], row["reader (trusted)"] = bool(row["why (trusted)"]), reader(root)
+    else:
+        row["verify (trusted)"], row["reader (trusted)"], row["why (trusted)"] = "n/a", "n/a", []
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["tmp"] / "read-before"))
+    row["why (pinned)"] = verify(root, finish=False).problems
+    row["verify (pinned)"], row["reader (pinned)"] = bool(row["why (pinned)"]), reader(root)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["config"]))
     return row
 
@@ -337,15 +395,22 @@ def judge_forgery(name: str, ctx, monkeypatch) -> dict[str, object]:
 @pytest.mark.parametrize("name", list(FORGERIES))
 def test_forgery_is_detected_and_never_applied(name, ctx, monkeypatch):
     row = judge_forgery(name, ctx, monkeypatch)
+    readers = [row[k] for k in ("reader", "reader (no key)", "reader (trusted)", "reader (pinned)")]
+    assert not [r for r in readers if "APPLIED" in r], f"{name}: a reader changed the database: {readers}"
     assert row["verify"], f"{name}: verify with the key passed"
-    assert "APPLIED" not in row["reader"] + row["reader (no key)"], f"{name}: a reader changed the database"
     assert row["reader"] == "refused", f"{name}: a reader with the key showed champion {row['reader']}"
     assert row["write"] == "refused", f"{name}: a write went ahead"
-    if name != "strip every signature, rechain, rebuild db":
-        assert row["verify (no key)"], f"{name}: verify of a signed home without a key passed without --no-key"
-    if name not in NEEDS_KEY:
-        assert row["verify --no-key"], f"{name}: verify --no-key passed"
-        assert row["reader (no key)"] == "refused", f"{name}: a keyless reader showed {row['reader (no key)']}"
+    for machine in ("trusted", "pinned"):
+        found = name not in NEEDS_WITNESS
+        assert row[f"verify ({machine})"] == found, f"{name}: verify with the public key {machine}: {row}"
+        assert (row[f"reader ({machine})"] == "refused") == found, f"{name}: reader ({machine}): {row}"
+        if name in BY_SIGNATURE:
+            assert "the Ed25519 signature does not check with public key" in row[f"why ({machine})"][0], row
+        if name in NO_PIN and name not in NEEDS_WITNESS:
+            assert "public key" in row[f"why ({machine})"][0], row
+    found = name not in NO_PIN
+    assert row["verify (no key)"] == found and row["verify --no-key"] == found, f"{name}: never saw it: {row}"
+    assert (row["reader (no key)"] == "refused") == found, f"{name}: never saw it: {row}"
 
 
 @pytest.mark.parametrize("name", list(FORGERIES))
@@ -357,6 +422,12 @@ def test_repair_cuts_back_to_the_last_trusted_entry_and_records_it(name, ctx):
 
     root = ctx["root"]
     FORGERIES[name](root, ctx)
+    if name.startswith("re-sign"):
+        # Even entry 1 is not the owner's: there is nothing to cut back to. The owner restores the log (or the
+        # home) from a copy; a reader anywhere the owner's key is held refuses it meanwhile.
+        with pytest.raises(RetainError, match="no entry of the audit log can be trusted"):
+            verify(root, repair=True)
+        return
     report = verify(root, repair=True)
     if name.startswith("strip"):
         # Nothing to cut: the log is sound but unsigned; signing it again is the owner's explicit step.
@@ -536,6 +607,51 @@ def made_before_ids(ctx) -> list[Path]:
     return [root]
 
 
+def signed_before_ed25519(ctx) -> list[Path]:
+    """A home as the code before Ed25519 signatures signed it: MACs only, no public key named. It verifies with
+    the key exactly as before (and without it only with --no-key); its next write names the public key in a
+    signed entry and signs from there on, and a machine without the key then checks every signature."""
+    root = ctx["root"]
+    key, home_id = keys.load(), json.loads((root / "home.json").read_text())["id"]
+    lines, prev = [], ZERO_SHA
+    for data in entries_of(root):
+        data = unsigned(data)
+        data["payload"].pop("public_key", None)
+        data["prev_sha256"] = prev
+        data = {**data, "key": key.id, "home": home_id}
+        data["mac"] = key.mac(canonical_json(data))
+        raw = canonical_json(data)
+        prev = sha256_bytes(raw)
+        lines.append(raw + b"\n")
+    (root / "audit.jsonl").write_bytes(b"".join(lines))
+    (root / "home.json").write_text(json.dumps({"format": "retain-home/1", "id": home_id, "signed": True}))
+    rebuild_db(root)
+    keys.record_witness(root, home_id, len(lines), prev)
+    assert verify(root).ok, verify(root).problems
+    os.environ["XDG_CONFIG_HOME"] = str(ctx["tmp"] / "elsewhere")
+    try:
+        assert "but no key is set here to check it" in verify(root, finish=False).problems[0]
+        assert verify(root, finish=False, no_key=True).ok
+    finally:
+        os.environ["XDG_CONFIG_HOME"] = str(ctx["config"])
+    opened = Home.open(root)
+    ctx["learn"](opened, ctx["change_one_layer"](ctx["base"], ctx["tmp"] / "m4", delta=0.03), "sub", 0.9)
+    opened.conn.close()
+    datas = entries_of(root)
+    assert datas[len(lines)]["payload"] == {"type": "public_key", "public_key": key.public.text,
+                                            "reason": datas[len(lines)]["payload"]["reason"]}
+    assert all("sig" in d for d in datas[len(lines):]) and not any("sig" in d for d in datas[:len(lines)])
+    assert json.loads((root / "home.json").read_text())["public_key"] == key.public.text
+    os.environ["XDG_CONFIG_HOME"] = str(ctx["tmp"] / "elsewhere")
+    try:
+        report = verify(root, finish=False)
+        assert report.ok, report.problems
+        assert f"entries 1-{len(lines)} carry MACs only" in " ".join(report.notes)
+    finally:
+        os.environ["XDG_CONFIG_HOME"] = str(ctx["config"])
+    return [root]
+
+
 LEGITIMATE = {
     **{f"learn killed at {p}": killed_learn(p) for p in COMMIT_POINTS},
     **{f"rollback killed at {p}": killed_rollback(p) for p in ("before_audit", "after_audit", "in_db_transaction",
@@ -546,6 +662,7 @@ LEGITIMATE = {
     "home moved (mv)": moved,
     "home deleted and made again at its path": recreated,
     "home made before home ids": made_before_ids,
+    "home signed before Ed25519 signatures (MACs only)": signed_before_ed25519,
 }
 
 
@@ -591,13 +708,17 @@ def test_table(ctx, monkeypatch, tmp_path):
                 monkeypatch.setenv("XDG_CONFIG_HOME", str(ctx["config"]))
                 rows.append(f"| {name} | CRASH: {type(err).__name__}: {str(err).splitlines()[0][:80]} |")
                 continue
+            def fails(value: object) -> str:
+                return value if value == "n/a" else "yes" if value else "no"
             rows.append(f"| {name} | {'yes' if row['verify'] else 'NO'} | "
                         f"{'refused' if row['reader'] == 'refused' else 'SHOWN ' + str(row['reader'])} | "
-                        f"{row['write']} | {'yes' if row['verify (no key)'] else 'no'} | "
-                        f"{row['verify --no-key'] if row['verify --no-key'] == 'n/a' else 'yes' if row['verify --no-key'] else 'no'} | "
-                        f"{row['reader (no key)']} |")
-        print("\n| forgery (attacker without the key) | verify (key) | reader (key) | write | other machine: "
-              "verify fails | verify --no-key fails | reader (no key) |\n|---|---|---|---|---|---|---|")
+                        f"{row['write']} | {fails(row['verify (no key)'])} | {fails(row['verify --no-key'])} | "
+                        f"{row['reader (no key)']} | {fails(row['verify (trusted)'])} | {row['reader (trusted)']} | "
+                        f"{fails(row['verify (pinned)'])} | {row['reader (pinned)']} |")
+        print("\n| forgery (attacker without the key) | verify (key) | reader (key) | write | never saw it: verify "
+              "fails | never saw it: verify --no-key fails | never saw it: reader | key trusted: verify fails | "
+              "key trusted: reader | pinned on an earlier read: verify fails | pinned: reader |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|")
         print("\n".join(rows))
     if TABLE in ("events", "both"):
         events = []
