@@ -93,14 +93,16 @@ def promote(version: str, previous: str) -> dict:
     return {"type": "promoted", "version": version, "previous": previous, "reason": "passed the gate"}
 
 
-def made_up_mac(root: Path):
+def made_up_mac(root: Path, sig: bool = False):
+    """Signs with any 64 hex digits for a MAC (and, with ``sig``, any 128 for an Ed25519 signature): no key, no
+    real MAC or signature."""
     home_id = json.loads((root / "home.json").read_text()).get("id")
     key_id = entries_of(root)[0]["key"]
 
     def sign(data: dict) -> dict:
         forged = {**data, "key": key_id, "home": home_id}
-        # Any 128 hex digits and any 64: no key, no real signature or MAC.
-        forged["sig"] = sha256_bytes(canonical_json(forged)) * 2
+        if sig:
+            forged["sig"] = sha256_bytes(canonical_json(forged)) * 2
         forged["mac"] = sha256_bytes(canonical_json(forged))
         return forged
     return sign
@@ -131,6 +133,11 @@ def append_made_up_mac_rebuilt(root: Path, ctx) -> None:
 
 def append_made_up_mac(root: Path, ctx) -> None:
     appended(root, [gate_pass("v3", "v2"), promote("v3", "v2")], sign=made_up_mac(root))
+
+
+def append_made_up_signature_rebuilt(root: Path, ctx) -> None:
+    appended(root, [gate_pass("v3", "v2"), promote("v3", "v2")], sign=made_up_mac(root, sig=True))
+    rebuild_db(root)
 
 
 def append_unsigned_rollback_rebuilt(root: Path, ctx) -> None:
@@ -263,6 +270,7 @@ FORGERIES = {
     "append unsigned gate pass + promoted v3, rebuild db": append_unsigned_gate_and_promotion_rebuilt,
     "append made-up-MAC gate pass + promoted v3": append_made_up_mac,
     "append made-up-MAC gate pass + promoted v3, rebuild db": append_made_up_mac_rebuilt,
+    "append made-up-MAC + made-up-signature gate pass + promoted v3, rebuild db": append_made_up_signature_rebuilt,
     "append unsigned rolled_back v1, rebuild db": append_unsigned_rollback_rebuilt,
     "cut the last operation, rebuild db": cut_tail,
     "reorder the last two operations, rechain, rebuild db": reorder,
@@ -298,7 +306,7 @@ NO_PIN = {
 }
 # Rows that before Ed25519 signatures only the key found (an HMAC is checked with the secret alone): a machine
 # holding the public key finds them by the signature.
-BY_SIGNATURE = ["append made-up-MAC gate pass + promoted v3", "append made-up-MAC gate pass + promoted v3, rebuild db",
+BY_SIGNATURE = ["append made-up-MAC + made-up-signature gate pass + promoted v3, rebuild db",
                 "reorder the last two operations, rechain, rebuild db",
                 "replay an old signed entry, rechained, rebuild db", "edit a signed score, rechain, rebuild db",
                 "splice a copy's entries relabelled with this home's id, rechain, rebuild db"]
@@ -400,6 +408,9 @@ def test_forgery_is_detected_and_never_applied(name, ctx, monkeypatch):
     assert row["verify"], f"{name}: verify with the key passed"
     assert row["reader"] == "refused", f"{name}: a reader with the key showed champion {row['reader']}"
     assert row["write"] == "refused", f"{name}: a write went ahead"
+    if name.startswith("append made-up-MAC gate pass"):
+        # A MAC alone, where every entry from the first signed one on carries a signature.
+        assert "no Ed25519 signature, though every entry from 1 on has one" in row["why (pinned)"][0], row
     for machine in ("trusted", "pinned"):
         found = name not in NEEDS_WITNESS
         assert row[f"verify ({machine})"] == found, f"{name}: verify with the public key {machine}: {row}"
