@@ -21,6 +21,9 @@ class BenchRecipe(NamedTuple):
     # the plain commands: `retain init HOME` with no options, then `retain learn HOME FILE` naming nothing but the
     # benchmark's budget (the home's method, options, scorer and rate; ``method`` and ``options`` are unused)
     home_default: bool = False
+    # options of each learn beyond the recipe (``learn_in_home``'s keywords), e.g. ``rate_search=False``: the
+    # plain commands with ``--no-rate-search``
+    learn: dict[str, Any] = {}
 
     def rate(self, lr: float) -> float:
         """The learning rate this recipe trains at when the benchmark's is ``lr``."""
@@ -35,3 +38,5 @@ SDFT_REHEARSAL_CE_3X = BenchRecipe("sdft+rehearsal", REHEARSAL_CE, 3.0)
 SDFT_REHEARSAL_CE_3X_AT_INIT = SDFT_REHEARSAL_CE_3X._replace(at_init=True)
 # What `retain init HOME` and `retain learn HOME FILE` train with no options (retain.home.defaults).
 HOME_DEFAULT = BenchRecipe("default", {}, home_default=True)
+# The same at the home's recorded rate, without the search of retain.home.rate (`retain learn --no-rate-search`).
+HOME_FIXED_RATE = HOME_DEFAULT._replace(learn={"rate_search": False})

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from retain.bench.consolidation import json_safe, mean_std
-from retain.bench.recipes import (HOME_DEFAULT, REHEARSAL_CE, SDFT_REHEARSAL_CE_3X, SDFT_REHEARSAL_CE_3X_AT_INIT,
-                                  BenchRecipe)
+from retain.bench.recipes import (HOME_DEFAULT, HOME_FIXED_RATE, REHEARSAL_CE, SDFT_REHEARSAL_CE_3X,
+                                  SDFT_REHEARSAL_CE_3X_AT_INIT, BenchRecipe)
 from retain.data.jsonl import read_skill, write_examples
 from retain.data.skills import Skill
 from retain.data.streams import StreamChoice, stream_skills
@@ -78,6 +78,9 @@ RECIPES: dict[str, BenchRecipe] = {
         at_init=True),
     # `retain init HOME` then `retain learn HOME FILE`, no options (retain.home.defaults)
     "default": HOME_DEFAULT,
+    # the same, each learn at the home's recorded rate without searching it (retain.home.rate): the default
+    # before the search
+    "default-fixed-rate": HOME_FIXED_RATE,
 }
 TEST_FRACTION = 0.2
 
@@ -171,9 +174,9 @@ def run_one(label: str, seed: int, budget: Budget, work: Path, quiet: bool = Tru
             write_examples(path, skill.train + skill.test)
             files.append(path)
     # the plain `retain learn HOME FILE` names nothing but the budget; the other recipes name everything
-    given = None if recipe.home_default else {
+    given = dict(recipe.learn) if recipe.home_default else {
         "method": method, "options": with_defaults(method, options, {"sdft": embedded_sdft_options()}),
-        "scorer": "alnum", "lr": lr}
+        "scorer": "alnum", "lr": lr, **recipe.learn}
     learned = learn_stream(root, files, seed=seed, force="retention benchmark: the stream goes on", quiet=quiet,
                            given=given, epochs=budget.epochs, batch_size=budget.batch_size,
                            test_fraction=TEST_FRACTION)

@@ -60,6 +60,7 @@ MODE_OF: dict[str, tuple[str, str]] = {
     "wait": (HOME, "only applies when learning into a home (a model folder has no lock to wait for)"),
     "name": (HOME, "only applies when learning into a home"),
     "accept_flagged": (HOME, "only applies when learning into a home"),
+    "no_rate_search": (HOME, "only applies when learning into a home (a model folder trains at --lr)"),
     "from_feedback": (HOME, "only applies when learning into a home (feedback is kept in a served home)"),
     "since": (HOME, "only applies with --from-feedback, into a home"),
     "documents": (HOME, "only applies when learning into a home"),
@@ -144,6 +145,9 @@ def learn(
         "--name", help="(home) The skill's name (default: the file's).")] = None,
     accept_flagged: Annotated[Optional[str], typer.Option(
         "--accept-flagged", help="(home) Train on lines the guard flags; the reason is recorded.")] = None,
+    no_rate_search: Annotated[bool, typer.Option(
+        "--no-rate-search", help="(home) Train at the home's rate without searching it on pilots first (--lr "
+                                 "also skips the search).")] = False,
     dtype: Annotated[str, typer.Option(
         "--dtype", callback=_choice("auto", "bfloat16", "float16", "float32"),
         help="(--out) Weights' dtype; auto keeps the checkpoint's (and --out saves it so).")] = "auto",
@@ -196,7 +200,7 @@ def learn(
             raise RetainError("a home learns in one process; under a multi-process launch use --out", field="MODEL")
         given = dict(method=method, options=options, seed=seed, lora=lora, force=force, quiet=quiet, epochs=epochs,
                      lr=lr, batch_size=batch_size, scorer=scorer, mlflow_uri=mlflow, lock_timeout=wait, name=name,
-                     accept_flagged=accept_flagged)
+                     accept_flagged=accept_flagged, rate_search=not no_rate_search)
         source = _source(data, from_feedback, since, documents, questions)
         if source == "feedback":
             from retain.home.feedback import learn_from_feedback

@@ -25,8 +25,9 @@ PROTECTION_SETTINGS: dict[str, dict[str, Any]] = {
 # The learning rate of a home on the embedded model, as a multiple of the model's own fine-tuning rate: the
 # rehearsal above holds the priors at 3x, where plain SDFT at 3x keeps under 20% of them.
 EMBEDDED_LR_SCALE = 3.0
-# Homes recorded before a home kept its learn settings learned plain SDFT, scored exactly, at the model's rate.
-LEGACY = {"method": "sdft", "options": {}, "scorer": "exact", "lr": None}
+# Homes recorded before a home kept its learn settings learned plain SDFT, scored exactly, at the model's rate;
+# homes recorded before a learn searched its rate train at the recorded one.
+LEGACY = {"method": "sdft", "options": {}, "scorer": "exact", "lr": None, "rate_search": None}
 
 
 def learn_settings(source: str, protection: tuple[str, ...]) -> dict[str, Any]:
@@ -34,14 +35,16 @@ def learn_settings(source: str, protection: tuple[str, ...]) -> dict[str, Any]:
     the method (SDFT plus the home's ``protection``), the objective's options, the scorer and the rate (None:
     the model's default, :func:`retain.recipe.default_lr`)."""
     from retain.domains.language import embedded_sdft_options
+    from retain.home.rate import RateSearch
     from retain.models.tiny.build import EMBEDDED_FINETUNE_LR
 
     method = "+".join(("sdft", *protection))
+    search = RateSearch().to_dict()
     if source == "embedded":
         # short answers: no skipped tokens, 24 new tokens; scored on content (alnum), as the benchmarks are
         return {"method": method, "options": {"sdft": embedded_sdft_options()}, "scorer": "alnum",
-                "lr": EMBEDDED_FINETUNE_LR * EMBEDDED_LR_SCALE}
-    return {"method": method, "options": {}, "scorer": "exact", "lr": None}
+                "lr": EMBEDDED_FINETUNE_LR * EMBEDDED_LR_SCALE, "rate_search": search}
+    return {"method": method, "options": {}, "scorer": "exact", "lr": None, "rate_search": search}
 
 
 def home_settings(v1_config: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,9 @@ from retain.errors import RetainError
 from retain.evaluate.evaluation import mean_score
 from retain.guard.home import canaries, quarantine, without_lines
 from retain.home import defaults, lmeval, protection
+from retain.home.rate import RateSearch, Searched
+from retain.home.rate import replay
+from retain.home.rate import search as search_rate
 from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
 from retain.ledger.core import Home, check_new_home
@@ -176,14 +179,16 @@ def _state(home: Home, version: str) -> dict[str, Any] | None:
     return protection.decode(home.objects.get(sha)) if sha else None
 
 
-def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], out: Path,
-           *, quiet: bool, rate: str = "") -> tuple[dict[str, Any], bytes | None]:
-    """Train a candidate from the version ``parent`` (materialised in ``parent_dir``) with ``recipe``, its
-    consolidation plugins continuing ``parent``'s protection state (or protecting ``suite``'s training splits);
-    save it into ``out`` (the adapter only under LoRA). Returns the run's record and the new protection state."""
+def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], *,
+         quiet: bool, before: Any = None, start: Any = None) -> tuple[Any, list[Any], list[str]]:
+    """Train ``skill`` from the version ``parent`` (materialised in ``parent_dir``; or from ``start``, a loaded
+    model trained from it, such as a rate search's winning pilot) with ``recipe``, its consolidation plugins
+    continuing ``parent``'s protection state (or protecting ``suite``'s training splits). ``before(notes)`` is
+    called with what each protection held before training starts. Returns the run's
+    :class:`retain.api.LearnResult`, the plugins and those notes."""
     recipe = replace(recipe, model=replace(recipe.model, path=str(parent_dir)))
     seed_everything(recipe.seed)
-    adapter = load_for_recipe(recipe)
+    adapter = load_for_recipe(recipe) if start is None else start
     objective, plugins = recipe.methods()
     # a home created before the number was recorded drew the default
     per_item = home.version("v1")["record"]["config"].get("protection", {}).get("prompts_per_item",
@@ -191,15 +196,59 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
                              seed=recipe.seed, per_entry=per_item)
     notes += lmeval.skipped(suite) if plugins else []
-    console(stderr=True, quiet=quiet, soft_wrap=True).print(defaults.describe(recipe.method, notes, recipe.train.lr, rate))
+    if before is not None:
+        before(notes)
     result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
+    return result, plugins, notes
+
+
+def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], out: Path,
+           *, quiet: bool, rate: str = "", searched: "Searched | None" = None) -> tuple[dict[str, Any], bytes | None]:
+    """Train a candidate from the version ``parent`` (materialised in ``parent_dir``) with ``recipe``
+    (:func:`_fit`) and save it into ``out`` (the adapter only under LoRA). ``searched``: the rate search that
+    chose ``recipe``'s rate; the candidate continues its winning pilot on the examples the pilot did not train
+    on. Returns the run's record and the new protection state."""
+    warm = searched is not None and not searched.skipped
+    source = "searched" if warm else rate or "given"
+    if searched is not None:
+        rate = searched.line() if warm else f"{rate}; {searched.line()}" if rate else searched.line()
+    say = console(stderr=True, quiet=quiet, soft_wrap=True)
+    result, plugins, notes = _fit(home, parent, parent_dir, recipe, searched.remainder(skill) if warm else skill,
+                                  suite, quiet=quiet, start=searched.model if warm else None,
+                                  before=lambda notes: say.print(defaults.describe(recipe.method, notes,
+                                                                                   recipe.train.lr, rate)))
     result.adapter.save(out)
     config = dict(result.config)
     config["protection"] = {"notes": notes}
-    # the rate this learn trained at, where it came from, and the evidence of any plugin that moved it
-    config["rate"] = {"lr": recipe.train.lr, "source": rate or "given",
+    # the rate this learn trained at, where it came from, and the evidence of any plugin or search that chose it
+    config["rate"] = {"lr": recipe.train.lr, "source": source,
+                      **({"search": searched.evidence} if searched is not None else {}),
                       **{p.name: p.trace() for p in plugins if hasattr(p, "trace")}}
     return config, protection.encode(plugins) if plugins else None
+
+
+def _pilot(home: Home, parent: str, parent_dir: Path, recipe: Recipe, suite: list[Skill]) -> Any:
+    """A rate search's pilot trainer: ``pilot(lr, skill)`` trains ``skill`` from ``parent`` at ``lr`` with the
+    learn's recipe and protection, quietly, and returns the model."""
+    def pilot(lr: float, skill: Skill) -> Any:
+        at = replace(recipe, train=replace(recipe.train, lr=lr))
+        return _fit(home, parent, parent_dir, at, skill, suite, quiet=True)[0].adapter
+    return pilot
+
+
+def _search_rate(plan: "_Plan", champion: "_Champion", skill: Skill, *, quiet: bool) -> "Searched | None":
+    """The learn's rate chosen by the home's search (:mod:`retain.home.rate`) on pilots trained from the
+    champion, or ``None`` when the learn does not search (``--lr`` given, a home that records no search)."""
+    if plan.search is None:
+        return None
+    suite = [s for s, _ in champion.suite]
+    if not quiet:
+        console(stderr=True).print(
+            f"searching the rate: {len(set(plan.search.factors))} pilots of {plan.search.fraction:.0%} of the learn "
+            f"at x{', x'.join(f'{f:g}' for f in sorted(set(plan.search.factors)))} the home's rate; the best goes on",
+            highlight=False)
+    return search_rate(plan.search, plan.recipe.train.lr, skill, suite,
+                       _pilot(plan.home, champion.name, champion.folder, plan.recipe, suite), champion.model)
 
 
 @dataclass
@@ -213,6 +262,7 @@ class _Plan:
     scorer: str
     test_fraction: float
     rate: str  # where the learning rate came from, for the learn's one line
+    search: RateSearch | None = None  # how the learn searches its rate (None: it trains at recipe's)
 
 
 @dataclass
@@ -232,7 +282,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
                   force: str | None = None, quiet: bool = False, *, epochs: int = 2, lr: float | None = None,
                   batch_size: int = 16, scorer: str | None = None, test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
-                  accept_flagged: str | None = None, record: dict[str, Any] | None = None) -> Outcome:
+                  accept_flagged: str | None = None, record: dict[str, Any] | None = None,
+                  rate_search: bool = True) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     ``method``, ``scorer`` and ``lr`` default to what the home recorded at init (:mod:`retain.home.defaults`:
@@ -253,14 +304,18 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
         mlflow_sync.require()
     plan = _plan(Home.open(home), Path(data), method, options, seed=seed, lora=lora, force=force, lr=lr,
                  epochs=epochs, batch_size=batch_size, scorer=scorer, test_fraction=test_fraction, name=name,
-                 accept_flagged=accept_flagged)
+                 accept_flagged=accept_flagged, rate_search=rate_search)
     with plan.home.writing("learn", lock_timeout), plan.home.work_dir("learn") as work:
         champion = _open_champion(plan, work)
         found = quarantine(champion.model, plan.data, plan.skill, [s for s, _ in champion.suite], accept_flagged)
         console(stderr=True, quiet=quiet, soft_wrap=True).print(found.summary(), markup=False, highlight=False)
         start = time.perf_counter()
+        searched = _search_rate(plan, champion, found.skill, quiet=quiet)
+        if searched is not None:  # the version records (and `reproduce` trains) the rate the search chose
+            plan = replace(plan, recipe=replace(plan.recipe, train=replace(plan.recipe.train, lr=searched.lr)))
         config, state = _train(plan.home, champion.name, champion.folder, plan.recipe, found.skill,
-                               [s for s, _ in champion.suite], work / "candidate", quiet=quiet, rate=plan.rate)
+                               [s for s, _ in champion.suite], work / "candidate", quiet=quiet, rate=plan.rate,
+                               searched=searched)
         config.update(model=champion.name, data=str(plan.data.resolve()),
                       held_out={**config["held_out"], "fraction": plan.test_fraction})
         config["protection"]["specs"] = champion.specs
@@ -276,8 +331,9 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
 
 def _plan(opened: Home, data: Path, method: str | None, options: dict[str, dict[str, Any]] | None, *, seed: int,
           lora: bool, force: str | None, lr: float | None, epochs: int, batch_size: int, scorer: str | None,
-          test_fraction: float, name: str | None, accept_flagged: str | None) -> _Plan:
-    """Check every input and build the learn's recipe over the home's recorded settings; writes nothing."""
+          test_fraction: float, name: str | None, accept_flagged: str | None, rate_search: bool = True) -> _Plan:
+    """Check every input and build the learn's recipe over the home's recorded settings; writes nothing. The
+    learn searches its rate when the home records a search, no ``lr`` is given and ``rate_search`` is on."""
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
     if accept_flagged is not None and not accept_flagged.strip():
@@ -303,7 +359,10 @@ def _plan(opened: Home, data: Path, method: str | None, options: dict[str, dict[
                           lora=lora, lr=lr, epochs=epochs, batch_size=batch_size,
                           settings=v1.get("protection", {}).get("settings"))
     _check_before_lock(opened, recipe, skill)
-    return _Plan(opened, data, skill, recipe, scorer, test_fraction, rate)
+    search = None
+    if rate != "--lr" and rate_search and settings.get("rate_search") is not None:
+        search = RateSearch.from_dict(settings["rate_search"], f"{opened.root} (v1's learn settings)")
+    return _Plan(opened, data, skill, recipe, scorer, test_fraction, rate, search)
 
 
 def _open_champion(plan: _Plan, work: Path) -> _Champion:
@@ -432,7 +491,12 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             if screen and screen["quarantined"]:
                 skill = without_lines(skill, data, screen["flagged"])
             protected = _protected_suite(opened, record)
-            _train(opened, record["parent"], parent_dir, recipe, skill, protected, work / "candidate", quiet=True)
+            search = record["config"].get("rate", {}).get("search")
+            searched = None
+            if search and "skipped" not in search:  # the winning pilot again, then its continuation
+                searched = replay(search, skill, _pilot(opened, record["parent"], parent_dir, recipe, protected))
+            _train(opened, record["parent"], parent_dir, recipe, skill, protected, work / "candidate", quiet=True,
+                   searched=searched)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
         finally:
             torch.set_num_threads(threads)
