@@ -26,7 +26,7 @@ SAMPLES = {
     "max_prompt_tokens": ["--max-prompt-tokens", "16"], "max_new_tokens": ["--max-new-tokens", "8"],
     "trust_remote_code": ["--trust-remote-code"], "attn_implementation": ["--attn-implementation", "eager"],
     "from_feedback": ["--from-feedback"], "since": ["--since", "v1"], "documents": ["--documents", "{tmp}/docs"],
-    "questions": ["--questions", "{tmp}/q.jsonl"],
+    "questions": ["--questions", "{tmp}/q.jsonl"], "no_rate_search": ["--no-rate-search"],
 }
 
 

@@ -9,6 +9,9 @@ had when it was stored (``refresh=False``), weighted 8 to 1 against the new skil
 embedded suite's 768 prompts kept (``size``). ``draw`` sets how many rehearsed examples a step trains on per new
 example, apart from their weight: the cost of a learn is mostly these examples' forwards and backwards.
 
+Each learn then searches its own rate around the home's (:mod:`retain.home.rate`: two short pilots, at the
+home's rate and 5/3 of it, the winner continued), recorded here as ``rate_search`` for every new home.
+
 Every value here was chosen on the demo stream and the ``strings2`` tuning stream (:mod:`retain.data.streams`);
 the ``long`` stream is held out. The measurements are in ``docs/results.md``.
 """
