@@ -37,10 +37,18 @@ def test_verify_needs_the_key_or_no_key_and_leaves_no_wal(tmp_path, config, keye
     assert checked.returncode == 0, checked.stdout
     assert sorted(p.name for p in keyed_home.iterdir() if p.name.startswith("ledger")) == ["ledger.sqlite"]
     elsewhere = {"XDG_CONFIG_HOME": str(tmp_path / "elsewhere")}
+    # elsewhere: no signing key and no public key of the owner: the home's own key proves nothing, so verify
+    # fails (pinning nothing) unless --no-key accepts that key (and pins it) or the owner's key is given
     keyless = retain("verify", keyed_home, env=elsewhere)
-    assert keyless.returncode == 1 and "but no key is set here to check it" in keyless.stdout
+    assert keyless.returncode == 1 and "which only the home names" in keyless.stdout, keyless.stdout
+    assert not (tmp_path / "elsewhere" / "retain" / "known_homes").exists()
+    owner = retain("key", "public", env=config).stdout.split()[-1]
+    given = retain("verify", keyed_home, "--public-key", owner, env=elsewhere)
+    assert given.returncode == 0 and f"checked with public key {owner}" in given.stdout, given.stdout
     allowed = retain("verify", keyed_home, "--no-key", env=elsewhere)
-    assert allowed.returncode == 0 and "its signatures were not checked (--no-key)" in allowed.stdout
+    assert allowed.returncode == 0 and "pinned on this machine when it first read" in allowed.stdout, allowed.stdout
+    again = retain("verify", keyed_home, env=elsewhere)  # pinned by the --no-key run
+    assert again.returncode == 0 and "pinned on this machine" in again.stdout, again.stdout
     assert sorted(p.name for p in keyed_home.iterdir() if p.name.startswith("ledger")) == ["ledger.sqlite"]
 
 

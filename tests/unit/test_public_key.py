@@ -232,7 +232,10 @@ def test_first_use_pins_the_home_and_a_later_key_fails_naming_both(signed_home, 
     root, key = signed_home
     home_id = json.loads((root / "home.json").read_text())["id"]
     pins = elsewhere(monkeypatch, tmp_path) / "known_homes"
-    report = verify(root, finish=False)
+    # verify alone does not trust a key only the home names, and pins nothing
+    assert "which only the home names" in verify(root, finish=False).problems[0]
+    assert not pins.exists()
+    report = verify(root, finish=False, no_key=True)  # accepting it pins it
     assert report.ok, report.problems
     assert any(f"checked with public key {key.public.text}" in n and "trusted on first use" in n
                for n in report.notes)
@@ -258,9 +261,10 @@ def test_first_use_pins_the_home_and_a_later_key_fails_naming_both(signed_home, 
                                   f"machine when it first read home {home_id}")
     with pytest.raises(RetainError, match="re-signed with another key pair"):
         Home.open(root)
-    # A machine that never saw the home trusts, on first use, what it reads now: inherently.
+    # A machine that never saw the home trusts, on first use, what it reads now, if told to: inherently.
     elsewhere(monkeypatch, tmp_path, "fresh")
-    assert verify(root, finish=False).ok
+    assert not verify(root, finish=False).ok
+    assert verify(root, finish=False, no_key=True).ok
 
 
 def test_a_given_public_key_checks_the_signatures(signed_home, monkeypatch, tmp_path):
@@ -359,7 +363,7 @@ def test_a_stripped_home_at_a_pinned_place_fails(signed_home, monkeypatch, tmp_p
     """Stripped of every signature, its id and its public key, the home is found by where it lives."""
     root, _ = signed_home
     elsewhere(monkeypatch, tmp_path)
-    assert verify(root, finish=False).ok
+    assert verify(root, finish=False, no_key=True).ok
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     lines, prev = [], ZERO_SHA
     for e in audit.parse((root / "audit.jsonl").read_bytes())[0]:

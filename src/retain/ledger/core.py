@@ -105,8 +105,12 @@ class Home:
     read; only :meth:`writing` refuses.
     """
 
-    def __init__(self, root: Path, create: bool = False, public: keys.PublicKey | None = None) -> None:
+    def __init__(self, root: Path, create: bool = False, public: keys.PublicKey | None = None,
+                 pin_first_use: bool = True) -> None:
         self.root = root
+        # Whether a check pins a public key only the home names (a reader's trust on first use); retain verify
+        # without --no-key does not (it reports it).
+        self.pin_first_use = pin_first_use
         self.tmp = root / "tmp"
         self.objects = ObjectStore(root / "objects", self.tmp)
         self.audit = AuditLog(root / "audit.jsonl")
@@ -143,7 +147,7 @@ class Home:
 
     # -- opening and creating ------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, public: keys.PublicKey | None = None) -> Home:
+    def open(cls, path: str | Path, public: keys.PublicKey | None = None, pin_first_use: bool = True) -> Home:
         """Open an existing home after checking it (:mod:`retain.ledger.trust`); finish a commit a crashed
         writer left half-applied if no one is writing.
 
@@ -154,7 +158,7 @@ class Home:
         root = Path(path)
         if not is_home(root):
             raise RetainError("not a retain home (create one with: retain init HOME)", file=str(root))
-        home = cls(root, public=public)
+        home = cls(root, public=public, pin_first_use=pin_first_use)
         checked = home.check()
         if checked.problems:
             home.conn.close()
@@ -192,7 +196,7 @@ class Home:
             try:
                 applied = store.head(self.conn)[2]
                 checked = trust.check_log(self.root, self.audit.read(), self.key, applied, no_key, seen,
-                                          self.public)
+                                          self.public, self.pin_first_use)
                 checked.problems += trust.check_database(self.conn, checked)
             finally:
                 self.conn.execute("COMMIT")

@@ -209,7 +209,7 @@ def _anchor(check: Check, root: Path, mark: dict[str, Any], public: keys.PublicK
 
 
 def _signatures(check: Check, root: Path, key: keys.Key | None, mark: dict[str, Any], no_key: bool,
-                public: keys.PublicKey | None) -> None:
+                public: keys.PublicKey | None, pin_first_use: bool = True) -> None:
     entries = check.entries
     signed = [i for i, e in enumerate(entries) if "mac" in e.data or "key" in e.data]
     check.signed = bool(signed) or bool(mark.get("signed"))
@@ -243,7 +243,7 @@ def _signatures(check: Check, root: Path, key: keys.Key | None, mark: dict[str, 
     first_sig = sigs[0] if sigs else None
     checker = anchor.key if anchor is not None and first_sig is not None else None
     if anchor is not None and (first_sig is not None or anchor.strict):
-        if not _anchored(check, root, anchor, first, first_sig, no_key):
+        if not _anchored(check, root, anchor, first, first_sig, no_key, pin_first_use):
             return
     # Past an entry whose id does not follow (``_ids`` stopped there) nothing is trusted anyway.
     for i in range(first, upto):
@@ -291,7 +291,8 @@ def _signatures(check: Check, root: Path, key: keys.Key | None, mark: dict[str, 
                           "retain verify --no-key checks everything else")
 
 
-def _anchored(check: Check, root: Path, anchor: Anchor, first: int, first_sig: int | None, no_key: bool) -> bool:
+def _anchored(check: Check, root: Path, anchor: Anchor, first: int, first_sig: int | None, no_key: bool,
+              pin_first_use: bool = True) -> bool:
     """The checks of a keyless machine's anchor before the entries' own: the home's signatures exist where the
     anchor expects them, and every public key the home names is the anchor's. Pins the home on first use.
     Whether the entries are to be checked next."""
@@ -333,6 +334,14 @@ def _anchored(check: Check, root: Path, anchor: Anchor, first: int, first_sig: i
                               f"public key {anchor.key.text} ({anchor.source})")
     wid = witness_id(entries, check.home_id)
     index = named[0][0]
+    if not anchor.strict and not pin_first_use:
+        # `retain verify` without --no-key: a key only the home itself vouches for proves nothing against an
+        # attacker who re-signed it with a key pair of their own; say so (exit 1), pin nothing, check the rest
+        check.soft.append(f"the home's Ed25519 signatures check with public key {anchor.key.text}, which only the "
+                          "home names: nothing on this machine vouched for it before (no signing key, no retain key "
+                          "trust, no pin); pass --public-key with the owner's key (retain key public on their "
+                          "machine), or --no-key to accept this one and pin it")
+        return True
     pin = keys.pinned(wid, root)
     if wid and (pin is None or pin[0].get("id") != wid) and anchor.key.check(entries[index].data,
                                                                             check.ids[index]):
@@ -384,11 +393,14 @@ def _witness(check: Check, root: Path, seen: dict[str, dict[str, Any]] | None) -
 
 
 def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int = 0, no_key: bool = False,
-              seen: dict[str, dict[str, Any]] | None = None, public: keys.PublicKey | None = None) -> Check:
+              seen: dict[str, dict[str, Any]] | None = None, public: keys.PublicKey | None = None,
+              pin_first_use: bool = True) -> Check:
     """Check the log of the home at ``root`` (``raw``: its bytes). ``applied_bytes``: where the database's head
     ends; an incomplete last line after it is a killed writer's torn append, not a problem. ``seen``: the
     witnesses as :func:`witnesses` read them before ``raw`` (read now when not given). ``public``: the public
-    key given for this command (``--public-key``), used where no signing key is set."""
+    key given for this command (``--public-key``), used where no signing key is set. ``pin_first_use``: a home
+    whose public key nothing on this machine vouches for is pinned (a reader's trust on first use); off (``retain
+    verify`` without ``--no-key``), that is a soft problem and nothing is pinned."""
     entries, chain = audit.parse(raw)
     check = Check(entries=entries, trusted=len(entries))
     if chain:
@@ -408,7 +420,7 @@ def check_log(root: Path, raw: bytes, key: keys.Key | None, applied_bytes: int =
             break
     mark = marker(root)
     _ids(check, root, mark.get("id"))
-    _signatures(check, root, key, mark, no_key, public)
+    _signatures(check, root, key, mark, no_key, public, pin_first_use)
     _witness(check, root, seen)
     return check
 

@@ -214,7 +214,7 @@ def verify(path: str | Path, finish: bool = True, anchor: Path | None = None, re
     public = public if public is not None else keys.explicit()
     if finish:
         try:
-            Home.open(root, public=public).conn.close()
+            Home.open(root, public=public, pin_first_use=no_key).conn.close()
         except RetainError:
             pass
     report = _verify(root, anchor, no_key, public)
@@ -231,7 +231,8 @@ def _verify(root: Path, anchor: Path | None, no_key: bool, public: keys.PublicKe
     log = audit.AuditLog(root / "audit.jsonl")
     seen = trust.witnesses(log.read())
     applied = _applied_bytes(root)
-    checked = trust.check_log(root, log.read(), keys.load(), applied, no_key, seen, public)
+    # verify pins a key nothing here vouched for only when told to (--no-key); readers pin on first use
+    checked = trust.check_log(root, log.read(), keys.load(), applied, no_key, seen, public, pin_first_use=no_key)
     report.problems += checked.problems + checked.soft
     report.notes += checked.notes
     report.counts["audit entries"] = len(checked.entries)
