@@ -23,11 +23,13 @@ def test_quick_retention_bench_through_a_home(tmp_path):
     base = ["bench", "retention", "--quick", "--seeds", "1", "--out", tmp_path]
     bad = _retain(*base, "--recipe", "nope")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--recipe" in bad.stderr
-    done = _retain(*base, "--recipe", "default")
+    done = _retain(*base, "--recipe", "default", "--first-seed", "1")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / "retention.json").read_text())
     (run,) = results["runs"]
+    assert results["seeds"] == [1] and run["seed"] == 1  # --first-seed adds seeds to an earlier run's
     assert run["label"] == "default" and run["skills"] == ["rotr", "swap", "ends"] and len(run["R"]) == 4
+    assert "CPU s" in done.stdout
     # the plain commands: the home's rate and its protection, named by nothing but the home
     assert run["lr"] == [pytest.approx(3e-4)] and run["protected"][0].startswith("rehearsal: protects")
     assert len(run["decisions"]) == 3 and set(run["decisions"]) <= {"accepted", "forced"}

@@ -215,8 +215,10 @@ def with_options(label: str, overrides: dict[str, dict[str, Any]]) -> tuple[str,
 def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool = False,
                   progress: Callable[[str], None] | None = None, model: str = "embedded",
                   lr: float = EMBEDDED_FINETUNE_LR, overrides: dict[str, dict[str, Any]] | None = None,
-                  per_item: int | None = None, stream: StreamChoice = StreamChoice("demo")) -> dict[str, Any]:
-    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds over ``model``, with
+                  per_item: int | None = None, stream: StreamChoice = StreamChoice("demo"),
+                  first_seed: int = 0) -> dict[str, Any]:
+    """Every recipe of ``labels`` (default: all of :data:`RECIPES`) on ``seeds`` seeds from ``first_seed`` (a
+    run can add seeds to an earlier one's) over ``model``, with
     ``overrides`` over the recipes' options (:func:`with_options`) and ``per_item`` protected prompts per probe
     (default: a home's), learning ``stream``; the results document (with the model's parameter count, for
     :mod:`retain.bench.capacity`, and the stream with the base model's teacher gap on its seed-0 skills)."""
@@ -234,7 +236,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
     runs: list[dict[str, Any]] = []
     try:
         gap = teacher_gap(model, stream_of(stream, budget, 0))
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             for label, recipe in chosen.items():
                 if progress:
                     progress(f"{label} seed {seed}")
@@ -249,7 +251,7 @@ def run_benchmark(labels: list[str] | None = None, seeds: int = 3, quick: bool =
         summary[label] = {key: mean_std([m[key] for m in mine]) for key in mine[0]}
     manifest = folder / "MANIFEST.json"
     build = json.loads(manifest.read_text()).get("build_config") if manifest.is_file() else None
-    return {"benchmark": "retention", "quick": quick, "seeds": list(range(seeds)),
+    return {"benchmark": "retention", "quick": quick, "seeds": list(range(first_seed, first_seed + seeds)),
             "stream": {**stream.to_dict(), "teacher_gap": gap},
             "model": {"path": model, "parameters": parameters(folder), "build_config": build},
             "budget": {"n_train": budget.n_train, "epochs": budget.epochs, "batch_size": budget.batch_size,

@@ -310,6 +310,8 @@ def guard(
 @app.command("retention", context_settings=usage.renamed(**{"protect-prompts": "protection-prompts"}))
 def bench_retention(
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds 0..N-1; mean and spread.")] = 3,
+    first_seed: Annotated[int, typer.Option("--first-seed", min=0,
+                                            help="Start at this seed (seeds S..S+N-1), to add seeds to a run.")] = 0,
     quick: Annotated[bool, typer.Option("--quick", help="A small budget (the tests' smoke run).")] = False,
     recipes: Annotated[list[str], typer.Option("--recipe", help="Only these recipes (repeatable).")] = [],
     model: Annotated[str, typer.Option(
@@ -348,7 +350,7 @@ def bench_retention(
         raise RetainError(f"must be > 0, got {lr}", field="--lr")
     results = run_benchmark(list(recipes) or None, seeds, quick, progress=lambda what: console.log(what),
                             model=model, overrides=overrides, per_item=protection_prompts, stream=chosen_stream,
-                            **({"lr": lr} if lr is not None else {}))
+                            first_seed=first_seed, **({"lr": lr} if lr is not None else {}))
     gap = Table(title=f"Base model on the {chosen_stream.name} stream's skills (held out, seed 0): SDFT learns "
                       "what its teacher answers")
     for column in ("skill", "student (query only)", "teacher (query + demonstration)", "gap"):
@@ -361,13 +363,13 @@ def bench_retention(
              f"({seeds} seed(s), mean ± sd{size}, "
              f"{results['budget']['protect_prompts']} protected prompts per probe)")
     table = Table(title=title)
-    for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds"):
+    for column in ("recipe", "lr", "new-skill acc", "prior kept", "ACC", "BWT", "gate passed", "seconds", "CPU s"):
         table.add_column(column, justify="left" if column == "recipe" else "right")
     for label, s in results["summary"].items():
         rates = sorted({rate for run in results["runs"] if run["label"] == label for rate in run["lr"]})
         table.add_row(label, ", ".join(f"{rate:g}" for rate in rates), _cell(s["new_skill_accuracy"]),
                       _cell(s["prior_retention"]), _cell(s["acc"]), _cell(s["bwt"]), _cell(s["gate_passed"], 1),
-                      _cell(s["seconds"], 0))
+                      _cell(s["seconds"], 0), _cell(s["cpu_seconds"], 0))
     make_console().print(table)
     for path in write_results(results, out):
         console.print(f"wrote {path}")
