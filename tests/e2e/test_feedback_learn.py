@@ -70,3 +70,42 @@ def test_corrections_become_the_examples_learned_and_are_consumed_once(tmp_path,
     assert [line["status"] != "new" for line in lines] == [True] * 4 + [False] and lines[0]["user"] == "tester"
     verified = retain("verify", root, env=env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_answers_rated_good_join_the_rehearsal_once_and_reproduce(tmp_path):
+    """A good rating on an answer the server gave keeps that answer: the learn from the corrections rehearses it
+    with the answer as its stored target. An answer typed in with `retain feedback add` (not the model's), a bad
+    rating and a conversation of several turns are not kept; a kept answer is not offered again."""
+    from retain.home import init_home_from_model, protection
+    from retain.home.feedback import add_feedback, answers_to_keep, commit_feedback, feedback_body
+    from retain.home.workflows import reproduce
+
+    root = init_home_from_model(tmp_path / "home", "embedded", options={"rehearsal": {"size": 48}}, per_item=8).root
+
+    def served(rid: str, messages: list[dict], answer: str, rating: int) -> dict:
+        return feedback_body({"response_id": rid, "version": "v1", "kind": "chat", "messages": messages,
+                              "answer": answer}, rating, source="api")
+
+    good = served("chatcmpl-1", [{"role": "user", "content": "upper kelm"}], "KELM", 1)
+    bad = served("chatcmpl-2", [{"role": "user", "content": "upper tesk"}], "TESX", -1)
+    turns = served("chatcmpl-3", [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                                  {"role": "user", "content": "upper vrod"}], "VROD", 1)
+    commit_feedback(root, [good, bad, turns])
+    typed = add_feedback(root, prompt="upper pral", answer="PRAL", rating=1)
+    for prompt, correction in FACTS.items():
+        add_feedback(root, prompt=prompt, answer="ababb", correction=correction)
+    assert [f["id"] for f in answers_to_keep(root)] == [good["id"]]
+
+    outcome = learn_from_feedback(root, epochs=1, quiet=True, force="the test")
+    home = Home.open(root)
+    record = home.version(outcome.version)["record"]
+    assert record["config"]["protection"]["rehearsed_feedback"] == [good["id"]]
+    assert "rehearsal: + 1 answers users rated good" in record["config"]["protection"]["notes"]
+    _, extra = protection.decode(home.objects.get(record["artifacts"]["protection_sha256"]))["rehearsal"]
+    assert ["upper kelm", False, "KELM"] in extra["answers"]
+    assert not any(p in ("upper tesk", "upper vrod", "upper pral") for p, _, _ in extra["answers"])
+    status = {f["id"]: (f["status"], f["by"]) for f in list_feedback(root)}
+    assert status[good["id"]] == ("kept", outcome.version)
+    assert status[bad["id"]] == status[turns["id"]] == status[typed] == ("new", None)
+    assert answers_to_keep(root) == []
+    assert reproduce(root, outcome.version)["match"]

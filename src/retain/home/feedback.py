@@ -15,7 +15,9 @@ conversation is the student's prompt and the correction is the demonstration the
 ``consumed[i - 1]``), so the guard's quarantined lines name feedback too. Feedback a promoted version learned is
 consumed and never offered again; feedback the guard quarantined never is either; feedback a version the gate
 rejected trained on is offered to the next learn again (that version changed nothing), with the corrections
-given since, so corrections add up until a candidate passes the gate.
+given since, so corrections add up until a candidate passes the gate. A good rating (1) without a correction on
+an answer the server gave joins the learn's rehearsal buffer with that answer as the stored target (what already
+works is kept as it is); the version records it, and its status is then ``kept``.
 
 When the home is busy (a learn holds its lock for minutes), the server keeps feedback *pending* in the served
 store and commits it as soon as the lock is free (:func:`flush_pending`).
@@ -214,6 +216,11 @@ def _uses(home: Home) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]
         row = home.version(name)
         record = row["record"]
         ids = record.get("config", {}).get("feedback", {}).get("consumed", [])
+        for fid in record.get("config", {}).get("protection", {}).get("rehearsed_feedback", []):
+            if row["status"] == "rejected":
+                tried.setdefault(fid, []).append(name)
+            else:
+                used[fid] = ("kept", name)
         screen = record.get("screen") or {}
         held = {line["line"] for line in screen.get("flagged", [])} if screen.get("quarantined") else set()
         for number, fid in enumerate(ids, start=1):
@@ -228,8 +235,9 @@ def _uses(home: Home) -> tuple[dict[str, tuple[str, str]], dict[str, list[str]]]
 
 def list_feedback(home: str | Path) -> list[dict[str, Any]]:
     """Every recorded feedback, oldest first, with its conversation and status: ``new`` (with the rejected
-    versions that ``tried`` it), ``consumed`` by the version that learned it, or ``quarantined`` by the guard in a
-    version; feedback still ``pending`` in the served store last."""
+    versions that ``tried`` it), ``consumed`` by the version that learned it, ``kept`` in the rehearsal of the
+    version that rehearses it (a good rating), or ``quarantined`` by the guard in a version; feedback still
+    ``pending`` in the served store last."""
     opened = Home.open(home)
     used, tried = _uses(opened)
     out = []
@@ -271,10 +279,54 @@ def corrections_to_learn(home: str | Path, since: str | None = None) -> list[dic
             and f["conversation"].get("kind") == "chat"]
 
 
+def _single_turn(conversation: dict[str, Any]) -> bool:
+    messages = conversation.get("messages") or []
+    return (conversation.get("kind") == "chat" and len(messages) == 1 and messages[0].get("role") == "user"
+            and bool(str(conversation.get("answer", "")).strip()))
+
+
+def answers_to_keep(home: str | Path, since: str | None = None) -> list[dict[str, Any]]:
+    """Feedback that rates a served answer good (1) without a correction, on a one-turn chat the server itself
+    answered (``source`` api: the answer is the model's, not one typed in with ``retain feedback add``), that no
+    promoted version keeps yet (recorded after ``since``'s creation when given)."""
+    opened = Home.open(home)
+    after = opened.version(since)["created_seq"] if since else 0
+    return [f for f in list_feedback(opened.root)
+            if f["status"] == "new" and f["rating"] == 1 and not f["correction"] and f.get("source") == "api"
+            and f["seq"] > after and _single_turn(f["conversation"])]
+
+
+def rated_example(conversation: dict[str, Any]) -> Any:
+    """A good-rated one-turn answer as a rehearsal example: the user's message, and the answer the champion gave
+    as the stored target (Self-Synthesized Rehearsal's own outputs, Huang et al., ACL 2024, vouched for by a
+    user)."""
+    from retain.data.skills import Example
+
+    return Example(prompt=conversation["messages"][0]["content"], demonstration=conversation["answer"])
+
+
+def rated_examples(home: Home, ids: list[str]) -> dict[str, Any]:
+    """The rehearsal examples of recorded feedback ``ids`` (``retain reproduce`` of a version that kept them)."""
+    wanted = set(ids)
+    found = {}
+    for row in home.conn.execute("SELECT payload FROM events WHERE type='feedback'"):
+        event = json.loads(row["payload"])
+        if event["id"] in wanted:
+            found[event["id"]] = rated_example(event["conversation"])
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise RetainError(f"the version kept feedback {missing[0]} in its rehearsal, which the home does not hold",
+                          field="rehearsed_feedback")
+    return {i: found[i] for i in ids}
+
+
 def learn_from_feedback(home: str | Path, since: str | None = None, *, name: str | None = None,
                         **learn: Any) -> Any:
     """``retain learn HOME --from-feedback``: learn every unconsumed correction as SDFT examples through
-    :func:`retain.home.learn_in_home` (``learn`` are its options), recording the ids consumed."""
+    :func:`retain.home.learn_in_home` (``learn`` are its options), recording the ids consumed. Answers users
+    rated good (:func:`answers_to_keep`) join the rehearsal buffer of the learn, with the answer given as its
+    stored target, so the corrections are learned without moving what already works (where the learn rehearses;
+    the version records the ids it kept)."""
     from retain.home.workflows import learn_in_home
 
     opened = Home.open(home)
@@ -287,5 +339,7 @@ def learn_from_feedback(home: str | Path, since: str | None = None, *, name: str
         data = Path(tmp) / "feedback.jsonl"
         data.write_text("".join(json.dumps(example_row(f["conversation"], f["correction"])) + "\n" for f in items),
                         encoding="utf-8")
+        keep = {f["id"]: rated_example(f["conversation"]) for f in answers_to_keep(opened.root, since)}
         return learn_in_home(opened.root, data, name=name or f"feedback-{opened.next_version()}",
-                             record={"feedback": {"consumed": [f["id"] for f in items]}}, **learn)
+                             record={"feedback": {"consumed": [f["id"] for f in items]}}, rehearse=keep or None,
+                             **learn)

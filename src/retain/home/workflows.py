@@ -20,7 +20,7 @@ from typing import Any
 from retain import api
 from retain.console import console
 from retain.data.jsonl import read_skill
-from retain.data.skills import Skill
+from retain.data.skills import Example, Skill
 from retain.domains.language import load_model as load_for_recipe
 from retain.errors import RetainError
 from retain.evaluate.evaluation import mean_score
@@ -180,12 +180,15 @@ def _state(home: Home, version: str) -> dict[str, Any] | None:
 
 
 def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], *,
-         quiet: bool, before: Any = None, start: Any = None) -> tuple[Any, list[Any], list[str]]:
+         quiet: bool, before: Any = None, start: Any = None,
+         rehearse: list[Example] | None = None) -> tuple[Any, list[Any], list[str]]:
     """Train ``skill`` from the version ``parent`` (materialised in ``parent_dir``; or from ``start``, a loaded
     model trained from it, such as a rate search's winning pilot) with ``recipe``, its consolidation plugins
     continuing ``parent``'s protection state (or protecting ``suite``'s training splits). ``before(notes)`` is
-    called with what each protection held before training starts. Returns the run's
-    :class:`retain.api.LearnResult`, the plugins and those notes."""
+    called with what each protection held before training starts. ``rehearse``: answers the champion gave that
+    users rated good, added to the rehearsal buffer (with those answers as its stored targets) before training,
+    so what already works is kept as it is. Returns the run's :class:`retain.api.LearnResult`, the plugins and
+    those notes."""
     recipe = replace(recipe, model=replace(recipe.model, path=str(parent_dir)))
     seed_everything(recipe.seed)
     adapter = load_for_recipe(recipe) if start is None else start
@@ -196,6 +199,12 @@ def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill
     notes = protection.start(plugins, adapter, _state(home, parent), suite, lora=recipe.model.lora,
                              seed=recipe.seed, per_entry=per_item)
     notes += lmeval.skipped(suite) if plugins else []
+    if rehearse:
+        keeping = [p for p in plugins if p.name == "rehearsal"]
+        for plugin in keeping:
+            plugin.protect(adapter, rehearse)
+        notes.append(f"rehearsal: + {len(rehearse)} answers users rated good" if keeping else
+                     f"{len(rehearse)} answers users rated good not kept (the learn has no rehearsal)")
     if before is not None:
         before(notes)
     result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
@@ -203,11 +212,13 @@ def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill
 
 
 def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], out: Path,
-           *, quiet: bool, rate: str = "", searched: "Searched | None" = None) -> tuple[dict[str, Any], bytes | None]:
+           *, quiet: bool, rate: str = "", searched: "Searched | None" = None,
+           rehearse: dict[str, Example] | None = None) -> tuple[dict[str, Any], bytes | None]:
     """Train a candidate from the version ``parent`` (materialised in ``parent_dir``) with ``recipe``
     (:func:`_fit`) and save it into ``out`` (the adapter only under LoRA). ``searched``: the rate search that
     chose ``recipe``'s rate; the candidate continues its winning pilot on the examples the pilot did not train
-    on. Returns the run's record and the new protection state."""
+    on. ``rehearse``: well-rated answers by feedback id (:func:`_fit`); the record says which were kept.
+    Returns the run's record and the new protection state."""
     warm = searched is not None and not searched.skipped
     source = "searched" if warm else rate or "given"
     if searched is not None:
@@ -215,11 +226,14 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
     say = console(stderr=True, quiet=quiet, soft_wrap=True)
     result, plugins, notes = _fit(home, parent, parent_dir, recipe, searched.remainder(skill) if warm else skill,
                                   suite, quiet=quiet, start=searched.model if warm else None,
+                                  rehearse=list((rehearse or {}).values()),
                                   before=lambda notes: say.print(defaults.describe(recipe.method, notes,
                                                                                    recipe.train.lr, rate)))
     result.adapter.save(out)
     config = dict(result.config)
     config["protection"] = {"notes": notes}
+    if rehearse and any(p.name == "rehearsal" for p in plugins):
+        config["protection"]["rehearsed_feedback"] = list(rehearse)
     # the rate this learn trained at, where it came from, and the evidence of any plugin or search that chose it
     config["rate"] = {"lr": recipe.train.lr, "source": source,
                       **({"search": searched.evidence} if searched is not None else {}),
@@ -283,7 +297,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
                   batch_size: int = 16, scorer: str | None = None, test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
                   accept_flagged: str | None = None, record: dict[str, Any] | None = None,
-                  rate_search: bool = True) -> Outcome:
+                  rate_search: bool = True, rehearse: dict[str, Example] | None = None) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     ``method``, ``scorer`` and ``lr`` default to what the home recorded at init (:mod:`retain.home.defaults`:
@@ -295,7 +309,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
     ``force`` gives a reason. ``name`` names the skill (default: the file's stem). Every input and option is
     checked before the lock is taken, and nothing is written to the home before training and scoring have
     succeeded. With ``mlflow_uri`` the version is mirrored to MLflow afterwards. ``record`` adds keys to the
-    version's recorded config (learning from feedback records the feedback ids it consumed there).
+    version's recorded config (learning from feedback records the feedback ids it consumed there);
+    ``rehearse`` (feedback id -> example) joins the rehearsal buffer before training (answers users rated good).
 
     The steps: plan (check everything, build the recipe), then under the lock: open the champion, screen the
     data with it (the guard), train the candidate, score both and gate (with the guard's canaries), record.
@@ -315,7 +330,7 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
             plan = replace(plan, recipe=replace(plan.recipe, train=replace(plan.recipe.train, lr=searched.lr)))
         config, state = _train(plan.home, champion.name, champion.folder, plan.recipe, found.skill,
                                [s for s, _ in champion.suite], work / "candidate", quiet=quiet, rate=plan.rate,
-                               searched=searched)
+                               searched=searched, rehearse=rehearse)
         config.update(model=champion.name, data=str(plan.data.resolve()),
                       held_out={**config["held_out"], "fraction": plan.test_fraction})
         config["protection"]["specs"] = champion.specs
@@ -495,8 +510,13 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             searched = None
             if search and "skipped" not in search:  # the winning pilot again, then its continuation
                 searched = replay(search, skill, _pilot(opened, record["parent"], parent_dir, recipe, protected))
+            kept = record["config"].get("protection", {}).get("rehearsed_feedback")
+            rehearse = None
+            if kept:
+                from retain.home.feedback import rated_examples
+                rehearse = rated_examples(opened, kept)
             _train(opened, record["parent"], parent_dir, recipe, skill, protected, work / "candidate", quiet=True,
-                   searched=searched)
+                   searched=searched, rehearse=rehearse)
             got = weights_sha256(snapshot(work / "candidate", hash_only))
         finally:
             torch.set_num_threads(threads)
