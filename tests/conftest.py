@@ -312,3 +312,21 @@ def keyed_home(tmp_path, config, new_home, learn, change_one_layer) -> Path:
     learn(home, change_one_layer(base, tmp_path / "m3", delta=0.02), "mul", 0.1)
     home.conn.close()
     return home.root
+
+
+def _write_log(root: Path, lines: list[bytes]) -> None:
+    """The attacker's audit log written over a home's, and a database rebuilt from it with the project's own
+    code (as an attacker without the key can)."""
+    from retain.ledger import audit, store
+
+    (root / "audit.jsonl").write_bytes(b"".join(lines))
+    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
+        (root / name).unlink(missing_ok=True)
+    conn = store.connect(root / "ledger.sqlite")
+    store.apply(conn, audit.parse(b"".join(lines))[0])
+    conn.close()
+
+
+@pytest.fixture
+def write_log() -> Callable[[Path, list[bytes]], None]:
+    return _write_log

@@ -35,8 +35,9 @@ def make_home(tmp_path, new_home, learn, change_one_layer):
     return home.root
 
 
-def rewrite(root, edit):
-    """The attacker: edit the parsed entries, recompute every hash of the chain, rebuild the database."""
+def rewrite(root, edit, write):
+    """The attacker: edit the parsed entries, recompute every hash of the chain, rebuild the database
+    (``write``: the ``write_log`` fixture)."""
     entries, problems = audit.parse((root / "audit.jsonl").read_bytes())
     assert not problems
     datas = edit([dict(e.data) for e in entries])
@@ -46,12 +47,7 @@ def rewrite(root, edit):
         raw = canonical_json(data)
         prev = sha256_bytes(raw)
         lines.append(raw + b"\n")
-    (root / "audit.jsonl").write_bytes(b"".join(lines))
-    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
-        (root / name).unlink(missing_ok=True)
-    conn = store.connect(root / "ledger.sqlite")
-    store.apply(conn, audit.parse(b"".join(lines))[0])
-    conn.close()
+    write(root, lines)
 
 
 def promote_v3(datas):
@@ -101,12 +97,12 @@ FORGERIES = {"appended promotion": promote_v3, "recomputed-chain edit": edit_sco
 
 @pytest.mark.parametrize("name", [*FORGERIES, "tensor swap"])
 def test_forgeries_pass_an_unkeyed_home_but_not_a_keyed_one(tmp_path, config, name, new_home, learn,
-                                                           change_one_layer):
+                                                           change_one_layer, write_log):
     unkeyed = make_home(tmp_path / "plain", new_home, learn, change_one_layer)
-    rewrite(unkeyed, swap_tensor(unkeyed) if name == "tensor swap" else FORGERIES[name])
+    rewrite(unkeyed, swap_tensor(unkeyed) if name == "tensor swap" else FORGERIES[name], write_log)
     keys.init()
     keyed = make_home(tmp_path / "keyed", new_home, learn, change_one_layer)
-    rewrite(keyed, swap_tensor(keyed) if name == "tensor swap" else FORGERIES[name])
+    rewrite(keyed, swap_tensor(keyed) if name == "tensor swap" else FORGERIES[name], write_log)
     problems = verify(keyed).problems
     assert problems, name
     if name == "cut last operation":
@@ -146,14 +142,14 @@ def test_an_appended_promotion_is_not_applied_by_the_next_reader(tmp_path, confi
     assert store.meta(conn, "champion") == "v2" and store.head(conn)[0] == 8
 
 
-def test_anchor_catches_a_cut_on_another_machine(tmp_path, config, new_home, learn, change_one_layer):
+def test_anchor_catches_a_cut_on_another_machine(tmp_path, config, new_home, learn, change_one_layer, write_log):
     keys.init()
     root = make_home(tmp_path, new_home, learn, change_one_layer)
     anchor = tmp_path / "head.json"
     record = export_anchor(root, anchor)
     assert record["seq"] == 8 and "mac" in record
     assert verify(root, anchor=anchor).notes[-1] == "matches the anchor at entry 8; 0 entries since"
-    rewrite(root, cut_last_operation)
+    rewrite(root, cut_last_operation, write_log)
     # Drop this machine's witness: only the anchor remembers the head now.
     for path in (config / "witness").iterdir():
         path.unlink()
@@ -165,10 +161,11 @@ def test_anchor_catches_a_cut_on_another_machine(tmp_path, config, new_home, lea
 
 
 def test_a_stripped_and_rechained_log_is_caught_by_the_witness(tmp_path, config, new_home, learn,
-                                                              change_one_layer):
+                                                              change_one_layer, write_log):
     keys.init()
     root = make_home(tmp_path, new_home, learn, change_one_layer)
-    rewrite(root, lambda datas: [{k: v for k, v in d.items() if k not in ("key", "mac")} for d in edit_score(datas)])
+    rewrite(root, lambda datas: [{k: v for k, v in d.items() if k not in ("key", "mac")} for d in edit_score(datas)],
+            write_log)
     # home.json says the home is signed, and this machine's witness holds another entry 8.
     assert verify(root).problems == [
         "audit.jsonl:1: not signed, though home.json says the home is (the signatures were stripped)",
@@ -217,7 +214,8 @@ def test_every_entry_of_a_keyed_home_is_signed(tmp_path, config, new_home, learn
     assert key_file.exists()
 
 
-def test_key_sign_starts_signing_a_home_made_before_the_key(tmp_path, config, new_home, learn, change_one_layer):
+def test_key_sign_starts_signing_a_home_made_before_the_key(tmp_path, config, new_home, learn, change_one_layer,
+                                                            write_log):
     from retain.ledger.anchors import sign_home
 
     root = make_home(tmp_path, new_home, learn, change_one_layer)
@@ -231,5 +229,5 @@ def test_key_sign_starts_signing_a_home_made_before_the_key(tmp_path, config, ne
     report = verify(root)
     assert report.ok and "entries 1-8 predate the signing key" in report.notes
     # From now on an unsigned append is caught, as in a home keyed from the start.
-    rewrite(root, promote_v3)
+    rewrite(root, promote_v3, write_log)
     assert verify(root).problems[0].startswith("audit.jsonl:10: not signed, though every entry from 9 on must be")

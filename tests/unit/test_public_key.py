@@ -203,16 +203,6 @@ def signed_home(tmp_path, config, new_home, learn, change_one_layer):
     return home.root, keys.load()
 
 
-def rewrite(root, lines: list[bytes]) -> None:
-    """The attacker's log, and a database rebuilt from it with the project's own code."""
-    (root / "audit.jsonl").write_bytes(b"".join(lines))
-    for name in ("ledger.sqlite", "ledger.sqlite-wal", "ledger.sqlite-shm"):
-        (root / name).unlink(missing_ok=True)
-    conn = store.connect(root / "ledger.sqlite")
-    store.apply(conn, audit.parse(b"".join(lines))[0])
-    conn.close()
-
-
 def elsewhere(monkeypatch, tmp_path, name: str = "elsewhere"):
     """Become another machine: no signing key, no witness, nothing pinned."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / name))
@@ -228,7 +218,7 @@ def test_the_home_names_its_public_key_in_home_json_and_a_signed_entry(signed_ho
     assert all(key.public.check(e.data, mark["id"]) for e in entries)
 
 
-def test_first_use_pins_the_home_and_a_later_key_fails_naming_both(signed_home, monkeypatch, tmp_path):
+def test_first_use_pins_the_home_and_a_later_key_fails_naming_both(signed_home, monkeypatch, tmp_path, write_log):
     root, key = signed_home
     home_id = json.loads((root / "home.json").read_text())["id"]
     pins = elsewhere(monkeypatch, tmp_path) / "known_homes"
@@ -252,7 +242,7 @@ def test_first_use_pins_the_home_and_a_later_key_fails_naming_both(signed_home, 
         raw = canonical_json(theirs.sign(data, home_id))
         prev = sha256_bytes(raw)
         lines.append(raw + b"\n")
-    rewrite(root, lines)
+    write_log(root, lines)
     mark = json.loads((root / "home.json").read_text())
     (root / "home.json").write_text(json.dumps({**mark, "public_key": theirs.public.text}))
     problems = verify(root, finish=False).problems
@@ -359,7 +349,7 @@ def test_an_anchor_is_checked_with_the_public_key(signed_home, monkeypatch, tmp_
     assert "the anchor's Ed25519 signature does not check" in verify(root, anchor=anchor).problems[0]
 
 
-def test_a_stripped_home_at_a_pinned_place_fails(signed_home, monkeypatch, tmp_path):
+def test_a_stripped_home_at_a_pinned_place_fails(signed_home, monkeypatch, tmp_path, write_log):
     """Stripped of every signature, its id and its public key, the home is found by where it lives."""
     root, _ = signed_home
     elsewhere(monkeypatch, tmp_path)
@@ -374,7 +364,7 @@ def test_a_stripped_home_at_a_pinned_place_fails(signed_home, monkeypatch, tmp_p
         raw = canonical_json(data)
         prev = sha256_bytes(raw)
         lines.append(raw + b"\n")
-    rewrite(root, lines)
+    write_log(root, lines)
     (root / "home.json").write_text('{"format": "retain-home/1"}')
     elsewhere(monkeypatch, tmp_path)
     assert "not signed, though this machine holds public key" in verify(root, finish=False).problems[0]
@@ -384,7 +374,7 @@ def test_a_stripped_home_at_a_pinned_place_fails(signed_home, monkeypatch, tmp_p
 
 
 def test_an_entry_without_a_signature_after_signed_ones_fails_without_the_key(signed_home, monkeypatch, tmp_path,
-                                                                              capsys):
+                                                                              capsys, write_log):
     """A MAC (made up or replayed) is all a keyless machine cannot check: from the first signed entry on, every
     entry must carry an Ed25519 signature, so one that carries a MAC alone fails there."""
     root, key = signed_home
@@ -395,7 +385,7 @@ def test_an_entry_without_a_signature_after_signed_ones_fails_without_the_key(si
             "payload": {"type": "rolled_back", "version": "v1", "previous": "v2", "reason": "forged"}}
     data["mac"] = "0" * 64
     lines = [(root / "audit.jsonl").read_bytes(), canonical_json(data) + b"\n"]
-    rewrite(root, lines)
+    write_log(root, lines)
     elsewhere(monkeypatch, tmp_path)
     keys.trust(key.public)
     code, out, _ = run_main(capsys, "verify", str(root), "--no-key")
@@ -404,7 +394,7 @@ def test_an_entry_without_a_signature_after_signed_ones_fails_without_the_key(si
     code, out, _ = run_main(capsys, "verify", str(root), "--public-key", key.public.text)
     assert code == 1 and "no Ed25519 signature" in out
     (root / "audit.jsonl").write_bytes(lines[0])
-    rewrite(root, lines[:1])
+    write_log(root, lines[:1])
     code, out, _ = run_main(capsys, "verify", str(root), "--public-key", key.public.text)
     assert code == 0 and f"Ed25519 signatures checked with public key {key.public.text} (given for this " \
         "command)" in out
