@@ -142,6 +142,11 @@ def test_a_plain_learn_searches_records_and_reproduces_its_rate(searched_home, c
     assert record["config"]["held_out"]["examples"] == 26
     said = capsys.readouterr().err
     assert "searching the rate: 2 pilots" in said and "searched on pilots" in said
+    from typer.testing import CliRunner
+
+    from retain.cli.home import app
+    shown = CliRunner().invoke(app, ["show", str(root), outcome.version], terminal_width=400).output
+    assert f"rate {rate['lr']:g} (searched; pilots x1 = {base:g}: new-skill loss" in shown, shown
     assert reproduce(root, outcome.version)["match"]
 
 

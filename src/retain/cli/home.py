@@ -179,6 +179,13 @@ def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or ch
     for d in record["data"]:
         console.print(f"data {d['role']:8} {d['name']}  {d['bytes']} bytes  sha256 {d['sha256']}"
                       + (f"  from {d['path']}" if d["path"] else ""))
+    rate = record["config"].get("rate") if record["config"] else None
+    if rate:
+        search = rate.get("search") or {}
+        pilots = "; ".join(f"x{p['factor']:g} = {p['lr']:g}: new-skill loss {p['new']:.3f}, worst prior rise "
+                           f"{p['prior']:+.3f}" for p in search.get("pilots", []))
+        console.print(f"rate {rate['lr']:g} ({rate['source']}" + (f"; pilots {pilots}" if pilots else "")
+                      + (f"; {search['skipped']}" if "skipped" in search else "") + ")", highlight=False)
     if record["config"]:
         console.print("config " + canonical_json(record["config"]).decode())
     scores = Table(title="scores", title_justify="left", box=box.SIMPLE_HEAD)
