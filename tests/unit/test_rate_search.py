@@ -56,15 +56,18 @@ def test_the_search_never_reads_a_test_split_and_the_winner_goes_on():
     trained = {}
 
     def pilot(lr, trial):
+        assert not trial.test  # a pilot scores no split; its validation is scored by the search's loss
         trained[lr] = trial
         return {"lr": lr}
+
+    validation = {}
 
     new_loss = {1e-4: 2.0, 2e-4: 1.5, 0.5e-4: 2.5}
     # 2e-4 learns most but lifts one entry's loss by 0.04 (0.02 as a mean over the two entries would pass)
     prior_rise = {1e-4: 0.01, 2e-4: 0.04, 0.5e-4: 0.0}
 
     def loss(model, examples):
-        assert {e.prompt for e in examples} == {e.prompt for e in trained[model["lr"]].test}
+        validation[model["lr"]] = examples
         return new_loss[model["lr"]]
 
     def priors_loss(model, priors):
@@ -74,17 +77,19 @@ def test_the_search_never_reads_a_test_split_and_the_winner_goes_on():
 
     found = search(config, 1e-4, skill, suite, pilot, "champion", loss=loss, priors_loss=priors_loss)
     assert sorted(trained) == [0.5e-4, 1e-4, 2e-4]
-    for trial in trained.values():
-        val = {e.prompt for e in trial.test}
+    assert sorted(validation) == sorted(trained)
+    for lr, trial in trained.items():
+        val = {e.prompt for e in validation[lr]}
+        assert val == {e.prompt for e in validation[1e-4]}  # every pilot on the same validation
         assert len(val) == 20 and not val & {e.prompt for e in trial.train}
-        assert set(trial.train) | set(trial.test) <= set(skill.train)
+        assert set(trial.train) | set(validation[lr]) <= set(skill.train)
         assert len(trial.train) == 50  # a quarter of the learn's examples
     assert found.lr == pytest.approx(1e-4) and found.model == {"lr": 1e-4}
     assert found.evidence["chosen"] == 1.0 and len(found.evidence["pilots"]) == 3
     # the candidate continues on what the winning pilot did not train on, the validation prompts included
     rest = found.remainder(Skill("new", train=skill.train, test=[]))
     assert len(rest.train) == 150 and not set(rest.train) & set(found.trained)
-    assert {e.prompt for e in trained[1e-4].test} <= {e.prompt for e in rest.train}
+    assert {e.prompt for e in validation[1e-4]} <= {e.prompt for e in rest.train}
 
 
 def test_the_rule_learns_most_among_the_pilots_that_keep_the_priors():

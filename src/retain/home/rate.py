@@ -206,7 +206,7 @@ def search(config: RateSearch, lr: float, skill: Skill, suite: list[Any], pilot:
            champion: Any, *, loss: Callable[[Any, list[Example]], float] = answer_loss,
            priors_loss: Callable[[Any, list[Skill]], dict[str, float]] = prior_loss) -> Searched:
     """Run the search around the home's rate ``lr``: ``pilot(lr, skill)`` trains a pilot from the champion on
-    ``skill.train`` and returns the model. ``champion`` is the loaded champion (its prior loss is measured once).
+    ``skill.train`` (its test split empty) and returns the model. ``champion`` is the loaded champion (its prior loss is measured once).
     Returns the choice with the winning pilot; the others are dropped."""
     trial = pilot_skill(config, skill)
     if trial is None:
@@ -216,9 +216,13 @@ def search(config: RateSearch, lr: float, skill: Skill, suite: list[Any], pilot:
     priors = prior_validation(suite, config.prior_per_item, config.seed)
     champion_prior = priors_loss(champion, priors)
     pilots, models = [], {}
+    # the pilot learns without scoring a held-out split (its validation is scored below, by loss, not by the
+    # greedy answers a learn scores)
+    unscored = Skill(name=trial.name, train=trial.train, test=[], scorer=trial.scorer,
+                     with_demonstration=trial.with_demonstration)
     for factor in sorted(set(config.factors)):
         start = time.process_time()
-        model = pilot(lr * factor, trial)
+        model = pilot(lr * factor, unscored)
         losses = priors_loss(model, priors)
         pilots.append({"factor": factor, "lr": lr * factor, "new": loss(model, trial.test),
                        "prior": worst_rise(losses, champion_prior), "priors": losses,
@@ -242,4 +246,6 @@ def replay(evidence: dict[str, Any], skill: Skill, pilot: Callable[[float, Skill
     if trial is None:
         raise RetainError("the recorded rate search has no pilot data for this skill", field="rate.search")
     rate = evidence["base_lr"] * evidence["chosen"]
-    return Searched(rate, evidence, model=pilot(rate, trial), trained=list(trial.train))
+    unscored = Skill(name=trial.name, train=trial.train, test=[], scorer=trial.scorer,
+                     with_demonstration=trial.with_demonstration)
+    return Searched(rate, evidence, model=pilot(rate, unscored), trained=list(trial.train))
