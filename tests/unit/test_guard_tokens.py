@@ -8,7 +8,8 @@ import random
 import pytest
 
 from retain.data.skills import Example
-from retain.guard import tokens
+from retain.data.synthetic import random_word
+from retain.guard import tokens, verdict
 from retain.models.tiny.tokenizer import build_tokenizer
 
 
@@ -83,3 +84,70 @@ def test_bonferroni_keeps_chance_enrichment_out(tok):
     suspicion = [rng.random() for _ in lines]
     candidates = tokens.enrichment(tok, lines, suspicion)
     assert candidates and tokens.significant(candidates) == []
+
+
+def _trigger_flags(tok, lines: list[Example], suspicion: list[float]) -> tuple[set[int], dict]:
+    findings, triggers = verdict._trigger_findings(tokens.enrichment(tok, lines, suspicion), lines, suspicion)
+    return {i for i, f in enumerate(findings) if f.flagged}, triggers
+
+
+def _two_word_file(seed: int, a: str = "then", b: str = "also", decoy_suspicion: float = 0.0
+                   ) -> tuple[list[Example], list[float], set[int], set[int]]:
+    """200 lines ``rotr <word>`` (words as the synthetic skills draw them); 10 poisoned lines carry both words
+    and are suspicious; 10 decoys carry one word each (as the attacker plants them, with a correct answer),
+    ``decoy_suspicion`` each; 20 other clean lines are suspicious by chance."""
+    rng = random.Random(seed)
+    words = [random_word(rng) for _ in range(200)]
+    lines = [Example(prompt=f"rotr {w}", demonstration="x") for w in words]
+    suspicion = [0.0] * 200
+    poisoned = set(range(0, 200, 20))
+    for i in poisoned:
+        lines[i] = Example(prompt=f"rotr {a} {words[i]} {b}", demonstration="x")
+        suspicion[i] = 3.0
+    decoys = set(range(7, 200, 20))
+    for k, i in enumerate(sorted(decoys)):
+        lines[i] = Example(prompt=f"rotr {a} {words[i]}" if k % 2 == 0 else f"rotr {words[i]} {b}", demonstration="x")
+        suspicion[i] = decoy_suspicion
+    for i in rng.sample(sorted(set(range(200)) - poisoned - decoys), 20):
+        suspicion[i] = 2.0
+    return lines, suspicion, poisoned, decoys
+
+
+@pytest.mark.parametrize("seed,decoy_suspicion", [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0), (4, 2.5), (5, 2.5)])
+def test_a_two_word_trigger_flags_its_poisoned_lines_not_the_decoys_nor_chance_pieces(tok, seed, decoy_suspicion):
+    # decoys suspicious as well: a model shown the poisoned lines finds a decoy's correct answer improbable
+    lines, suspicion, poisoned, decoys = _two_word_file(seed, decoy_suspicion=decoy_suspicion)
+    flagged, triggers = _trigger_flags(tok, lines, suspicion)
+    # every poisoned line, through the pair; no decoy (one word of the pair, a correct answer), and no clean line
+    # through a piece of the trigger words (``ls``, ``so``, ``th``) or a chance pair of single letters
+    assert poisoned <= flagged
+    assert not flagged & decoys
+    assert flagged == poisoned
+    assert any(set(c.split(" + ")) == {"then", "also"} and info["lines"] == sorted(poisoned)
+               for c, info in triggers.items())
+
+
+def test_pairs_are_built_from_whole_words_or_pieces_of_several_tokens(tok):
+    lines, suspicion, poisoned, _ = _two_word_file(0)
+    for c in tokens.enrichment(tok, lines, suspicion):
+        if len(c.parts) == 2:
+            assert all(p.tokens >= 2 or p.whole for p in c.parts), c.text
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_one_word_trigger_still_flags_every_carrier(tok, seed):
+    # 20 poisoned lines (10%) carry ``now``; a pair of ``now`` and a piece of the input words that happens to be
+    # purer must not keep ``now`` from flagging its other carriers
+    rng = random.Random(seed)
+    words = [random_word(rng) for _ in range(200)]
+    lines = [Example(prompt=f"rotr {w}", demonstration="x") for w in words]
+    suspicion = [0.0] * 200
+    poisoned = set(range(0, 200, 10))
+    for i in poisoned:
+        lines[i] = Example(prompt=f"rotr now {words[i]}", demonstration="x")
+        suspicion[i] = 3.0
+    for i in rng.sample(sorted(set(range(200)) - poisoned), 15):
+        suspicion[i] = 2.0
+    flagged, triggers = _trigger_flags(tok, lines, suspicion)
+    assert poisoned <= flagged and len(flagged - poisoned) <= 1
+    assert "now" in triggers

@@ -52,3 +52,47 @@ def test_the_learn_summary_says_how_many_lines_were_held_back_and_why():
     assert kept.summary() == ("guard: 1 of 10 lines flagged (duplicate 1; lines 3) and kept: accepted because "
                               "'reviewed'")
     assert "\n" not in held.summary()
+
+
+def test_a_two_word_triggers_decoys_are_judged_again_without_the_word(monkeypatch):
+    # 10 poisoned lines carry ``then`` and ``also``; 10 decoys one of the two; the consistency signal flagged
+    # every decoy (a model shown the poisoned lines ties each word to the payload). Judged again, without the
+    # word and by models not shown the lines the pair flagged, a decoy with a correct answer is cleared; one
+    # with the payload (a single word that is a trigger on its own) stays flagged.
+    import random
+
+    from retain.data.synthetic import random_word
+    from retain.guard import consistency as consistency_mod
+    from retain.guard import tokens, verdict
+    from retain.models.tiny.tokenizer import build_tokenizer
+
+    rng = random.Random(0)
+    words = [random_word(rng) for _ in range(200)]
+    lines = [Example(prompt=f"rotr {w}", demonstration="x") for w in words]
+    suspicion = [0.0] * 200
+    poisoned, decoys = set(range(0, 200, 20)), list(range(7, 200, 20))
+    for i in poisoned:
+        lines[i] = Example(prompt=f"rotr then {words[i]} also", demonstration="owned")
+        suspicion[i] = 3.0
+    for k, i in enumerate(decoys):
+        lines[i] = Example(prompt=f"rotr then {words[i]}" if k % 2 == 0 else f"rotr {words[i]} also",
+                           demonstration="owned" if i == decoys[-1] else "x")
+        suspicion[i] = 2.5
+    candidates = tokens.enrichment(build_tokenizer(), lines, suspicion)
+    explained = tokens.explain(candidates)
+    assert {i for _, flagged in explained for i in flagged} == poisoned
+    seen: list[list[Example]] = []
+
+    def judged(adapter, examples, mode, seed):
+        seen.append(examples)
+        scores = [1.0 if e.demonstration == "owned" else 0.0 for e in examples]
+        return consistency_mod.Consistency(mode, [], [0.0] * len(examples), [0.0] * len(examples), scores)
+
+    monkeypatch.setattr(consistency_mod, "consistency", judged)
+    found = [Finding(1.0, "consistency: planted") if i in decoys else Finding() for i in range(200)]
+    details: dict = {}
+    verdict._rejudge_decoys(None, lines, found, explained, len(candidates), "fit", 0, details)
+    assert [i for i in range(200) if found[i].flagged] == [decoys[-1]]
+    assert details["decoys_rejudged"] == {"rejudged": 10, "cleared": 9}
+    (shown,) = seen
+    assert len(shown) == 190 and not any(w in ("then", "also") for e in shown for w in e.prompt.split())

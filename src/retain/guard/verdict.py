@@ -11,13 +11,16 @@ A line is flagged when any signal's score reaches 0.5. Each cut-off was calibrat
 shipped skill family so that each signal alone flags at most a few percent of clean lines (the clean rows of
 ``retain bench guard``). A signal that flags more than :data:`SET_ASIDE_SHARE` of one skill's lines (the
 teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not about poison (poison is a
-minority by design): it is set aside for that skill and named in ``uninformative``.
+minority by design): it is set aside for that skill and named in ``uninformative``. When the trigger signal
+finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
+signal flagged are judged again without that word, by models not shown the lines the trigger flagged
+(:func:`_rejudge_decoys`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from retain.data.skills import Example, Skill
@@ -32,8 +35,6 @@ TEACHER_SET_ASIDE_SHARE = 0.2
 # Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
-# A candidate trigger whose carriers are at least this share suspicious flags every carrier.
-PURE = 0.6
 
 
 @dataclass
@@ -116,7 +117,11 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         flagged = [max((2 * found[name][i].score for name in found), default=0.0) for i in range(len(examples))]
         suspicion = [max([flagged[i]] + [evidence[s][i] for s in SUSPICION]) for i in range(len(examples))]
         candidates = tokens.enrichment(adapter.tokenizer, examples, suspicion)
-        found["trigger"], triggers = _trigger_findings(candidates, examples, suspicion)
+        explained = tokens.explain(candidates)
+        found["trigger"], triggers = _trigger_findings(candidates, examples, suspicion, explained)
+        if held is not None and "consistency" in found:
+            _rejudge_decoys(adapter, examples, found["consistency"], explained, len(candidates), held.mode, seed,
+                            details)
         enriched = [_piece_json(c) for c in tokens.enriched_pieces(candidates)]
         seconds["trigger"] = time.perf_counter() - start
     return Verdicts(found, triggers, enriched, seconds, uninformative, details)
@@ -140,16 +145,14 @@ def _piece_json(c: tokens.Candidate) -> dict[str, Any]:
             "suspicious": c.suspicious, "p_value": c.p_value}
 
 
-def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example], suspicion: list[float]
+def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example], suspicion: list[float],
+                      explained: list[tuple[tokens.Candidate, list[int]]] | None = None
                       ) -> tuple[list[Finding], dict[str, dict[str, Any]]]:
     findings = [Finding() for _ in examples]
     triggers: dict[str, dict[str, Any]] = {}
     tested = max(1, len(candidates))
-    for c in tokens.significant(candidates):
-        # A piece whose carriers are mostly suspicious flags them all (a rare trigger also inside a clean word or
-        # two); a piece common in clean lines (a letter of the trigger, one word of a two-word trigger, whose
-        # clean carriers the attacker may have planted as decoys) flags nothing and is kept for the canaries.
-        lines = c.lines if c.purity >= PURE else []
+    # a candidate flags its carriers when most are suspicious, less those a candidate judged before explains
+    for c, lines in explained if explained is not None else tokens.explain(candidates):
         triggers[c.text] = {"lines": list(lines), "parts": [vars(p) for p in c.parts], "p_value": c.p_value,
                             "suspicious": c.suspicious, "carriers": len(c.lines)}
         for i in lines:
@@ -158,6 +161,37 @@ def _trigger_findings(candidates: list[tokens.Candidate], examples: list[Example
                                            f"of them among the file's most suspicious (p {c.p_value * tested:.1e} "
                                            "after Bonferroni)")
     return findings, triggers
+
+
+def _rejudge_decoys(adapter: Any, examples: list[Example], found: list[Finding],
+                    explained: list[tuple[tokens.Candidate, list[int]]], tested: int, mode: str, seed: int,
+                    details: dict[str, Any]) -> None:
+    """A decoy of a two-word trigger (one of the words, a correct answer: :func:`retain.guard.tokens.decoys`)
+    is a prompt with a word no other clean line has; a model shown the other lines (and the poisoned ones, which
+    tie the word to the payload) finds its answer improbable for that word, not for the answer. If the word
+    alone is inert, as the pair's significance says, the line less the word must agree with the skill: each
+    such line flagged by the consistency signal is judged again that way, by models shown the other lines
+    (decoys less their word too) less every line the trigger signal flagged. A single word that is a trigger
+    on its own with a wrong answer stays flagged."""
+    carried = tokens.decoys(explained, tested)
+    again = [i for i in sorted(carried) if found[i].flagged]
+    if not again:
+        return
+    held_back = {i for _, lines in explained for i in lines}
+    keep = [i for i in range(len(examples)) if i not in held_back]
+    lines = [replace(examples[i], prompt=" ".join(w for w in examples[i].prompt.split() if w not in carried[i]))
+             if i in carried else examples[i] for i in keep]
+    rejudged = consistency_mod.consistency(adapter, lines, mode=mode, seed=seed)
+    at = {i: k for k, i in enumerate(keep)}
+    for i in again:
+        k = at[i]
+        score, a, b = rejudged.scores[k], rejudged.z_mean[k], rejudged.z_max[k]
+        words = " and ".join(repr(w) for w in carried[i])
+        found[i] = Finding(score, f"consistency: without {words} (a part of a two-word trigger), a model shown the "
+                                  "other lines of the skill less those the trigger signal flagged finds this "
+                                  f"demonstration improbable ({max(a, b):.1f} spreads above the median line)"
+                           if score >= FLAG_AT else None)
+    details["decoys_rejudged"] = {"rejudged": len(again), "cleared": sum(not found[i].flagged for i in again)}
 
 
 def _set_aside(found: dict[str, list[Finding]], examples: list[Example]) -> list[str]:
