@@ -91,13 +91,17 @@ def _trigger_flags(tok, lines: list[Example], suspicion: list[float]) -> tuple[s
     return {i for i, f in enumerate(findings) if f.flagged}, triggers
 
 
-def _two_word_file(seed: int, a: str = "then", b: str = "also", decoy_suspicion: float = 0.0
-                   ) -> tuple[list[Example], list[float], set[int], set[int]]:
+def _two_word_file(seed: int, a: str = "then", b: str = "also", decoy_suspicion: float = 0.0,
+                   piece_in_decoy: bool = False) -> tuple[list[Example], list[float], set[int], set[int]]:
     """200 lines ``rotr <word>`` (words as the synthetic skills draw them); 10 poisoned lines carry both words
     and are suspicious; 10 decoys carry one word each (as the attacker plants them, with a correct answer),
-    ``decoy_suspicion`` each; 20 other clean lines are suspicious by chance."""
+    ``decoy_suspicion`` each; 20 other clean lines are suspicious by chance. With ``piece_in_decoy`` the input
+    word of a decoy with ``b`` holds the first two letters of ``a`` (``th``), so that ``th + also`` is carried by
+    the poisoned lines and that decoy."""
     rng = random.Random(seed)
     words = [random_word(rng) for _ in range(200)]
+    if piece_in_decoy:
+        words[27] = "q" + a[:2] + "x"
     lines = [Example(prompt=f"rotr {w}", demonstration="x") for w in words]
     suspicion = [0.0] * 200
     poisoned = set(range(0, 200, 20))
@@ -113,10 +117,14 @@ def _two_word_file(seed: int, a: str = "then", b: str = "also", decoy_suspicion:
     return lines, suspicion, poisoned, decoys
 
 
-@pytest.mark.parametrize("seed,decoy_suspicion", [(0, 0.0), (1, 0.0), (2, 0.0), (3, 0.0), (4, 2.5), (5, 2.5)])
-def test_a_two_word_trigger_flags_its_poisoned_lines_not_the_decoys_nor_chance_pieces(tok, seed, decoy_suspicion):
+@pytest.mark.parametrize("seed,decoy_suspicion,piece_in_decoy",
+                         [(0, 0.0, False), (1, 0.0, False), (2, 0.0, False), (3, 0.0, False), (4, 2.5, False),
+                          (5, 2.5, False), (6, 2.5, True), (7, 0.0, True)])
+def test_a_two_word_trigger_flags_its_poisoned_lines_not_the_decoys_nor_chance_pieces(tok, seed, decoy_suspicion,
+                                                                                        piece_in_decoy):
     # decoys suspicious as well: a model shown the poisoned lines finds a decoy's correct answer improbable
-    lines, suspicion, poisoned, decoys = _two_word_file(seed, decoy_suspicion=decoy_suspicion)
+    lines, suspicion, poisoned, decoys = _two_word_file(seed, decoy_suspicion=decoy_suspicion,
+                                                        piece_in_decoy=piece_in_decoy)
     flagged, triggers = _trigger_flags(tok, lines, suspicion)
     # every poisoned line, through the pair; no decoy (one word of the pair, a correct answer), and no clean line
     # through a piece of the trigger words (``ls``, ``so``, ``th``) or a chance pair of single letters

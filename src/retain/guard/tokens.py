@@ -226,8 +226,8 @@ def explain(candidates: list[Candidate], alpha: float = ALPHA, pure: float = PUR
     judged earlier already flagged are explained: a candidate that shares some of them is judged on the rest.
 
     A *conjunction*, a pair whose two parts are each significant on their own (two words that trigger only
-    together: each is carried by every poisoned line), is judged first; once it flags, a candidate made of
-    pieces of its two parts flags nothing beyond it. Such a candidate's other carriers are the attacker's decoys
+    together: each is carried by every poisoned line), is judged first; once one is pure enough to flag, a
+    candidate made of pieces of its two parts flags nothing beyond it. Such a candidate's other carriers are the attacker's decoys
     (one word, a correct answer: a model shown the poisoned lines may well find them improbable, so suspicion
     cannot clear them) and clean words that happen to hold a piece of the two (``ls``, ``so``, ``th``).
     """
@@ -237,17 +237,27 @@ def explain(candidates: list[Candidate], alpha: float = ALPHA, pure: float = PUR
     def conjunction(c: Candidate) -> bool:
         return is_conjunction(c, tested, alpha)
 
-    flagged_words: list[str] = []
+    def order(c: Candidate) -> tuple[bool, float, int]:
+        # conjunctions first, the purest first and, as pure, the one of the longest parts (``also + then``
+        # before ``th + also``, which a decoy whose input word holds ``th`` joins); the rest by significance
+        if conjunction(c):
+            return False, -c.purity, -min(len(p.text) for p in c.parts)
+        return True, 0.0, 0
+
+    def pure_enough(hits: int, carried: int) -> bool:
+        return carried > 0 and hits >= 2 and hits >= pure * carried
+
+    trigger_words: list[str] = []
     explained: set[int] = set()
     flags: dict[int, list[int]] = {}
-    for c in sorted(found, key=lambda c: not conjunction(c)):  # stable: by significance within each group
+    for c in sorted(found, key=order):  # stable: by significance among equals
+        within = any(p.text in w for p in c.parts for w in trigger_words)
         rest = [i for i in c.lines if i not in explained]
         hits = len(set(c.hits) & set(rest))
-        within = any(p.text in w for p in c.parts for w in flagged_words)
-        flags[id(c)] = rest if rest and not within and hits >= 2 and hits >= pure * len(rest) else []
+        flags[id(c)] = rest if not within and pure_enough(hits, len(rest)) else []
         explained.update(flags[id(c)])
-        if conjunction(c) and flags[id(c)]:
-            flagged_words += [p.text for p in c.parts]
+        if conjunction(c) and not within and pure_enough(c.suspicious, len(c.lines)):
+            trigger_words += [p.text for p in c.parts]
     return [(c, flags[id(c)]) for c in found]
 
 
