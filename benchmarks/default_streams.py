@@ -2,7 +2,7 @@
 against plain SDFT, side by side in one run per stream, on every named stream (demo and strings2 were tuned on,
 long is held out).
 
-    python benchmarks/default_streams.py [--seeds 3] [--out benchmarks/published/default]
+    python benchmarks/default_streams.py [--seeds 3] [--out benchmarks/published/default-searched]
 
 writes one folder per stream (`retention.json`, `retention.png`) and prints each stream's table.
 """
@@ -20,7 +20,7 @@ STREAMS = ("demo", "strings2", "long")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/published/default"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/published/default-searched"))
     parser.add_argument("--stream", action="append", choices=STREAMS, help="Only these streams (repeatable).")
     args = parser.parse_args()
     for stream in args.stream or STREAMS:
