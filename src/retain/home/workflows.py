@@ -180,8 +180,8 @@ def _state(home: Home, version: str) -> dict[str, Any] | None:
 
 
 def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill, suite: list[Skill], *,
-         quiet: bool, before: Any = None, start: Any = None,
-         rehearse: list[Example] | None = None) -> tuple[Any, list[Any], list[str]]:
+         quiet: bool, before: Any = None, start: Any = None, rehearse: list[Example] | None = None,
+         keep_state: bool = True) -> tuple[Any, list[Any], list[str]]:
     """Train ``skill`` from the version ``parent`` (materialised in ``parent_dir``; or from ``start``, a loaded
     model trained from it, such as a rate search's winning pilot) with ``recipe``, its consolidation plugins
     continuing ``parent``'s protection state (or protecting ``suite``'s training splits). ``before(notes)`` is
@@ -207,6 +207,10 @@ def _fit(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Skill
                      f"{len(rehearse)} answers users rated good not kept (the learn has no rehearsal)")
     if before is not None:
         before(notes)
+    if not keep_state:  # a rate search's pilot: its protection state is dropped, only its weights go on
+        for plugin in plugins:
+            if not plugin.first_after_task:
+                plugin.after_task = lambda adapter, examples: None
     result = api.learn_skill(recipe, skill, quiet=quiet, adapter=adapter, methods=(objective, plugins))
     return result, plugins, notes
 
@@ -243,10 +247,13 @@ def _train(home: Home, parent: str, parent_dir: Path, recipe: Recipe, skill: Ski
 
 def _pilot(home: Home, parent: str, parent_dir: Path, recipe: Recipe, suite: list[Skill]) -> Any:
     """A rate search's pilot trainer: ``pilot(lr, skill)`` trains ``skill`` from ``parent`` at ``lr`` with the
-    learn's recipe and protection, quietly, and returns the model."""
+    learn's recipe and protection, quietly, and returns the model. A pilot's protection state is dropped (the
+    candidate starts its own from the champion's), so the plugins skip recording it after the task (rehearsal
+    would answer every pilot prompt for a buffer nobody keeps); one whose ``after_task`` changes the weights
+    (``first_after_task``, e.g. ``merge``) still runs it, as the pilot's weights go on."""
     def pilot(lr: float, skill: Skill) -> Any:
         at = replace(recipe, train=replace(recipe.train, lr=lr))
-        return _fit(home, parent, parent_dir, at, skill, suite, quiet=True)[0].adapter
+        return _fit(home, parent, parent_dir, at, skill, suite, quiet=True, keep_state=False)[0].adapter
     return pilot
 
 
