@@ -26,8 +26,7 @@ from retain.errors import RetainError
 from retain.evaluate.evaluation import mean_score
 from retain.guard.home import canaries, quarantine, without_lines
 from retain.home import defaults, lmeval, protection
-from retain.home.rate import RateSearch, Searched
-from retain.home.rate import replay
+from retain.home.rate import RateSearch, Searched, replay
 from retain.home.rate import search as search_rate
 from retain.home.suite_files import read_suite
 from retain.ledger import mlflow_sync, store, suite
