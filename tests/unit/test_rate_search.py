@@ -3,6 +3,9 @@ the rule that picks one, and the home's record of the choice, which `retain repr
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -55,10 +58,20 @@ def test_the_search_never_reads_a_test_split_and_the_winner_goes_on():
     config = RateSearch(factors=(1.0, 2.0, 0.5), fraction=0.25, validation=20, prior_per_item=8, tolerance=0.03)
     trained = {}
 
+    class Model(dict):
+        """A stand-in model that a weak reference can watch."""
+
+    alive = []
+
     def pilot(lr, trial):
         assert not trial.test  # a pilot scores no split; its validation is scored by the search's loss
+        gc.collect()
+        # a pilot that lost is dropped: only the choice so far is held while the next one trains
+        assert sum(ref() is not None for ref in alive) <= 1
         trained[lr] = trial
-        return {"lr": lr}
+        model = Model(lr=lr)
+        alive.append(weakref.ref(model))
+        return model
 
     validation = {}
 

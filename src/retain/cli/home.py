@@ -181,9 +181,10 @@ def show(home: HomeArg, version: Annotated[str, typer.Argument(help="v2, 2 or ch
                       + (f"  from {d['path']}" if d["path"] else ""))
     rate = record["config"].get("rate") if record["config"] else None
     if rate:
+        from retain.home.rate import pilots_text
+
         search = rate.get("search") or {}
-        pilots = "; ".join(f"x{p['factor']:g} = {p['lr']:g}: new-skill loss {p['new']:.3f}, worst prior rise "
-                           f"{p['prior']:+.3f}" for p in search.get("pilots", []))
+        pilots = pilots_text(search)
         console.print(f"rate {rate['lr']:g} ({rate['source']}" + (f"; pilots {pilots}" if pilots else "")
                       + (f"; {search['skipped']}" if "skipped" in search else "") + ")", highlight=False)
     if record["config"]:

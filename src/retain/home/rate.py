@@ -19,9 +19,10 @@ already separates the rates.
 
 The rule (:func:`choose`): among the pilots where no prior entry's loss rose by more than ``tolerance`` nats
 per token over the champion's (entry by entry, as the gate judges), the one with the lowest new-skill loss (on a
-tie, the lower rate); when none, the one whose worst rise is smallest. The losing pilots are stopped and the winner goes on: the candidate continues from the
-winning pilot's weights on the rest of the training split (its protection started again from the champion's
-state), so the search costs the losing pilots and the scoring, not a second learn. That is successive halving's
+tie, the lower rate); when none, the one whose worst rise is smallest. The losing pilots are stopped and the
+winner goes on: the candidate continues from the winning pilot's weights on the rest of the training split (its
+protection started again from the champion's state), so the search costs the losing pilots and the scoring,
+not a second learn. That is successive halving's
 and Hyperband's economy (Jamieson and Talwalkar, AISTATS 2016; Li, Jamieson, DeSalvo, Rostamizadeh and
 Talwalkar, JMLR 2018): many short low-fidelity runs, only the best one carried to the full budget. Every
 pilot's losses and seconds, the champion's and the choice are recorded in the version (``config.rate.search``);
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from retain.data.skills import Example, Skill
@@ -143,15 +144,20 @@ class Searched:
         """The search in a few words, for the learn's one line about its rate."""
         if self.skipped:
             return f"not searched: {self.evidence['skipped']}"
-        pilots = ", ".join(f"{p['lr']:g}: new {p['new']:.3f}, worst prior {p['prior']:+.3f}"
-                           for p in self.evidence["pilots"])
-        return f"searched on pilots (loss in nats per token; {pilots})"
+        return f"searched on pilots ({pilots_text(self.evidence)})"
 
     def remainder(self, skill: Skill) -> Skill:
         """``skill`` with only what the winning pilot did not train on (the candidate's continuation)."""
         seen = {id(e) for e in self.trained}
         return Skill(name=skill.name, train=[e for e in skill.train if id(e) not in seen], test=skill.test,
                      scorer=skill.scorer, with_demonstration=skill.with_demonstration)
+
+
+def pilots_text(evidence: dict[str, Any]) -> str:
+    """A recorded search's pilots in one line (the learn's line, ``retain show``): each pilot's factor and rate,
+    its new-skill loss and its worst prior entry's rise, in nats per token."""
+    return "; ".join(f"x{p['factor']:g} = {p['lr']:g}: new-skill loss {p['new']:.3f}, worst prior rise "
+                     f"{p['prior']:+.3f}" for p in evidence.get("pilots", []))
 
 
 def pilot_skill(config: RateSearch, skill: Skill) -> Skill | None:
@@ -170,8 +176,6 @@ def answer_loss(model: Any, examples: list[Example], batch_size: int = 32) -> fl
     """Mean cross-entropy per answer token of ``examples``' reference answers (what the scorer compares with:
     ``answer``, else the demonstration) given the student's prompt (no demonstration shown), in eval mode
     without gradients."""
-    from dataclasses import replace
-
     import torch
     import torch.nn.functional as F
 
@@ -206,31 +210,31 @@ def search(config: RateSearch, lr: float, skill: Skill, suite: list[Any], pilot:
            champion: Any, *, loss: Callable[[Any, list[Example]], float] = answer_loss,
            priors_loss: Callable[[Any, list[Skill]], dict[str, float]] = prior_loss) -> Searched:
     """Run the search around the home's rate ``lr``: ``pilot(lr, skill)`` trains a pilot from the champion on
-    ``skill.train`` (its test split empty) and returns the model. ``champion`` is the loaded champion (its prior loss is measured once).
-    Returns the choice with the winning pilot; the others are dropped."""
+    ``skill.train`` (its test split empty) and returns the model. ``champion`` is the loaded champion (its prior
+    loss is measured once). Returns the choice with the winning pilot; a pilot is dropped as soon as another
+    beats it (:func:`choose` of a longer list picks the previous choice or the newcomer), so at most two are held
+    at once."""
     trial = pilot_skill(config, skill)
     if trial is None:
-        fit = len(skill.train) - min(config.validation, max(0, len({e.prompt for e in skill.train}) - 1))
-        return Searched(lr, {"skipped": f"about {fit} training examples after holding out the validation (a search "
+        fit = len(split_validation(skill, config.validation, config.seed)[0])
+        return Searched(lr, {"skipped": f"{fit} training examples after holding out the validation (a search "
                                         f"needs {config.min_examples})", "config": config.to_dict()})
     priors = prior_validation(suite, config.prior_per_item, config.seed)
     champion_prior = priors_loss(champion, priors)
-    pilots, models = [], {}
-    # the pilot learns without scoring a held-out split (its validation is scored below, by loss, not by the
-    # greedy answers a learn scores)
-    unscored = Skill(name=trial.name, train=trial.train, test=[], scorer=trial.scorer,
-                     with_demonstration=trial.with_demonstration)
+    pilots: list[dict[str, Any]] = []
+    winner = None
     for factor in sorted(set(config.factors)):
         start = time.process_time()
-        model = pilot(lr * factor, unscored)
+        # the pilot scores no held-out split: its validation is scored here, by loss
+        model = pilot(lr * factor, replace(trial, test=[]))
         losses = priors_loss(model, priors)
         pilots.append({"factor": factor, "lr": lr * factor, "new": loss(model, trial.test),
                        "prior": worst_rise(losses, champion_prior), "priors": losses,
                        "cpu_seconds": round(time.process_time() - start, 2)})
-        models[factor] = model
+        if choose(pilots, config.tolerance) is pilots[-1]:
+            winner = model
+        del model
     best = choose(pilots, config.tolerance)
-    winner = models.pop(best["factor"])
-    models.clear()
     return Searched(best["lr"], {"config": config.to_dict(), "base_lr": lr, "pilot_examples": len(trial.train),
                                  "validation_prompts": len({e.prompt for e in trial.test}),
                                  "prior_prompts": sum(len(p.test) for p in priors if not p.with_demonstration),
@@ -246,6 +250,4 @@ def replay(evidence: dict[str, Any], skill: Skill, pilot: Callable[[float, Skill
     if trial is None:
         raise RetainError("the recorded rate search has no pilot data for this skill", field="rate.search")
     rate = evidence["base_lr"] * evidence["chosen"]
-    unscored = Skill(name=trial.name, train=trial.train, test=[], scorer=trial.scorer,
-                     with_demonstration=trial.with_demonstration)
-    return Searched(rate, evidence, model=pilot(rate, unscored), trained=list(trial.train))
+    return Searched(rate, evidence, model=pilot(rate, replace(trial, test=[])), trained=list(trial.train))
