@@ -17,7 +17,9 @@ app = typer.Typer()
 
 @app.command()
 def demo(
-    quick: Annotated[bool, typer.Option("--quick", help="Small budget (about 2 minutes); what tests run.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small budget (128 examples per skill, about a minute).")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="The benchmarks' budget (512 examples per skill, not 256; about 4 minutes on 2 cores).")] = False,
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Repeat over seeds 0..N-1; report mean and spread.")] = 1,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default: ./retain-demo-<time>).")] = None,
     teacher: Annotated[str, typer.Option("--teacher", help="SDFT teacher: ema, frozen or live.")] = "ema",
@@ -31,7 +33,9 @@ def demo(
     from retain.methods.registry import make_config
     from retain.methods.sdft import SDFT
 
-    cfg = DemoConfig.quick() if quick else DemoConfig()
+    if quick and full:
+        raise RetainError("--quick and --full are two budgets: pass one", field="--full")
+    cfg = DemoConfig.quick() if quick else DemoConfig.full() if full else DemoConfig()
     cfg.seeds = seeds
     cfg.teacher = teacher
     cfg.home = home
