@@ -8,15 +8,16 @@ STAMP := $(VENV)/.retain-installed
 .PHONY: demo test test-fast install clean
 
 # The package alone: all `retain demo` needs (the test extras add lm-eval, about 40 s of a clean install).
+# --no-compile: Python compiles what it imports on first use; compiling every installed file took ~25 s.
 $(BASE): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q --no-compile torch==2.13.0
+	$(PY) -m pip install -q --no-compile -e .
 	touch $(BASE)
 
 $(STAMP): $(BASE)
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q --no-compile -e ".[test]"
 	touch $(STAMP)
 
 install: $(STAMP)

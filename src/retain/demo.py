@@ -191,9 +191,13 @@ def _home_streams(budget: Budget, seeds: int, order: list[str], threads: int) ->
 def _home_threads() -> int:
     """The home process's torch threads: every core up to 4 (more do not speed up the embedded model). It
     shares one with SFT and SDFT while they run, then has them all: on 2 cores, 2 threads make the home's
-    stream 1.25x faster than 1 (101 s against 126 s alone at the demo's budget)."""
+    stream 1.25x faster than 1 (101 s against 126 s alone at the demo's budget). ``OMP_NUM_THREADS``, when set,
+    is the user's choice and is kept (the test suite runs two workers on one thread each)."""
     import os
 
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(4, cores))
 

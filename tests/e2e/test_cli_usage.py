@@ -56,6 +56,7 @@ USAGE_ERRORS = [
     (["learn", "embedded"], "DATA: missing argument"),
     (["eval", "embedded", "{data}", "--scorer", "math:sqrt"], "--scorer: 'math:sqrt' must take two arguments"),
     (["demo", "--seeds", "0", "--out", "{out}"], "--seeds: must be >= 1, got 0"),
+    (["demo", "--quick", "--full", "--out", "{out}"], "--full: --quick and --full are two budgets: pass one"),
     (["init", "{out}", "--gate-min-drop", "nan"], "--gate-min-drop: must be a finite number, got nan"),
     (["init", "{out}", "--gate-alpha", "0"], "--gate-alpha: must be between 0 and 1 (exclusive), got 0"),
     (["init", "{out}", "--floor", "1.5"], "--floor: must be between 0 and 1, got 1.5"),
