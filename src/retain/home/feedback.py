@@ -269,14 +269,19 @@ def example_row(conversation: dict[str, Any], correction: str) -> dict[str, Any]
     return {"prompt": messages, "demonstration": correction, "answer": correction}
 
 
-def corrections_to_learn(home: str | Path, since: str | None = None) -> list[dict[str, Any]]:
-    """The chat feedback with a correction that no version has consumed (recorded after ``since``'s creation
-    when given)."""
+def _new_since(home: str | Path, since: str | None) -> list[dict[str, Any]]:
+    """The home's feedback with status ``new``, recorded after ``since``'s creation when given."""
     opened = Home.open(home)
     after = opened.version(since)["created_seq"] if since else 0
-    return [f for f in list_feedback(opened.root)
-            if f["status"] == "new" and f["correction"] and f["seq"] > after
-            and f["conversation"].get("kind") == "chat"]
+    return [f for f in list_feedback(opened.root) if f["status"] == "new" and f["seq"] > after]
+
+
+def corrections_to_learn(home: str | Path, since: str | None = None,
+                         listed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The chat feedback with a correction that no version has consumed (recorded after ``since``'s creation
+    when given; ``listed``: :func:`_new_since` already read)."""
+    return [f for f in (_new_since(home, since) if listed is None else listed)
+            if f["correction"] and f["conversation"].get("kind") == "chat"]
 
 
 def _single_turn(conversation: dict[str, Any]) -> bool:
@@ -285,15 +290,15 @@ def _single_turn(conversation: dict[str, Any]) -> bool:
             and bool(str(conversation.get("answer", "")).strip()))
 
 
-def answers_to_keep(home: str | Path, since: str | None = None) -> list[dict[str, Any]]:
+def answers_to_keep(home: str | Path, since: str | None = None,
+                    listed: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Feedback that rates a served answer good (1) without a correction, on a one-turn chat the server itself
     answered (``source`` api: the answer is the model's, not one typed in with ``retain feedback add``), that no
-    promoted version keeps yet (recorded after ``since``'s creation when given)."""
-    opened = Home.open(home)
-    after = opened.version(since)["created_seq"] if since else 0
-    return [f for f in list_feedback(opened.root)
-            if f["status"] == "new" and f["rating"] == 1 and not f["correction"] and f.get("source") == "api"
-            and f["seq"] > after and _single_turn(f["conversation"])]
+    promoted version keeps yet (recorded after ``since``'s creation when given; ``listed`` as for
+    :func:`corrections_to_learn`)."""
+    return [f for f in (_new_since(home, since) if listed is None else listed)
+            if f["rating"] == 1 and not f["correction"] and f.get("source") == "api"
+            and _single_turn(f["conversation"])]
 
 
 def rated_example(conversation: dict[str, Any]) -> Any:
@@ -330,7 +335,8 @@ def learn_from_feedback(home: str | Path, since: str | None = None, *, name: str
     from retain.home.workflows import learn_in_home
 
     opened = Home.open(home)
-    items = corrections_to_learn(opened.root, since)
+    listed = _new_since(opened.root, since)
+    items = corrections_to_learn(opened.root, since, listed)
     if len({canonical_json(f["conversation"]["messages"]) for f in items}) < 2:
         raise RetainError(f"{len(items)} new correction(s){' since ' + since if since else ''}; learning needs "
                           "corrections of at least two distinct prompts (one is held out for the suite)",
@@ -339,7 +345,7 @@ def learn_from_feedback(home: str | Path, since: str | None = None, *, name: str
         data = Path(tmp) / "feedback.jsonl"
         data.write_text("".join(json.dumps(example_row(f["conversation"], f["correction"])) + "\n" for f in items),
                         encoding="utf-8")
-        keep = {f["id"]: rated_example(f["conversation"]) for f in answers_to_keep(opened.root, since)}
+        keep = {f["id"]: rated_example(f["conversation"]) for f in answers_to_keep(opened.root, since, listed)}
         return learn_in_home(opened.root, data, name=name or f"feedback-{opened.next_version()}",
                              record={"feedback": {"consumed": [f["id"] for f in items]}}, rehearse=keep or None,
                              **learn)
