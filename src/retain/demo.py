@@ -3,8 +3,8 @@ home with the home's default protection (``retain init HOME`` then ``retain lear
 no options), under the same budget, and we measure what each keeps of the skills it already had.
 
 The home's stream runs in a child process beside SFT and SDFT. SFT and SDFT run on one thread; the home, the
-longest of the three (its guard, rate pilots and rehearsal), on the remaining cores, so on a 2-core machine it
-has both once SFT and SDFT are done. Its prior skills are the home's suite (the embedded probes, held-out
+longest of the three (its guard, rate pilots and rehearsal), on every core up to 4, sharing one with them while
+they run, so on a 2-core machine it has both once SFT and SDFT are done. Its prior skills are the home's suite (the embedded probes, held-out
 prompts of their own) and its new skills' held-out prompts are the ones its learns split off.
 
 The demo's budget is half the benchmarks' (256 examples per skill, :data:`DEMO_N_TRAIN`), so that ``make
@@ -204,6 +204,8 @@ def _home_threads() -> int:
 
 def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict[str, Any]:
     """Run the demo and write ``results.json`` and the plots into ``out``; return the results."""
+    import torch
+
     console = console or make_console()
     start = time.perf_counter()
     lr = cfg.lr if cfg.lr is not None else default_lr(EMBEDDED, lora=False)
@@ -222,8 +224,6 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> dict
     by_method: dict[str, list[dict[str, float]]] = {m: [] for m in cfg.methods}
     results: list[dict[str, Any]] = []
     pool, pending = None, None
-    import torch
-
     threads = torch.get_num_threads()
     if cfg.home:
         import multiprocessing

@@ -112,8 +112,9 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(home, tmp_path):
 
 
 def test_a_second_learn_fails_while_the_first_holds_the_home(home, skill_file):
-    # The first learn must outlast the second's start-up, so it trains with SDFT for several passes.
-    long_learn = ["--method", "sdft", "--epochs", "10", "--scorer", "alnum", "--quiet"]
+    # The first learn must outlast the second's start-up (imports and checks, 10-20 s on a loaded 2-core
+    # machine), so it trains with SDFT for many passes: at 10 it once finished first under CI's load.
+    long_learn = ["--method", "sdft", "--epochs", "40", "--scorer", "alnum", "--quiet"]
     first = subprocess.Popen([RETAIN, "learn", str(home), str(skill_file), *long_learn], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
