@@ -190,8 +190,10 @@ def _home_streams(budget: Budget, seeds: int, order: list[str], threads: int) ->
 
 def _home_threads() -> int:
     """The home process's torch threads: every core up to 4 (more do not speed up the embedded model). It
-    shares one with SFT and SDFT while they run, then has them all: on 2 cores, 2 threads make the home's
-    stream 1.25x faster than 1 (101 s against 126 s alone at the demo's budget). ``OMP_NUM_THREADS``, when set,
+    shares one with SFT and SDFT while they run, then has them all. Alone on 2 cores, 2 threads make the home's
+    stream 1.25x faster than 1 (101 s against 126 s at the demo's budget); inside the demo on 2 cores the gain
+    is lost to the shared core while SFT and SDFT run (140 s against 143 s); it counts on more cores.
+    ``OMP_NUM_THREADS``, when set,
     is the user's choice and is kept (the test suite runs two workers on one thread each)."""
     import os
 
