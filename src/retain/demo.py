@@ -4,8 +4,8 @@ no options), under the same budget, and we measure what each keeps of the skills
 
 The home's stream runs in a child process beside SFT and SDFT. SFT and SDFT run on one thread; the home, the
 longest of the three (its guard, rate pilots and rehearsal), on every core up to 4, sharing one with them while
-they run, so on a 2-core machine it has both once SFT and SDFT are done. Its prior skills are the home's suite (the embedded probes, held-out
-prompts of their own) and its new skills' held-out prompts are the ones its learns split off.
+they run (:func:`_home_threads`). Its prior skills are the home's suite (the embedded probes, held-out prompts
+of their own) and its new skills' held-out prompts are the ones its learns split off.
 
 The demo's budget is half the benchmarks' (256 examples per skill, :data:`DEMO_N_TRAIN`), so that ``make
 demo`` takes about 3 minutes on 2 cores with the install; ``retain demo --full`` runs the budget ``retain bench
@@ -36,8 +36,8 @@ from retain.run import RunResult, progress_bar, run
 from retain.seeding import seed_everything
 
 
-# Examples per skill in ``retain demo`` (``--full``: the benchmarks' Budget.n_train, 512). At 256 the demo's
-# home runs its stream in about 100 s on two cores (245 s at 512 on one) and still keeps > 90% of its priors.
+# Examples per skill in ``retain demo`` (``--full``: the benchmarks' Budget.n_train, 512). At 256 the demo takes
+# 140 s on 2 cores (243 s at 512) and its home still keeps > 90% of its priors (3 seeds: 92.2%).
 DEMO_N_TRAIN = 256
 
 
@@ -193,8 +193,8 @@ def _home_threads() -> int:
     shares one with SFT and SDFT while they run, then has them all. Alone on 2 cores, 2 threads make the home's
     stream 1.25x faster than 1 (101 s against 126 s at the demo's budget); inside the demo on 2 cores the gain
     is lost to the shared core while SFT and SDFT run (140 s against 143 s); it counts on more cores.
-    ``OMP_NUM_THREADS``, when set,
-    is the user's choice and is kept (the test suite runs two workers on one thread each)."""
+    ``OMP_NUM_THREADS``, when set, is the user's choice and is kept (the test suite runs two workers on one
+    thread each)."""
     import os
 
     given = os.environ.get("OMP_NUM_THREADS", "")

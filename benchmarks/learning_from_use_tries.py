@@ -1,0 +1,102 @@
+"""The tries behind docs/results.md's "Learning from use" section: one default home learn with one setting changed.
+
+    python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--lr 1e-3] [--ratio 2]
+    python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512]
+
+``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
+documents at batch 4, as ``retain bench knowledge`` does, with the rate and rehearsal weight given (default:
+the home's); prints closed-book and trained-phrasing accuracy and prior kept. ``sort``: a fresh default home
+(``--per-item``: protected prompts per suite entry, the rehearsal buffer sized to hold them) learns one demo
+skill of ``n`` examples (``--ratio``/``--draw``: rehearsal options); prints the skill's held-out score, every
+probe and the gate's decision. One JSON line each, about 30-75 s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _rehearsal(ratio: float | None, draw: float | None) -> dict[str, dict[str, float]] | None:
+    options = {k: v for k, v in (("ratio", ratio), ("draw", draw)) if v is not None}
+    return {"rehearsal": options} if options else None
+
+
+def knowledge(args: argparse.Namespace, work: Path) -> dict:
+    from retain import api
+    from retain.bench.knowledge import TEST_FRACTION, fact_world, held_out_skill, write_world
+    from retain.evaluate import metrics
+    from retain.evaluate.evaluation import accuracy
+    from retain.home import init_home_from_model
+    from retain.home.documents import learn_from_documents
+    from retain.home.versions import materialize
+    from retain.ledger.core import Home
+
+    world = fact_world(args.seed, 6)
+    docs, questions, _ = write_world(world, work / "data")
+    init_home_from_model(work / "home", "embedded")
+    given = {"lr": args.lr} if args.lr is not None else {}
+    options = _rehearsal(args.ratio, None)
+    outcome = learn_from_documents(work / "home", [docs], questions, name="facts", seed=args.seed,
+                                   epochs=args.epochs, batch_size=4, test_fraction=TEST_FRACTION,
+                                   force="a try", quiet=True, options=options, **given)
+    home = Home.open(work / "home")
+    champion = api.load_model(str(materialize(home, outcome.version, work / "m")), device="cpu")
+    v1, new = home.version("v1")["record"]["scores"]["probes"], outcome.record["scores"]["probes"]
+    probes = sorted(v1)
+    return {"seed": args.seed, "epochs": args.epochs, "lr": outcome.record["config"]["recipe"]["train"]["lr"],
+            "ratio": args.ratio, "closed_book": accuracy(champion, held_out_skill(world), with_demonstration=False),
+            "trained_phrasings": accuracy(champion, held_out_skill(world, part="train"), with_demonstration=False),
+            "prior_kept": metrics.prior_retention([v1[p] for p in probes], [new[p] for p in probes])}
+
+
+def sort(args: argparse.Namespace, work: Path) -> dict:
+    from retain.data.jsonl import write_examples
+    from retain.domains import language
+    from retain.domains.language import Budget
+    from retain.home import init_home_from_model, learn_in_home
+    from retain.ledger.core import Home
+
+    stream, _ = language.demo_skills(Budget(n_train=args.n), args.seed)
+    skill = next(s for s in stream if s.name == args.skill)
+    init_home_from_model(work / "home", "embedded", per_item=args.per_item,
+                         options={"rehearsal": {"size": max(1024, 8 * args.per_item)}})
+    data = work / f"{skill.name}.jsonl"
+    write_examples(data, skill.train + skill.test)
+    outcome = learn_in_home(work / "home", data, seed=args.seed, force="a try", quiet=True, epochs=2,
+                            options=_rehearsal(args.ratio, args.draw),
+                            test_fraction=len(skill.test) / (args.n + len(skill.test)))
+    v1 = Home.open(work / "home").version("v1")["record"]["scores"]["probes"]
+    return {"skill": skill.name, "n": args.n, "ratio": args.ratio, "draw": args.draw, "per_item": args.per_item,
+            "new_skill": outcome.record["scores"]["skills"][skill.name], "sort": [v1["sort"],
+            outcome.record["scores"]["probes"]["sort"]], "probes": outcome.record["scores"]["probes"],
+            "lr": outcome.record["config"]["recipe"]["train"]["lr"], "gate": outcome.decision.decision,
+            "reasons": outcome.decision.reasons}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    k = sub.add_parser("knowledge")
+    k.add_argument("--epochs", type=int, default=20)
+    k.add_argument("--lr", type=float)
+    s = sub.add_parser("sort")
+    s.add_argument("skill", choices=["rotr", "swap", "ends"])
+    s.add_argument("--n", type=int, default=128)
+    s.add_argument("--draw", type=float)
+    s.add_argument("--per-item", type=int, default=128)
+    for p in (k, s):
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--ratio", type=float)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="retain-tries-") as tmp:
+        print(json.dumps((knowledge if args.what == "knowledge" else sort)(args, Path(tmp))))
+
+
+if __name__ == "__main__":
+    main()
