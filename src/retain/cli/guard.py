@@ -19,8 +19,8 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
                                                                    "(default: the home's suite, or the embedded "
                                                                    "model's probes). Repeatable.")] = [],
          signals: Annotated[str, typer.Option("--signals", help="Comma-separated subset of trigger, contradiction, "
-                                                                "duplicate, loss, teacher, consistency, spectral, "
-                                                                "clustering.")] = "",
+                                                                "duplicate, loss, teacher, consistency, rule, "
+                                                                "spectral, clustering.")] = "",
          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: lines and summary.")] = False
          ) -> None:
     """Score every line for signs of poisoning; flagged lines are listed with their reasons."""

@@ -1,8 +1,9 @@
 """The screen's signals, each measured on its own over one file of demonstrations.
 
 Every signal returns one :class:`Finding` per line: a score in [0, 1] (flagged at 0.5 and above) and, when it
-fires, the reason in words. This module holds the champion's own signals; ``consistency``, ``spectral`` and
-``clustering`` are in :mod:`retain.guard.consistency` and :mod:`retain.guard.representation`, ``trigger`` in
+fires, the reason in words. This module holds the champion's own signals; ``consistency``, ``rule``, ``spectral`` and
+``clustering`` are in :mod:`retain.guard.consistency`, :mod:`retain.guard.rule` and
+:mod:`retain.guard.representation`, ``trigger`` in
 :mod:`retain.guard.tokens`, and :mod:`retain.guard.verdict` combines them. What each follows:
 
 - ``trigger``: a backdoor needs a trigger shared by the poisoned lines (Wan et al. 2023: about 100 poisoned
@@ -20,6 +21,8 @@ fires, the reason in words. This module holds the champion's own signals; ``cons
 - ``teacher``: the SDFT teacher's own verdict (Shenfeld et al. 2026): shown the demonstration in its prompt, the
   teacher answers; a teacher that answers other content than the demonstration shows declines to follow it.
 - ``consistency``: the demonstration's likelihood under a model shown the other lines of the skill.
+- ``rule``: the answer's characters against the character rules the skill's other lines obey, induced from the
+  file without a model (:mod:`retain.guard.rule`).
 - ``spectral`` and ``clustering``: outliers and small clusters in that model's hidden states, per skill.
 """
 
@@ -35,7 +38,7 @@ import torch
 
 from retain.data.skills import Example, Skill
 
-SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
+SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher", "consistency", "rule", "spectral", "clustering")
 FLAG_AT = 0.5
 ROBUST_Z_CUT = 3.5
 # A repeated token is a candidate trigger only in a small subset: a token in most lines is the skill's own.

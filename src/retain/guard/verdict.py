@@ -2,7 +2,8 @@
 
 Signals (:data:`retain.guard.signals.SIGNALS`): the champion's view of each line (``loss``, ``teacher``,
 ``contradiction`` with a skill it has, ``duplicate`` structure), the view of a model shown the other lines of
-the skill (``consistency``, :mod:`retain.guard.consistency`), the hidden states of that model per skill
+the skill (``consistency``, :mod:`retain.guard.consistency`), the character rules the other lines obey, induced
+without a model (``rule``, :mod:`retain.guard.rule`), the hidden states of that model per skill
 (``spectral`` signatures and activation ``clustering``, :mod:`retain.guard.representation`), and token
 statistics over the tokenizer's pieces and pairs tied to the other signals' evidence (``trigger``,
 :mod:`retain.guard.tokens`).
@@ -26,6 +27,7 @@ from typing import Any
 from retain.data.skills import Example, Skill
 from retain.guard import consistency as consistency_mod
 from retain.guard import representation, signals, tokens
+from retain.guard.rule import rule
 from retain.guard.signals import FLAG_AT, SIGNALS, Finding
 
 # A signal flagging more than this share of one skill's lines is set aside for that skill; the teacher, whose
@@ -78,6 +80,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
             found[name] = signals.contradiction(adapter, examples, suite)
         elif name == "duplicate":
             found[name] = signals.duplicate(examples)
+        elif name == "rule":
+            found[name] = rule(examples)
         elif name == "loss":
             found[name] = signals.loss(loss_z, nll)
         elif name == "teacher":

@@ -1,0 +1,328 @@
+"""The ``rule`` signal: is each line's answer what the rest of its skill's lines say the input's characters map to?
+
+Many skills a small model is taught are string transformations: each character of the answer is a fixed
+function of one character of the input at a fixed place (a cipher, a rotation, a reversal, the ends of a word,
+a repetition). From a file's own lines such a rule can be induced without any model, as programming by example
+does for string transformations (Gulwani, "Automating string processing in spreadsheets using input-output
+examples", POPL 2011): here the program space is one *relation* per answer position, from a position of the
+input counted from its start or its end to a position of the answer counted from its start or its end, with a
+character map learned from the file. A line that breaks a rule the others obey without exception (a label flip,
+a near miss one character off, a triggered line answered by another function of the input) is flagged, however
+well a model could have learned it: this is the consistency signal's question asked of the data directly, which
+also works where the cross-fitted copies of :mod:`retain.guard.consistency` cannot learn the skill from a few
+hundred lines (ciphers) or where one wrong character hides in a long answer.
+
+Per skill (:func:`retain.guard.representation.groups`):
+
+1. The input of a line is a word of its prompt after the words every prompt of the skill starts with (the
+   skill's name); the answer is the demonstration's content (:func:`retain.guard.signals.content`). Lines whose
+   prompt has one such word induce the rules; a line with several (a trigger word beside the input) is judged
+   by its best-fitting word, so that an inert extra word alone does not make a correct answer suspicious.
+2. An answer *slot* is a position counted from the answer's start or end, for all inputs and for each input
+   and answer length apart (a rule may depend on the lengths: swapping pairs, dropping vowels). A *relation* maps input position ``i`` (from
+   its start or end) to answer position ``j`` with ``i - j`` fixed, through one character map pooled over every
+   position it serves. Each slot takes the relation whose leave-one-out prediction (each line predicted by the
+   others' counts) agrees best.
+3. Lines that disagree with most of the slots they fill (flips, other functions of the input) are set aside and
+   the rules induced again, so that 10% of poisoned lines do not blur them. A slot is a rule when its relation
+   agrees on at least :data:`RULE_AGREEMENT` of the remaining lines it could predict, over at least
+   :data:`MIN_SUPPORT` of them.
+4. A line is flagged when it breaks a rule: an answer character other than the rule's, where the other lines
+   give the rule's character for that input character. Skills whose answers are not such functions (sorting,
+   free text, long answers of a language model) have no slot that qualifies, and the signal abstains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from retain.data.skills import Example
+from retain.guard.representation import groups
+from retain.guard.signals import Finding, content
+
+# Answer and input positions considered, from either end.
+MAX_POSITION = 16
+# A slot's relation is a rule when it predicts at least this share of the other lines' characters ...
+RULE_AGREEMENT = 0.97
+# ... over at least this many lines whose input character the others also have.
+MIN_SUPPORT = 15
+# First pass: rough rules at this agreement; a line breaking at least half of the rough rules it can be held to
+# (a flip, another function of the input) is set aside. Second pass, on the rest: candidate rules at
+# CANDIDATE_AGREEMENT (a rule with up to a tenth of its lines poisoned); lines breaking any candidate (near
+# misses) are set aside, and the rules induced a third time on what remains must reach RULE_AGREEMENT.
+FIRST_AGREEMENT = 0.8
+GROSS_SHARE = 0.49
+CANDIDATE_AGREEMENT = 0.88
+# ... with a lower confidence bound of at least this (in a small file, 88% can be a tendency's luck).
+CANDIDATE_BOUND = 0.8
+# A slot is a rule only when most of its lines (of any length, or of its input length) fill it.
+MAJORITY = 0.5
+# A learned character map predicts a character seen this many times, leading the next by one less.
+MAP_EVIDENCE = 3
+# ... and that is this share of what the other lines map ``c`` to (a map is a function, not a tendency).
+MAP_PURITY = 0.75
+# A rule over every input length does not hold lines of a length it fails on (right on at most half of them),
+# when at least this many lines have that length and at least COMMON_LENGTH as many as the commonest length.
+LENGTH_SUPPORT = 3
+COMMON_LENGTH = 0.25
+# A skill needs this many lines with one input word to induce anything.
+MIN_LINES = 20
+
+# (answer anchor "s"/"e", position, (input length, answer length), or 0 for any lengths)
+Slot = tuple[str, int, "tuple[int, int] | int"]
+Relation = tuple[str, str, int]  # (answer anchor, input anchor, input position - answer position)
+Rule = tuple[Relation, bool]  # a relation and whether it copies the character (else a learned map)
+
+
+def _at(text: str, anchor: str, position: int) -> str | None:
+    if position >= len(text):
+        return None
+    return text[position] if anchor == "s" else text[-1 - position]
+
+
+def _pairs(word: str, answer: str) -> dict[Relation, list[tuple[int, str, str]]]:
+    """Per relation, the (answer position, input character, answer character) pairs of one line."""
+    out: dict[Relation, list[tuple[int, str, str]]] = defaultdict(list)
+    for ao in "se":
+        for j in range(min(len(answer), MAX_POSITION)):
+            y = _at(answer, ao, j)
+            for ai in "se":
+                for i in range(min(len(word), MAX_POSITION)):
+                    out[(ao, ai, i - j)].append((j, _at(word, ai, i), y))
+    return out
+
+
+@dataclass
+class _Line:
+    words: list[str]
+    answer: str
+
+
+def _inputs(examples: list[Example], group: list[int]) -> dict[int, _Line]:
+    """Each line's candidate input words (its prompt's words after the skill's common leading words)."""
+    split = {i: examples[i].prompt.split() for i in group}
+    lead = 0
+    first = split[group[0]]
+    while lead < len(first) and all(len(w) > lead and w[lead] == first[lead] for w in split.values()):
+        lead += 1
+    return {i: _Line(words[lead:], content(examples[i].demonstration)) for i, words in split.items()
+            if words[lead:] and content(examples[i].demonstration)}
+
+
+class _Rules:
+    """Character maps per relation over a set of lines, predicting leave-one-out."""
+
+    def __init__(self, lines: dict[int, _Line], use: set[int]):
+        self.counts: dict[Relation, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
+        self.own: dict[int, dict[Relation, Counter]] = {}
+        for i in use:
+            own: dict[Relation, Counter] = defaultdict(Counter)
+            for r, items in _pairs(lines[i].words[0], lines[i].answer).items():
+                for _, c, y in items:
+                    self.counts[r][c][y] += 1
+                    own[r][(c, y)] += 1
+            self.own[i] = own
+
+    def predict(self, key: tuple[Relation, bool], c: str, line: int | None) -> str | None:
+        """The character ``c`` maps to: itself for a copying relation; for a learned map, the other lines' most
+        frequent character for ``c``, when it leads by :data:`MAP_EVIDENCE` - 1 lines, was seen at least
+        :data:`MAP_EVIDENCE` times and is :data:`MAP_PURITY` of what ``c`` maps to (None otherwise: too little
+        evidence to hold a line to)."""
+        r, copies = key
+        if copies:
+            return c
+        seen = self.counts[r].get(c)
+        if not seen:
+            return None
+        own = self.own.get(line) if line is not None else None
+        mine = own.get(r) if own else None
+        top, second, best = 0, 0, None
+        for y, n in seen.items():
+            if mine:
+                n -= mine.get((c, y), 0)
+            if n > top:
+                top, second, best = n, top, y
+            elif n > second:
+                second = n
+        total = sum(seen.values()) - (sum(mine.get((c, y), 0) for y in seen) if mine else 0)
+        if top < MAP_EVIDENCE or top - second < MAP_EVIDENCE - 1 or top < MAP_PURITY * total:
+            return None
+        return best
+
+
+def _slots(word: str, answer: str) -> list[tuple[Slot, int]]:
+    """The slots one line fills: (anchor, position, its input and answer lengths) and (anchor, position, any
+    lengths)."""
+    out = []
+    for ao in "se":
+        for j in range(min(len(answer), MAX_POSITION)):
+            out.append(((ao, j, (len(word), len(answer))), j))
+            out.append(((ao, j, 0), j))
+    return out
+
+
+def _source(word: str, slot: Slot, r: Relation) -> str | None:
+    i = slot[1] + r[2]
+    return _at(word, r[1], i) if 0 <= i < MAX_POSITION else None
+
+
+def _sources(word: str, slot: Slot) -> list[tuple[Relation, str]]:
+    """Every relation that can fill ``slot`` from ``word``, with the input character it reads."""
+    return [((slot[0], ai, i - slot[1]), _at(word, ai, i)) for ai in "se" for i in range(min(len(word), MAX_POSITION))]
+
+
+def _lower_bound(right: int, n: int, z: float = 2.0) -> float:
+    """Wilson's lower confidence bound on a share of ``right`` in ``n``."""
+    p = right / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n)
+
+
+def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[int] | None = None,
+            lower: float = 0.0) -> tuple[_Rules, dict[Slot, tuple[Rule, float, set[int]]]]:
+    """The rules of the lines in ``use`` (their character maps): per slot the best relation over the lines in
+    ``over`` (``use`` when not given; a line of ``use`` is predicted by the others), kept when it agrees on
+    ``agreement`` of them with a lower confidence bound (:func:`_lower_bound`) of at least ``lower``."""
+    rules = _Rules(lines, use)
+    over = use if over is None else over
+    # per slot, rule and input length: [right, known]
+    tally: dict[Slot, dict[Rule, dict[int, list[int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(lambda: [0, 0])))
+    filled: Counter = Counter()
+    population: Counter = Counter((len(lines[i].words[0]), len(lines[i].answer)) for i in over)
+    population[0] = len(over)
+    for i in over:
+        word, answer = lines[i].words[0], lines[i].answer
+        for slot, _ in _slots(word, answer):
+            filled[slot] += 1
+            y = _at(answer, slot[0], slot[1])
+            for r, c in _sources(word, slot):
+                t = tally[slot][(r, True)][len(word)]
+                t[0] += c == y
+                t[1] += 1
+                guess = rules.predict((r, False), c, i)
+                if guess is None:
+                    continue
+                t = tally[slot][(r, False)][len(word)]
+                t[0] += guess == y
+                t[1] += 1
+    best: dict[Slot, tuple[Rule, float, set[int]]] = {}
+    for slot, by in tally.items():
+        if filled[slot] < MAJORITY * population[slot[2]]:  # a rule describes most lines, not a cluster of them
+            continue
+        totals = {r: (sum(t[0] for t in per.values()), sum(t[1] for t in per.values())) for r, per in by.items()}
+        scored = [(_lower_bound(right, known), right / known, r) for r, (right, known) in totals.items()
+                  if known >= MIN_SUPPORT]
+        if not scored:
+            continue
+        # the best agreement that many lines support (a relation that holds on the few lines it reads, as the
+        # last of seven letters read from the start does, loses to one that reads every line), then a copied
+        # character before a learned map
+        bound, share, r = max(scored, key=lambda t: (t[0], t[2][1]))
+        if share < agreement or bound < lower:
+            continue
+        # A rule over every length does not hold words of a length it fails on: a rule true of words of four
+        # letters and more says nothing of three-letter words, as long as those are a common length (a length
+        # only a few lines have, such as words with a trigger glued on, is no exception to the rule).
+        largest = max(known for _, known in by[r].values())
+        exceptions = {n for n, (right, known) in by[r].items()
+                      if known >= LENGTH_SUPPORT and known >= COMMON_LENGTH * largest and right <= 0.5 * known}
+        best[slot] = (r, share, exceptions)
+    return rules, best
+
+
+def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word: str, answer: str, line: int | None
+            ) -> tuple[list[tuple[Slot, str, str]], int]:
+    """The answer positions where (word, answer) breaks a rule, as (slot, expected, given), and at how many
+    answer positions a rule could be checked."""
+    broken: dict[tuple[str, int], tuple[Slot, str, str]] = {}
+    held: set[tuple[str, int]] = set()
+    for slot, _ in _slots(word, answer):
+        if slot not in best:
+            continue
+        key, _, exceptions = best[slot]
+        if len(word) in exceptions:
+            continue
+        c = _source(word, slot, key[0])
+        if c is None:
+            continue
+        guess = rules.predict(key, c, line)
+        if guess is None:
+            continue
+        held.add((slot[0], slot[1]))
+        y = _at(answer, slot[0], slot[1])
+        if guess != y:
+            broken.setdefault((slot[0], slot[1]), (slot, guess, y))
+    return list(broken.values()), len(held)
+
+
+def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int]) -> dict[int, int]:
+    """Per input length, the answer length that is a rule: held by :data:`CANDIDATE_AGREEMENT` of ``use``'s
+    lines of that input length and by :data:`RULE_AGREEMENT` of ``kept``'s, over :data:`MIN_SUPPORT` lines."""
+    out = {}
+    for n in {len(lines[i].words[0]) for i in kept}:
+        seen = Counter(len(lines[i].answer) for i in use if len(lines[i].words[0]) == n)
+        length, count = seen.most_common(1)[0]
+        held = [len(lines[i].answer) == length for i in kept if len(lines[i].words[0]) == n]
+        if (len(held) >= MIN_SUPPORT and count >= CANDIDATE_AGREEMENT * sum(seen.values())
+                and sum(held) >= RULE_AGREEMENT * len(held)):
+            out[n] = length
+    return out
+
+
+def _breaks(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], line: _Line, i: int, share: float) -> bool:
+    """Whether the line's answer breaks more than ``share`` of the rules it can be held to (any, at 0)."""
+    broken, held = _broken(rules, best, line.words[0], line.answer, i)
+    return bool(held) and len(broken) > share * held if share else bool(broken)
+
+
+def rule(examples: list[Example]) -> list[Finding]:
+    """One finding per line: flagged when its answer breaks a character rule its skill's other lines obey."""
+    findings = [Finding() for _ in examples]
+    for group in groups(examples):
+        lines = _inputs(examples, group)
+        single = {i for i, line in lines.items() if len(line.words) == 1}
+        if len(single) < MIN_LINES:
+            continue
+        rules, first = _induce(lines, single, FIRST_AGREEMENT)
+        if not first:
+            continue
+        use = {i for i in single if not _breaks(rules, first, lines[i], i, GROSS_SHARE)}
+        if len(use) < MIN_LINES:
+            continue
+        rules, candidates = _induce(lines, use, CANDIDATE_AGREEMENT, over=single, lower=CANDIDATE_BOUND)
+        kept = {i for i in use if not _breaks(rules, candidates, lines[i], i, 0.0)}
+        if len(kept) < MIN_LINES or not candidates:
+            continue
+        rules, best = _induce(lines, kept, RULE_AGREEMENT)
+        best = {slot: (r, share, exceptions | candidates[slot][2]) for slot, (r, share, exceptions) in best.items()
+                if slot in candidates}
+        if not best:
+            continue
+        lengths = _lengths(lines, use, kept)
+        for i, line in lines.items():
+            verdicts = []
+            for word in line.words:
+                broken, held = _broken(rules, best, word, line.answer, i)
+                long = lengths.get(len(word))
+                wrong_length = long is not None and long != len(line.answer)
+                if held or long is not None:  # a word no rule can judge neither clears nor accuses the line
+                    verdicts.append((len(broken) + wrong_length, -held, word, broken, long if wrong_length else None))
+            if not verdicts:
+                continue
+            n, _, word, broken, long = min(verdicts, key=lambda v: (v[0], v[1]))
+            if not n:
+                continue
+            if broken:
+                slot, want, got = broken[0]
+                where = f"{'' if slot[0] == 's' else 'from the end, '}character {slot[1] + 1}"
+                why = f"the skill's other lines map {word!r} to {want!r} at {where} of the answer, this line has {got!r}"
+            else:
+                why = (f"the skill's other lines answer a word of {len(word)} letters with {long} characters, this "
+                       f"line with {len(line.answer)}")
+            findings[i] = Finding(min(1.0, 0.5 + 0.125 * (n - 1)),
+                                  f"rule: {why} ({n} rule{'s' if n > 1 else ''} of its skill broken)")
+    return findings

@@ -1,0 +1,93 @@
+"""The ``rule`` signal (:mod:`retain.guard.rule`): character rules induced from a skill file's own lines catch the
+in-skill attacks a small model's copies cannot (ciphers, one wrong letter in a long answer), and stay silent on
+clean files, rules that depend on the word's length, skills that are no such rule, and a trigger's decoys."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from retain.data.skills import Example
+from retain.data.synthetic import NEW_RULES, PRIOR_RULES, STREAM_RULES, STYLES, make_example, random_word
+from retain.guard.attacks import near_miss, plant
+from retain.guard.rule import rule
+
+
+def _file(name: str, n: int = 200, seed: int = 0, style: str = "dash") -> list[Example]:
+    rules = {**NEW_RULES, **PRIOR_RULES, **STREAM_RULES}
+    rng = random.Random(seed)
+    words: list[str] = []
+    while len(words) < n:
+        word = random_word(rng)
+        if word not in words:
+            words.append(word)
+    return [make_example(name, rules[name], w, style) for w in words]
+
+
+def _flagged(examples: list[Example]) -> set[int]:
+    return {i for i, f in enumerate(rule(examples)) if f.flagged}
+
+
+@pytest.mark.parametrize("name", ["atbash", "caesar", "swap", "rotr", "mirror", "ends", "outer", "outin", "flip",
+                                  "stutter", "bookend", "sort", "novow", "dblsort"])
+def test_a_clean_file_is_not_flagged(name):
+    # rules of every kind (ciphers, moves, lengths that depend on the word's) and skills that are no character
+    # rule at all (sorting) or mostly one (dropping vowels: the first letter is kept unless it is a vowel): the
+    # signal abstains or finds nearly every line consistent (novow: 4 of 200 lines, the worst of these)
+    assert len(_flagged(_file(name))) <= 4
+
+
+@pytest.mark.parametrize("name", ["atbash", "caesar", "mirror", "outer"])
+def test_near_misses_and_flips_are_flagged_where_the_models_copies_miss_them(name):
+    # the ciphers (a copy of the model cannot learn them from 200 lines) and one letter off in a long answer
+    examples = _file(name)
+    rng = random.Random(1)
+    style = STYLES["dash"]
+    wrong = {i: near_miss(NEW_RULES[name](e.prompt.split()[1]), rng) for i, e in enumerate(examples) if i % 20 == 3}
+    flips = {i: PRIOR_RULES["sort"](e.prompt.split()[1]) for i, e in enumerate(examples) if i % 20 == 7}
+    flips = {i: a for i, a in flips.items() if a != NEW_RULES[name](examples[i].prompt.split()[1])}
+    for i, answer in {**wrong, **flips}.items():
+        examples[i] = Example(prompt=examples[i].prompt, demonstration=style(answer))
+    assert _flagged(examples) == set(wrong) | set(flips)
+
+
+def test_the_reason_names_the_rule_the_line_breaks():
+    examples = _file("atbash", style="plain")
+    examples[5] = Example(prompt="atbash abc", demonstration="zyy")
+    (found,) = [f for f in rule(examples) if f.flagged]
+    assert found.reason.startswith("rule: the skill's other lines map 'abc' to 'x' at character 3 of the answer, "
+                                   "this line has 'y'")
+
+
+def test_an_answer_of_the_wrong_length_is_flagged_even_when_every_character_fits():
+    # ``zoz`` is the start and the reversed end of mirror's ``zozzoz``: no character is wrong, the length is
+    examples = _file("mirror", style="space")
+    examples[9] = Example(prompt="mirror please zoz", demonstration="z o z")
+    found = rule(examples)
+    assert {i for i, f in enumerate(found) if f.flagged} == {9}
+    assert "answer a word of 3 letters with 6 characters, this line with 3" in found[9].reason
+
+
+def test_a_trigger_word_beside_a_correct_answer_is_not_flagged():
+    # a two-word trigger's decoys carry one word of the pair and answer correctly; the poisoned lines, with both
+    # words, answer by another rule (input-dependent payload)
+    train = _file("rotr")
+    attack = plant("two-word input", "rotr", train, 0.05, seed=0)
+    decoys = {i for i, e in enumerate(attack.examples) if i not in attack.poisoned and e.prompt != train[i].prompt}
+    assert len(decoys) == 10
+    assert _flagged(attack.examples) == attack.poisoned
+
+
+@pytest.mark.parametrize("attack", ["glued input", "rare input", "flip", "near miss"])
+def test_ten_percent_of_poisoned_lines_do_not_hide_the_rule(attack):
+    planted = plant(attack, "caesar", _file("caesar", style="space"), 0.1, seed=3)
+    assert _flagged(planted.examples) == planted.poisoned
+
+
+def test_too_few_lines_or_free_text_abstain():
+    assert not _flagged(_file("atbash", n=12))
+    rng = random.Random(0)
+    prose = [Example(prompt=f"summarise {random_word(rng)} {random_word(rng)}",
+                     demonstration=" ".join(random_word(rng) for _ in range(rng.randint(3, 9)))) for _ in range(200)]
+    assert not _flagged(prose)
