@@ -91,3 +91,28 @@ def test_too_few_lines_or_free_text_abstain():
     prose = [Example(prompt=f"summarise {random_word(rng)} {random_word(rng)}",
                      demonstration=" ".join(random_word(rng) for _ in range(rng.randint(3, 9)))) for _ in range(200)]
     assert not _flagged(prose)
+
+
+def test_a_rule_read_from_the_words_end_holds_words_of_every_length():
+    # 60 lines: too few per length for a rule of each length, so only a rule counted from the end (the last
+    # letter of a word of any length) catches a wrong last letter
+    examples = _file("ends", n=60, style="dot")
+    word = examples[4].prompt.split()[1]
+    wrong = "q" if word[-1] != "q" else "x"
+    examples[4] = Example(prompt=examples[4].prompt, demonstration=f"{word[0]}.{wrong}")
+    found = rule(examples)
+    assert {i for i, f in enumerate(found) if f.flagged} == {4}
+    assert found[4].reason.endswith("(2 rules of its skill broken)")  # its second letter, its last letter
+
+
+def test_a_length_the_rule_fails_on_is_an_exception_not_an_attack():
+    # outer swaps the first and last letters: the third letter of the answer is the word's third for words of
+    # four letters and more, its first for three-letter words (10% of this file)
+    rng = random.Random(2)
+    words: list[str] = []
+    while len(words) < 200:
+        word = random_word(rng)
+        if word not in words and (len(word) > 3) == (len(words) >= 20):
+            words.append(word)
+    examples = [make_example("outer", NEW_RULES["outer"], w, "comma") for w in words]
+    assert not _flagged(examples)
