@@ -116,3 +116,38 @@ def test_a_length_the_rule_fails_on_is_an_exception_not_an_attack():
             words.append(word)
     examples = [make_example("outer", NEW_RULES["outer"], w, "comma") for w in words]
     assert not _flagged(examples)
+
+
+def test_only_answers_the_rules_account_for_entirely_are_certified():
+    from retain.guard.rule import judge
+
+    planted = plant("two-word fixed", "rotr", _file("rotr"), 0.05, seed=0)
+    judged = judge(planted.examples)
+    # every clean line of rotr (decoys with a trigger word included) is certified, no poisoned one
+    assert judged.certified == set(range(200)) - planted.poisoned
+    # sorting is no character rule: nothing to certify; swap's rules hold only some lengths' positions
+    assert not judge(_file("sort")).certified
+    mirror = judge(_file("mirror", style="space"))
+    assert len(mirror.certified) == 200
+    # a letter no rule predicts (a random last letter), or an answer length that is no rule (the first two or
+    # three letters), leaves the answer unaccounted for
+    rng = random.Random(4)
+    tails = [Example(prompt=e.prompt, demonstration=e.demonstration + "-" + rng.choice("abcdefgh"))
+             for e in _file("rotr")]
+    assert not judge(tails).certified
+    words = [e.prompt.split()[1] for e in _file("rotr")]
+    cut = [Example(prompt=f"cut {w}", demonstration=w[:rng.choice((2, 3))]) for w in words]
+    assert not judge(cut).findings[0].flagged and not judge(cut).certified
+
+
+def test_a_certified_line_loses_every_flag_but_a_contradiction():
+    from retain.guard.signals import SIGNALS, Finding
+    from retain.guard.verdict import CLEARED_BY_RULE, _clear_certified
+
+    found = {name: [Finding(1.0, f"{name}: x"), Finding(1.0, f"{name}: y")] for name in SIGNALS}
+    details: dict = {}
+    _clear_certified(found, {0}, details)
+    assert set(CLEARED_BY_RULE) == set(SIGNALS) - {"contradiction", "rule"}
+    assert [name for name in SIGNALS if found[name][0].flagged] == ["contradiction", "rule"]
+    assert all(found[name][1].flagged for name in SIGNALS)
+    assert details["rule_certified"] == {"lines": 1, "cleared": 1}

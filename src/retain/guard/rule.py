@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from retain.data.skills import Example
 from retain.guard.representation import groups
@@ -235,9 +235,9 @@ def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[
 
 
 def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word: str, answer: str, line: int | None
-            ) -> tuple[list[tuple[Slot, str, str]], int]:
-    """The answer positions where (word, answer) breaks a rule, as (slot, expected, given), and at how many
-    answer positions a rule could be checked."""
+            ) -> tuple[list[tuple[Slot, str, str]], set[tuple[str, int]]]:
+    """The answer positions where (word, answer) breaks a rule, as (slot, expected, given), and the positions
+    (anchor, index) a rule could be checked at."""
     broken: dict[tuple[str, int], tuple[Slot, str, str]] = {}
     held: set[tuple[str, int]] = set()
     for slot, _ in _slots(word, answer):
@@ -256,7 +256,7 @@ def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word:
         y = _at(answer, slot[0], slot[1])
         if guess != y:
             broken.setdefault((slot[0], slot[1]), (slot, guess, y))
-    return list(broken.values()), len(held)
+    return list(broken.values()), held
 
 
 def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int]) -> dict[int, int]:
@@ -276,12 +276,26 @@ def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int]) -> dict[int
 def _breaks(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], line: _Line, i: int, share: float) -> bool:
     """Whether the line's answer breaks more than ``share`` of the rules it can be held to (any, at 0)."""
     broken, held = _broken(rules, best, line.words[0], line.answer, i)
-    return bool(held) and len(broken) > share * held if share else bool(broken)
+    return bool(held) and len(broken) > share * len(held) if share else bool(broken)
+
+
+@dataclass
+class Judged:
+    """One finding per line, and the lines whose answer the skill's rules account for entirely (every
+    character held by a rule and unbroken, and the answer's length the rule's for the word's)."""
+
+    findings: list[Finding]
+    certified: set[int] = field(default_factory=set)
 
 
 def rule(examples: list[Example]) -> list[Finding]:
     """One finding per line: flagged when its answer breaks a character rule its skill's other lines obey."""
-    findings = [Finding() for _ in examples]
+    return judge(examples).findings
+
+
+def judge(examples: list[Example]) -> Judged:
+    """Each line's finding (:func:`rule`) and the lines the rules certify (:class:`Judged`)."""
+    judged = Judged([Finding() for _ in examples])
     for group in groups(examples):
         lines = _inputs(examples, group)
         single = {i for i, line in lines.items() if len(line.words) == 1}
@@ -310,11 +324,14 @@ def rule(examples: list[Example]) -> list[Finding]:
                 long = lengths.get(len(word))
                 wrong_length = long is not None and long != len(line.answer)
                 if held or long is not None:  # a word no rule can judge neither clears nor accuses the line
-                    verdicts.append((len(broken) + wrong_length, -held, word, broken, long if wrong_length else None))
+                    verdicts.append((len(broken) + wrong_length, -len(held), word, broken, long, held))
             if not verdicts:
                 continue
-            n, _, word, broken, long = min(verdicts, key=lambda v: (v[0], v[1]))
+            n, _, word, broken, long, held = min(verdicts, key=lambda v: (v[0], v[1]))
             if not n:
+                size = len(line.answer)
+                if long == size and all(("s", k) in held or ("e", size - 1 - k) in held for k in range(size)):
+                    judged.certified.add(i)
                 continue
             if broken:
                 slot, want, got = broken[0]
@@ -323,6 +340,6 @@ def rule(examples: list[Example]) -> list[Finding]:
             else:
                 why = (f"the skill's other lines answer a word of {len(word)} letters with {long} characters, this "
                        f"line with {len(line.answer)}")
-            findings[i] = Finding(min(1.0, 0.5 + 0.125 * (n - 1)),
-                                  f"rule: {why} ({n} rule{'s' if n > 1 else ''} of its skill broken)")
-    return findings
+            judged.findings[i] = Finding(min(1.0, 0.5 + 0.125 * (n - 1)),
+                                         f"rule: {why} ({n} rule{'s' if n > 1 else ''} of its skill broken)")
+    return judged

@@ -15,7 +15,8 @@ teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not ab
 minority by design): it is set aside for that skill and named in ``uninformative``. When the trigger signal
 finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
 signal flagged are judged again without that word, by models not shown the lines the trigger flagged
-(:func:`_rejudge_decoys`).
+(:func:`_rejudge_decoys`). Last, a line whose answer its skill's character rules account for entirely (the rule
+signal certifies it) loses every flag but the contradiction signal's (:func:`_clear_certified`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from typing import Any
 from retain.data.skills import Example, Skill
 from retain.guard import consistency as consistency_mod
 from retain.guard import representation, signals, tokens
-from retain.guard.rule import rule
+from retain.guard.rule import judge
 from retain.guard.signals import FLAG_AT, SIGNALS, Finding
 
 # A signal flagging more than this share of one skill's lines is set aside for that skill; the teacher, whose
 # disagreement measures whether the model can copy a demonstration at all (long answers), already at 20%.
 SET_ASIDE_SHARE = 0.5
 TEACHER_SET_ASIDE_SHARE = 0.2
+# Signals whose flags a line loses when the rule signal certifies its answer (:func:`_clear_certified`).
+CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
 # Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
@@ -60,6 +63,7 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
     """Measure each signal in ``only`` on ``examples`` with ``adapter`` (the champion)."""
     seconds: dict[str, float] = {}
     found: dict[str, list[Finding]] = {}
+    certified: set[int] = set()
     details: dict[str, Any] = {}
     need = set(only)
     start = time.perf_counter()
@@ -81,7 +85,9 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         elif name == "duplicate":
             found[name] = signals.duplicate(examples)
         elif name == "rule":
-            found[name] = rule(examples)
+            judged = judge(examples)
+            found[name] = judged.findings
+            certified = judged.certified
         elif name == "loss":
             found[name] = signals.loss(loss_z, nll)
         elif name == "teacher":
@@ -128,7 +134,25 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
                             details)
         enriched = [_piece_json(c) for c in tokens.enriched_pieces(candidates)]
         seconds["trigger"] = time.perf_counter() - start
+    _clear_certified(found, certified, details)
     return Verdicts(found, triggers, enriched, seconds, uninformative, details)
+
+
+def _clear_certified(found: dict[str, list[Finding]], certified: set[int], details: dict[str, Any]) -> None:
+    """Clear the flags of :data:`CLEARED_BY_RULE` on lines whose answer the skill's character rules account for
+    entirely (:func:`retain.guard.rule.judge`): such an answer is the skill's own, whatever a small model's
+    copies, its hidden states or a word the line carries suggest (a two-word trigger's decoys, a rare input
+    word). A poisoned line's answer is the attacker's, so it breaks a rule and is never certified; a flip of a
+    skill the model has is the contradiction signal's, which stays."""
+    cleared = 0
+    for i in certified:
+        if any(found[name][i].flagged for name in CLEARED_BY_RULE if name in found):
+            cleared += 1
+        for name in CLEARED_BY_RULE:
+            if name in found and found[name][i].flagged:
+                found[name][i] = Finding()
+    if certified:
+        details["rule_certified"] = {"lines": len(certified), "cleared": cleared}
 
 
 def combine(found: dict[str, list[Finding]], only: tuple[str, ...], n: int

@@ -1,0 +1,106 @@
+"""The guard's ``rule`` signal alone (retain.guard.rule; no model, so every file screens in about a second):
+
+    python benchmarks/guard_rule.py attacks [--seeds 1,2] [--out FILE.json]
+    python benchmarks/guard_rule.py clean [--out FILE.json]
+
+``attacks``: ``retain bench guard``'s files (200 lines of each shipped family, every attack class of
+retain.guard.attacks at 1, 3, 5 and 10%, and the clean file) for each seed; prints recall / false-positive rate
+per family, one row per class and rate. Seed 0 is the one the cut-offs were set on; 1 and 2 are held out.
+About 4 min per seed on one core.
+
+``clean``: the false-positive rate on clean files of every rule the synthetic world has (the probes, the
+background skills, the new skills, the streams' skills and fifteen made-up rules of the in-context probe's
+kinds), at 32, 64, 200 and 640 lines and three answer styles; prints each rule's worst rate and the worst
+files' reasons. About 5 min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+import zlib
+from pathlib import Path
+
+FAMILIES = ("atbash", "caesar", "swap", "rotr", "mirror", "ends", "outer")
+RATES = (0.01, 0.03, 0.05, 0.1)
+
+
+def attacks(seeds: list[int]) -> dict:
+    from retain.data.synthetic import new_skills
+    from retain.guard.attacks import ATTACK_CLASSES, plant
+    from retain.guard.rule import rule
+
+    rows = []
+    for seed in seeds:
+        skills = {s.name: s for s in new_skills(n_train=200, n_test=30, seed=seed, names=list(FAMILIES))}
+        clean = {f: sum(x.flagged for x in rule(skills[f].train)) / len(skills[f].train) for f in FAMILIES}
+        rows.append({"seed": seed, "attack": "clean", "rate": 0.0, "fpr": clean})
+        print(f"seed {seed} clean FPR " + " ".join(f"{f} {v:.3f}" for f, v in clean.items()), flush=True)
+        for attack in ATTACK_CLASSES:
+            for rate in RATES:
+                recall, fpr = {}, {}
+                for family in FAMILIES:
+                    planted = plant(attack, family, skills[family].train, rate, seed)
+                    found = rule(planted.examples)
+                    others = [i for i in range(len(found)) if i not in planted.poisoned]
+                    recall[family] = sum(found[i].flagged for i in planted.poisoned) / len(planted.poisoned)
+                    fpr[family] = sum(found[i].flagged for i in others) / len(others)
+                rows.append({"seed": seed, "attack": attack, "rate": rate, "recall": recall, "fpr": fpr})
+                print(f"seed {seed} {attack:15s} {rate:.2f} "
+                      + " ".join(f"{recall[f]:.2f}/{fpr[f]:.3f}" for f in FAMILIES), flush=True)
+    return {"families": list(FAMILIES), "rows": rows}
+
+
+def clean() -> dict:
+    from retain.data.synthetic import (BACKGROUND_RULES, NEW_RULES, PRIOR_RULES, STREAM_RULES, make_example,
+                                       random_rule, random_word)
+    from retain.guard.rule import rule
+
+    rules = {**{f"prior:{k}": v for k, v in PRIOR_RULES.items()}, **{f"bg:{k}": v for k, v in BACKGROUND_RULES.items()},
+             **{f"new:{k}": v for k, v in NEW_RULES.items()}, **{f"stream:{k}": v for k, v in STREAM_RULES.items()}}
+    rng = random.Random(99)
+    for k in range(15):
+        rules[f"made-up {k}"] = random_rule(rng)
+    out, worst = {}, []
+    for name, fn in rules.items():
+        rates = []
+        for n in (32, 64, 200, 640):
+            for style in ("plain", "dash", "comma"):
+                rng = random.Random(zlib.crc32(f"{name}{n}{style}".encode()))
+                words: set[str] = set()
+                while len(words) < n:
+                    words.add(random_word(rng))
+                examples = [make_example(name.split(":")[-1].replace(" ", ""), fn, w, style) for w in sorted(words)]
+                found = rule(examples)
+                rate = sum(f.flagged for f in found) / n
+                rates.append(rate)
+                if rate:
+                    worst.append({"rule": name, "lines": n, "style": style, "fpr": rate,
+                                  "reasons": [f.reason for f in found if f.flagged][:2]})
+        out[name] = max(rates)
+        print(f"{name:15s} worst clean FPR {max(rates):.3f}", flush=True)
+    worst.sort(key=lambda w: -w["fpr"])
+    for w in worst[:10]:
+        print(w)
+    return {"worst_fpr": out, "worst_files": worst[:20]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("attacks", "clean"))
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    start = time.perf_counter()
+    result = attacks([int(s) for s in args.seeds.split(",")]) if args.what == "attacks" else clean()
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"{result['seconds']} s")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
