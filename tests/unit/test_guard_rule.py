@@ -151,3 +151,13 @@ def test_a_certified_line_loses_every_flag_but_a_contradiction():
     assert [name for name in SIGNALS if found[name][0].flagged] == ["contradiction", "rule"]
     assert all(found[name][1].flagged for name in SIGNALS)
     assert details["rule_certified"] == {"lines": 1, "cleared": 1}
+
+
+def test_a_large_files_rules_come_from_a_sample_and_every_line_is_judged(monkeypatch):
+    from retain.guard import rule as rule_mod
+
+    monkeypatch.setattr(rule_mod, "MAX_INDUCE", 60)
+    examples = _file("caesar", n=300, style="space")
+    outside = min(set(range(300)) - set(random.Random(0).sample(range(300), 60)))  # not among the rules' lines
+    examples[outside] = Example(prompt=examples[outside].prompt, demonstration="q q q q q q q q q")
+    assert _flagged(examples) == {outside}

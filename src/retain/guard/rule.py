@@ -35,6 +35,7 @@ Per skill (:func:`retain.guard.representation.groups`):
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -67,6 +68,9 @@ MAP_PURITY = 0.75
 # when at least this many lines have that length and at least COMMON_LENGTH as many as the commonest length.
 LENGTH_SUPPORT = 3
 COMMON_LENGTH = 0.25
+# Rules are induced from at most this many lines per skill (a seeded sample; every line is judged): the cost
+# grows with lines x answer positions x input positions (about 1 s for 200 lines of short words on one core).
+MAX_INDUCE = 640
 # A skill needs this many lines with one input word to induce anything.
 MIN_LINES = 20
 
@@ -301,6 +305,8 @@ def judge(examples: list[Example]) -> Judged:
         single = {i for i, line in lines.items() if len(line.words) == 1}
         if len(single) < MIN_LINES:
             continue
+        if len(single) > MAX_INDUCE:  # the rules of a large file are induced from a sample, every line judged
+            single = set(random.Random(0).sample(sorted(single), MAX_INDUCE))
         rules, first = _induce(lines, single, FIRST_AGREEMENT)
         if not first:
             continue
