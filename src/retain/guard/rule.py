@@ -16,19 +16,26 @@ Per skill (:func:`retain.guard.representation.groups`):
 
 1. The input of a line is a word of its prompt after the words every prompt of the skill starts with (the
    skill's name); the answer is the demonstration's content (:func:`retain.guard.signals.content`). Lines whose
-   prompt has one such word induce the rules; a line with several (a trigger word beside the input) is judged
-   by its best-fitting word, so that an inert extra word alone does not make a correct answer suspicious.
-2. An answer *slot* is a position counted from the answer's start or end, for all inputs and for each input
-   and answer length apart (a rule may depend on the lengths: swapping pairs, dropping vowels). A *relation* maps input position ``i`` (from
-   its start or end) to answer position ``j`` with ``i - j`` fixed, through one character map pooled over every
-   position it serves. Each slot takes the relation whose leave-one-out prediction (each line predicted by the
-   others' counts) agrees best.
-3. Lines that disagree with most of the slots they fill (flips, other functions of the input) are set aside and
-   the rules induced again, so that 10% of poisoned lines do not blur them. A slot is a rule when its relation
-   agrees on at least :data:`RULE_AGREEMENT` of the remaining lines it could predict, over at least
-   :data:`MIN_SUPPORT` of them.
+   prompt has one such word induce the rules (a seeded sample of :data:`MAX_INDUCE` in a large file); a line
+   with several (a trigger word beside the input) is judged by its best-fitting word, so that an inert extra
+   word alone does not make a correct answer suspicious.
+2. An answer *slot* is a position counted from the answer's start or end, over all lengths and for each pair of
+   input and answer lengths apart (a rule may depend on the lengths: swapping pairs, dropping vowels). A
+   *relation* reads input position ``i`` (from its start or end) for answer position ``j`` with ``i - j``
+   fixed, and either copies the character or maps it through one character map pooled over every position it
+   serves. Each slot takes the relation whose leave-one-out prediction (each line predicted by the others'
+   counts) agrees best by Wilson's lower bound, so that many lines must support it.
+3. Three passes, so that up to a tenth of poisoned lines do not blur the rules: lines breaking at least half of
+   the rough rules (:data:`FIRST_AGREEMENT`) are set aside (flips, other functions of the input); candidate
+   rules must hold :data:`CANDIDATE_AGREEMENT` of *every* line (a tendency with exceptions is no rule); lines
+   breaking a candidate are set aside (near misses) and a rule must then hold :data:`RULE_AGREEMENT` of the
+   rest. A rule over all lengths does not hold a common length it fails on (the third letter of ``outer``'s
+   answer is the word's third, but for three-letter words its first); the answer's length per input length is
+   a rule on the same terms.
 4. A line is flagged when it breaks a rule: an answer character other than the rule's, where the other lines
-   give the rule's character for that input character. Skills whose answers are not such functions (sorting,
+   give the rule's character for that input character, or an answer of another length. A line whose every
+   answer character is held by an unbroken rule, at the rule's length, is *certified* (:func:`judge`): the
+   combined verdict clears other signals' flags on it. Skills whose answers are not such functions (sorting,
    free text, long answers of a language model) have no slot that qualifies, and the signal abstains.
 """
 
