@@ -23,11 +23,8 @@ import time
 import zlib
 from pathlib import Path
 
-FAMILIES = ("atbash", "caesar", "swap", "rotr", "mirror", "ends", "outer")
-RATES = (0.01, 0.03, 0.05, 0.1)
-
-
 def attacks(seeds: list[int]) -> dict:
+    from retain.bench.guard import FAMILIES, GuardBudget
     from retain.data.synthetic import new_skills
     from retain.guard.attacks import ATTACK_CLASSES, plant
     from retain.guard.rule import rule
@@ -39,7 +36,7 @@ def attacks(seeds: list[int]) -> dict:
         rows.append({"seed": seed, "attack": "clean", "rate": 0.0, "fpr": clean})
         print(f"seed {seed} clean FPR " + " ".join(f"{f} {v:.3f}" for f, v in clean.items()), flush=True)
         for attack in ATTACK_CLASSES:
-            for rate in RATES:
+            for rate in GuardBudget().rates:
                 recall, fpr = {}, {}
                 for family in FAMILIES:
                     planted = plant(attack, family, skills[family].train, rate, seed)

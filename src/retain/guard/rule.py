@@ -41,7 +41,6 @@ Per skill (:func:`retain.guard.representation.groups`):
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from dataclasses import dataclass, field
 from retain.data.skills import Example
 from retain.guard.representation import groups
 from retain.guard.signals import Finding, content
+from retain.ledger.gate import wilson
 
 # Answer and input positions considered, from either end.
 MAX_POSITION = 16
@@ -93,15 +93,13 @@ def _at(text: str, anchor: str, position: int) -> str | None:
     return text[position] if anchor == "s" else text[-1 - position]
 
 
-def _pairs(word: str, answer: str) -> dict[Relation, list[tuple[int, str, str]]]:
-    """Per relation, the (answer position, input character, answer character) pairs of one line."""
-    out: dict[Relation, list[tuple[int, str, str]]] = defaultdict(list)
-    for ao in "se":
-        for j in range(min(len(answer), MAX_POSITION)):
-            y = _at(answer, ao, j)
-            for ai in "se":
-                for i in range(min(len(word), MAX_POSITION)):
-                    out[(ao, ai, i - j)].append((j, _at(word, ai, i), y))
+def _pairs(word: str, answer: str) -> dict[Relation, Counter]:
+    """Per relation, the (input character, answer character) pairs of one line, counted."""
+    out: dict[Relation, Counter] = defaultdict(Counter)
+    for slot in _slots(word, answer, any_length=True):
+        y = _at(answer, slot[0], slot[1])
+        for r, c in _sources(word, slot):
+            out[r][(c, y)] += 1
     return out
 
 
@@ -129,12 +127,10 @@ class _Rules:
         self.counts: dict[Relation, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.own: dict[int, dict[Relation, Counter]] = {}
         for i in use:
-            own: dict[Relation, Counter] = defaultdict(Counter)
-            for r, items in _pairs(lines[i].words[0], lines[i].answer).items():
-                for _, c, y in items:
-                    self.counts[r][c][y] += 1
-                    own[r][(c, y)] += 1
-            self.own[i] = own
+            self.own[i] = _pairs(lines[i].words[0], lines[i].answer)
+            for r, pairs in self.own[i].items():
+                for (c, y), n in pairs.items():
+                    self.counts[r][c][y] += n
 
     def predict(self, key: tuple[Relation, bool], c: str, line: int | None) -> str | None:
         """The character ``c`` maps to: itself for a copying relation; for a learned map, the other lines' most
@@ -149,28 +145,29 @@ class _Rules:
             return None
         own = self.own.get(line) if line is not None else None
         mine = own.get(r) if own else None
-        top, second, best = 0, 0, None
+        top, second, best, total = 0, 0, None, 0
         for y, n in seen.items():
             if mine:
                 n -= mine.get((c, y), 0)
+            total += n
             if n > top:
                 top, second, best = n, top, y
             elif n > second:
                 second = n
-        total = sum(seen.values()) - (sum(mine.get((c, y), 0) for y in seen) if mine else 0)
         if top < MAP_EVIDENCE or top - second < MAP_EVIDENCE - 1 or top < MAP_PURITY * total:
             return None
         return best
 
 
-def _slots(word: str, answer: str) -> list[tuple[Slot, int]]:
+def _slots(word: str, answer: str, any_length: bool = False) -> list[Slot]:
     """The slots one line fills: (anchor, position, its input and answer lengths) and (anchor, position, any
-    lengths)."""
-    out = []
+    lengths); only the latter with ``any_length``."""
+    out: list[Slot] = []
     for ao in "se":
         for j in range(min(len(answer), MAX_POSITION)):
-            out.append(((ao, j, (len(word), len(answer))), j))
-            out.append(((ao, j, 0), j))
+            if not any_length:
+                out.append((ao, j, (len(word), len(answer))))
+            out.append((ao, j, 0))
     return out
 
 
@@ -184,19 +181,11 @@ def _sources(word: str, slot: Slot) -> list[tuple[Relation, str]]:
     return [((slot[0], ai, i - slot[1]), _at(word, ai, i)) for ai in "se" for i in range(min(len(word), MAX_POSITION))]
 
 
-def _lower_bound(right: int, n: int, z: float = 2.0) -> float:
-    """Wilson's lower confidence bound on a share of ``right`` in ``n``."""
-    p = right / n
-    centre = p + z * z / (2 * n)
-    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - spread) / (1 + z * z / n)
-
-
 def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[int] | None = None,
             lower: float = 0.0) -> tuple[_Rules, dict[Slot, tuple[Rule, float, set[int]]]]:
     """The rules of the lines in ``use`` (their character maps): per slot the best relation over the lines in
     ``over`` (``use`` when not given; a line of ``use`` is predicted by the others), kept when it agrees on
-    ``agreement`` of them with a lower confidence bound (:func:`_lower_bound`) of at least ``lower``."""
+    ``agreement`` of them with a lower confidence bound (Wilson's, at two standard errors) of at least ``lower``."""
     rules = _Rules(lines, use)
     over = use if over is None else over
     # per slot, rule and input length: [right, known]
@@ -207,7 +196,7 @@ def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[
     population[0] = len(over)
     for i in over:
         word, answer = lines[i].words[0], lines[i].answer
-        for slot, _ in _slots(word, answer):
+        for slot in _slots(word, answer):
             filled[slot] += 1
             y = _at(answer, slot[0], slot[1])
             for r, c in _sources(word, slot):
@@ -225,7 +214,7 @@ def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[
         if filled[slot] < MAJORITY * population[slot[2]]:  # a rule describes most lines, not a cluster of them
             continue
         totals = {r: (sum(t[0] for t in per.values()), sum(t[1] for t in per.values())) for r, per in by.items()}
-        scored = [(_lower_bound(right, known), right / known, r) for r, (right, known) in totals.items()
+        scored = [(wilson(right / known, known, z=2.0)[0], right / known, r) for r, (right, known) in totals.items()
                   if known >= MIN_SUPPORT]
         if not scored:
             continue
@@ -251,7 +240,7 @@ def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word:
     (anchor, index) a rule could be checked at."""
     broken: dict[tuple[str, int], tuple[Slot, str, str]] = {}
     held: set[tuple[str, int]] = set()
-    for slot, _ in _slots(word, answer):
+    for slot in _slots(word, answer):
         if slot not in best:
             continue
         key, _, exceptions = best[slot]
@@ -349,7 +338,8 @@ def judge(examples: list[Example]) -> Judged:
             if broken:
                 slot, want, got = broken[0]
                 where = f"{'' if slot[0] == 's' else 'from the end, '}character {slot[1] + 1}"
-                why = f"the skill's other lines map {word!r} to {want!r} at {where} of the answer, this line has {got!r}"
+                why = (f"the skill's other lines map {word!r} to {want!r} at {where} of the answer, this line has "
+                       f"{got!r}")
             else:
                 why = (f"the skill's other lines answer a word of {len(word)} letters with {long} characters, this "
                        f"line with {len(line.answer)}")

@@ -146,11 +146,10 @@ def _clear_certified(found: dict[str, list[Finding]], certified: set[int], detai
     skill the model has is the contradiction signal's, which stays."""
     cleared = 0
     for i in certified:
-        if any(found[name][i].flagged for name in CLEARED_BY_RULE if name in found):
-            cleared += 1
-        for name in CLEARED_BY_RULE:
-            if name in found and found[name][i].flagged:
-                found[name][i] = Finding()
+        flagged = [name for name in CLEARED_BY_RULE if name in found and found[name][i].flagged]
+        cleared += bool(flagged)
+        for name in flagged:
+            found[name][i] = Finding()
     if certified:
         details["rule_certified"] = {"lines": len(certified), "cleared": cleared}
 
