@@ -1,7 +1,7 @@
 """The tries behind docs/results.md's "Learning from use" section: one default home learn with one setting changed.
 
     python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--lr 1e-3] [--ratio 2]
-    python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512]
+    python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512] [--lr 1e-4] [--epochs 2]
 
 ``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
 documents at batch 4, as ``retain bench knowledge`` does, with the rate and rehearsal weight given (default:
@@ -67,8 +67,9 @@ def sort(args: argparse.Namespace, work: Path) -> dict:
                          options={"rehearsal": {"size": max(1024, 8 * args.per_item)}})
     data = work / f"{skill.name}.jsonl"
     write_examples(data, skill.train + skill.test)
-    outcome = learn_in_home(work / "home", data, seed=args.seed, force="a try", quiet=True, epochs=2,
-                            options=_rehearsal(args.ratio, args.draw),
+    given = {"lr": args.lr} if args.lr is not None else {}
+    outcome = learn_in_home(work / "home", data, seed=args.seed, force="a try", quiet=True, epochs=args.epochs,
+                            options=_rehearsal(args.ratio, args.draw), **given,
                             test_fraction=len(skill.test) / (args.n + len(skill.test)))
     v1 = Home.open(work / "home").version("v1")["record"]["scores"]["probes"]
     return {"skill": skill.name, "n": args.n, "ratio": args.ratio, "draw": args.draw, "per_item": args.per_item,
@@ -83,13 +84,14 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     k = sub.add_parser("knowledge")
     k.add_argument("--epochs", type=int, default=20)
-    k.add_argument("--lr", type=float)
     s = sub.add_parser("sort")
     s.add_argument("skill", choices=["rotr", "swap", "ends"])
     s.add_argument("--n", type=int, default=128)
     s.add_argument("--draw", type=float)
     s.add_argument("--per-item", type=int, default=128)
+    s.add_argument("--epochs", type=int, default=2)
     for p in (k, s):
+        p.add_argument("--lr", type=float)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--ratio", type=float)
     args = parser.parse_args()
