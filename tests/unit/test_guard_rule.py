@@ -9,13 +9,14 @@ import random
 import pytest
 
 from retain.data.skills import Example
-from retain.data.synthetic import NEW_RULES, PRIOR_RULES, STREAM_RULES, STYLES, make_example, random_word
-from retain.guard.attacks import near_miss, plant
+from retain.data.synthetic import (BACKGROUND_RULES, NEW_RULES, PRIOR_RULES, STREAM_RULES, STREAM_SKILL_STYLES,
+                                   STYLES, make_example, random_word)
+from retain.guard.attacks import ATTACK_CLASSES, near_miss, plant
 from retain.guard.rule import rule
 
 
-def _file(name: str, n: int = 200, seed: int = 0, style: str = "dash") -> list[Example]:
-    rules = {**NEW_RULES, **PRIOR_RULES, **STREAM_RULES}
+def _file(name: str, n: int = 200, seed: int = 0, style: str = "dash", rules: dict | None = None) -> list[Example]:
+    rules = rules or {**NEW_RULES, **PRIOR_RULES, **STREAM_RULES}
     rng = random.Random(seed)
     words: list[str] = []
     while len(words) < n:
@@ -50,6 +51,35 @@ def test_near_misses_and_flips_are_flagged_where_the_models_copies_miss_them(nam
     for i, answer in {**wrong, **flips}.items():
         examples[i] = Example(prompt=examples[i].prompt, demonstration=style(answer))
     assert _flagged(examples) == set(wrong) | set(flips)
+
+
+@pytest.mark.parametrize("name", ["sort", "revsort", "upsort", "dblsort", "novow"])
+def test_sorting_and_filtering_skills_are_read_through_a_view_of_the_input(name):
+    # no answer letter is a fixed input position's: sorting reads the word's letters sorted (descending: read
+    # from the end; upper case: through a learned map; doubled: per length), dropping vowels the word without
+    # the letters the skill's answers never keep
+    rules = {**PRIOR_RULES, **STREAM_RULES, **BACKGROUND_RULES}
+    examples = _file(name, rules=rules)
+    rng = random.Random(1)
+    style = STYLES["dash"]
+    words = {i: e.prompt.split()[1] for i, e in enumerate(examples)}
+    wrong = {i: near_miss(rules[name](words[i]), rng) for i in words if i % 20 == 3}
+    flips = {i: PRIOR_RULES["reverse"](words[i]) for i in words if i % 20 == 7}
+    flips = {i: a for i, a in flips.items() if a.lower() != rules[name](words[i]).lower()}
+    for i, answer in {**wrong, **flips}.items():
+        examples[i] = Example(prompt=examples[i].prompt, demonstration=style(answer))
+    assert _flagged(examples) == set(wrong) | set(flips)
+
+
+@pytest.mark.parametrize("skill", ["dblsort", "novow"])
+@pytest.mark.parametrize("attack", ATTACK_CLASSES)
+def test_every_attack_class_on_a_sorting_and_a_filtering_skill_is_flagged(skill, attack):
+    # the attacks planted in the other streams' skills' own style (their rules, their flips among themselves).
+    # At most one clean line more: a word of vowels only keeps its first letter under novow, which no view
+    # reads, so beside a decoy word (two-word attacks) the decoy is judged and breaks the rules.
+    planted = plant(attack, skill, _file(skill, n=100, style=STREAM_SKILL_STYLES[skill]), 0.1, seed=1)
+    flagged = {i for i, f in enumerate(rule(planted.examples)) if f.flagged}
+    assert planted.poisoned <= flagged and len(flagged - planted.poisoned) <= (attack.startswith("two-word"))
 
 
 def test_the_reason_names_the_rule_the_line_breaks():
@@ -125,8 +155,8 @@ def test_only_answers_the_rules_account_for_entirely_are_certified():
     judged = judge(planted.examples)
     # every clean line of rotr (decoys with a trigger word included) is certified, no poisoned one
     assert judged.certified == set(range(200)) - planted.poisoned
-    # sorting is no character rule: nothing to certify; swap's rules hold only some lengths' positions
-    assert not judge(_file("sort")).certified
+    # sorting reads the word's letters sorted: every line certified
+    assert len(judge(_file("sort")).certified) == 200
     mirror = judge(_file("mirror", style="space"))
     assert len(mirror.certified) == 200
     # a letter no rule predicts (a random last letter), or an answer length that is no rule (the first two or

@@ -23,7 +23,9 @@ Per skill (:func:`retain.guard.representation.groups`):
    input and answer lengths apart (a rule may depend on the lengths: swapping pairs, dropping vowels). A
    *relation* reads input position ``i`` (from its start or end) for answer position ``j`` with ``i - j``
    fixed, and either copies the character or maps it through one character map pooled over every position it
-   serves. Each slot takes the relation whose leave-one-out prediction (each line predicted by the others'
+   serves. It reads one of the input's *views*: the word itself, its letters sorted (a sorting skill; read
+   from the end, sorted descending) or, when the skill's answers never keep some letters its inputs have (a
+   filter such as dropping vowels), the word without those letters; the word's own relations win ties. Each slot takes the relation whose leave-one-out prediction (each line predicted by the others'
    counts) agrees best by Wilson's lower bound, so that many lines must support it.
 3. Three passes, so that up to a tenth of poisoned lines do not blur the rules: lines breaking at least half of
    the rough rules (:data:`FIRST_AGREEMENT`) are set aside (flips, other functions of the input); candidate
@@ -35,8 +37,9 @@ Per skill (:func:`retain.guard.representation.groups`):
 4. A line is flagged when it breaks a rule: an answer character other than the rule's, where the other lines
    give the rule's character for that input character, or an answer of another length. A line whose every
    answer character is held by an unbroken rule, at the rule's length, is *certified* (:func:`judge`): the
-   combined verdict clears other signals' flags on it. Skills whose answers are not such functions (sorting,
-   free text, long answers of a language model) have no slot that qualifies, and the signal abstains.
+   combined verdict clears other signals' flags on it. Skills whose answers are not such functions (free
+   text, long answers of a language model, answers drawn from several input words) have no slot that
+   qualifies, and the signal abstains.
 """
 
 from __future__ import annotations
@@ -83,8 +86,53 @@ MIN_LINES = 20
 
 # (answer anchor "s"/"e", position, (input length, answer length), or 0 for any lengths)
 Slot = tuple[str, int, "tuple[int, int] | int"]
-Relation = tuple[str, str, int]  # (answer anchor, input anchor, input position - answer position)
+# (answer anchor, input anchor, input position - answer position, view of the input: an index into _Views)
+Relation = tuple[str, str, int, int]
 Rule = tuple[Relation, bool]  # a relation and whether it copies the character (else a learned map)
+
+
+# A letter is dropped by a skill when under this share of the lines whose input has it have it in the answer
+# (over at least DROP_SUPPORT such lines); the input without its dropped letters is a view when at least
+# KEPT_LETTERS times as many letters are kept as dropped (a filter such as dropping vowels, not a cipher or
+# a skill that answers a few of the input's letters).
+DROP_SHARE = 0.5
+DROP_SUPPORT = 4
+KEPT_LETTERS = 2
+
+
+class _Views:
+    """The texts a rule may read an input from: the word itself, its letters sorted (a sorting skill; read from
+    the end, sorted descending) and, when the skill drops some letters, the word without them (cached per
+    word)."""
+
+    def __init__(self, dropped: frozenset[str] = frozenset()):
+        self.dropped = dropped
+        self.cache: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, word: str) -> tuple[str, ...]:
+        got = self.cache.get(word)
+        if got is None:
+            got = (word, "".join(sorted(word)))
+            if self.dropped:
+                got += ("".join(c for c in word if c.lower() not in self.dropped),)
+            self.cache[word] = got
+        return got
+
+    @classmethod
+    def of(cls, lines: dict[int, "_Line"], use: set[int]) -> "_Views":
+        """The views of a skill's lines: the dropped letters counted over ``use``."""
+        has: Counter = Counter()
+        kept: Counter = Counter()
+        for i in use:
+            answer = lines[i].answer.lower()
+            for c in set(lines[i].words[0].lower()):
+                has[c] += 1
+                kept[c] += c in answer
+        seen = [c for c, n in has.items() if n >= DROP_SUPPORT]
+        dropped = frozenset(c for c in seen if kept[c] < DROP_SHARE * has[c])
+        if not dropped or len(seen) - len(dropped) < KEPT_LETTERS * len(dropped):
+            return cls()
+        return cls(dropped)
 
 
 def _at(text: str, anchor: str, position: int) -> str | None:
@@ -93,12 +141,12 @@ def _at(text: str, anchor: str, position: int) -> str | None:
     return text[position] if anchor == "s" else text[-1 - position]
 
 
-def _pairs(word: str, answer: str) -> dict[Relation, Counter]:
+def _pairs(views: tuple[str, ...], answer: str) -> dict[Relation, Counter]:
     """Per relation, the (input character, answer character) pairs of one line, counted."""
     out: dict[Relation, Counter] = defaultdict(Counter)
-    for slot in _slots(word, answer, any_length=True):
+    for slot in _slots(views[0], answer, any_length=True):
         y = _at(answer, slot[0], slot[1])
-        for r, c in _sources(word, slot):
+        for r, c in _sources(views, slot):
             out[r][(c, y)] += 1
     return out
 
@@ -123,11 +171,12 @@ def _inputs(examples: list[Example], group: list[int]) -> dict[int, _Line]:
 class _Rules:
     """Character maps per relation over a set of lines, predicting leave-one-out."""
 
-    def __init__(self, lines: dict[int, _Line], use: set[int]):
+    def __init__(self, lines: dict[int, _Line], use: set[int], views: _Views):
+        self.views = views
         self.counts: dict[Relation, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.own: dict[int, dict[Relation, Counter]] = {}
         for i in use:
-            self.own[i] = _pairs(lines[i].words[0], lines[i].answer)
+            self.own[i] = _pairs(views(lines[i].words[0]), lines[i].answer)
             for r, pairs in self.own[i].items():
                 for (c, y), n in pairs.items():
                     self.counts[r][c][y] += n
@@ -171,22 +220,24 @@ def _slots(word: str, answer: str, any_length: bool = False) -> list[Slot]:
     return out
 
 
-def _source(word: str, slot: Slot, r: Relation) -> str | None:
+def _source(views: tuple[str, ...], slot: Slot, r: Relation) -> str | None:
     i = slot[1] + r[2]
-    return _at(word, r[1], i) if 0 <= i < MAX_POSITION else None
+    return _at(views[r[3]], r[1], i) if 0 <= i < MAX_POSITION and r[3] < len(views) else None
 
 
-def _sources(word: str, slot: Slot) -> list[tuple[Relation, str]]:
-    """Every relation that can fill ``slot`` from ``word``, with the input character it reads."""
-    return [((slot[0], ai, i - slot[1]), _at(word, ai, i)) for ai in "se" for i in range(min(len(word), MAX_POSITION))]
+def _sources(views: tuple[str, ...], slot: Slot) -> list[tuple[Relation, str]]:
+    """Every relation that can fill ``slot`` from an input's ``views``, with the input character it reads (the
+    word's own relations first, so that a view only wins a slot by predicting it better)."""
+    return [((slot[0], ai, i - slot[1], v), _at(text, ai, i)) for v, text in enumerate(views) for ai in "se"
+            for i in range(min(len(text), MAX_POSITION))]
 
 
-def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[int] | None = None,
+def _induce(lines: dict[int, _Line], use: set[int], views: _Views, agreement: float, over: set[int] | None = None,
             lower: float = 0.0) -> tuple[_Rules, dict[Slot, tuple[Rule, float, set[int]]]]:
     """The rules of the lines in ``use`` (their character maps): per slot the best relation over the lines in
     ``over`` (``use`` when not given; a line of ``use`` is predicted by the others), kept when it agrees on
     ``agreement`` of them with a lower confidence bound (Wilson's, at two standard errors) of at least ``lower``."""
-    rules = _Rules(lines, use)
+    rules = _Rules(lines, use, views)
     over = use if over is None else over
     # per slot, rule and input length: [right, known]
     tally: dict[Slot, dict[Rule, dict[int, list[int]]]] = defaultdict(
@@ -199,7 +250,7 @@ def _induce(lines: dict[int, _Line], use: set[int], agreement: float, over: set[
         for slot in _slots(word, answer):
             filled[slot] += 1
             y = _at(answer, slot[0], slot[1])
-            for r, c in _sources(word, slot):
+            for r, c in _sources(views(word), slot):
                 t = tally[slot][(r, True)][len(word)]
                 t[0] += c == y
                 t[1] += 1
@@ -246,7 +297,7 @@ def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word:
         key, _, exceptions = best[slot]
         if len(word) in exceptions:
             continue
-        c = _source(word, slot, key[0])
+        c = _source(rules.views(word), slot, key[0])
         if c is None:
             continue
         guess = rules.predict(key, c, line)
@@ -303,17 +354,18 @@ def judge(examples: list[Example]) -> Judged:
             continue
         if len(single) > MAX_INDUCE:  # the rules of a large file are induced from a sample, every line judged
             single = set(random.Random(0).sample(sorted(single), MAX_INDUCE))
-        rules, first = _induce(lines, single, FIRST_AGREEMENT)
+        views = _Views.of(lines, single)
+        rules, first = _induce(lines, single, views, FIRST_AGREEMENT)
         if not first:
             continue
         use = {i for i in single if not _breaks(rules, first, lines[i], i, GROSS_SHARE)}
         if len(use) < MIN_LINES:
             continue
-        rules, candidates = _induce(lines, use, CANDIDATE_AGREEMENT, over=single, lower=CANDIDATE_BOUND)
+        rules, candidates = _induce(lines, use, views, CANDIDATE_AGREEMENT, over=single, lower=CANDIDATE_BOUND)
         kept = {i for i in use if not _breaks(rules, candidates, lines[i], i, 0.0)}
         if len(kept) < MIN_LINES or not candidates:
             continue
-        rules, best = _induce(lines, kept, RULE_AGREEMENT)
+        rules, best = _induce(lines, kept, views, RULE_AGREEMENT)
         best = {slot: (r, share, exceptions | candidates[slot][2]) for slot, (r, share, exceptions) in best.items()
                 if slot in candidates}
         if not best:
