@@ -288,7 +288,9 @@ def guard(
     seeds: Annotated[int, typer.Option("--seeds", help="seeds from --first-seed on (1 with --quick)")] = 1,
     quick: Annotated[bool, typer.Option("--quick", help="rotr, 80 lines, 3 attacks at 10%: a smoke test")] = False,
     out: Annotated[Path, typer.Option("--out", help="folder for JSON and PNG")] = Path("results/guard"),
-    families: Annotated[str, typer.Option("--families", help="comma list of skill families (default all)")] = "",
+    families: Annotated[str, typer.Option("--families", help=(
+        "comma list of skill families (default: the seven shipped; the other streams' outin, novow, flip, "
+        "stutter, bookend, dblsort too)"))] = "",
     attacks: Annotated[str, typer.Option("--attacks", help="comma list of attack classes (default all)")] = "",
     rates: Annotated[str, typer.Option(
         "--rates", help="comma list of poisoning rates (default 0.01,0.03,0.05,0.1)")] = "",

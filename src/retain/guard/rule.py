@@ -25,7 +25,8 @@ Per skill (:func:`retain.guard.representation.groups`):
    fixed, and either copies the character or maps it through one character map pooled over every position it
    serves. It reads one of the input's *views*: the word itself, its letters sorted (a sorting skill; read
    from the end, sorted descending) or, when the skill's answers never keep some letters its inputs have (a
-   filter such as dropping vowels), the word without those letters; the word's own relations win ties. Each slot takes the relation whose leave-one-out prediction (each line predicted by the others'
+   filter such as dropping vowels), the word without those letters; the word's own relations win ties. Each
+   slot takes the relation whose leave-one-out prediction (each line predicted by the others'
    counts) agrees best by Wilson's lower bound, so that many lines must support it.
 3. Three passes, so that up to a tenth of poisoned lines do not blur the rules: lines breaking at least half of
    the rough rules (:data:`FIRST_AGREEMENT`) are set aside (flips, other functions of the input); candidate
@@ -105,16 +106,19 @@ class _Views:
     the end, sorted descending) and, when the skill drops some letters, the word without them (cached per
     word)."""
 
-    def __init__(self, dropped: frozenset[str] = frozenset()):
+    def __init__(self, dropped: frozenset[str] = frozenset(), known: frozenset[str] = frozenset()):
         self.dropped = dropped
+        self.known = known
         self.cache: dict[str, tuple[str, ...]] = {}
 
     def __call__(self, word: str) -> tuple[str, ...]:
         got = self.cache.get(word)
         if got is None:
             got = (word, "".join(sorted(word)))
-            if self.dropped:
-                got += ("".join(c for c in word if c.lower() not in self.dropped),)
+            if self.dropped:  # a word with a letter seen too rarely to know whether it is dropped: unread
+                lower = word.lower()
+                got += ("".join(c for c, low in zip(word, lower) if low not in self.dropped)
+                        if all(low in self.known for low in lower) else "",)
             self.cache[word] = got
         return got
 
@@ -132,7 +136,7 @@ class _Views:
         dropped = frozenset(c for c in seen if kept[c] < DROP_SHARE * has[c])
         if not dropped or len(seen) - len(dropped) < KEPT_LETTERS * len(dropped):
             return cls()
-        return cls(dropped)
+        return cls(dropped, frozenset(seen))
 
 
 def _at(text: str, anchor: str, position: int) -> str | None:
