@@ -81,6 +81,26 @@ def test_every_attack_class_on_a_sorting_and_a_filtering_skill_is_flagged(skill,
     assert planted.poisoned <= flagged and len(flagged - planted.poisoned) <= (attack.startswith("two-word"))
 
 
+def test_only_a_skill_that_drops_a_letter_class_is_read_without_it():
+    from retain.guard.representation import groups
+    from retain.guard.rule import _inputs, _Views
+
+    def dropped(name: str, n: int, style: str) -> frozenset[str]:
+        examples = _file(name, n=n, style=style, rules={**PRIOR_RULES, **BACKGROUND_RULES, **NEW_RULES,
+                                                        **STREAM_RULES})
+        (group,) = groups(examples)
+        lines = _inputs(examples, group)
+        return _Views.of(lines, set(lines)).dropped
+
+    assert dropped("novow", 200, "dash") == frozenset("aeiou")
+    # letters kept in some lines and not in others (the ends of a word, every other letter, a prefix): no view,
+    # even in small files where a letter or two is dropped by chance
+    for name in ("ends", "evens", "odds", "first3", "last3", "middle", "stutter"):
+        for n in (32, 64):
+            for style in ("plain", "dash", "comma"):
+                assert not dropped(name, n, style), (name, n, style)
+
+
 def test_the_reason_names_the_rule_the_line_breaks():
     examples = _file("atbash", style="plain")
     examples[5] = Example(prompt="atbash abc", demonstration="zyy")
@@ -154,8 +174,10 @@ def test_only_answers_the_rules_account_for_entirely_are_certified():
     judged = judge(planted.examples)
     # every clean line of rotr (decoys with a trigger word included) is certified, no poisoned one
     assert judged.certified == set(range(200)) - planted.poisoned
-    # sorting reads the word's letters sorted: every line certified
+    # sorting reads the word's letters sorted: every line certified; dropping vowels, the word without them,
+    # whose length is the answer's (words whose kept length is rare in the file stay uncertified)
     assert len(judge(_file("sort")).certified) == 200
+    assert len(judge(_file("novow")).certified) >= 180
     mirror = judge(_file("mirror", style="space"))
     assert len(mirror.certified) == 200
     # a letter no rule predicts (a random last letter), or an answer length that is no rule (the first two or

@@ -92,11 +92,13 @@ Relation = tuple[str, str, int, int]
 Rule = tuple[Relation, bool]  # a relation and whether it copies the character (else a learned map)
 
 
-# A letter is dropped by a skill when under this share of the lines whose input has it have it in the answer
-# (over at least DROP_SUPPORT such lines); the input without its dropped letters is a view when at least
-# KEPT_LETTERS times as many letters are kept as dropped (a filter such as dropping vowels, not a cipher or
-# a skill that answers a few of the input's letters).
-DROP_SHARE = 0.5
+# A letter is dropped by a skill when under DROP_SHARE of the lines whose input has it have it in the answer
+# and kept when at least KEEP_SHARE do (over at least DROP_SUPPORT such lines); the input without its dropped
+# letters is a view when every letter is one or the other and at least KEPT_LETTERS times as many are kept as
+# dropped: a filter such as dropping vowels, not a cipher or a skill that answers some of the input's letters
+# (the ends of a word, every other letter), whose letters are kept in some lines and not in others.
+DROP_SHARE = 0.25
+KEEP_SHARE = 0.5
 DROP_SUPPORT = 4
 KEPT_LETTERS = 2
 
@@ -134,7 +136,8 @@ class _Views:
                 kept[c] += c in answer
         seen = [c for c, n in has.items() if n >= DROP_SUPPORT]
         dropped = frozenset(c for c in seen if kept[c] < DROP_SHARE * has[c])
-        if not dropped or len(seen) - len(dropped) < KEPT_LETTERS * len(dropped):
+        held = [c for c in seen if kept[c] >= KEEP_SHARE * has[c]]
+        if not dropped or len(dropped) + len(held) < len(seen) or len(held) < KEPT_LETTERS * len(dropped):
             return cls()
         return cls(dropped, frozenset(seen))
 
@@ -314,18 +317,32 @@ def _broken(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], word:
     return list(broken.values()), held
 
 
-def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int]) -> dict[int, int]:
-    """Per input length, the answer length that is a rule: held by :data:`CANDIDATE_AGREEMENT` of ``use``'s
-    lines of that input length and by :data:`RULE_AGREEMENT` of ``kept``'s, over :data:`MIN_SUPPORT` lines."""
+def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int], views: _Views) -> dict[tuple[int, int], int]:
+    """Per view and its length, the answer length that is a rule: held by :data:`CANDIDATE_AGREEMENT` of
+    ``use``'s lines with a view of that length and by :data:`RULE_AGREEMENT` of ``kept``'s, over
+    :data:`MIN_SUPPORT` lines: the word's length, and the filtered view's for a skill that drops letters."""
     out = {}
-    for n in {len(lines[i].words[0]) for i in kept}:
-        seen = Counter(len(lines[i].answer) for i in use if len(lines[i].words[0]) == n)
-        length, count = seen.most_common(1)[0]
-        held = [len(lines[i].answer) == length for i in kept if len(lines[i].words[0]) == n]
-        if (len(held) >= MIN_SUPPORT and count >= CANDIDATE_AGREEMENT * sum(seen.values())
-                and sum(held) >= RULE_AGREEMENT * len(held)):
-            out[n] = length
+    for v in (0, 2) if views.dropped else (0,):  # the sorted letters are as many as the word's
+        size = {i: len(views(lines[i].words[0])[v]) for i in use | kept}
+        for n in {size[i] for i in kept} - {0}:
+            seen = Counter(len(lines[i].answer) for i in use if size[i] == n)
+            if not seen:
+                continue
+            length, count = seen.most_common(1)[0]
+            held = [len(lines[i].answer) == length for i in kept if size[i] == n]
+            if (len(held) >= MIN_SUPPORT and count >= CANDIDATE_AGREEMENT * sum(seen.values())
+                    and sum(held) >= RULE_AGREEMENT * len(held)):
+                out[(v, n)] = length
     return out
+
+
+def _length(lengths: dict[tuple[int, int], int], views: tuple[str, ...]) -> tuple[int | None, int]:
+    """The answer length the rules give an input (None: no rule) and the view that gives it (the first view,
+    in order, with a length rule for its length)."""
+    for v, text in enumerate(views):
+        if text and (v, len(text)) in lengths:
+            return lengths[(v, len(text))], v
+    return None, 0
 
 
 def _breaks(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], line: _Line, i: int, share: float) -> bool:
@@ -374,18 +391,18 @@ def judge(examples: list[Example]) -> Judged:
                 if slot in candidates}
         if not best:
             continue
-        lengths = _lengths(lines, use, kept)
+        lengths = _lengths(lines, use, kept, views)
         for i, line in lines.items():
             verdicts = []
             for word in line.words:
                 broken, held = _broken(rules, best, word, line.answer, i)
-                long = lengths.get(len(word))
+                long, by = _length(lengths, views(word))
                 wrong_length = long is not None and long != len(line.answer)
                 if held or long is not None:  # a word no rule can judge neither clears nor accuses the line
-                    verdicts.append((len(broken) + wrong_length, -len(held), word, broken, long, held))
+                    verdicts.append((len(broken) + wrong_length, -len(held), word, broken, long, held, by))
             if not verdicts:
                 continue
-            n, _, word, broken, long, held = min(verdicts, key=lambda v: (v[0], v[1]))
+            n, _, word, broken, long, held, by = min(verdicts, key=lambda v: (v[0], v[1]))
             if not n:
                 size = len(line.answer)
                 if long == size and all(("s", k) in held or ("e", size - 1 - k) in held for k in range(size)):
@@ -397,7 +414,8 @@ def judge(examples: list[Example]) -> Judged:
                 why = (f"the skill's other lines map {word!r} to {want!r} at {where} of the answer, this line has "
                        f"{got!r}")
             else:
-                why = (f"the skill's other lines answer a word of {len(word)} letters with {long} characters, this "
+                letters = f"{len(word)} letters" if by == 0 else f"{len(views(word)[by])} kept letters"
+                why = (f"the skill's other lines answer a word of {letters} with {long} characters, this "
                        f"line with {len(line.answer)}")
             judged.findings[i] = Finding(min(1.0, 0.5 + 0.125 * (n - 1)),
                                          f"rule: {why} ({n} rule{'s' if n > 1 else ''} of its skill broken)")
