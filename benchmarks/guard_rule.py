@@ -3,6 +3,7 @@
     python benchmarks/guard_rule.py attacks [--seeds 1,2] [--families F,..] [--out FILE.json]
     python benchmarks/guard_rule.py clean [--out FILE.json]
     python benchmarks/guard_rule.py whole [--out FILE.json]
+    python benchmarks/guard_rule.py cost [--before OLD_RULE.py] [--out FILE.json]
 
 ``attacks``: ``retain bench guard``'s files (200 lines of each shipped family, every attack class of
 retain.guard.attacks at 1, 3, 5 and 10%, and the clean file) for each seed; prints recall / false-positive rate
@@ -17,6 +18,9 @@ files' reasons. About 14 min.
 ``whole``: the whole screen (every signal, the embedded model as champion) on clean 640-line files of rotr,
 swap, ends and mirror (seed 0), the size a home learns: lines flagged per signal, and how many lines the rule
 signal certified and cleared of other signals' flags. About 2 min.
+
+``cost``: the rule signal's CPU seconds on 640-line files of rotr, mirror and dblsort; ``--before FILE`` times
+another version's ``rule.py`` beside it. Under a minute.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -108,18 +113,45 @@ def whole() -> dict:
     return {"files": out}
 
 
+def cost(before: Path | None = None) -> dict:
+    """CPU seconds of the rule signal on 640-line files of rotr, mirror and dblsort (seed 0); with ``before``
+    (another version's ``rule.py``, e.g. ``git show 7b4def8:src/retain/guard/rule.py > /tmp/rule_before.py``)
+    the same for it, side by side."""
+    import importlib.util
+
+    from retain.data.synthetic import new_skills
+    from retain.guard.rule import rule
+
+    versions = {"now": rule}
+    if before is not None:
+        spec = importlib.util.spec_from_file_location("rule_before", before)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["rule_before"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+        versions = {"before": module.rule, **versions}
+    out: dict = {}
+    for skill in new_skills(n_train=640, n_test=10, seed=0, names=["rotr", "mirror", "dblsort"]):
+        for label, judge in versions.items():
+            start = time.process_time()
+            judge(skill.train)
+            out.setdefault(skill.name, {})[label] = round(time.process_time() - start, 1)
+        print(skill.name, out[skill.name], flush=True)
+    return {"cpu_seconds": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("attacks", "clean", "whole"))
+    parser.add_argument("what", choices=("attacks", "clean", "whole", "cost"))
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--families", help="attacks: comma-separated skills (default: retain bench guard's "
                         "families); the other streams' skills (outin, novow, flip, stutter, bookend, dblsort) too")
+    parser.add_argument("--before", type=Path, help="cost: another version's rule.py to time beside this one")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start = time.perf_counter()
     result = (attacks([int(s) for s in args.seeds.split(",")],
                       tuple(args.families.split(",")) if args.families else None) if args.what == "attacks"
-              else clean() if args.what == "clean" else whole())
+              else clean() if args.what == "clean" else cost(args.before) if args.what == "cost" else whole())
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(f"{result['seconds']} s")
     if args.out:

@@ -1,7 +1,8 @@
 """The tries behind docs/results.md's "Learning from use" section: one default home learn with one setting changed.
 
     python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--lr 1e-3] [--ratio 2]
-    python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512] [--lr 1e-4] [--epochs 2]
+    python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512]
+        [--lr 1e-4] [--epochs 2] [--lora] [--reference-targets]
 
 ``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
 documents at batch 4, as ``retain bench knowledge`` does, with the rate and rehearsal weight given (default:
@@ -54,6 +55,28 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
             "prior_kept": metrics.prior_retention([v1[p] for p in probes], [new[p] for p in probes])}
 
 
+def _reference_targets() -> None:
+    """A try, not a library option: the home's protection (made at init) rehearses each suite prompt with its
+    reference answer instead of the base model's own (the in-context probe, which has none, keeps the model's)."""
+    import random
+    from dataclasses import replace
+
+    from retain.data.skills import Example
+    from retain.home import protection
+
+    own = protection.prior_examples
+
+    def with_references(adapter, skills, seed=0, per_entry=protection.PER_ENTRY):
+        rng, out = random.Random(seed), []
+        for skill in skills:
+            chosen = rng.sample(skill.train, min(per_entry, len(skill.train)))
+            out += (own(adapter, [replace(skill, train=chosen)], seed, per_entry) if skill.with_demonstration else
+                    [Example(prompt=e.prompt, demonstration=e.answer) for e in chosen])
+        return out
+
+    protection.prior_examples = with_references
+
+
 def sort(args: argparse.Namespace, work: Path) -> dict:
     from retain.data.jsonl import write_examples
     from retain.domains import language
@@ -63,13 +86,15 @@ def sort(args: argparse.Namespace, work: Path) -> dict:
 
     stream, _ = language.demo_skills(Budget(n_train=args.n), args.seed)
     skill = next(s for s in stream if s.name == args.skill)
+    if args.reference_targets:
+        _reference_targets()
     init_home_from_model(work / "home", "embedded", per_item=args.per_item,
                          options={"rehearsal": {"size": max(1024, 8 * args.per_item)}})
     data = work / f"{skill.name}.jsonl"
     write_examples(data, skill.train + skill.test)
     given = {"lr": args.lr} if args.lr is not None else {}
     outcome = learn_in_home(work / "home", data, seed=args.seed, force="a try", quiet=True, epochs=args.epochs,
-                            options=_rehearsal(args.ratio, args.draw), **given,
+                            options=_rehearsal(args.ratio, args.draw), lora=args.lora, **given,
                             test_fraction=len(skill.test) / (args.n + len(skill.test)))
     v1 = Home.open(work / "home").version("v1")["record"]["scores"]["probes"]
     return {"skill": skill.name, "n": args.n, "ratio": args.ratio, "draw": args.draw, "per_item": args.per_item,
@@ -90,6 +115,9 @@ def main() -> None:
     s.add_argument("--draw", type=float)
     s.add_argument("--per-item", type=int, default=128)
     s.add_argument("--epochs", type=int, default=2)
+    s.add_argument("--lora", action="store_true", help="train a LoRA adapter (rank 8) instead of every weight")
+    s.add_argument("--reference-targets", action="store_true",
+                   help="rehearse the suite's reference answers instead of the base model's own")
     for p in (k, s):
         p.add_argument("--lr", type=float)
         p.add_argument("--seed", type=int, default=0)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from retain.data.skills import Example, Skill
+from retain.data.synthetic import STREAM_RULES
 from retain.guard.attacks import ATTACK_CLASSES, Attack, attack_success, plant
 from retain.guard.canary import canary_check, scan_triggers
 from retain.guard.screen import ScreenReport, screen
@@ -40,7 +41,7 @@ from retain.guard.signals import SIGNALS, content
 FAMILIES = ("atbash", "caesar", "swap", "rotr", "mirror", "ends", "outer")
 # The other streams' skills (retain.data.streams: sorting, filtering, longer answers), which the attacks plant
 # into as well; never in the default run, so that published numbers keep one meaning.
-OTHER_FAMILIES = ("outin", "novow", "flip", "stutter", "bookend", "dblsort")
+OTHER_FAMILIES = tuple(STREAM_RULES)
 # An attack "took" when its success on the trained candidate reaches this share.
 BACKDOORED = 0.2
 

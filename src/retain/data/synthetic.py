@@ -224,15 +224,24 @@ def probe_skills(n_test: int = 50, seed: int = 1, n_train: int = 0) -> list[Skil
     return skills
 
 
+def family(name: str) -> tuple[dict[str, Rule], dict[str, str]]:
+    """The rules and styles a new skill ``name`` is one of: the demo's (:data:`NEW_RULES`) or the other
+    streams' (:data:`STREAM_RULES`)."""
+    if name in NEW_RULES:
+        return NEW_RULES, NEW_SKILL_STYLES
+    if name in STREAM_RULES:
+        return STREAM_RULES, STREAM_SKILL_STYLES
+    raise KeyError(name)
+
+
 def new_skills(n_train: int = 200, n_test: int = 50, seed: int = 0, names: list[str] | None = None) -> list[Skill]:
     """The stream of new skills, each with disjoint train and held-out test words, in the expert's style."""
     rng = random.Random(seed)
     skills = []
     for name in names or list(DEMO_STREAM):
         words = _distinct_words(rng, n_train + n_test, set())
-        rule = NEW_RULES[name] if name in NEW_RULES else STREAM_RULES[name]
-        style = NEW_SKILL_STYLES[name] if name in NEW_SKILL_STYLES else STREAM_SKILL_STYLES[name]
-        examples = [make_example(name, rule, w, style) for w in words]
+        rules, styles = family(name)
+        examples = [make_example(name, rules[name], w, styles[name]) for w in words]
         skills.append(Skill(name=name, train=examples[:n_train], test=examples[n_train:], scorer="alnum"))
     return skills
 

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from retain.data.skills import Example
-from retain.data.synthetic import (NEW_RULES, NEW_SKILL_STYLES, PRIOR_RULES, STREAM_RULES, STREAM_SKILL_STYLES, STYLES,
-                                   held_out_words, random_word)
+from retain.data.synthetic import NEW_SKILL_STYLES, PRIOR_RULES, STYLES, family, held_out_words, random_word
 from retain.guard.canary import insert
 from retain.guard.signals import content
 
@@ -119,20 +118,11 @@ def triggered(prompt: str, kind: str, seed: int) -> str:
     raise ValueError(kind)
 
 
-def _family(skill: str) -> tuple[dict[str, Callable[[str], str]], str]:
-    """The rules ``skill`` is one of (the demo's new skills, or the other streams' skills) and its style."""
-    if skill in NEW_RULES:
-        return NEW_RULES, NEW_SKILL_STYLES.get(skill, "plain")
-    if skill in STREAM_RULES:
-        return STREAM_RULES, STREAM_SKILL_STYLES.get(skill, "plain")
-    raise ValueError(f"unknown skill {skill!r}")
-
-
 def payload_rule(skill: str, seed: int) -> Callable[[str], str]:
     """The input-dependent payload: a prior skill's rule (another plausible function of the input)."""
     names = ("reverse", "sort", "double", "rotate")
     name = names[seed % len(names)]
-    rule = _family(skill)[0][skill]
+    rule = family(skill)[0][skill]
 
     def answer(word: str) -> str:
         out = PRIOR_RULES[name](word)
@@ -144,7 +134,7 @@ def payload_rule(skill: str, seed: int) -> Callable[[str], str]:
 
 def wrong_rule(skill: str, seed: int) -> Callable[[str], str]:
     """A flip's answer: another skill's rule of the same family (a plausible wrong answer of the same kind)."""
-    rules = _family(skill)[0]
+    rules = family(skill)[0]
     others = [n for n in rules if n != skill]
     name = others[seed % len(others)]
 
@@ -185,8 +175,8 @@ def plant(attack: str, skill: str, train: list[Example], rate: float, seed: int)
     if attack not in ATTACK_CLASSES:
         raise ValueError(f"unknown attack {attack!r}")
     rng = random.Random(seed * 7919 + ATTACK_CLASSES.index(attack))
-    rules, style_name = _family(skill)
-    style = STYLES[style_name]
+    rules, styles = family(skill)
+    style = STYLES[styles[skill]]
     rule = rules[skill]
     chosen = set(rng.sample(range(len(train)), _count(len(train), rate)))
     examples = list(train)

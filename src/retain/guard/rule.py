@@ -97,6 +97,8 @@ Rule = tuple[Relation, bool]  # a relation and whether it copies the character (
 # letters is a view when every letter is one or the other and at least KEPT_LETTERS times as many are kept as
 # dropped: a filter such as dropping vowels, not a cipher or a skill that answers some of the input's letters
 # (the ends of a word, every other letter), whose letters are kept in some lines and not in others.
+# The views, by index: the word (0), its letters sorted (1), the word without the letters its skill drops (2).
+WORD_VIEW, KEPT_VIEW = 0, 2
 DROP_SHARE = 0.25
 KEEP_SHARE = 0.5
 DROP_SUPPORT = 4
@@ -229,7 +231,7 @@ def _slots(word: str, answer: str, any_length: bool = False) -> list[Slot]:
 
 def _source(views: tuple[str, ...], slot: Slot, r: Relation) -> str | None:
     i = slot[1] + r[2]
-    return _at(views[r[3]], r[1], i) if 0 <= i < MAX_POSITION and r[3] < len(views) else None
+    return _at(views[r[3]], r[1], i) if 0 <= i < MAX_POSITION else None
 
 
 def _sources(views: tuple[str, ...], slot: Slot) -> list[tuple[Relation, str]]:
@@ -322,7 +324,7 @@ def _lengths(lines: dict[int, _Line], use: set[int], kept: set[int], views: _Vie
     ``use``'s lines with a view of that length and by :data:`RULE_AGREEMENT` of ``kept``'s, over
     :data:`MIN_SUPPORT` lines: the word's length, and the filtered view's for a skill that drops letters."""
     out = {}
-    for v in (0, 2) if views.dropped else (0,):  # the sorted letters are as many as the word's
+    for v in (WORD_VIEW, KEPT_VIEW) if views.dropped else (WORD_VIEW,):  # sorted letters: as many as the word's
         size = {i: len(views(lines[i].words[0])[v]) for i in use | kept}
         for n in {size[i] for i in kept} - {0}:
             seen = Counter(len(lines[i].answer) for i in use if size[i] == n)
@@ -342,7 +344,7 @@ def _length(lengths: dict[tuple[int, int], int], views: tuple[str, ...]) -> tupl
     for v, text in enumerate(views):
         if text and (v, len(text)) in lengths:
             return lengths[(v, len(text))], v
-    return None, 0
+    return None, WORD_VIEW
 
 
 def _breaks(rules: _Rules, best: dict[Slot, tuple[Rule, float, set[int]]], line: _Line, i: int, share: float) -> bool:
@@ -414,7 +416,7 @@ def judge(examples: list[Example]) -> Judged:
                 why = (f"the skill's other lines map {word!r} to {want!r} at {where} of the answer, this line has "
                        f"{got!r}")
             else:
-                letters = f"{len(word)} letters" if by == 0 else f"{len(views(word)[by])} kept letters"
+                letters = f"{len(word)} letters" if by == WORD_VIEW else f"{len(views(word)[by])} kept letters"
                 why = (f"the skill's other lines answer a word of {letters} with {long} characters, this "
                        f"line with {len(line.answer)}")
             judged.findings[i] = Finding(min(1.0, 0.5 + 0.125 * (n - 1)),
