@@ -19,7 +19,9 @@ fires, the reason in words. This module holds the champion's own signals; ``cons
 - ``loss``: demonstrations the champion finds far less likely than the rest of the file: per-token negative
   log-likelihood, robust z-score (median and MAD; Iglewicz and Hoaglin's 3.5 cut-off).
 - ``teacher``: the SDFT teacher's own verdict (Shenfeld et al. 2026): shown the demonstration in its prompt, the
-  teacher answers; a teacher that answers other content than the demonstration shows declines to follow it.
+  teacher answers; a teacher that answers other content than the demonstration shows declines to follow it. A
+  question whose answer the teacher, shown its passage, gives is *grounded* in it (:func:`teacher`; what
+  :mod:`retain.guard.verdict` does with that).
 - ``consistency``: the demonstration's likelihood under a model shown the other lines of the skill.
 - ``rule``: the answer's characters against the character rules the skill's other lines obey, induced from the
   file without a model (:mod:`retain.guard.rule`).
@@ -175,8 +177,19 @@ def loss(z: list[float], nll: list[float]) -> list[Finding]:
                     if value >= ROBUST_Z_CUT else None) for value, n in zip(z, nll)]
 
 
-def teacher(adapter: Any, examples: list[Example]) -> list[Finding]:
-    """Lines whose demonstration the teacher, shown it, does not follow in its own answer."""
+def teacher(adapter: Any, examples: list[Example]) -> tuple[list[Finding], set[int]]:
+    """Lines whose demonstration the teacher, shown it, does not follow in its own answer; and the *grounded*
+    lines: those with an answer of their own that differs from their demonstration (a question about a passage,
+    :mod:`retain.home.documents`) and that the teacher, shown the passage, answers as the line does."""
     answers = adapter.answer(examples, with_demonstration=True)
-    return [Finding(1.0, f"teacher: shown the demonstration, the teacher answers {a!r} instead")
-            if content(a) != content(e.demonstration) else Finding() for a, e in zip(answers, examples)]
+    found = [Finding(1.0, f"teacher: shown the demonstration, the teacher answers {a!r} instead")
+             if content(a) != content(e.demonstration) else Finding() for a, e in zip(answers, examples)]
+    grounded = {i for i, (a, e) in enumerate(zip(answers, examples))
+                if sourced(e) and content(a) == content(e.reference)}
+    return found, grounded
+
+
+def sourced(example: Example) -> bool:
+    """A line whose answer is drawn from a source it shows the teacher (its demonstration, a passage) rather
+    than being that demonstration."""
+    return example.answer is not None and example.answer.strip() != example.demonstration.strip()

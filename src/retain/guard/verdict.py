@@ -21,6 +21,7 @@ signal certifies it) loses every flag but the contradiction signal's (:func:`_cl
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +38,13 @@ SET_ASIDE_SHARE = 0.5
 TEACHER_SET_ASIDE_SHARE = 0.2
 # Signals whose flags a line loses when the rule signal certifies its answer (:func:`_clear_certified`).
 CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
+# Signals whose flags a grounded line (a question its passage answers) loses when a sibling grounded line that
+# none of them flagged asks the same passage with the same answer (:func:`_clear_grounded`).
+GROUNDED_STRUCTURE = ("consistency", "spectral", "clustering", "loss", "duplicate")
+WORDS = re.compile(r"\w+")
+# A word in the questions of at least this share of a file's passages (and of PHRASING_MIN) is phrasing.
+PHRASING_SHARE = 0.25
+PHRASING_MIN = 3
 # Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
@@ -64,6 +72,7 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
     seconds: dict[str, float] = {}
     found: dict[str, list[Finding]] = {}
     certified: set[int] = set()
+    grounded: set[int] = set()
     details: dict[str, Any] = {}
     need = set(only)
     start = time.perf_counter()
@@ -91,7 +100,7 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         elif name == "loss":
             found[name] = signals.loss(loss_z, nll)
         elif name == "teacher":
-            found[name] = signals.teacher(adapter, examples)
+            found[name], grounded = signals.teacher(adapter, examples)
         elif name == "consistency" and held is not None:
             found[name] = [Finding(s, f"consistency: a model shown the other lines of the skill ({held.mode}) finds "
                                       f"this demonstration improbable ({max(a, b):.1f} spreads above the skill's "
@@ -117,6 +126,7 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
     uninformative = _set_aside(found, examples)
     triggers: dict[str, dict[str, Any]] = {}
     enriched: list[dict[str, Any]] = []
+    explained: list[tuple[tokens.Candidate, list[int]]] = []
     if "trigger" in need:
         start = time.perf_counter()
         # each signal's evidence in units of its own cut-off, so that they compare
@@ -134,7 +144,15 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
                             details)
         enriched = [_piece_json(c) for c in tokens.enriched_pieces(candidates)]
         seconds["trigger"] = time.perf_counter() - start
+    _clear_grounded(found, examples, grounded, explained, details)
     _clear_certified(found, certified, details)
+    if "trigger" in found:  # a trigger names the lines it still flags; one whose every line was cleared is gone
+        for text in list(triggers):
+            lines = [i for i in triggers[text]["lines"] if found["trigger"][i].flagged]
+            if triggers[text]["lines"] and not lines:
+                del triggers[text]
+            else:
+                triggers[text]["lines"] = lines
     return Verdicts(found, triggers, enriched, seconds, uninformative, details)
 
 
@@ -152,6 +170,66 @@ def _clear_certified(found: dict[str, list[Finding]], certified: set[int], detai
             found[name][i] = Finding()
     if certified:
         details["rule_certified"] = {"lines": len(certified), "cleared": cleared}
+
+
+def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], grounded: set[int],
+                    explained: list[tuple[tokens.Candidate, list[int]]], details: dict[str, Any]) -> None:
+    """Clear what a file of questions about passages looks like to the structure signals, on grounded lines
+    (:func:`retain.guard.signals.teacher`: the teacher, shown the line's passage, gives its answer).
+
+    Such a file asks each passage's fact several ways, and each fact is arbitrary to a model that has not read
+    the passage: the lines of one fact share their subject's words and their answer, a phrasing the small model
+    copies less well is a word shared by lines of many facts, and one phrasing's lines sit together in hidden
+    states. To the trigger, spectral and clustering signals (and to the consistency and loss signals, which find
+    an arbitrary fact improbable) that is what a backdoor looks like. What a backdoor has and a fact asked
+    several ways has not is an answer that only its trigger brings. So a grounded line loses
+
+    - a trigger flag when every carrier of the candidate asks its passage with its answer and holds no word the
+      candidate does not touch but phrasing (words that ask about at least :data:`PHRASING_SHARE` of the
+      passages: one subject asked several ways, where a trigger fires on varied inputs), or when a line that does not carry the candidate, that
+      nothing flagged, asks the same passage with the same answer and holds every word of the line that no part
+      of the candidate touches (the answer does not depend on the candidate);
+    - a flag of the other structure signals when a grounded line that none of them flagged asks the same passage
+      with the same answer.
+
+    A question whose answer its passage does not give is never grounded and keeps every flag. What no screen of
+    questions can tell is whether a passage is true: a poisoned document is taught as written, as any document
+    is."""
+    if not grounded:
+        return
+    key = {i: (examples[i].demonstration.strip(), signals.content(examples[i].reference)) for i in grounded}
+    words = [set(WORDS.findall(e.prompt.lower())) for e in examples]
+    flagged_any = {i for findings in found.values() for i, f in enumerate(findings) if f.flagged}
+    # a phrasing word asks about many passages (``of``, an attribute); a subject's words about few
+    asked: dict[str, set[str]] = {}
+    for i in grounded:
+        for w in words[i]:
+            asked.setdefault(w, set()).add(key[i][0])
+    passages = len({k[0] for k in key.values()})
+    phrasing = {w for w, where in asked.items() if len(where) >= max(PHRASING_MIN, PHRASING_SHARE * passages)}
+    cleared = 0
+    if "trigger" in found:
+        for c, lines in explained:
+            parts = [p.text.lower() for p in c.parts]
+            carriers = set(c.lines)
+            rest = {i: {w for w in words[i] if not any(part in w for part in parts)} for i in carriers}
+            one_subject = (carriers <= grounded and len({key[i] for i in carriers}) == 1
+                           and all(rest[i] <= phrasing for i in carriers))
+            for i in lines:
+                if i not in grounded or not found["trigger"][i].flagged:
+                    continue
+                if one_subject or any(j not in carriers and j not in flagged_any and key[j] == key[i]
+                                      and rest[i] <= words[j] for j in grounded):
+                    found["trigger"][i] = Finding()
+                    cleared += 1
+    structure = [name for name in GROUNDED_STRUCTURE if name in found]
+    plain = {i for i in grounded if not any(found[name][i].flagged for name in structure)}
+    for i in sorted(grounded - plain):
+        if any(j != i and key[j] == key[i] for j in plain):
+            for name in structure:
+                found[name][i] = Finding()
+            cleared += 1
+    details["grounded"] = {"lines": len(grounded), "cleared": cleared}
 
 
 def combine(found: dict[str, list[Finding]], only: tuple[str, ...], n: int
