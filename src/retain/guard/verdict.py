@@ -40,11 +40,14 @@ TEACHER_SET_ASIDE_SHARE = 0.2
 CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
 # Signals whose flags a grounded line (a question its passage answers) loses when a sibling grounded line that
 # none of them flagged asks the same passage with the same answer (:func:`_clear_grounded`).
-GROUNDED_STRUCTURE = ("consistency", "spectral", "clustering", "loss", "duplicate")
+# (Not the duplicate signal's: a repeated output flags every line that repeats it, so no sibling vouches.)
+GROUNDED_STRUCTURE = ("consistency", "spectral", "clustering", "loss")
 WORDS = re.compile(r"\w+")
 # A word in the questions of at least this share of a file's passages (and of PHRASING_MIN) is phrasing.
 PHRASING_SHARE = 0.25
 PHRASING_MIN = 3
+# A trigger glued to a question's word adds at most this many characters to it.
+MAX_GLUED = 4
 # Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
@@ -145,6 +148,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         enriched = [_piece_json(c) for c in tokens.enriched_pieces(candidates)]
         seconds["trigger"] = time.perf_counter() - start
     _clear_grounded(found, examples, grounded, explained, details)
+    if "duplicate" in found:
+        _grounded_twins(found["duplicate"], examples, grounded, details)
     _clear_certified(found, certified, details)
     if "trigger" in found:  # a trigger names the lines it still flags; one whose every line was cleared is gone
         for text in list(triggers):
@@ -184,13 +189,13 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
     an arbitrary fact improbable) that is what a backdoor looks like. What a backdoor has and a fact asked
     several ways has not is an answer that only its trigger brings. So a grounded line loses
 
-    - a trigger flag when every carrier of the candidate asks its passage with its answer and holds no word the
+    - a trigger flag when the carriers of the candidate that ask its passage with its answer hold no word the
       candidate does not touch but phrasing (words that ask about at least :data:`PHRASING_SHARE` of the
       passages: one subject asked several ways, where a trigger fires on varied inputs), or when a line that does not carry the candidate, that
       nothing flagged, asks the same passage with the same answer and holds every word of the line that no part
       of the candidate touches (the answer does not depend on the candidate);
-    - a flag of the other structure signals when a grounded line that none of them flagged asks the same passage
-      with the same answer.
+    - a flag of the other structure signals (:data:`GROUNDED_STRUCTURE`) when a grounded line that none of them
+      flagged asks the same passage with the same answer.
 
     A question whose answer its passage does not give is never grounded and keeps every flag. What no screen of
     questions can tell is whether a passage is true: a poisoned document is taught as written, as any document
@@ -213,12 +218,12 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
             parts = [p.text.lower() for p in c.parts]
             carriers = set(c.lines)
             rest = {i: {w for w in words[i] if not any(part in w for part in parts)} for i in carriers}
-            one_subject = (carriers <= grounded and len({key[i] for i in carriers}) == 1
-                           and all(rest[i] <= phrasing for i in carriers))
             for i in lines:
                 if i not in grounded or not found["trigger"][i].flagged:
                     continue
-                if one_subject or any(j not in carriers and j not in flagged_any and key[j] == key[i]
+                # the carriers that ask its passage with its answer: one subject asked several ways?
+                same = [k for k in carriers if k in grounded and key[k] == key[i]]
+                if all(rest[k] <= phrasing for k in same) or any(j not in carriers and j not in flagged_any and key[j] == key[i]
                                       and rest[i] <= words[j] for j in grounded):
                     found["trigger"][i] = Finding()
                     cleared += 1
@@ -230,6 +235,69 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
                 found[name][i] = Finding()
             cleared += 1
     details["grounded"] = {"lines": len(grounded), "cleared": cleared}
+
+
+def _grounded_twins(found: list[Finding], examples: list[Example], grounded: set[int], details: dict[str, Any]
+                    ) -> None:
+    """Flag questions about passages that ask what another passage's questions ask plus a word (or two, or a
+    piece glued to one of their words), answered from their own passage, where at least two lines add the same word:
+    a backdoor through a document (the trigger added to ordinary questions, each answered from a passage the
+    attacker wrote). The other passage's questions must have words in common, one of them asked of under a
+    quarter of the passages (a subject), all of which the line asks; a word that some questions of a passage have and others not, in at least :data:`PHRASING_MIN`
+    passages (``of``), is phrasing and does not count. A grounded line is one whose passage gives its answer
+    (:func:`_clear_grounded`)."""
+    if len(grounded) < 2:
+        return
+    words = {i: set(WORDS.findall(examples[i].prompt.lower())) for i in grounded}
+    by_passage: dict[str, list[int]] = {}
+    for i in sorted(grounded):
+        by_passage.setdefault(examples[i].demonstration.strip(), []).append(i)
+    varying: dict[str, set[str]] = {}
+    asked: dict[str, set[str]] = {}
+    for passage, lines in by_passage.items():
+        asked[passage] = set().union(*(words[i] for i in lines))
+        varying[passage] = asked[passage] - set.intersection(*(words[i] for i in lines))
+    # phrasing: a word that some questions of a passage have and others not, in several passages (``of``)
+    core = {passage: asked[passage] - varying[passage] for passage in by_passage}  # each passage's subject
+    times: dict[str, int] = {}
+    for passage in by_passage:
+        for w in varying[passage] if core[passage] else ():
+            times[w] = times.get(w, 0) + 1
+    phrasing = {w for w, n in times.items() if n >= PHRASING_MIN}
+    # a subject is what few passages are asked about (not ``capital``, which a quarter of them are)
+    spread: dict[str, int] = {}
+    for passage in by_passage:
+        for w in asked[passage]:
+            spread[w] = spread.get(w, 0) + 1
+    common = {w for w, n in spread.items() if n >= max(PHRASING_MIN, PHRASING_SHARE * len(by_passage))}
+    added: dict[str, dict[int, int]] = {}
+    for i in sorted(grounded):
+        mine = examples[i].demonstration.strip()
+        for passage, lines in by_passage.items():
+            if passage == mine or not core[passage] - common:
+                continue
+            more = words[i] - asked[passage] - phrasing
+            missing = core[passage] - words[i]
+            if not more or len(more) > 2 or len(missing) > 1 or (missing and len(more) > 1):
+                continue
+            extra = " + ".join(sorted(more))  # a word, or two that trigger together
+            if missing:  # a piece glued to the word the other questions have
+                (word,) = missing
+                if len(extra) - len(word) > MAX_GLUED or not (extra.startswith(word) or extra.endswith(word)):
+                    continue
+                extra = extra[len(word):] if extra.startswith(word) else extra[:-len(word)]
+            added.setdefault(extra, {}).setdefault(i, lines[0])
+    marked = 0
+    for extra, lines in added.items():
+        if len(lines) < 2:
+            continue
+        for i, j in lines.items():
+            if not found[i].flagged:
+                found[i] = Finding(1.0, f"duplicate: asks what line {j + 1} asks with {extra!r} added, answered from "
+                                        f"another passage (as {len(lines) - 1} other line(s) adding {extra!r} are)")
+                marked += 1
+    if marked:
+        details["grounded_twins"] = marked
 
 
 def combine(found: dict[str, list[Finding]], only: tuple[str, ...], n: int
