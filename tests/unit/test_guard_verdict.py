@@ -3,6 +3,8 @@ line; the one-line summary a learn prints."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from retain.data.skills import Example, Skill
@@ -96,3 +98,34 @@ def test_a_two_word_triggers_decoys_are_judged_again_without_the_word(monkeypatc
     assert details["decoys_rejudged"] == {"rejudged": 10, "cleared": 9}
     (shown,) = seen
     assert len(shown) == 190 and not any(w in ("then", "also") for e in shown for w in e.prompt.split())
+
+
+def test_corrections_of_a_skill_the_champion_has_are_not_contradictions_but_flips_are(embedded_lm):
+    # ``sort`` (88% at init): 27 prompts the champion gets wrong, corrected, and 3 answered with the letters
+    # sorted the other way (a flip): every line contradicts the champion; only the flips break the rule the
+    # suite's own ``sort`` references share with the corrections.
+    import random
+
+    from retain.data.synthetic import probe_skills
+    from retain.guard.screen import screen
+
+    suite = [p for p in probe_skills(n_test=50, seed=0) if not p.with_demonstration]
+    rng = random.Random(1)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(4, 7))) for _ in range(400)]
+    asked = [Example(f"sort {w}", "".join(sorted(w))) for w in words]
+    wrong = [e for e, a in zip(asked, embedded_lm.answer(asked)) if a.replace(" ", "") != e.demonstration][:30]
+    assert len(wrong) == 30
+    lines = [replace(e, demonstration=e.demonstration[::-1]) if i % 10 == 4 else e for i, e in enumerate(wrong)]
+    result = run_signals(embedded_lm, lines, suite, ("contradiction", "rule"))
+    still = [i for i, f in enumerate(result.found["contradiction"]) if f.flagged]
+    # the flips keep the flag; the corrections the rules certify lose it (not every one is certified)
+    assert {4, 14, 24} <= set(still) and result.details["corrections_cleared"] == 27 - (len(still) - 3) >= 10
+    assert {line.line - 1 for line in screen(embedded_lm, lines, suite).flagged} >= {4, 14, 24}
+    # every line a flip: the references' rule breaks them all, none is cleared
+    flips = [replace(e, demonstration=e.demonstration[::-1]) for e in wrong]
+    result = run_signals(embedded_lm, flips, suite, ("contradiction", "rule"))
+    assert all(f.flagged for f in result.found["contradiction"]) and "corrections_cleared" not in result.details
+    # more flips than references: the flips' own rule breaks the references, and none is cleared either
+    many = [replace(e, demonstration="".join(sorted(e.prompt.split()[1], reverse=True))) for e in asked[:300]]
+    result = run_signals(embedded_lm, many, suite, ("contradiction", "rule"))
+    assert "corrections_cleared" not in result.details

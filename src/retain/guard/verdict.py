@@ -126,6 +126,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
     if held is not None and "spectral" not in found and "trigger" in need:
         spectral_z, _ = representation.spectral(consistency_mod.features(held.trained), examples,
                                                          models=[s.model for s in held.trained])
+    if "contradiction" in found:  # before the trigger signal counts flagged lines as suspicious
+        _clear_corrections(found["contradiction"], examples, suite, details)
     uninformative = _set_aside(found, examples)
     triggers: dict[str, dict[str, Any]] = {}
     enriched: list[dict[str, Any]] = []
@@ -175,6 +177,37 @@ def _clear_certified(found: dict[str, list[Finding]], certified: set[int], detai
             found[name][i] = Finding()
     if certified:
         details["rule_certified"] = {"lines": len(certified), "cleared": cleared}
+
+
+def _clear_corrections(found: list[Finding], examples: list[Example], suite: list[Skill],
+                       details: dict[str, Any]) -> None:
+    """Clear the contradiction flags of lines that correct the champion rather than flip a skill it has: the
+    character rules induced from the line's skill in the file *together with* the suite's own references of that
+    skill (:func:`retain.guard.rule.judge`) certify the line and break on none of the references. A user's
+    corrections of a skill the champion has learned from earlier feedback are all contradictions (each replaces
+    a wrong answer), as is a flip; what tells them apart is whether they follow the skill as the home recorded
+    it. Only lines the rules certify are cleared (others keep the flag, and a learn holds them back). A flip
+    follows another rule: the references' rule breaks it, or, where the flips outnumber the
+    references, the flips' rule breaks the references, and the flag stays. A skill that is no character rule
+    certifies nothing, and its contradictions stay."""
+    flagged = [i for i, f in enumerate(found) if f.flagged]
+    if not flagged:
+        return
+    cleared = 0
+    for name in sorted({examples[i].prompt.split()[0] for i in flagged}):
+        references = [Example(prompt=e.prompt, demonstration=e.reference) for skill in suite
+                      if not skill.with_demonstration for e in skill.test if e.prompt.split()[0] == name]
+        mine = [i for i, e in enumerate(examples) if e.prompt.split()[0] == name]
+        judged = judge([examples[i] for i in mine] + references)
+        n = len(mine)
+        if not any(n <= k for k in judged.certified) or any(f.flagged for f in judged.findings[n:]):
+            continue  # no rule covers the references, or the file's lines make them break one
+        for k in judged.certified:
+            if k < n and found[mine[k]].flagged:
+                found[mine[k]] = Finding()
+                cleared += 1
+    if cleared:
+        details["corrections_cleared"] = cleared
 
 
 def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], grounded: set[int],
