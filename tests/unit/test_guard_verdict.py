@@ -107,7 +107,6 @@ def test_corrections_of_a_skill_the_champion_has_are_not_contradictions_but_flip
     import random
 
     from retain.data.synthetic import probe_skills
-    from retain.guard.screen import screen
 
     suite = [p for p in probe_skills(n_test=50, seed=0) if not p.with_demonstration]
     rng = random.Random(1)
@@ -117,10 +116,8 @@ def test_corrections_of_a_skill_the_champion_has_are_not_contradictions_but_flip
     assert len(wrong) == 30
     lines = [replace(e, demonstration=e.demonstration[::-1]) if i % 10 == 4 else e for i, e in enumerate(wrong)]
     result = run_signals(embedded_lm, lines, suite, ("contradiction", "rule"))
-    still = [i for i, f in enumerate(result.found["contradiction"]) if f.flagged]
-    # the flips keep the flag; the corrections the rules certify lose it (not every one is certified)
-    assert {4, 14, 24} <= set(still) and result.details["corrections_cleared"] == 27 - (len(still) - 3) >= 10
-    assert {line.line - 1 for line in screen(embedded_lm, lines, suite).flagged} >= {4, 14, 24}
+    assert [i for i, f in enumerate(result.found["contradiction"]) if f.flagged] == [4, 14, 24]
+    assert result.details["corrections_cleared"] == 27
     # every line a flip: the references' rule breaks them all, none is cleared
     flips = [replace(e, demonstration=e.demonstration[::-1]) for e in wrong]
     result = run_signals(embedded_lm, flips, suite, ("contradiction", "rule"))

@@ -360,6 +360,9 @@ class Judged:
 
     findings: list[Finding]
     certified: set[int] = field(default_factory=set)
+    # the lines whose every character a rule of their skill holds, none broken, whatever the answer's length
+    # rule says or whether there is one (the certified among them)
+    unbroken: set[int] = field(default_factory=set)
 
 
 def rule(examples: list[Example]) -> list[Finding]:
@@ -407,8 +410,10 @@ def judge(examples: list[Example]) -> Judged:
             n, _, word, broken, long, held, by = min(verdicts, key=lambda v: (v[0], v[1]))
             if not n:
                 size = len(line.answer)
-                if long == size and all(("s", k) in held or ("e", size - 1 - k) in held for k in range(size)):
-                    judged.certified.add(i)
+                if all(("s", k) in held or ("e", size - 1 - k) in held for k in range(size)):
+                    judged.unbroken.add(i)
+                    if long == size:
+                        judged.certified.add(i)
                 continue
             if broken:
                 slot, want, got = broken[0]

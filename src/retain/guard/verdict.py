@@ -181,15 +181,15 @@ def _clear_certified(found: dict[str, list[Finding]], certified: set[int], detai
 
 def _clear_corrections(found: list[Finding], examples: list[Example], suite: list[Skill],
                        details: dict[str, Any]) -> None:
-    """Clear the contradiction flags of lines that correct the champion rather than flip a skill it has: the
-    character rules induced from the line's skill in the file *together with* the suite's own references of that
-    skill (:func:`retain.guard.rule.judge`) certify the line and break on none of the references. A user's
-    corrections of a skill the champion has learned from earlier feedback are all contradictions (each replaces
-    a wrong answer), as is a flip; what tells them apart is whether they follow the skill as the home recorded
-    it. Only lines the rules certify are cleared (others keep the flag, and a learn holds them back). A flip
-    follows another rule: the references' rule breaks it, or, where the flips outnumber the
-    references, the flips' rule breaks the references, and the flag stays. A skill that is no character rule
-    certifies nothing, and its contradictions stay."""
+    """Clear the contradiction flags of lines that correct the champion rather than flip a skill it has. A
+    user's corrections of a skill the champion learned from earlier feedback all contradict it (each replaces a
+    wrong answer), as a flip does; what tells them apart is whether they follow the skill as the home recorded
+    it: the character rules induced from the line's skill in the file *together with* the suite's own
+    references of that skill (:func:`retain.guard.rule.judge`) hold every character of the line and of some
+    references and break on none of them (``unbroken``: certified but for the length rule, which a few
+    lines may not establish). A flip follows another rule: the
+    references' rule breaks it, or, where flips outnumber the references, their rule breaks the references and
+    nothing is cleared. A skill that is no character rule judges nothing, and its contradictions stay."""
     flagged = [i for i, f in enumerate(found) if f.flagged]
     if not flagged:
         return
@@ -200,11 +200,12 @@ def _clear_corrections(found: list[Finding], examples: list[Example], suite: lis
         mine = [i for i, e in enumerate(examples) if e.prompt.split()[0] == name]
         judged = judge([examples[i] for i in mine] + references)
         n = len(mine)
-        if not any(n <= k for k in judged.certified) or any(f.flagged for f in judged.findings[n:]):
-            continue  # no rule covers the references, or the file's lines make them break one
-        for k in judged.certified:
-            if k < n and found[mine[k]].flagged:
-                found[mine[k]] = Finding()
+        if not any(n <= k for k in judged.unbroken) or any(f.flagged for f in judged.findings[n:]):
+            continue  # no rule judges the references, or the file's lines make them break one
+        for k in range(n):
+            i = mine[k]
+            if found[i].flagged and k in judged.unbroken:
+                found[i] = Finding()
                 cleared += 1
     if cleared:
         details["corrections_cleared"] = cleared
