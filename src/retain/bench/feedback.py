@@ -117,7 +117,9 @@ class Load:
         self.versions: list[str] = []
         self.done = 0
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(server, prompts, k)) for k in range(clients)]
+        # daemon threads: a run that fails must not leave clients asking a stopped server forever
+        self._threads = [threading.Thread(target=self._run, args=(server, prompts, k), daemon=True)
+                         for k in range(clients)]
         for t in self._threads:
             t.start()
 
@@ -220,7 +222,11 @@ def run_benchmark(rounds: int = 6, per_round: int = 96, poison: int = 4, seed: i
             say(f"round {r}: learning from {corrections} corrections and {poison} poisoned")
             load = Load(server, [q for q, _ in evaluation])
             start = time.perf_counter()
-            outcome = learn_from_feedback(root, seed=seed, quiet=True, **({"epochs": epochs} if epochs else {}))
+            try:
+                outcome = learn_from_feedback(root, seed=seed, quiet=True, **({"epochs": epochs} if epochs else {}))
+            except BaseException:
+                load.stop()
+                raise
             seconds = time.perf_counter() - start
             champion = Home.open(root).champion()
             deadline = time.monotonic() + 120
