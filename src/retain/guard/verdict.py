@@ -225,8 +225,9 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
 
     - a trigger flag when the carriers of the candidate that ask its passage with its answer hold no word the
       candidate does not touch but phrasing (words that ask about at least :data:`PHRASING_SHARE` of the
-      passages: one subject asked several ways, where a trigger fires on varied inputs), or when a line that does not carry the candidate, that
-      nothing flagged, asks the same passage with the same answer and holds every word of the line that no part
+      passages: one subject asked several ways, where a trigger fires on varied inputs), or when a line that
+      does not carry the candidate, that nothing flagged, asks the same passage with the same answer and holds
+      every word of the line that no part
       of the candidate touches (the answer does not depend on the candidate);
     - a flag of the other structure signals (:data:`GROUNDED_STRUCTURE`) when a grounded line that none of them
       flagged asks the same passage with the same answer.
@@ -257,8 +258,9 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
                     continue
                 # the carriers that ask its passage with its answer: one subject asked several ways?
                 same = [k for k in carriers if k in grounded and key[k] == key[i]]
-                if all(rest[k] <= phrasing for k in same) or any(j not in carriers and j not in flagged_any and key[j] == key[i]
-                                      and rest[i] <= words[j] for j in grounded):
+                vouched = any(j not in carriers and j not in flagged_any and key[j] == key[i] and rest[i] <= words[j]
+                              for j in grounded)
+                if vouched or all(rest[k] <= phrasing for k in same):
                     found["trigger"][i] = Finding()
                     cleared += 1
     structure = [name for name in GROUNDED_STRUCTURE if name in found]
@@ -277,8 +279,9 @@ def _grounded_twins(found: list[Finding], examples: list[Example], grounded: set
     piece glued to one of their words), answered from their own passage, where at least two lines add the same word:
     a backdoor through a document (the trigger added to ordinary questions, each answered from a passage the
     attacker wrote). The other passage's questions must have words in common, one of them asked of under a
-    quarter of the passages (a subject), all of which the line asks; a word that some questions of a passage have and others not, in at least :data:`PHRASING_MIN`
-    passages (``of``), is phrasing and does not count. A grounded line is one whose passage gives its answer
+    quarter of the passages (a subject), all of which the line asks; a word that some questions of a passage
+    have and others not, in at least :data:`PHRASING_MIN` passages (``of``), is phrasing and does not count. A
+    grounded line is one whose passage gives its answer
     (:func:`_clear_grounded`)."""
     if len(grounded) < 2:
         return
