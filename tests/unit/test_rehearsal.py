@@ -157,3 +157,67 @@ def test_refresh_false_keeps_the_answers_given_when_each_prompt_was_stored(tiny_
     small = Rehearsal(Rehearsal.Config(size=2, refresh=False))
     small.load_state({}, kept.extra_state())
     assert set(small.answers) == set(small.items) and len(small.items) == 2
+
+
+def _focused(tiny_adapter, focus: float, every: int = 2) -> tuple[Rehearsal, object]:
+    adapter = tiny_adapter(seed=6, init_range=0.5)
+    r = Rehearsal(Rehearsal.Config(size=16, ratio=1.0, target="ce", focus=focus, focus_every=every))
+    words = ("abc", "dog", "xyz", "moon", "tree", "lamp", "fish", "kite")
+    r.offer([Example(prompt=f"reverse {w}", demonstration="") for w in words])
+    r.before_task(adapter)
+    return r, adapter
+
+
+def test_focus_measures_each_rehearsed_answers_own_loss(tiny_adapter):
+    import torch.nn.functional as F
+
+    r, adapter = _focused(tiny_adapter, 0.5)
+    assert r.start_loss is not None and r.rise is not None and float(r.rise.sum()) == 0
+    one_by_one = []
+    for e in r.answered:
+        logits, targets = adapter.predictions([e])
+        one_by_one.append(F.cross_entropy(logits.float(), targets))
+    assert torch.allclose(r.losses(adapter, r.answered, chunk=3), torch.stack(one_by_one), rtol=1e-5)
+    assert torch.allclose(r.start_loss, torch.stack(one_by_one), rtol=1e-5)
+    unfocused = Rehearsal(Rehearsal.Config(size=16, target="ce"))
+    unfocused.offer(_prompts("reverse", 3))
+    unfocused.before_task(adapter)
+    assert unfocused.rise is None  # no measurement unless asked for
+
+
+def test_focus_draws_its_share_by_the_rise_and_the_rest_uniformly(tiny_adapter):
+    r, _ = _focused(tiny_adapter, 0.5)
+    batch = _prompts("new", 4)  # ratio 1: four drawn per step
+    # nothing has risen yet: the draw is exactly the uniform one
+    assert r.draw(batch, random.Random(7)) == random.Random(7).sample(r.answered, 4)
+    r.rise = torch.zeros(len(r.answered))
+    r.rise[5], r.rise[2] = 3.0, 1.0
+    for seed in range(20):
+        drawn = r.draw(batch, random.Random(seed))
+        assert len(drawn) == len(set(drawn)) == 4
+        assert r.answered[5] in drawn and r.answered[2] in drawn  # two focused: both risen prompts
+    r.config.focus = 1.0  # more focused draws than risen prompts: the risen ones, then uniform
+    assert {r.answered[5], r.answered[2]} <= set(r.draw(batch, random.Random(0)))
+    r.config.focus = 0.25  # one focused draw: the larger rise three times as often
+    firsts = [r.draw(batch, random.Random(seed))[0] for seed in range(400)]
+    picked = sum(e is r.answered[5] for e in firsts), sum(e is r.answered[2] for e in firsts)
+    assert sum(picked) == 400 and 2.3 < picked[0] / picked[1] < 4.0
+
+
+def test_focus_remeasures_the_rise_every_focus_every_steps(tiny_adapter):
+    r, adapter = _focused(tiny_adapter, 0.5, every=3)
+    r.start_loss = r.start_loss - torch.arange(len(r.answered), dtype=torch.float)  # as if losses had risen
+    r.after_step(adapter)
+    r.after_step(adapter)
+    assert float(r.rise.sum()) == 0  # not measured yet
+    r.after_step(adapter)
+    assert torch.allclose(r.rise, torch.arange(len(r.answered), dtype=torch.float), atol=1e-5)
+    r.after_task(adapter, [])
+    assert r.rise is None and r.start_loss is None
+
+
+def test_focus_options_are_checked():
+    assert dict(Rehearsal.Config(focus=1.5, target="ce").problems())["focus"].startswith("must be between")
+    assert "target=ce" in dict(Rehearsal.Config(focus=0.5).problems())["focus"]
+    assert "focus_every" in dict(Rehearsal.Config(focus=0.5, target="ce", focus_every=0).problems())
+    assert not list(Rehearsal.Config(focus=0.5, target="ce").problems())
