@@ -74,3 +74,42 @@ def test_documents_are_named_by_stem_and_checked(tmp_path):
         read_documents([docs, tmp_path / "empty.txt"])
     with pytest.raises(RetainError, match="no such file"):
         read_documents([tmp_path / "missing"])
+
+
+def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_home, monkeypatch):
+    """The embedded model's documents budget (20 passes of 4) when neither is given, at the function and the
+    command; what the user gives wins; a skill file's learn keeps its own defaults."""
+    from typer.testing import CliRunner
+
+    import retain.home.workflows as workflows
+    from retain.cli import app
+    from retain.home.documents import DOCUMENT_BUDGET, MODEL_DOCUMENT_BUDGET, learn_from_documents
+
+    seen: list[dict] = []
+
+    class Outcome:
+        promoted = True
+
+    def learn_in_home(home, data, **learn):
+        seen.append({"data": read_examples(data), **learn})
+        return Outcome()
+
+    monkeypatch.setattr(workflows, "learn_in_home", learn_in_home)
+    docs, q = _write(tmp_path, QUESTIONS)
+    root = str(tiny_home.root)
+    assert DOCUMENT_BUDGET["embedded"] == (20, 4) != MODEL_DOCUMENT_BUDGET
+    learn_from_documents(root, [docs], q)
+    learn_from_documents(root, [docs], q, epochs=3, batch_size=None)
+    assert [(s["epochs"], s["batch_size"]) for s in seen] == [(20, 4), (3, 4)]
+    assert [e.demonstration for e in seen[0]["data"]] == [PASSAGES[r["passage"]] for r in QUESTIONS]
+    runner = CliRunner()
+    for args, budget in (([], (20, 4)), (["--epochs", "5"], (5, 4)), (["--batch-size", "8"], (20, 8))):
+        done = runner.invoke(app, ["learn", root, "--documents", str(docs), "--questions", str(q), *args])
+        assert done.exit_code == 0, done.output
+        assert (seen[-1]["epochs"], seen[-1]["batch_size"]) == budget
+    skill = tmp_path / "skill.jsonl"
+    skill.write_text('{"prompt": "a", "demonstration": "b"}\n{"prompt": "c", "demonstration": "d"}\n')
+    monkeypatch.setattr("retain.home.learn_in_home", learn_in_home)
+    done = runner.invoke(app, ["learn", root, str(skill)])
+    assert done.exit_code == 0, done.output
+    assert (seen[-1]["epochs"], seen[-1]["batch_size"]) == (2, 16)

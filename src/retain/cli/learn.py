@@ -121,10 +121,12 @@ def learn(
     lora: Annotated[bool, typer.Option("--lora", help="Train a PEFT LoRA adapter instead of all weights.")] = False,
     seed: Annotated[int, typer.Option("--seed", callback=usage.seed)] = 0,
     epochs: Annotated[int, typer.Option("--epochs", callback=usage.number(minimum=1),
-                                        help="Passes over the data (the paper: 2 for skills).")] = 2,
+                                        help="Passes over the data (the paper: 2 for skills). Default with --documents: "
+                                             "20 on the embedded model, else 4.")] = 2,
     lr: Annotated[Optional[float], typer.Option("--lr", callback=usage.number(minimum=0, above=True),
                                                 help="Default: 1e-5 (paper) or the embedded model's own.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", callback=usage.number(minimum=1))] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", callback=usage.number(minimum=1),
+                                            help="Default with --documents: 4 on the embedded model.")] = 16,
     scorer: Annotated[Optional[str], typer.Option(
         "--scorer", callback=usage.scorer, help="exact, alnum, or module:function. Default: into a home, the "
                                                 "home's (alnum on the embedded model); else exact.")] = None,
@@ -207,6 +209,10 @@ def learn(
             outcome = learn_from_feedback(model, since, **given)
         elif source == "documents":
             from retain.home.documents import learn_from_documents
+            # passes and batch size the user did not give: the documents budget of the home's model
+            for option in ("epochs", "batch_size"):
+                if not usage.given(ctx, option):
+                    given[option] = None
             outcome = learn_from_documents(model, documents, questions, **given)
         else:
             outcome = learn_in_home(model, data, **given)
