@@ -37,16 +37,6 @@ Two options change what is rehearsed and how:
   state. With ``refresh`` (the default) every task re-answers every prompt, so a skill already half forgotten
   is rehearsed with its half-forgotten answers and the loss compounds over a stream (on the demo stream,
   seed 0, sort: 0.88 -> 0.68 after the first skill, then rehearsed with those answers).
-- ``focus`` (target ``ce``): the share of each step's draws chosen by interference instead of uniformly. Every
-  ``focus_every`` steps the stored answers' cross-entropy under the current model is measured against its value
-  when the task began, and that share is drawn in proportion to the rise: the prompts the new task is pulling
-  away from are rehearsed most while they are being pulled. The criterion is Maximally Interfered Retrieval's
-  (Aljundi et al., "Online Continual Learning with Maximally Interfered Retrieval", NeurIPS 2019: rehearse the
-  memories whose loss the update raises), measured on the update already taken rather than on a virtual one;
-  the priorities are kept and refreshed periodically, as Prioritized Experience Replay's are (Schaul et al.,
-  ICLR 2016), without its importance weights (the bias towards interfered prompts is the point). A skill the
-  base holds only narrowly (the embedded model's ``sort``) is the one a new skill erodes first, and uniform
-  draws give it a sixth of the rehearsal whether it moves or not.
 """
 
 from __future__ import annotations
@@ -96,10 +86,6 @@ class Rehearsal(Consolidation):
         # target "ce": rehearsed examples drawn per new example each step (default: ``ratio``); the term's
         # weight stays ``ratio``, so fewer draws cost less for the same expected gradient
         draw: float | None = None
-        # target "ce": share of the draws chosen by the rise of their loss since the task began, re-measured
-        # every ``focus_every`` steps (0: uniform draws)
-        focus: float = 0.0
-        focus_every: int = 8
 
         def problems(self) -> Iterator[tuple[str, str]]:
             if self.size < 1:
@@ -112,12 +98,6 @@ class Rehearsal(Consolidation):
                 yield "draw", f"must be > 0 (rehearsed examples drawn per new example), got {self.draw}"
             if self.draw is not None and self.target != "ce":
                 yield "draw", "applies to target=ce only (under target=objective the ratio is the count)"
-            if not 0.0 <= self.focus <= 1.0:
-                yield "focus", f"must be between 0 and 1 (the share of draws chosen by interference), got {self.focus}"
-            if self.focus and self.target != "ce":
-                yield "focus", "applies to target=ce only"
-            if self.focus_every < 1:
-                yield "focus_every", f"must be >= 1 (steps between measurements), got {self.focus_every}"
             if self.target not in TARGETS:
                 yield "target", f"must be {' or '.join(TARGETS)}, got {self.target!r}"
 
@@ -130,10 +110,6 @@ class Rehearsal(Consolidation):
         self.answers: dict[tuple[str, bool], str] = {}
         # the examples rehearsed during the current task (answered in before_task); held only while it trains
         self.answered: list[Rehearsed] = []
-        # focus: each answered example's loss when the task began, its rise since, and steps since measured
-        self.start_loss: torch.Tensor | None = None
-        self.rise: torch.Tensor | None = None
-        self.since_measured = 0
 
     @property
     def items(self) -> list[tuple[str, bool]]:
@@ -175,23 +151,6 @@ class Rehearsal(Consolidation):
         self._answer(adapter, [item for item in items if item not in self.answers])
         self.answered = [Rehearsed(prompt=p, demonstration=self.answers[(p, shown)], shown=shown)
                          for p, shown in items if self.answers[(p, shown)].strip()]
-        self.start_loss = self.rise = None
-        if self.config.focus and self.config.target == "ce" and self.answered:
-            self.start_loss = self.losses(adapter, self.answered)
-            self.rise = torch.zeros_like(self.start_loss)
-            self.since_measured = 0
-
-    @torch.no_grad()
-    def losses(self, adapter: Any, examples: list[Any], chunk: int = 128) -> torch.Tensor:
-        """Each example's mean cross-entropy on its stored answer under the adapter's model now."""
-        out = []
-        for i in range(0, len(examples), chunk):
-            part = examples[i:i + chunk]
-            logits, targets = adapter.predictions(part)
-            tokens = F.cross_entropy(logits.float(), targets, reduction="none").cpu()
-            counts = [len(adapter.completion_ids(e.demonstration)) for e in part]
-            out += [t.mean() for t in torch.split(tokens, counts)]
-        return torch.stack(out)
 
     def mix(self, batch: list[Any], rng: random.Random) -> list[Any]:
         """Target ``objective``: ``ratio`` rehearsed examples per new example join the objective's batch."""
@@ -204,20 +163,7 @@ class Rehearsal(Consolidation):
         if not self.answered or self.config.target != "ce":
             return []
         per_example = self.config.ratio if self.config.draw is None else self.config.draw
-        wanted = self._wanted(per_example, len(batch))
-        focused = round(self.config.focus * wanted) if self.rise is not None and float(self.rise.sum()) > 0 else 0
-        if not focused:
-            return rng.sample(self.answered, wanted)
-        # the focused share by the rise of each prompt's loss (without replacement), the rest uniformly
-        weights = self.rise.double().tolist()
-        chosen: set[int] = set()
-        for _ in range(min(focused, sum(w > 0 for w in weights))):
-            pick = rng.choices(range(len(weights)), weights=weights)[0]
-            chosen.add(pick)
-            weights[pick] = 0.0
-        rest = [i for i in range(len(self.answered)) if i not in chosen]
-        return [self.answered[i] for i in sorted(chosen)] + [self.answered[i] for i in
-                                                             rng.sample(rest, wanted - len(chosen))]
+        return rng.sample(self.answered, self._wanted(per_example, len(batch)))
 
     def _wanted(self, per_example: float, batch: int) -> int:
         return min(len(self.answered), max(1, round(per_example * batch)))
@@ -227,18 +173,8 @@ class Rehearsal(Consolidation):
         logits, targets = adapter.predictions(drawn)
         return self.config.ratio * F.cross_entropy(logits.float(), targets)
 
-    def after_step(self, adapter: Any) -> None:
-        """Focus: re-measure the rise of every rehearsed prompt's loss every ``focus_every`` steps."""
-        if self.rise is None:
-            return
-        self.since_measured += 1
-        if self.since_measured >= self.config.focus_every:
-            self.since_measured = 0
-            self.rise = (self.losses(adapter, self.answered) - self.start_loss).clamp(min=0)
-
     def after_task(self, adapter: Any, examples: list[Any]) -> None:
         self.answered = []
-        self.start_loss = self.rise = None
         self.offer(examples)
         if self.config.refresh:  # the next task's model answers everything again
             self.answers = {}
