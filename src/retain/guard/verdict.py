@@ -241,12 +241,8 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
     words = [set(WORDS.findall(e.prompt.lower())) for e in examples]
     flagged_any = {i for findings in found.values() for i, f in enumerate(findings) if f.flagged}
     # a phrasing word asks about many passages (``of``, an attribute); a subject's words about few
-    asked: dict[str, set[str]] = {}
-    for i in grounded:
-        for w in words[i]:
-            asked.setdefault(w, set()).add(key[i][0])
-    passages = len({k[0] for k in key.values()})
-    phrasing = {w for w, where in asked.items() if len(where) >= max(PHRASING_MIN, PHRASING_SHARE * passages)}
+    phrasing = _widely_asked({passage: set().union(*(words[i] for i in lines))
+                              for passage, lines in _by_passage(examples, grounded).items()})
     cleared = 0
     if "trigger" in found:
         for c, lines in explained:
@@ -273,6 +269,25 @@ def _clear_grounded(found: dict[str, list[Finding]], examples: list[Example], gr
     details["grounded"] = {"lines": len(grounded), "cleared": cleared}
 
 
+def _by_passage(examples: list[Example], lines: set[int]) -> dict[str, list[int]]:
+    """The ``lines`` (in order) by the passage their demonstration shows."""
+    out: dict[str, list[int]] = {}
+    for i in sorted(lines):
+        out.setdefault(examples[i].demonstration.strip(), []).append(i)
+    return out
+
+
+def _widely_asked(asked: dict[str, set[str]]) -> set[str]:
+    """The words that the questions of at least :data:`PHRASING_SHARE` of the passages (and of
+    :data:`PHRASING_MIN`) use, given each passage's question words: phrasing (``of``) or an attribute
+    (``capital``), never one subject's words."""
+    spread: dict[str, int] = {}
+    for words in asked.values():
+        for w in words:
+            spread[w] = spread.get(w, 0) + 1
+    return {w for w, n in spread.items() if n >= max(PHRASING_MIN, PHRASING_SHARE * len(asked))}
+
+
 def _grounded_twins(found: list[Finding], examples: list[Example], grounded: set[int], details: dict[str, Any]
                     ) -> None:
     """Flag questions about passages that ask what another passage's questions ask plus a word (or two, or a
@@ -286,9 +301,7 @@ def _grounded_twins(found: list[Finding], examples: list[Example], grounded: set
     if len(grounded) < 2:
         return
     words = {i: set(WORDS.findall(examples[i].prompt.lower())) for i in grounded}
-    by_passage: dict[str, list[int]] = {}
-    for i in sorted(grounded):
-        by_passage.setdefault(examples[i].demonstration.strip(), []).append(i)
+    by_passage = _by_passage(examples, grounded)
     varying: dict[str, set[str]] = {}
     asked: dict[str, set[str]] = {}
     for passage, lines in by_passage.items():
@@ -302,11 +315,7 @@ def _grounded_twins(found: list[Finding], examples: list[Example], grounded: set
             times[w] = times.get(w, 0) + 1
     phrasing = {w for w, n in times.items() if n >= PHRASING_MIN}
     # a subject is what few passages are asked about (not ``capital``, which a quarter of them are)
-    spread: dict[str, int] = {}
-    for passage in by_passage:
-        for w in asked[passage]:
-            spread[w] = spread.get(w, 0) + 1
-    common = {w for w, n in spread.items() if n >= max(PHRASING_MIN, PHRASING_SHARE * len(by_passage))}
+    common = _widely_asked(asked)
     added: dict[str, dict[int, int]] = {}
     for i in sorted(grounded):
         mine = examples[i].demonstration.strip()
