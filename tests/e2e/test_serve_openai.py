@@ -269,3 +269,47 @@ def test_batching_and_a_promotion_while_requests_are_in_flight(live, home):
     wrong = [(p, v, a) for p, v, a in results if a != {"v1": before, "v2": after}[v][p]]
     assert not wrong, wrong[:5]
     assert live.raw("/models")[1]["data"][0]["version"] == "v2"
+
+
+def test_the_readmes_correcting_user_script(live, home, env):
+    """``examples/correct_answers.py``, as the README runs it: every answer is rated, every wrong one corrected
+    with the skill's right answer; ``--check`` asks words never asked and sends nothing; no server: one line, 2."""
+    import importlib.util
+    import re
+
+    from retain.data.synthetic import PRIOR_RULES
+    from retain.evaluate.scorers import get_scorer
+    from retain.home.feedback import list_feedback
+
+    script = str(Path(__file__).parents[2] / "examples" / "correct_answers.py")
+    before = {f["id"] for f in list_feedback(home)}
+    done = subprocess.run([sys.executable, script, "--url", live.url, "--questions", "26", "--skill", "sort"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    new = [f for f in list_feedback(home) if f["id"] not in before]
+    assert len(new) == 26 and all(f["conversation"]["messages"][0]["content"].startswith("sort ") for f in new)
+    wrong = 0
+    for f in new:
+        word = f["conversation"]["messages"][0]["content"].split()[1]
+        right = bool(get_scorer("alnum")(f["conversation"]["answer"], PRIOR_RULES["sort"](word)))
+        assert f["rating"] == (1 if right else -1)
+        assert f["correction"] == (None if right else PRIOR_RULES["sort"](word))
+        wrong += not right
+    assert 0 < wrong < 26  # the base sorts most words right (24 of these 26): both kinds of feedback
+    # the champion is v1, or the version an earlier test of this module promoted
+    assert re.fullmatch(rf"sort: {26 - wrong}/26 right \({(26 - wrong) / 26:.0%}\), answered by v\d+; "
+                        rf"corrected {wrong}, rated {26 - wrong} good", done.stdout.strip()), done.stdout
+    spec = importlib.util.spec_from_file_location("correct_answers", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    asked = {f["conversation"]["messages"][0]["content"] for f in new}
+    assert asked == {q for q, _ in module.questions("sort", 26, 0, False)}
+    assert not asked & {q for q, _ in module.questions("sort", 26, 0, True)}  # --check asks other words
+    check = subprocess.run([sys.executable, script, "--url", live.url, "--questions", "26", "--skill", "sort",
+                            "--check"], capture_output=True, text=True, timeout=300, env=env)
+    assert check.returncode == 0 and re.search(r"answered by v\d+; checked$", check.stdout.strip()), check.stderr
+    assert len(list_feedback(home)) == len(before) + 26  # nothing sent
+    gone = subprocess.run([sys.executable, script, "--url", f"http://127.0.0.1:{free_port()}/v1", "--questions",
+                           "1"], capture_output=True, text=True, timeout=60, env=env)
+    assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
+    assert "is `retain serve` running there?" in gone.stderr
