@@ -115,8 +115,8 @@ def learn_from_documents(home: str | Path, documents: list[str | Path], question
     if learn.get("epochs") is None or learn.get("batch_size") is None:
         source = Home.open(home).version("v1")["record"]["config"].get("source")
         epochs, batch_size = DOCUMENT_BUDGET.get(source, MODEL_DOCUMENT_BUDGET)
-        learn["epochs"] = learn.get("epochs") or epochs
-        learn["batch_size"] = learn.get("batch_size") or batch_size
+        learn["epochs"] = epochs if learn.get("epochs") is None else learn["epochs"]
+        learn["batch_size"] = batch_size if learn.get("batch_size") is None else learn["batch_size"]
     with tempfile.TemporaryDirectory(prefix="retain-documents-") as tmp:
         data = write_document_skill(documents, questions, Path(tmp) / f"{Path(questions).stem}.jsonl")
         return learn_in_home(home, data, name=name or Path(questions).stem, **learn)
