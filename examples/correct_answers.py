@@ -1,5 +1,5 @@
-"""A user who corrects the served model: ask `retain serve` questions of a skill the embedded model lacks, and
-send the right answer as feedback wherever its answer is wrong (a good rating where it is right).
+"""A user who corrects the served model: ask `retain serve` questions of a skill, and send the right answer as
+feedback wherever its answer is wrong (a good rating where it is right).
 
     retain serve ./home &
     python examples/correct_answers.py                 # 96 questions, the wrong answers corrected
@@ -78,9 +78,15 @@ def main() -> int:
             if not args.check:
                 post(f"{args.url}/feedback", {"response_id": reply["id"], "rating": 1 if good else -1,
                                               **({} if good else {"correction": truth})}, args.api_key)
+    except urllib.error.HTTPError as err:  # the server answered, with an OpenAI-style error
+        try:
+            message = json.loads(err.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = err.reason
+        print(f"correct_answers: {err.url}: HTTP {err.code}: {message}", file=sys.stderr)
+        return 2
     except urllib.error.URLError as err:
-        print(f"correct_answers: {args.url}: {err.reason if hasattr(err, 'reason') else err} "
-              "(is `retain serve` running there?)", file=sys.stderr)
+        print(f"correct_answers: {args.url}: {err.reason} (is `retain serve` running there?)", file=sys.stderr)
         return 2
     done = "checked" if args.check else f"corrected {args.questions - right}, rated {right} good"
     print(f"{args.skill}: {right}/{args.questions} right ({right / args.questions:.0%}), answered by "

@@ -273,7 +273,8 @@ def test_batching_and_a_promotion_while_requests_are_in_flight(live, home):
 
 def test_the_readmes_correcting_user_script(live, home, env):
     """``examples/correct_answers.py``, as the README runs it: every answer is rated, every wrong one corrected
-    with the skill's right answer; ``--check`` asks words never asked and sends nothing; no server: one line, 2."""
+    with the skill's right answer; ``--check`` asks words never asked and sends nothing; no server, or an error from
+    it: one line, exit 2."""
     import importlib.util
     import re
 
@@ -313,3 +314,7 @@ def test_the_readmes_correcting_user_script(live, home, env):
                            "1"], capture_output=True, text=True, timeout=60, env=env)
     assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1
     assert "is `retain serve` running there?" in gone.stderr
+    wrong_path = subprocess.run([sys.executable, script, "--url", live.url[:-len("/v1")] + "/v2", "--questions", "1"],
+                                capture_output=True, text=True, timeout=60, env=env)
+    assert wrong_path.returncode == 2 and len(wrong_path.stderr.strip().splitlines()) == 1
+    assert "/v2/chat/completions: HTTP 404: Unknown route" in wrong_path.stderr
