@@ -83,7 +83,8 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
 
     import retain.home.workflows as workflows
     from retain.cli import app
-    from retain.home.documents import DOCUMENT_BUDGET, MODEL_DOCUMENT_BUDGET, learn_from_documents
+    from retain.home.defaults import document_budget
+    from retain.home.documents import learn_from_documents
 
     seen: list[dict] = []
 
@@ -97,7 +98,7 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
     monkeypatch.setattr(workflows, "learn_in_home", learn_in_home)
     docs, q = _write(tmp_path, QUESTIONS)
     root = str(tiny_home.root)
-    assert DOCUMENT_BUDGET["embedded"] == (20, 4) != MODEL_DOCUMENT_BUDGET
+    assert document_budget("embedded") == (20, 4) and document_budget("/models/qwen") == (4, 16)
     learn_from_documents(root, [docs], q)
     learn_from_documents(root, [docs], q, epochs=3, batch_size=None)
     assert [(s["epochs"], s["batch_size"]) for s in seen] == [(20, 4), (3, 4)]

@@ -21,11 +21,6 @@ from retain.errors import RetainError
 
 SUFFIXES = (".txt", ".md")
 FIELDS = ("question", "answer", "passage")
-# Passes and batch size a documents learn takes when it names none, by the home's model: the SDFT paper trained
-# knowledge 4 epochs (7B); the embedded model needs 20 passes in batches of 4 (`retain bench knowledge`'s world,
-# seed 0: at the skill files' 2 passes of 16 it answered none of its 48 training questions, at 20 of 4, 88%).
-DOCUMENT_BUDGET = {"embedded": (20, 4)}
-MODEL_DOCUMENT_BUDGET = (4, 16)
 
 
 def read_documents(paths: list[str | Path]) -> dict[str, str]:
@@ -108,13 +103,13 @@ def learn_from_documents(home: str | Path, documents: list[str | Path], question
     """``retain learn HOME --documents DIR_OR_FILES --questions Q.jsonl``: learn the questions' answers from their
     passages through :func:`retain.home.learn_in_home` (``learn`` are its options; guard, protection and gate
     as for any learn). The skill is named after the questions file unless ``name`` is given. Passes and batch size
-    not given (None) are the documents budget of the home's model (:data:`DOCUMENT_BUDGET`)."""
-    from retain.ledger.core import Home
+    not given (None) are the documents budget of the home's model (:func:`retain.home.defaults.document_budget`)."""
+    from retain.home.defaults import document_budget
     from retain.home.workflows import learn_in_home
+    from retain.ledger.core import Home
 
     if learn.get("epochs") is None or learn.get("batch_size") is None:
-        source = Home.open(home).version("v1")["record"]["config"].get("source")
-        epochs, batch_size = DOCUMENT_BUDGET.get(source, MODEL_DOCUMENT_BUDGET)
+        epochs, batch_size = document_budget(Home.open(home).version("v1")["record"]["config"].get("source"))
         learn["epochs"] = epochs if learn.get("epochs") is None else learn["epochs"]
         learn["batch_size"] = batch_size if learn.get("batch_size") is None else learn["batch_size"]
     with tempfile.TemporaryDirectory(prefix="retain-documents-") as tmp:
