@@ -1,15 +1,24 @@
 """The tries behind docs/results.md's "Learning from use" section: one default home learn with one setting changed.
 
-    python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--lr 1e-3] [--ratio 2]
+    python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--batch-size 4] [--lr 1e-3]
+        [--ratio 2]
     python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512]
         [--lr 1e-4] [--epochs 2] [--lora] [--reference-targets]
+    python benchmarks/learning_from_use_tries.py knowledge --per-question   # each held-out answer, by phrasing
+    python benchmarks/learning_from_use_tries.py first rotr|swap|ends|null [--seed 0] [--method sdft+rehearsal+merge
+        --alpha 0.5] [--adam-eps 1e-5] [--lr X] [--epochs 2] [--lora]
 
 ``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
-documents at batch 4, as ``retain bench knowledge`` does, with the rate and rehearsal weight given (default:
-the home's); prints closed-book and trained-phrasing accuracy and prior kept. ``sort``: a fresh default home
+documents (at batch 4 unless told, as ``retain bench knowledge`` does), with the rate and rehearsal weight given
+(default: the home's); prints closed-book and trained-phrasing accuracy and prior kept. ``sort``: a fresh default home
 (``--per-item``: protected prompts per suite entry, the rehearsal buffer sized to hold them) learns one demo
 skill of ``n`` examples (``--ratio``/``--draw``: rehearsal options); prints the skill's held-out score, every
-probe and the gate's decision. One JSON line each, about 30-75 s on one core.
+probe and the gate's decision. ``first``: the first learn of a fresh default home as a user makes it: the
+retention benchmark's file of a demo skill (512 training and 57 test examples of the seed's stream), learned
+with ``retain learn``'s own split, or ``null``: 600 ``upper`` prompts with their right answers under the name
+``caps`` (a skill the model has: a learn with nothing new to learn); ``--method``/``--alpha`` name another
+method (WiSE-FT merge) and ``--adam-eps`` AdamW's epsilon (a try, patched in). One JSON line each, about
+30-150 s on one core.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ def _rehearsal(ratio: float | None, draw: float | None) -> dict[str, dict[str, f
 
 def knowledge(args: argparse.Namespace, work: Path) -> dict:
     from retain import api
-    from retain.bench.knowledge import TEST_FRACTION, fact_world, held_out_skill, write_world
+    from retain.bench.knowledge import PHRASINGS, TEST_FRACTION, fact_world, held_out_skill, write_world
     from retain.evaluate import metrics
     from retain.evaluate.evaluation import accuracy
     from retain.home import init_home_from_model
@@ -43,14 +52,26 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
     given = {"lr": args.lr} if args.lr is not None else {}
     options = _rehearsal(args.ratio, None)
     outcome = learn_from_documents(work / "home", [docs], questions, name="facts", seed=args.seed,
-                                   epochs=args.epochs, batch_size=4, test_fraction=TEST_FRACTION,
+                                   epochs=args.epochs, batch_size=args.batch_size, test_fraction=TEST_FRACTION,
                                    force="a try", quiet=True, options=options, **given)
     home = Home.open(work / "home")
     champion = api.load_model(str(materialize(home, outcome.version, work / "m")), device="cpu")
     v1, new = home.version("v1")["record"]["scores"]["probes"], outcome.record["scores"]["probes"]
     probes = sorted(v1)
+    per_question = None
+    if args.per_question:  # each held-out question: its phrasing (index into PHRASINGS), the answer, right?
+        skill = held_out_skill(world)
+        answers = champion.answer(skill.test, with_demonstration=False)
+        phrasing = {}
+        for q in world.held_out:  # a passage is named entity-attribute
+            entity, attribute = q["passage"].split("-")
+            phrasing[q["question"]] = next(k for k, form in enumerate(PHRASINGS)
+                                           if form.format(attribute=attribute, entity=entity) == q["question"])
+        per_question = [[e.prompt, phrasing[e.prompt], e.reference, a.strip(), a.strip() == e.reference]
+                        for e, a in zip(skill.test, answers)]
     return {"seed": args.seed, "epochs": args.epochs, "lr": outcome.record["config"]["recipe"]["train"]["lr"],
-            "ratio": args.ratio, "closed_book": accuracy(champion, held_out_skill(world), with_demonstration=False),
+            "per_question": per_question, "ratio": args.ratio,
+            "closed_book": accuracy(champion, held_out_skill(world), with_demonstration=False),
             "trained_phrasings": accuracy(champion, held_out_skill(world, part="train"), with_demonstration=False),
             "prior_kept": metrics.prior_retention([v1[p] for p in probes], [new[p] for p in probes])}
 
@@ -104,11 +125,51 @@ def sort(args: argparse.Namespace, work: Path) -> dict:
             "reasons": outcome.decision.reasons}
 
 
+def first(args: argparse.Namespace, work: Path) -> dict:
+    from retain.data.jsonl import write_examples
+    from retain.data.streams import stream_skills
+    from retain.data.synthetic import probe_skills
+    from retain.home import init_home_from_model, learn_in_home
+
+    if args.skill == "null":
+        upper = next(s for s in probe_skills(n_train=600, seed=1) if s.name == "upper")
+        name, rows = "caps", upper.train
+    else:
+        skill = next(s for s in stream_skills("demo", n_train=512, n_test=57, seed=args.seed) if s.name == args.skill)
+        name, rows = skill.name, skill.train + skill.test
+    if args.adam_eps is not None:  # a try: the training loop's AdamW with another epsilon
+        import functools
+        torch.optim.AdamW = functools.partial(torch.optim.AdamW, eps=args.adam_eps)
+    init_home_from_model(work / "home", "embedded")
+    data = work / f"{name}.jsonl"
+    write_examples(data, rows)
+    given = {"lr": args.lr} if args.lr is not None else {}
+    if args.alpha is not None:
+        given["options"] = {"merge": {"alpha": args.alpha}}
+    outcome = learn_in_home(work / "home", data, seed=args.seed, quiet=True, epochs=args.epochs, method=args.method,
+                            lora=args.lora, **given)
+    return {"skill": name, "lines": len(rows), "seed": args.seed, "method": outcome.record["method"],
+            "alpha": args.alpha, "adam_eps": args.adam_eps, "new_skill": outcome.record["scores"]["skills"][name],
+            "probes": outcome.record["scores"]["probes"], "lr": outcome.record["config"]["recipe"]["train"]["lr"],
+            "gate": outcome.decision.decision, "reasons": outcome.decision.reasons}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     k = sub.add_parser("knowledge")
     k.add_argument("--epochs", type=int, default=20)
+    k.add_argument("--batch-size", type=int, default=4)
+    k.add_argument("--per-question", action="store_true", help="each held-out question's answer and phrasing")
+    f = sub.add_parser("first")
+    f.add_argument("skill", choices=["rotr", "swap", "ends", "null"])
+    f.add_argument("--method", help="default: the home's (sdft+rehearsal)")
+    f.add_argument("--alpha", type=float, help="merge's alpha (with --method sdft+rehearsal+merge)")
+    f.add_argument("--adam-eps", type=float)
+    f.add_argument("--epochs", type=int, default=2)
+    f.add_argument("--lora", action="store_true")
+    f.add_argument("--lr", type=float)
+    f.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("sort")
     s.add_argument("skill", choices=["rotr", "swap", "ends"])
     s.add_argument("--n", type=int, default=128)
@@ -125,7 +186,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="retain-tries-") as tmp:
-        print(json.dumps((knowledge if args.what == "knowledge" else sort)(args, Path(tmp))))
+        run = {"knowledge": knowledge, "sort": sort, "first": first}[args.what]
+        print(json.dumps(run(args, Path(tmp))))
 
 
 if __name__ == "__main__":
