@@ -6,7 +6,9 @@
         [--lr 1e-4] [--epochs 2] [--lora] [--reference-targets]
     python benchmarks/learning_from_use_tries.py knowledge --per-question   # each held-out answer, by phrasing
     python benchmarks/learning_from_use_tries.py first rotr|swap|ends|null [--seed 0] [--method sdft+rehearsal+merge
-        --alpha 0.5] [--adam-eps 1e-5] [--lr X] [--epochs 2] [--lora]
+        --alpha 0.5] [--adam-eps 1e-5] [--lr X] [--epochs 2] [--lora] [--ratio 16 --draw 4]
+        [--sgd 0.9 --lr 0.03 [--gpm 0.97]] [--base DIR] [--sort-sets]
+    python benchmarks/learning_from_use_tries.py continue-base DIR [--steps 2000] [--peak 1e-3]
 
 ``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
 documents (at batch 4 unless told, as ``retain bench knowledge`` does), with the rate and rehearsal weight given
@@ -17,8 +19,13 @@ probe and the gate's decision. ``first``: the first learn of a fresh default hom
 retention benchmark's file of a demo skill (512 training and 57 test examples of the seed's stream), learned
 with ``retain learn``'s own split, or ``null``: 600 ``upper`` prompts with their right answers under the name
 ``caps`` (a skill the model has: a learn with nothing new to learn); ``--method``/``--alpha`` name another
-method (WiSE-FT merge) and ``--adam-eps`` AdamW's epsilon (a try, patched in). One JSON line each, about
-30-150 s on one core.
+method (WiSE-FT merge) and ``--adam-eps`` AdamW's epsilon (a try, patched in); ``--sgd M`` trains with SGD at
+momentum M instead of AdamW (at ``--lr``), with ``--gpm T`` projecting every linear layer's gradient off the
+subspace of its inputs on the suite (Gradient Projection Memory); ``--base DIR`` starts from another build of the
+embedded model (``continue-base`` makes one: the shipped model pretrained ``--steps`` more on its own recipe, a
+warm restart at ``--peak``, about 17 min on 2 cores, a snapshot every 500 steps); ``--sort-sets`` also scores
+``sort`` before and after on the 128 prompts the home rehearses and on 200 words neither rehearsed nor probed.
+One JSON line each, about 30-200 s on one core.
 """
 
 from __future__ import annotations
@@ -125,11 +132,111 @@ def sort(args: argparse.Namespace, work: Path) -> dict:
             "reasons": outcome.decision.reasons}
 
 
+def _gpm_projections(threshold: float) -> list[torch.Tensor | None]:
+    """A try of Gradient Projection Memory (Saha, Garg and Roy, ICLR 2021): for every linear layer of the
+    embedded model, the basis of its inputs on the suite's training prompts (answers teacher-forced) that holds
+    ``threshold`` of their energy; returned as one projector per parameter in ``named_parameters`` order (None:
+    a parameter that is frozen under the try, embeddings and norms)."""
+    from retain.data.synthetic import probe_skills
+    from retain.models.loading import load_adapter
+
+    adapter = load_adapter("embedded")
+    model = adapter.model.eval()
+    inputs: dict[str, list[torch.Tensor]] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, name=name: inputs.setdefault(name, []).append(
+        a[0].detach().reshape(-1, a[0].shape[-1]))) for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")]
+    with torch.no_grad():
+        for skill in probe_skills(n_train=128):
+            for e in skill.train:
+                ids = (adapter.teacher_ids(e) if skill.name == "in-context" else adapter.student_ids(e))
+                ids = ids + adapter.completion_ids(e.answer or "")
+                model(torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    projectors = []
+    for name, _ in model.named_parameters():
+        module = name.rsplit(".", 1)[0]
+        if module not in inputs or not name.endswith("weight"):
+            projectors.append(None)
+            continue
+        x = torch.cat(inputs[module])
+        energy, vectors = torch.linalg.eigh(x.T @ x)
+        energy, vectors = energy.flip(0), vectors.flip(1)
+        k = int((energy.cumsum(0) / energy.sum() < threshold).sum()) + 1
+        projectors.append(vectors[:, :k] @ vectors[:, :k].T)
+    return projectors
+
+
+def _sort_sets(home_dir: Path, version: str, work: Path) -> dict[str, list[float]]:
+    """``sort`` before and after a learn on three sets of words: the suite's training prompts the home rehearses,
+    the probe's, and 200 words in neither (so a rehearsal that kept only what it trains on would show)."""
+    import random
+
+    from retain import api
+    from retain.data.synthetic import PRIOR_RULES, _distinct_words, held_out_words, make_example, probe_skills
+    from retain.home.versions import materialize
+    from retain.ledger.core import Home
+
+    sort = next(s for s in probe_skills(n_train=128) if s.name == "sort")
+    used = set(held_out_words()) | {e.prompt.split()[-1] for e in sort.train}
+    fresh = [make_example("sort", PRIOR_RULES["sort"], w, "plain")
+             for w in _distinct_words(random.Random(777), 200, used)]
+    models = [api.load_model("embedded", device="cpu"),
+              api.load_model(str(materialize(Home.open(home_dir), version, work / "sorted")), device="cpu")]
+    out = {}
+    for label, examples in (("rehearsed", sort.train), ("probe", sort.test), ("fresh", fresh)):
+        out[label] = [sum(a.strip() == e.answer for a, e in zip(m.answer(examples, with_demonstration=False),
+                                                                  examples)) / len(examples) for m in models]
+    return out
+
+
+def continue_base(args: argparse.Namespace, work: Path) -> dict:
+    """The shipped embedded model pretrained ``steps`` more on its own recipe (retain.models.tiny.build), a warm
+    restart: ``peak`` after 100 steps of warm-up, then a cosine down to 5% of it; a snapshot every 500 steps."""
+    import math
+    import random
+    import time
+
+    import torch.nn.functional as F
+
+    from retain.data.synthetic import held_out_words
+    from retain.models.loading import load_adapter
+    from retain.models.tiny.build import BuildConfig, _batch
+    from retain.models.tiny.store import write_manifest
+
+    torch.set_num_threads(2)
+    torch.manual_seed(1)
+    adapter, cfg, rng = load_adapter("embedded"), BuildConfig(), random.Random(1)
+    model, exclude, warm = adapter.model.train(), set(held_out_words()), 100
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.peak, weight_decay=0.01, betas=(0.9, 0.98))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else (
+        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (s - warm) / (args.steps - warm)))))
+    start = time.perf_counter()
+    for step in range(args.steps):
+        prompts, completions = _batch(adapter, rng, cfg.batch_size, rng.random() < cfg.demo_batch_fraction, exclude)
+        loss = F.cross_entropy(*adapter.target_predictions(prompts, completions))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if (step + 1) % 500 == 0 or step + 1 == args.steps:
+            model.eval()
+            folder = args.out / f"step-{step + 1}"
+            adapter.save(folder)
+            write_manifest(folder, {"continued_from": "embedded", "steps": step + 1, "peak": args.peak})
+            model.train()
+    return {"out": str(args.out), "steps": args.steps, "peak": args.peak,
+            "seconds": round(time.perf_counter() - start)}
+
+
 def first(args: argparse.Namespace, work: Path) -> dict:
     from retain.data.jsonl import write_examples
     from retain.data.streams import stream_skills
     from retain.data.synthetic import probe_skills
     from retain.home import init_home_from_model, learn_in_home
+    from retain.ledger.core import Home
 
     if args.skill == "null":
         upper = next(s for s in probe_skills(n_train=600, seed=1) if s.name == "upper")
@@ -140,16 +247,47 @@ def first(args: argparse.Namespace, work: Path) -> dict:
     if args.adam_eps is not None:  # a try: the training loop's AdamW with another epsilon
         import functools
         torch.optim.AdamW = functools.partial(torch.optim.AdamW, eps=args.adam_eps)
+    if args.base is not None:  # a try: another build of the embedded model (``retain build-base --out DIR``)
+        from retain.models.tiny import store
+
+        if not (args.base / store.MANIFEST).exists():  # a build's step-N snapshot
+            store.write_manifest(args.base, {})
+        store.WEIGHTS_DIR = args.base
+        store.embedded_dir.cache_clear()
+    if args.sgd is not None:  # a try: SGD with this momentum in place of the training loop's AdamW (at --lr)
+        sgd = torch.optim.SGD
+        projectors = _gpm_projections(args.gpm) if args.gpm is not None else None
+
+        def optimizer(params, lr, weight_decay=0.0):
+            params = list(params)
+            opt = sgd(params, lr=lr, momentum=args.sgd, weight_decay=weight_decay)
+            if projectors is not None:
+                assert len(projectors) == len(params)
+
+                def project(*_):
+                    for p, proj in zip(params, projectors):
+                        if p.grad is not None:
+                            p.grad = p.grad - p.grad @ proj if proj is not None else torch.zeros_like(p.grad)
+                opt.register_step_pre_hook(project)
+            return opt
+        torch.optim.AdamW = optimizer
     init_home_from_model(work / "home", "embedded")
     data = work / f"{name}.jsonl"
     write_examples(data, rows)
     given = {"lr": args.lr} if args.lr is not None else {}
+    options = _rehearsal(args.ratio, args.draw) or {}
     if args.alpha is not None:
-        given["options"] = {"merge": {"alpha": args.alpha}}
+        options["merge"] = {"alpha": args.alpha}
+    if options:
+        given["options"] = options
     outcome = learn_in_home(work / "home", data, seed=args.seed, quiet=True, epochs=args.epochs, method=args.method,
                             lora=args.lora, **given)
-    return {"skill": name, "lines": len(rows), "seed": args.seed, "method": outcome.record["method"],
-            "alpha": args.alpha, "adam_eps": args.adam_eps, "new_skill": outcome.record["scores"]["skills"][name],
+    sets = _sort_sets(work / "home", outcome.version, work) if args.sort_sets else None
+    return {"skill": name, "lines": len(rows), "seed": args.seed, "sort_sets": sets,
+            "method": outcome.record["method"], "alpha": args.alpha, "adam_eps": args.adam_eps, "sgd": args.sgd,
+            "gpm": args.gpm, "ratio": args.ratio, "draw": args.draw, "base": str(args.base or ""),
+            "v1": Home.open(work / "home").version("v1")["record"]["scores"]["probes"],
+            "new_skill": outcome.record["scores"]["skills"][name],
             "probes": outcome.record["scores"]["probes"], "lr": outcome.record["config"]["recipe"]["train"]["lr"],
             "gate": outcome.decision.decision, "reasons": outcome.decision.reasons}
 
@@ -166,10 +304,21 @@ def main() -> None:
     f.add_argument("--method", help="default: the home's (sdft+rehearsal)")
     f.add_argument("--alpha", type=float, help="merge's alpha (with --method sdft+rehearsal+merge)")
     f.add_argument("--adam-eps", type=float)
+    f.add_argument("--sort-sets", action="store_true", help="sort on rehearsed, probed and fresh words")
+    f.add_argument("--gpm", type=float, help="with --sgd: project gradients off the suite's input subspace "
+                   "holding this share of its energy (a try)")
+    f.add_argument("--base", type=Path, help="another build of the embedded model to start from (a try)")
+    f.add_argument("--sgd", type=float, help="train with SGD at this momentum instead of AdamW (give --lr)")
     f.add_argument("--epochs", type=int, default=2)
     f.add_argument("--lora", action="store_true")
     f.add_argument("--lr", type=float)
     f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--ratio", type=float, help="rehearsal's weight against the new skill (default: the home's)")
+    f.add_argument("--draw", type=float, help="rehearsed examples drawn per new example (default: the home's)")
+    c = sub.add_parser("continue-base")
+    c.add_argument("out", type=Path)
+    c.add_argument("--steps", type=int, default=2000)
+    c.add_argument("--peak", type=float, default=1e-3)
     s = sub.add_parser("sort")
     s.add_argument("skill", choices=["rotr", "swap", "ends"])
     s.add_argument("--n", type=int, default=128)
@@ -184,9 +333,15 @@ def main() -> None:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--ratio", type=float)
     args = parser.parse_args()
+    if args.what == "first" and args.gpm is not None and args.sgd is None:
+        parser.error("--gpm projects SGD's gradients: give --sgd too")
+    if args.what == "first" and args.sgd is not None and args.lr is None:
+        parser.error("--sgd needs its rate (--lr): the home's rate search is set for AdamW")
+    if args.what == "continue-base" and args.steps <= 100:
+        parser.error("--steps must be more than the 100 steps of warm-up")
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="retain-tries-") as tmp:
-        run = {"knowledge": knowledge, "sort": sort, "first": first}[args.what]
+        run = {"knowledge": knowledge, "sort": sort, "first": first, "continue-base": continue_base}[args.what]
         print(json.dumps(run(args, Path(tmp))))
 
 
