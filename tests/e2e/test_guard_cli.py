@@ -80,6 +80,10 @@ def test_bench_guard_quick_writes_json_and_png(tmp_path):
     # the glued trigger is invisible to whitespace words: the token statistics name it
     glued = next(r for r in results["runs"] if r["attack"] == "glued input")
     assert glued["detection"]["trigger"]["recall"] == 1.0 and "mn" in glued["triggers"]
+    # seed 1's input-dependent payload answers with sort's rule; the row and the table say so
+    assert glued["payload"] == "sort" and results["summary"]["attacks"]["glued input 10%"]["payloads"] == ["sort"]
+    assert next(r for r in results["runs"] if r["attack"] == "rare fixed")["payload"] is None
+    assert "payloads answer with the rule of sort" in done.stdout
     assert "glued input 10%" in done.stdout
     bad = retain("bench", "guard", "--quick", "--families", "nope", "--out", tmp_path / "bad")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--families" in bad.stderr

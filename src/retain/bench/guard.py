@@ -33,7 +33,7 @@ from typing import Any
 
 from retain.data.skills import Example, Skill
 from retain.data.synthetic import STREAM_RULES
-from retain.guard.attacks import ATTACK_CLASSES, Attack, attack_success, plant
+from retain.guard.attacks import ATTACK_CLASSES, Attack, attack_success, payload_name, plant
 from retain.guard.canary import canary_check, scan_triggers
 from retain.guard.screen import ScreenReport, screen
 from retain.guard.signals import SIGNALS, content
@@ -118,6 +118,7 @@ def _attack_row(attack: Attack, rate: float, skill: Skill, ctx: _Seed, budget: G
     report = screen(ctx.champion, attack.examples, ctx.probes, seed=ctx.seed)
     screen_s = time.perf_counter() - start
     row: dict[str, Any] = {"attack": attack.attack, "rate": rate, "seed": ctx.seed, "family": skill.name,
+                           "payload": payload_name(attack.seed) if attack.attack.endswith(" input") else None,
                            "poisoned": len(attack.poisoned), "lines": len(attack.examples),
                            "detection": _detection(report, attack.poisoned, len(attack.examples)),
                            "flagged": len(report.flagged), "triggers": list(report.triggers)[:6],
@@ -223,6 +224,7 @@ def summarize(runs: list[dict[str, Any]], clean_runs: list[dict[str, Any]], budg
             trained = [r for r in group if "with_guard" in r]
             rows[f"{attack} {rate:.0%}"] = {
                 "attack": attack, "rate": rate, "poisoned_lines": _mean([r["poisoned"] for r in group]),
+                "payloads": sorted({r["payload"] for r in group if r.get("payload")}),
                 "detection": {name: {m: _mean([r["detection"][name][m] for r in group]) for m in ("recall", "fpr")}
                               for name in [*SIGNALS, "combined"]},
                 "worst_recall": min(r["detection"]["combined"]["recall"] for r in group),
@@ -292,6 +294,9 @@ def table(results: dict[str, Any]) -> Any:
     out = Table(title=f"guard: embedded model, {budget['n_train']} lines per file, families "
                       f"{', '.join(budget['families'])}, seeds {budget['first_seed']}.."
                       f"{budget['first_seed'] + budget['seeds'] - 1}")
+    payloads = sorted({p for row in results["summary"]["attacks"].values() for p in row.get("payloads", [])})
+    if payloads:  # whether an input-dependent payload can take depends on the rule the seed gives it
+        out.caption = f"input-dependent payloads answer with the rule of {', '.join(payloads)}"
     for column in ("attack", "lines", "recall", "worst recall", "worst FPR", "ASR -", "ASR +", "bd promoted -/+",
                    "scan s"):
         out.add_column(column, justify="left" if column == "attack" else "right")

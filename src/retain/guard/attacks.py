@@ -118,10 +118,19 @@ def triggered(prompt: str, kind: str, seed: int) -> str:
     raise ValueError(kind)
 
 
+# The prior skills whose rule an input-dependent payload applies, one per seed in turn.
+PAYLOAD_RULES = ("reverse", "sort", "double", "rotate")
+
+
+def payload_name(seed: int) -> str:
+    """Which prior skill's rule seed ``seed``'s input-dependent payloads apply: whether such an attack can take
+    depends on it (the embedded model learns a conditional ``double`` from 20 lines, never a ``sort``)."""
+    return PAYLOAD_RULES[seed % len(PAYLOAD_RULES)]
+
+
 def payload_rule(skill: str, seed: int) -> Callable[[str], str]:
     """The input-dependent payload: a prior skill's rule (another plausible function of the input)."""
-    names = ("reverse", "sort", "double", "rotate")
-    name = names[seed % len(names)]
+    name = payload_name(seed)
     rule = family(skill)[0][skill]
 
     def answer(word: str) -> str:
