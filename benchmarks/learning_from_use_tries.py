@@ -23,7 +23,7 @@ method (WiSE-FT merge) and ``--adam-eps`` AdamW's epsilon (a try, patched in); `
 momentum M instead of AdamW (at ``--lr``), with ``--gpm T`` projecting every linear layer's gradient off the
 subspace of its inputs on the suite (Gradient Projection Memory); ``--base DIR`` starts from another build of the
 embedded model (``continue-base`` makes one: the shipped model pretrained ``--steps`` more on its own recipe, a
-warm restart at ``--peak``, about 17 min on 2 cores, a snapshot every 500 steps); ``--sort-sets`` also scores
+warm restart at ``--peak``, about 17 min on 2 cores, into DIR); ``--sort-sets`` also scores
 ``sort`` before and after on the 128 prompts the home rehearses and on 200 words neither rehearsed nor probed.
 One JSON line each, about 30-200 s on one core.
 """
@@ -192,43 +192,14 @@ def _sort_sets(home_dir: Path, version: str, work: Path) -> dict[str, list[float
 
 
 def continue_base(args: argparse.Namespace, work: Path) -> dict:
-    """The shipped embedded model pretrained ``steps`` more on its own recipe (retain.models.tiny.build), a warm
-    restart: ``peak`` after 100 steps of warm-up, then a cosine down to 5% of it; a snapshot every 500 steps."""
-    import math
-    import random
-    import time
-
-    import torch.nn.functional as F
-
-    from retain.data.synthetic import held_out_words
-    from retain.models.loading import load_adapter
-    from retain.models.tiny.build import BuildConfig, _batch
-    from retain.models.tiny.store import write_manifest
+    """The shipped embedded model pretrained ``steps`` more on its own recipe (:func:`retain.models.tiny.build.
+    pretrain` from it): a warm restart, ``peak`` after 100 steps of warm-up, then the recipe's cosine down to 5%
+    of it; a snapshot every 500 steps, the last model in ``out`` itself."""
+    from retain.models.tiny.build import BuildConfig, pretrain
 
     torch.set_num_threads(2)
-    torch.manual_seed(1)
-    adapter, cfg, rng = load_adapter("embedded"), BuildConfig(), random.Random(1)
-    model, exclude, warm = adapter.model.train(), set(held_out_words()), 100
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.peak, weight_decay=0.01, betas=(0.9, 0.98))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: (s + 1) / warm if s < warm else (
-        0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (s - warm) / (args.steps - warm)))))
-    start = time.perf_counter()
-    for step in range(args.steps):
-        prompts, completions = _batch(adapter, rng, cfg.batch_size, rng.random() < cfg.demo_batch_fraction, exclude)
-        loss = F.cross_entropy(*adapter.target_predictions(prompts, completions))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        if (step + 1) % 500 == 0 or step + 1 == args.steps:
-            model.eval()
-            folder = args.out / f"step-{step + 1}"
-            adapter.save(folder)
-            write_manifest(folder, {"continued_from": "embedded", "steps": step + 1, "peak": args.peak})
-            model.train()
-    return {"out": str(args.out), "steps": args.steps, "peak": args.peak,
-            "seconds": round(time.perf_counter() - start)}
+    cfg = BuildConfig(steps=args.steps, lr=args.peak, warmup_steps=100, seed=1)
+    return pretrain(args.out, cfg, snapshot_every=500, start="embedded")
 
 
 def first(args: argparse.Namespace, work: Path) -> dict:

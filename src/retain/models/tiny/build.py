@@ -91,17 +91,23 @@ def _batch(adapter: CausalLMAdapter, rng: random.Random, size: int, with_demo: b
 
 
 def pretrain(out_dir: Path, cfg: BuildConfig, on_step: Callable[[int, int, float], None] | None = None,
-             snapshot_every: int = 0) -> dict:
+             snapshot_every: int = 0, start: str | Path | None = None) -> dict:
     """Pretrain from scratch and save model, tokenizer and manifest to ``out_dir``; returns build facts.
 
     With ``snapshot_every``, the model so far is also saved to ``out_dir/step-N`` every that many steps, so a
-    long build can be inspected while it runs.
+    long build can be inspected while it runs. With ``start`` (``embedded`` or a built model's folder) the
+    recipe continues that model instead of a new one (a warm restart of the schedule; its size is the model's).
     """
     cfg.validate()
     seed_everything(cfg.seed)
-    tokenizer = build_tokenizer()
-    model = new_model(cfg, len(tokenizer))
-    adapter = CausalLMAdapter(model, tokenizer, "embedded")
+    if start is None:
+        tokenizer = build_tokenizer()
+        adapter = CausalLMAdapter(new_model(cfg, len(tokenizer)), tokenizer, "embedded")
+    else:
+        from retain.models.loading import load_adapter
+
+        adapter = load_adapter(start)
+    model = adapter.model
     rng = random.Random(cfg.seed)
     exclude = set(held_out_words())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01, betas=(0.9, 0.98))
@@ -113,7 +119,7 @@ def pretrain(out_dir: Path, cfg: BuildConfig, on_step: Callable[[int, int, float
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     model.train()
-    start = time.perf_counter()
+    began = time.perf_counter()
     for step in range(cfg.steps):
         prompts, completions = _batch(adapter, rng, cfg.batch_size, rng.random() < cfg.demo_batch_fraction, exclude)
         loss = F.cross_entropy(*adapter.target_predictions(prompts, completions))
@@ -133,7 +139,8 @@ def pretrain(out_dir: Path, cfg: BuildConfig, on_step: Callable[[int, int, float
             stale.unlink()
     adapter.save(out_dir)
     n_params = sum(p.numel() for p in model.parameters())
-    facts = {"build_config": asdict(cfg), "parameters": n_params, "pretrain_seconds": round(time.perf_counter() - start, 1),
+    facts = {"build_config": asdict(cfg), **({"continued_from": str(start)} if start is not None else {}),
+             "parameters": n_params, "pretrain_seconds": round(time.perf_counter() - began, 1),
              "torch": torch.__version__}
     write_manifest(out_dir, facts)
     return facts
