@@ -1,7 +1,7 @@
 """The tries behind docs/results.md's "Learning from use" section: one default home learn with one setting changed.
 
     python benchmarks/learning_from_use_tries.py knowledge [--seed 0] [--epochs 20] [--batch-size 4] [--lr 1e-3]
-        [--ratio 2]
+        [--ratio 2] [--augment 0] [--alt-phrasings]
     python benchmarks/learning_from_use_tries.py sort ends [--n 128] [--ratio 16 --draw 4] [--per-item 512]
         [--lr 1e-4] [--epochs 2] [--lora] [--reference-targets]
     python benchmarks/learning_from_use_tries.py knowledge --per-question   # each held-out answer, by phrasing
@@ -12,7 +12,10 @@
 
 ``knowledge``: a fresh default home (``retain init``) learns seed's fact world (retain.bench.knowledge) from its
 documents (at batch 4 unless told, as ``retain bench knowledge`` does), with the rate and rehearsal weight given
-(default: the home's); prints closed-book and trained-phrasing accuracy and prior kept. ``sort``: a fresh default home
+(default: the home's); prints closed-book and trained-phrasing accuracy and prior kept; ``--augment N``: surface
+variants per training question (the documents learn's default, 4; 0 for none; none of them a held-out
+question); ``--alt-phrasings`` asks every fact in five other phrasings (a family the library was not tuned on).
+``sort``: a fresh default home
 (``--per-item``: protected prompts per suite entry, the rehearsal buffer sized to hold them) learns one demo
 skill of ``n`` examples (``--ratio``/``--draw``: rehearsal options); prints the skill's held-out score, every
 probe and the gate's decision. ``first``: the first learn of a fresh default home as a user makes it: the
@@ -53,6 +56,9 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
     from retain.home.versions import materialize
     from retain.ledger.core import Home
 
+    if args.alt_phrasings:  # a held-out family of phrasings, not the benchmark's
+        import retain.bench.knowledge as knowledge_bench
+        knowledge_bench.PHRASINGS = PHRASINGS = ALT_PHRASINGS
     world = fact_world(args.seed, 6)
     docs, questions, _ = write_world(world, work / "data")
     init_home_from_model(work / "home", "embedded")
@@ -60,7 +66,8 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
     options = _rehearsal(args.ratio, None)
     outcome = learn_from_documents(work / "home", [docs], questions, name="facts", seed=args.seed,
                                    epochs=args.epochs, batch_size=args.batch_size, test_fraction=TEST_FRACTION,
-                                   force="a try", quiet=True, options=options, **given)
+                                   force="a try", quiet=True, options=options, augment=args.augment,
+                                   augment_avoid=[q["question"] for q in world.held_out], **given)
     home = Home.open(work / "home")
     champion = api.load_model(str(materialize(home, outcome.version, work / "m")), device="cpu")
     v1, new = home.version("v1")["record"]["scores"]["probes"], outcome.record["scores"]["probes"]
@@ -77,10 +84,15 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
         per_question = [[e.prompt, phrasing[e.prompt], e.reference, a.strip(), a.strip() == e.reference]
                         for e, a in zip(skill.test, answers)]
     return {"seed": args.seed, "epochs": args.epochs, "lr": outcome.record["config"]["recipe"]["train"]["lr"],
-            "per_question": per_question, "ratio": args.ratio,
+            "per_question": per_question, "ratio": args.ratio, "alt": args.alt_phrasings,
+            "augment": outcome.record["options"].get("augment", {}).get("copies", 0),
             "closed_book": accuracy(champion, held_out_skill(world), with_demonstration=False),
             "trained_phrasings": accuracy(champion, held_out_skill(world, part="train"), with_demonstration=False),
             "prior_kept": metrics.prior_retention([v1[p] for p in probes], [new[p] for p in probes])}
+
+
+ALT_PHRASINGS = ("{attribute} {entity}!", "{attribute} - {entity}", "{attribute}, {entity}?", "{attribute} in {entity}",
+                 "{attribute} {entity} ?")
 
 
 def _reference_targets() -> None:
@@ -270,6 +282,9 @@ def main() -> None:
     k.add_argument("--epochs", type=int, default=20)
     k.add_argument("--batch-size", type=int, default=4)
     k.add_argument("--per-question", action="store_true", help="each held-out question's answer and phrasing")
+    k.add_argument("--alt-phrasings", action="store_true", help="ask in another five phrasings (held out)")
+    k.add_argument("--augment", type=int, help="surface variants of each training question (default: the "
+                   "documents learn's, 4; 0: none)")
     f = sub.add_parser("first")
     f.add_argument("skill", choices=["rotr", "swap", "ends", "null"])
     f.add_argument("--method", help="default: the home's (sdft+rehearsal)")

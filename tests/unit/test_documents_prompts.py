@@ -83,7 +83,7 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
 
     import retain.home.workflows as workflows
     from retain.cli import app
-    from retain.home.defaults import document_budget
+    from retain.home.defaults import DOCUMENT_VARIANTS, document_budget
     from retain.home.documents import learn_from_documents
 
     seen: list[dict] = []
@@ -102,12 +102,31 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
     learn_from_documents(root, [docs], q)
     learn_from_documents(root, [docs], q, epochs=3, batch_size=None)
     assert [(s["epochs"], s["batch_size"]) for s in seen] == [(20, 4), (3, 4)]
+    assert seen[0]["augment"] == DOCUMENT_VARIANTS == 4  # the questions' surface variants are trained on too
     assert [e.demonstration for e in seen[0]["data"]] == [PASSAGES[r["passage"]] for r in QUESTIONS]
     runner = CliRunner()
     for args, budget in (([], (20, 4)), (["--epochs", "5"], (5, 4)), (["--batch-size", "8"], (20, 8))):
         done = runner.invoke(app, ["learn", root, "--documents", str(docs), "--questions", str(q), *args])
         assert done.exit_code == 0, done.output
         assert (seen[-1]["epochs"], seen[-1]["batch_size"]) == budget
+    for args, copies in (([], 4), (["--augment", "0"], 0), (["--augment", "2"], 2)):
+        done = runner.invoke(app, ["learn", root, "--documents", str(docs), "--questions", str(q), *args])
+        assert done.exit_code == 0 and seen[-1]["augment"] == copies, done.output
+    import retain.home
+    monkeypatch.setattr(retain.home, "learn_in_home", learn_in_home)
+    skill = tmp_path / "skill.jsonl"
+    skill.write_text(json.dumps({"prompt": "a", "demonstration": "b"}) + "\n")
+    done = runner.invoke(app, ["learn", root, str(skill), "--augment", "3"])
+    assert done.exit_code == 0 and seen[-1]["augment"] == 3, done.output
+    done = runner.invoke(app, ["learn", root, str(skill)])
+    assert done.exit_code == 0 and "augment" not in seen[-1]  # a skill file's learn: none unless asked
+    runs = len(seen)
+    for bad in ("17", "-1", "two"):
+        done = runner.invoke(app, ["learn", root, "--documents", str(docs), "--questions", str(q), "--augment", bad])
+        assert done.exit_code == 2 and "--augment" in done.output and len(seen) == runs, done.output
+    done = runner.invoke(app, ["learn", "embedded", str(q), "--out", str(tmp_path / "o"), "--augment", "2"])
+    assert str(done.exception) == "--augment: only applies when learning into a home"  # `retain` exits 2 on it
+    assert not (tmp_path / "o").exists()
     skill = tmp_path / "skill.jsonl"
     skill.write_text('{"prompt": "a", "demonstration": "b"}\n{"prompt": "c", "demonstration": "d"}\n')
     monkeypatch.setattr("retain.home.learn_in_home", learn_in_home)

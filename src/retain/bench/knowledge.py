@@ -10,7 +10,8 @@ else changes. Each fact is asked in five phrasings (``capital zorbia``, ``capita
 ``capital zorbia.``, ``capital of zorbia``); one per fact is held out from learning and asked closed-book
 afterwards. The phrasings differ only on the surface because the embedded model generalises no further: with
 three phrasings as different as ``what is the capital of zorbia?``, SFT answered 94% of the trained questions and
-none of the held-out ones (8 facts, 20 epochs).
+none of the held-out ones (8 facts, 20 epochs). Every recipe's learn trains on the documents learn's surface
+variants of each training question as well (:mod:`retain.data.augment`), none of which is a held-out question.
 
 For each recipe and seed: a fresh home over the embedded model, ``retain learn HOME --documents D --questions Q``
 (:func:`retain.home.documents.learn_from_documents`) with the recipe, the candidate promoted whatever the gate
@@ -137,7 +138,7 @@ def run_one(label: str, seed: int, work: Path, *, n_entities: int, epochs: int, 
     outcome = learn_from_documents(root, [docs], questions, name="facts", seed=seed, epochs=epochs,
                                    batch_size=batch_size,
                                    test_fraction=TEST_FRACTION, force="knowledge benchmark: measured either way",
-                                   quiet=quiet, **given)
+                                   augment_avoid=[q["question"] for q in world.held_out], quiet=quiet, **given)
     seconds = time.perf_counter() - start
     home = Home.open(root)
     with tempfile.TemporaryDirectory(prefix="retain-knowledge-") as tmp:
@@ -153,7 +154,8 @@ def run_one(label: str, seed: int, work: Path, *, n_entities: int, epochs: int, 
             "closed_book": closed, "trained_questions": trained, "gate_split_score": outcome.record["scores"]["skills"]["facts"],
             "prior_retention": metrics.prior_retention(before, after), "probes_before": dict(zip(probes, before)),
             "probes_after": dict(zip(probes, after)), "decision": outcome.decision.decision,
-            "lr": outcome.record["config"]["recipe"]["train"]["lr"], "seconds": seconds}
+            "lr": outcome.record["config"]["recipe"]["train"]["lr"], "seconds": seconds,
+            "variants": outcome.record["options"].get("augment", {}).get("copies", 0)}
 
 
 def teacher_accuracy(seed: int, n_entities: int) -> dict[str, float]:

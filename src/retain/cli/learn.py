@@ -65,6 +65,7 @@ MODE_OF: dict[str, tuple[str, str]] = {
     "since": (HOME, "only applies with --from-feedback, into a home"),
     "documents": (HOME, "only applies when learning into a home"),
     "questions": (HOME, "only applies with --documents, into a home"),
+    "augment": (HOME, "only applies when learning into a home"),
     "out": (FOLDER, "a home keeps its own versions; use `retain export` instead"),
     "overwrite": (FOLDER, "only applies with --out (a home never overwrites a version)"),
     "prior": (FOLDER, "a home protects its own suite and state; add prior data with `retain suite add`"),
@@ -180,6 +181,10 @@ def learn(
     questions: Annotated[Optional[Path], typer.Option(
         "--questions", help="(--documents) JSONL: question, answer, passage (a document's stem). The student "
                             "sees the question only; held-out questions are scored closed-book.")] = None,
+    augment: Annotated[Optional[int], typer.Option(
+        "--augment", callback=usage.number(minimum=0, maximum=16),
+        help="(home) Surface variants of each training prompt (punctuation and spacing changed) trained on as "
+             "well, 0 to 16. Default: 4 with --documents, else 0.")] = None,
 ) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 
@@ -203,6 +208,8 @@ def learn(
         given = dict(method=method, options=options, seed=seed, lora=lora, force=force, quiet=quiet, epochs=epochs,
                      lr=lr, batch_size=batch_size, scorer=scorer, mlflow_uri=mlflow, lock_timeout=wait, name=name,
                      accept_flagged=accept_flagged, rate_search=not no_rate_search)
+        if augment is not None:
+            given["augment"] = augment
         source = _source(data, from_feedback, since, documents, questions)
         if source == "feedback":
             from retain.home.feedback import learn_from_feedback

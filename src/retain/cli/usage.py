@@ -101,8 +101,10 @@ def fail(param: typer.CallbackParam, message: str) -> None:
     raise typer.BadParameter(message, param=param)
 
 
-def number(*, minimum: float | None = None, above: bool = False) -> Callable[..., Any]:
-    """A callback that accepts finite numbers ``>= minimum`` (``> minimum`` with ``above``); None passes."""
+def number(*, minimum: float | None = None, above: bool = False,
+           maximum: float | None = None) -> Callable[..., Any]:
+    """A callback that accepts finite numbers ``>= minimum`` (``> minimum`` with ``above``) and ``<= maximum``;
+    None passes."""
 
     def check(param: typer.CallbackParam, value: float | int | None) -> float | int | None:
         if value is None:
@@ -111,6 +113,8 @@ def number(*, minimum: float | None = None, above: bool = False) -> Callable[...
             fail(param, f"must be a finite number, got {value}")
         if minimum is not None and (value <= minimum if above else value < minimum):
             fail(param, f"must be {'>' if above else '>='} {minimum:g}, got {value:g}")
+        if maximum is not None and value > maximum:
+            fail(param, f"must be <= {maximum:g}, got {value:g}")
         return value
 
     return check

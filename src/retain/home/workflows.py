@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,16 @@ class _Plan:
     test_fraction: float
     rate: str  # where the learning rate came from, for the learn's one line
     search: RateSearch | None = None  # how the learn searches its rate (None: it trains at recipe's)
+    augment: dict[str, Any] | None = None  # surface variants of the training prompts: copies, avoid
+
+    def trained(self, skill: Skill) -> Skill:
+        """``skill`` as the learn trains on it: with the surface variants of its training prompts, if any."""
+        return _augmented(skill, self.augment, self.recipe.seed)
+
+
+def _augmented(skill: Skill, augment: dict[str, Any] | None, seed: int) -> Skill:
+    from retain.data.augment import augmented
+    return augmented(skill, augment["copies"], seed, augment.get("avoid", ())) if augment else skill
 
 
 @dataclass
@@ -303,7 +314,8 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
                   batch_size: int = 16, scorer: str | None = None, test_fraction: float = 0.2,
                   lock_timeout: float = 0.0, mlflow_uri: str | None = None, name: str | None = None,
                   accept_flagged: str | None = None, record: dict[str, Any] | None = None,
-                  rate_search: bool = True, rehearse: dict[str, Example] | None = None) -> Outcome:
+                  rate_search: bool = True, rehearse: dict[str, Example] | None = None, augment: int = 0,
+                  augment_avoid: Collection[str] = ()) -> Outcome:
     """``retain learn HOME data.jsonl``: train a candidate from the champion, gate it, record it.
 
     ``method``, ``scorer`` and ``lr`` default to what the home recorded at init (:mod:`retain.home.defaults`:
@@ -317,6 +329,9 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
     succeeded. With ``mlflow_uri`` the version is mirrored to MLflow afterwards. ``record`` adds keys to the
     version's recorded config (learning from feedback records the feedback ids it consumed there);
     ``rehearse`` (feedback id -> example) joins the rehearsal buffer before training (answers users rated good).
+    ``augment``: surface variants of each training prompt trained on as well (:mod:`retain.data.augment`; the
+    screen reads the file's own lines, the held-out split is not augmented), none of them one of
+    ``augment_avoid`` (a benchmark's closed-book questions); the version records both, and ``reproduce`` uses them.
 
     The steps: plan (check everything, build the recipe), then under the lock: open the champion, screen the
     data with it (the guard), train the candidate, score both and gate (with the guard's canaries), record.
@@ -325,16 +340,22 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
         mlflow_sync.require()
     plan = _plan(Home.open(home), Path(data), method, options, seed=seed, lora=lora, force=force, lr=lr,
                  epochs=epochs, batch_size=batch_size, scorer=scorer, test_fraction=test_fraction, name=name,
-                 accept_flagged=accept_flagged, rate_search=rate_search)
+                 accept_flagged=accept_flagged, rate_search=rate_search, augment=augment, augment_avoid=augment_avoid)
     with plan.home.writing("learn", lock_timeout), plan.home.work_dir("learn") as work:
         champion = _open_champion(plan, work)
         found = quarantine(champion.model, plan.data, plan.skill, [s for s, _ in champion.suite], accept_flagged)
         console(stderr=True, quiet=quiet, soft_wrap=True).print(found.summary(), markup=False, highlight=False)
         start = time.perf_counter()
-        searched = _search_rate(plan, champion, found.skill, quiet=quiet)
+        trained = plan.trained(found.skill)
+        if plan.augment:
+            made = len(trained.train) - len(found.skill.train)
+            console(stderr=True, quiet=quiet).print(
+                f"training on {len(found.skill.train)} prompts and {made} surface variants of them "
+                f"(--augment {plan.augment['copies']})", highlight=False)
+        searched = _search_rate(plan, champion, trained, quiet=quiet)
         if searched is not None:  # the version records (and `reproduce` trains) the rate the search chose
             plan = replace(plan, recipe=replace(plan.recipe, train=replace(plan.recipe.train, lr=searched.lr)))
-        config, state = _train(plan.home, champion.name, champion.folder, plan.recipe, found.skill,
+        config, state = _train(plan.home, champion.name, champion.folder, plan.recipe, trained,
                                [s for s, _ in champion.suite], work / "candidate", quiet=quiet, rate=plan.rate,
                                searched=searched, rehearse=rehearse)
         config.update(model=champion.name, data=str(plan.data.resolve()),
@@ -352,13 +373,18 @@ def learn_in_home(home: str | Path, data: str | Path, method: str | None = None,
 
 def _plan(opened: Home, data: Path, method: str | None, options: dict[str, dict[str, Any]] | None, *, seed: int,
           lora: bool, force: str | None, lr: float | None, epochs: int, batch_size: int, scorer: str | None,
-          test_fraction: float, name: str | None, accept_flagged: str | None, rate_search: bool = True) -> _Plan:
+          test_fraction: float, name: str | None, accept_flagged: str | None, rate_search: bool = True,
+          augment: int = 0, augment_avoid: Collection[str] = ()) -> _Plan:
     """Check every input and build the learn's recipe over the home's recorded settings; writes nothing. The
     learn searches its rate when the home records a search, no ``lr`` is given and ``rate_search`` is on."""
     if force is not None and not force.strip():
         raise RetainError("needs a reason", field="force")
     if accept_flagged is not None and not accept_flagged.strip():
         raise RetainError("needs a reason", field="accept_flagged")
+    from retain.data.augment import MAX_COPIES
+    if not isinstance(augment, int) or isinstance(augment, bool) or not 0 <= augment <= MAX_COPIES:
+        raise RetainError(f"must be a whole number from 0 to {MAX_COPIES}, got {augment!r}", field="augment")
+    variants = {"copies": augment, "avoid": sorted(set(augment_avoid))} if augment else None
     v1 = opened.version("v1")["record"]["config"]
     settings = defaults.home_settings(v1)
     method = method or settings["method"]
@@ -379,11 +405,11 @@ def _plan(opened: Home, data: Path, method: str | None, options: dict[str, dict[
     recipe = _home_recipe(v1["source"], method, with_defaults(method, options, settings["options"]), seed=seed,
                           lora=lora, lr=lr, epochs=epochs, batch_size=batch_size,
                           settings=v1.get("protection", {}).get("settings"))
-    _check_before_lock(opened, recipe, skill)
+    _check_before_lock(opened, recipe, _augmented(skill, variants, recipe.seed))
     search = None
     if rate != "--lr" and rate_search and settings.get("rate_search") is not None:
         search = RateSearch.from_dict(settings["rate_search"], f"{opened.root} (v1's learn settings)")
-    return _Plan(opened, data, skill, recipe, scorer, test_fraction, rate, search)
+    return _Plan(opened, data, skill, recipe, scorer, test_fraction, rate, search, variants)
 
 
 def _open_champion(plan: _Plan, work: Path) -> _Champion:
@@ -415,7 +441,8 @@ def _gated_candidate(plan: _Plan, champion: _Champion, found: Any, work: Path, c
     return Candidate(folder=work / "candidate", kind="adapter" if lora else "full", method=plan.recipe.method,
                      skill=skill, scores=scores, champion_scores=champion_scores, items=items,
                      champion_items=champion_items, seed=plan.recipe.seed, lora=lora,
-                     options=_stored_recipe(plan.recipe, skill, plan.scorer, plan.test_fraction), config=config,
+                     options=_stored_recipe(plan.recipe, skill, plan.scorer, plan.test_fraction, plan.augment),
+                     config=config,
                      data=[("source", plan.data)], wall_seconds=wall, protection=state, screen=found.record(),
                      canary_checks=canary_checks)
 
@@ -435,12 +462,15 @@ def _check_before_lock(home: Home, recipe: Recipe, skill: Skill) -> None:
     api.check_skill(shape, recipe, skill)
 
 
-def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: float) -> dict[str, Any]:
-    """What a version records to be trained again: the recipe as it writes itself, the skill's name, and how
-    the data was split and scored. The model is always the version's parent, so the recipe's path is not kept."""
+def _stored_recipe(recipe: Recipe, skill: Skill, scorer: str, test_fraction: float,
+                   augment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a version records to be trained again: the recipe as it writes itself, the skill's name, how the
+    data was split and scored, and the surface variants trained on as well (when there were any). The model is
+    always the version's parent, so the recipe's path is not kept."""
     written = recipe.to_dict()
     written["model"]["path"] = "parent"
-    return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction}
+    return {"recipe": written, "skill": skill.name, "scorer": scorer, "test_fraction": test_fraction,
+            **({"augment": augment} if augment else {})}
 
 
 def _champion_scores(home: Home, champion: str, model: Any, regression: list[tuple[Skill, str]], *,
@@ -511,6 +541,7 @@ def reproduce(home: str | Path, ref: str, lock_timeout: float = 0.0) -> dict[str
             screen = record.get("screen")
             if screen and screen["quarantined"]:
                 skill = without_lines(skill, data, screen["flagged"])
+            skill = _augmented(skill, stored.get("augment"), recipe.seed)
             protected = _protected_suite(opened, record)
             search = record["config"].get("rate", {}).get("search")
             searched = None
