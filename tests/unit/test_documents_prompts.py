@@ -83,7 +83,7 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
 
     import retain.home.workflows as workflows
     from retain.cli import app
-    from retain.home.defaults import DOCUMENT_VARIANTS, document_budget
+    from retain.home.defaults import document_budget
     from retain.home.documents import learn_from_documents
 
     seen: list[dict] = []
@@ -98,11 +98,11 @@ def test_a_documents_learn_that_names_no_budget_takes_its_models(tmp_path, tiny_
     monkeypatch.setattr(workflows, "learn_in_home", learn_in_home)
     docs, q = _write(tmp_path, QUESTIONS)
     root = str(tiny_home.root)
-    assert document_budget("embedded") == (20, 4) and document_budget("/models/qwen") == (4, 16)
+    assert document_budget("embedded") == (20, 4, 4) and document_budget("/models/qwen") == (4, 16, 0)
     learn_from_documents(root, [docs], q)
     learn_from_documents(root, [docs], q, epochs=3, batch_size=None)
     assert [(s["epochs"], s["batch_size"]) for s in seen] == [(20, 4), (3, 4)]
-    assert seen[0]["augment"] == DOCUMENT_VARIANTS == 4  # the questions' surface variants are trained on too
+    assert seen[0]["augment"] == 4  # the questions' surface variants are trained on too
     assert [e.demonstration for e in seen[0]["data"]] == [PASSAGES[r["passage"]] for r in QUESTIONS]
     runner = CliRunner()
     for args, budget in (([], (20, 4)), (["--epochs", "5"], (5, 4)), (["--batch-size", "8"], (20, 8))):

@@ -184,7 +184,7 @@ def learn(
     augment: Annotated[Optional[int], typer.Option(
         "--augment", callback=usage.number(minimum=0, maximum=16),
         help="(home) Surface variants of each training prompt (punctuation and spacing changed) trained on as "
-             "well, 0 to 16. Default: 4 with --documents, else 0.")] = None,
+             "well, 0 to 16. Default: 4 with --documents on the embedded model, else 0.")] = None,
 ) -> None:
     """Teach a model (or the champion of a home) the skill in DATA.
 

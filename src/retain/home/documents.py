@@ -104,18 +104,17 @@ def learn_from_documents(home: str | Path, documents: list[str | Path], question
     passages through :func:`retain.home.learn_in_home` (``learn`` are its options; guard, protection and gate
     as for any learn). The skill is named after the questions file unless ``name`` is given. Passes and batch size
     not given (None) are the documents budget of the home's model (:func:`retain.home.defaults.document_budget`);
-    ``augment`` not given (None) trains on :data:`~retain.home.defaults.DOCUMENT_VARIANTS` surface variants of
-    each training question as well (a fact asked one way is learned to be recalled when asked another)."""
-    from retain.home.defaults import DOCUMENT_VARIANTS, document_budget
+    so are the surface variants of each training question it trains on as well when ``augment`` is not given
+    (4 on the embedded model: a fact asked one way is then recalled when asked another)."""
+    from retain.home.defaults import document_budget
     from retain.home.workflows import learn_in_home
     from retain.ledger.core import Home
 
-    if learn.get("epochs") is None or learn.get("batch_size") is None:
-        epochs, batch_size = document_budget(Home.open(home).version("v1")["record"]["config"].get("source"))
-        learn["epochs"] = epochs if learn.get("epochs") is None else learn["epochs"]
-        learn["batch_size"] = batch_size if learn.get("batch_size") is None else learn["batch_size"]
-    if learn.get("augment") is None:
-        learn["augment"] = DOCUMENT_VARIANTS
+    budget = dict(zip(("epochs", "batch_size", "augment"),
+                      document_budget(Home.open(home).version("v1")["record"]["config"].get("source"))))
+    for key, value in budget.items():
+        if learn.get(key) is None:
+            learn[key] = value
     with tempfile.TemporaryDirectory(prefix="retain-documents-") as tmp:
         data = write_document_skill(documents, questions, Path(tmp) / f"{Path(questions).stem}.jsonl")
         return learn_in_home(home, data, name=name or Path(questions).stem, **learn)
