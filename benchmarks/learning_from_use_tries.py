@@ -86,6 +86,7 @@ def knowledge(args: argparse.Namespace, work: Path) -> dict:
     return {"seed": args.seed, "epochs": args.epochs, "lr": outcome.record["config"]["recipe"]["train"]["lr"],
             "per_question": per_question, "ratio": args.ratio, "alt": args.alt_phrasings,
             "augment": outcome.record["options"].get("augment", {}).get("copies", 0),
+            "gate": outcome.decision.decision, "probes_after": new,
             "closed_book": accuracy(champion, held_out_skill(world), with_demonstration=False),
             "trained_phrasings": accuracy(champion, held_out_skill(world, part="train"), with_demonstration=False),
             "prior_kept": metrics.prior_retention([v1[p] for p in probes], [new[p] for p in probes])}
