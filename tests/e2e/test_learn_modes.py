@@ -27,6 +27,7 @@ SAMPLES = {
     "trust_remote_code": ["--trust-remote-code"], "attn_implementation": ["--attn-implementation", "eager"],
     "from_feedback": ["--from-feedback"], "since": ["--since", "v1"], "documents": ["--documents", "{tmp}/docs"],
     "questions": ["--questions", "{tmp}/q.jsonl"], "no_rate_search": ["--no-rate-search"],
+    "augment": ["--augment", "2"],
 }
 
 
