@@ -7,6 +7,7 @@ module, so no test depends on ``sys.path`` or on which directory pytest was star
 
 from __future__ import annotations
 
+import json
 import string
 from pathlib import Path
 from typing import Callable
@@ -196,6 +197,14 @@ def change_one_layer():
 def lora_adapter():
     """``lora_adapter(base, dst, seed=0)``: a saved PEFT LoRA adapter with non-zero weights."""
     return _lora_adapter
+
+
+@pytest.fixture
+def echo_data(tmp_path):
+    """A skill file of 20 lines (``echo N?`` -> ``N``) for learns into a home."""
+    path = tmp_path / "echo.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"echo {i}?", "demonstration": f"{i}"}) + "\n" for i in range(20)))
+    return path
 
 
 @pytest.fixture

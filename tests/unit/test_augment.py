@@ -3,7 +3,6 @@ the held-out split, and a learn into a home trains on them, records them and rep
 
 from __future__ import annotations
 
-import json
 import random
 import re
 
@@ -66,14 +65,7 @@ def test_variants_are_seeded():
     assert augmented(skill, 3, seed=1).train != augmented(skill, 3, seed=2).train
 
 
-@pytest.fixture
-def data(tmp_path):
-    path = tmp_path / "echo.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"echo {i}?", "demonstration": f"{i}"}) + "\n" for i in range(20)))
-    return path
-
-
-def test_a_learn_trains_on_variants_records_them_and_reproduces(tmp_path, data, new_home):
+def test_a_learn_trains_on_variants_records_them_and_reproduces(tmp_path, echo_data, new_home):
     """The learn with variants trains other weights than the same learn without (the variants are trained on);
     its version records the copies and what they avoid, and ``reproduce`` (which reads them back) matches."""
     from retain.home import learn_in_home, reproduce
@@ -83,11 +75,11 @@ def test_a_learn_trains_on_variants_records_them_and_reproduces(tmp_path, data, 
     other, _ = new_home(tmp_path / "plain", GatePolicy(floor=0.0), measured=True)
     home, _ = new_home(tmp_path / "varied", GatePolicy(floor=0.0), measured=True)
     assert other.version("v1")["record"]["artifacts"] == home.version("v1")["record"]["artifacts"]
-    plain = learn_in_home(other.root, data, **fast)
-    varied = learn_in_home(home.root, data, augment=2, augment_avoid=["echo 1!"], **fast)
+    plain = learn_in_home(other.root, echo_data, **fast)
+    varied = learn_in_home(home.root, echo_data, augment=2, augment_avoid=["echo 1!"], **fast)
     assert "augment" not in plain.record["options"]
     assert varied.record["options"]["augment"] == {"copies": 2, "avoid": ["echo 1!"]}
     assert varied.record["artifacts"]["weights_sha256"] != plain.record["artifacts"]["weights_sha256"]
     assert reproduce(home.root, varied.version)["match"]
     with pytest.raises(RetainError, match="from 0 to 16"):
-        learn_in_home(home.root, data, name="echo2", augment=17, **fast)
+        learn_in_home(home.root, echo_data, name="echo2", augment=17, **fast)
