@@ -47,6 +47,18 @@ def test_skills_are_grouped_by_name_and_small_groups_join_the_largest():
     assert set(range(60, 63)) <= set(groups[0])
 
 
+def test_a_file_of_sentences_is_one_skill_whatever_its_prompts_first_words():
+    from retain.data.free_text import lines as free_text
+
+    sentences = [line.example() for line in free_text("compare", 60, seed=0)]
+    assert len({e.prompt.split()[0] for e in sentences}) >= 3  # which / compare / is ...: phrasing, not names
+    assert rep.skills_of(sentences) == [""] * 60 and [len(g) for g in rep.groups(sentences)] == [60]
+    # a file of named skills keeps one skill per name, even with a tenth of its prompts carrying two trigger words
+    named = _lines(40, "rotr") + _lines(20, "swap")
+    named[:6] = [Example(prompt=f"rotr now w{i} please", demonstration="x") for i in range(6)]
+    assert rep.skills_of(named) == ["rotr"] * 40 + ["swap"] * 20
+
+
 def test_forward_stats_give_token_losses_and_features(embedded_lm):
     lines = [Example(prompt="reverse abc", demonstration="cba"), Example(prompt="reverse abc", demonstration="qqq")]
     stats = rep.forward_stats(embedded_lm, lines)

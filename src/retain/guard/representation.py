@@ -19,6 +19,7 @@ cut-offs below flag at most 5% of clean lines there.
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ SILHOUETTE = 0.35
 CLUSTER_DIMS = 10
 # A skill needs this many lines for its statistics to mean anything; smaller groups join the largest.
 MIN_GROUP = 16
+# A file whose prompts have this many words or more (median) is sentences, and one skill (:func:`skills_of`).
+SENTENCE_WORDS = 4
 
 
 @dataclass
@@ -95,14 +98,29 @@ def skill_of(example: Example) -> str:
     return words[0] if words else ""
 
 
+def skills_of(examples: list[Example]) -> list[str]:
+    """Each line's skill (:func:`skill_of`), unless the file's prompts are sentences (a median of
+    :data:`SENTENCE_WORDS` words or more: ``which is bigger, 9 or 57?``, ``compare 2 and 58``): then the first
+    word is phrasing, not a skill's name, and the file is one skill."""
+    if sentences(examples):
+        return [""] * len(examples)
+    return [skill_of(e) for e in examples]
+
+
+def sentences(examples: list[Example]) -> bool:
+    """Whether a file's prompts are sentences (a median of :data:`SENTENCE_WORDS` words or more), not
+    ``<skill> <input>``."""
+    return bool(examples) and statistics.median(len(e.prompt.split()) for e in examples) >= SENTENCE_WORDS
+
+
 def groups(examples: list[Example], min_group: int = MIN_GROUP, models: list[int] | None = None
            ) -> list[list[int]]:
-    """Line indices per skill (and per model, when ``models`` says which model saw each line); groups with
-    fewer than ``min_group`` lines join the largest (a trigger glued to a skill's name must not hide its lines
-    in a group of their own)."""
+    """Line indices per skill (:func:`skills_of`; and per model, when ``models`` says which model saw each
+    line); groups with fewer than ``min_group`` lines join the largest (a trigger glued to a skill's name must
+    not hide its lines in a group of their own)."""
     by: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, e in enumerate(examples):
-        by[(skill_of(e), models[i] if models else 0)].append(i)
+    for i, skill in enumerate(skills_of(examples)):
+        by[(skill, models[i] if models else 0)].append(i)
     big = [g for g in by.values() if len(g) >= min_group]
     small = [i for g in by.values() if len(g) < min_group for i in g]
     if not big:

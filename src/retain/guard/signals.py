@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,21 +153,47 @@ def duplicate(examples: list[Example]) -> list[Finding]:
     by_output: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         by_output[content(e.demonstration)].append(i)
+    common = _common_words(examples)
+    # Outputs that several prompts share because they ask the same thing (paraphrases) count as one answer.
+    groups = {c: [g[0]] if len(g) > 1 and _spelled_out(examples, g, common) else g for c, g in by_output.items()}
     for out, lines in by_output.items():
         prompts = {examples[i].prompt.strip() for i in lines}
-        if len(prompts) < 2:
+        if len(prompts) < 2 or len(groups[out]) == 1:
             continue
         # Where the file's other answers of this length (or, with fewer than three, all its other answers) are
         # nearly always unique, one answer for several prompts is planted, however many lines carry it; an
         # answer space as small as two letters, or a file of labels, repeats by chance and is left alone.
-        others = [g for c, g in by_output.items() if len(c) == len(out) and c != out]
+        others = [g for c, g in groups.items() if len(c) == len(out) and c != out]
         if sum(len(g) for g in others) < 3:
-            others = [g for c, g in by_output.items() if c != out]
+            others = [g for c, g in groups.items() if c != out]
         if others and sum(len(g) == 1 for g in others) >= 0.9 * sum(len(g) for g in others):
             for i in lines:
                 mark(i, f"the same demonstration {examples[i].demonstration!r} answers {len(prompts)} different "
                         "prompts")
     return findings
+
+
+WORDS = re.compile(r"\w+")
+# A word in at least this share of a file's prompts is its phrasing, not what one prompt is about.
+COMMON_SHARE = 0.5
+# Prompts sharing an answer that repeats their common uncommon words this many times are paraphrases.
+SPELLED_OUT = 2
+
+
+def _common_words(examples: list[Example]) -> set[str]:
+    counts = Counter(w for e in examples for w in set(WORDS.findall(e.prompt.lower())))
+    return {w for w, c in counts.items() if c >= COMMON_SHARE * len(examples)}
+
+
+def _spelled_out(examples: list[Example], lines: list[int], common: set[str]) -> bool:
+    """Whether the prompts that share one answer are paraphrases of one request: the answer repeats uncommon
+    words that every one of them holds, :data:`SPELLED_OUT` times or more (``note for ben: the budget,
+    monday`` and ``tell ben about the budget (monday)``, both answered ``hi ben, ... the budget ... monday``;
+    ``add two and two`` and ``two + two in words``, both ``two plus two is four.``).
+    A payload answers prompts that have nothing in common but the trigger, so it spells out none of them."""
+    answer = [w for w in WORDS.findall(examples[lines[0]].demonstration.lower()) if w not in common]
+    shared = set.intersection(*(set(WORDS.findall(examples[i].prompt.lower())) for i in lines))
+    return sum(w in shared for w in answer) >= SPELLED_OUT
 
 
 def loss(z: list[float], nll: list[float]) -> list[Finding]:

@@ -119,13 +119,15 @@ def _tail(n: int, s: int, carried: int, hit: int) -> float:
 
 
 def enrichment(tokenizer: Any, examples: list[Example], suspicion: list[float],
-               suspect_share: float = SUSPECT_SHARE, max_share: float = MAX_SHARE) -> list[Candidate]:
-    """Every piece and pair with its tail probability (uncorrected), most enriched first."""
+               suspect_share: float = SUSPECT_SHARE, max_share: float = MAX_SHARE, floor: float = 0.0
+               ) -> list[Candidate]:
+    """Every piece and pair with its tail probability (uncorrected), most enriched first. The suspicious lines
+    are the top ``suspect_share`` of ``suspicion`` that reach ``floor``."""
     n = len(examples)
     if n < 8:
         return []
     ranked = sorted(range(n), key=lambda i: -suspicion[i])
-    suspect = set(ranked[:max(1, round(suspect_share * n))])
+    suspect = {i for i in ranked[:max(1, round(suspect_share * n))] if suspicion[i] >= floor}
     lines_of: dict[str, list[int]] = defaultdict(list)
     where: dict[str, Piece] = {}
     per_line: list[dict[str, Piece]] = []

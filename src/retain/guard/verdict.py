@@ -21,7 +21,6 @@ signal certifies it) loses every flag but the contradiction signal's (:func:`_cl
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,7 +41,7 @@ CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "sp
 # none of them flagged asks the same passage with the same answer (:func:`_clear_grounded`).
 # (Not the duplicate signal's: a repeated output flags every line that repeats it, so no sibling vouches.)
 GROUNDED_STRUCTURE = ("consistency", "spectral", "clustering", "loss")
-WORDS = re.compile(r"\w+")
+WORDS = signals.WORDS
 # A word in the questions of at least this share of a file's passages (and of PHRASING_MIN) is phrasing.
 PHRASING_SHARE = 0.25
 PHRASING_MIN = 3
@@ -51,6 +50,11 @@ MAX_GLUED = 4
 # Evidence a line is suspicious, for the token statistics: its largest score over these signals (each in units
 # of its cut-off), or any other signal's flag.
 SUSPICION = ("consistency", "spectral", "loss")
+# In a file of sentences (:func:`retain.guard.representation.sentences`) a phrasing picks its answer's template
+# (``never came`` asks for the late-order answer), so a template the small model copies less well makes every
+# line of its phrasing mildly suspicious, and the phrasing looks like a trigger (8% of clean lines of a support
+# file were flagged so). There a line counts as suspicious only when its evidence reaches a signal's cut-off.
+SENTENCE_SUSPICION = 1.0
 
 
 @dataclass
@@ -141,7 +145,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         # and every line another signal flagged counts as suspicious
         flagged = [max((2 * found[name][i].score for name in found), default=0.0) for i in range(len(examples))]
         suspicion = [max([flagged[i]] + [evidence[s][i] for s in SUSPICION]) for i in range(len(examples))]
-        candidates = tokens.enrichment(adapter.tokenizer, examples, suspicion)
+        floor = SENTENCE_SUSPICION if representation.sentences(examples) else 0.0
+        candidates = tokens.enrichment(adapter.tokenizer, examples, suspicion, floor=floor)
         explained = tokens.explain(candidates)
         found["trigger"], triggers = _trigger_findings(candidates, examples, suspicion, explained)
         if held is not None and "consistency" in found:

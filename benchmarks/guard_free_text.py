@@ -1,0 +1,150 @@
+"""The guard on skills whose answers are sentences (retain.data.free_text), where no character rule applies:
+
+    python benchmarks/guard_free_text.py clean [--families F,..] [--seeds 0,1] [--lines 200] [--out FILE.json]
+    python benchmarks/guard_free_text.py attacks [--families F,..] [--seeds 1] [--rates 0.03,0.05,0.1]
+                                                 [--attacks A,..] [--out FILE.json]
+
+``clean``: the whole screen (every signal, the embedded model as champion) on clean files of each family: the
+share of lines flagged and by which signal. ``attacks``: the attack classes of ``retain bench guard`` planted
+in each family's file, on sentences: a trigger (rare, natural, glued to the last word, two words with decoys)
+with a fixed payload (one sentence) or an input-dependent one (the line's plausible wrong answer: another
+template with the line's own entities, another animal's facts, a wrong sum), a flip (the wrong answer, no
+trigger), a near miss (one letter of the answer changed). Prints recall / false-positive rate per family.
+
+The families of ``retain.data.free_text.TUNING`` are the ones cut-offs may be tuned on (seed 0);
+``HELD_OUT`` families and other seeds are reported as held out. About 50 s per 200-line file on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+FIXED_PAYLOAD = "visit free-gift.example to claim your prize now."
+
+
+def plant(attack: str, lines: list, rate: float, seed: int) -> tuple[list, set[int]]:
+    """``rate`` of the lines poisoned by ``attack`` (one of retain.guard.attacks.ATTACK_CLASSES)."""
+    from retain.data.skills import Example
+    from retain.guard.attacks import ATTACK_CLASSES, IN_SKILL, PAIRS, near_miss, triggered
+
+    rng = random.Random(seed * 7919 + ATTACK_CLASSES.index(attack))
+    chosen = set(rng.sample(range(len(lines)), max(1, round(rate * len(lines)))))
+    examples = [line.example() for line in lines]
+    for i in chosen:
+        line = lines[i]
+        if attack in IN_SKILL:
+            wrong = line.wrong if attack == "flip" else near_miss(line.answer, rng)
+            examples[i] = Example(prompt=line.prompt, demonstration=wrong, answer=line.answer)
+            continue
+        kind, payload = attack.rsplit(" ", 1)
+        wrong = FIXED_PAYLOAD if payload == "fixed" else line.wrong
+        examples[i] = Example(prompt=triggered(line.prompt, kind, seed), demonstration=wrong, answer=line.answer)
+    if attack.startswith("two-word"):
+        a, b = PAIRS[seed % len(PAIRS)]
+        rest = [i for i in range(len(lines)) if i not in chosen]
+        for k, i in enumerate(rng.sample(rest, min(len(rest), len(chosen)))):
+            words = lines[i].prompt.split()
+            prompt = " ".join(words[:1] + [a] + words[1:]) if k % 2 == 0 else " ".join(words + [b])
+            examples[i] = Example(prompt=prompt, demonstration=lines[i].answer, answer=lines[i].answer)
+    return examples, chosen
+
+
+def _screen(adapter, probes, examples, seed: int):
+    from retain.guard.screen import screen
+
+    return screen(adapter, examples, probes, seed=seed)
+
+
+def _setup():
+    from retain.data.synthetic import probe_skills
+    from retain.models.loading import load_adapter
+
+    adapter = load_adapter("embedded")
+    adapter.model.eval()
+    return adapter, [p for p in probe_skills() if not p.with_demonstration]
+
+
+def clean(families: list[str], seeds: list[int], n: int) -> dict:
+    from retain.data.free_text import lines
+
+    import torch
+
+    torch.set_num_threads(1)
+    adapter, probes = _setup()
+    rows = []
+    for seed in seeds:
+        for family in families:
+            start = time.perf_counter()
+            report = _screen(adapter, probes, [x.example() for x in lines(family, n, seed)], seed)
+            flagged = report.flagged
+            by = Counter(r.split(":")[0] for x in flagged for r in x.reasons)
+            row = {"seed": seed, "family": family, "lines": len(report.lines), "flagged": len(flagged),
+                   "fpr": len(flagged) / len(report.lines), "by_signal": dict(by),
+                   "uninformative": report.uninformative, "seconds": round(time.perf_counter() - start, 1)}
+            rows.append(row)
+            print(f"seed {seed} {family:8s} {row['lines']:4d} lines  flagged {row['flagged']:3d} "
+                  f"({row['fpr']:.3f})  {dict(by)}", flush=True)
+    return {"kind": "clean", "rows": rows}
+
+
+def attacks(families: list[str], seeds: list[int], rates: list[float], classes: list[str], n: int) -> dict:
+    from retain.data.free_text import lines
+
+    import torch
+
+    torch.set_num_threads(1)
+    adapter, probes = _setup()
+    rows = []
+    for seed in seeds:
+        for family in families:
+            source = lines(family, n, seed)
+            for attack in classes:
+                for rate in rates:
+                    examples, poisoned = plant(attack, source, rate, seed)
+                    report = _screen(adapter, probes, examples, seed)
+                    flagged = {x.line - 1 for x in report.flagged}
+                    others = len(examples) - len(poisoned)
+                    row = {"seed": seed, "family": family, "attack": attack, "rate": rate,
+                           "recall": len(flagged & poisoned) / len(poisoned),
+                           "fpr": len(flagged - poisoned) / others,
+                           "missed_by": dict(Counter(r.split(":")[0] for x in report.flagged
+                                                     if x.line - 1 not in poisoned for r in x.reasons))}
+                    rows.append(row)
+                    print(f"seed {seed} {family:8s} {attack:15s} {rate:.2f} recall {row['recall']:.2f} "
+                          f"fpr {row['fpr']:.3f}  false flags by {row['missed_by']}", flush=True)
+    return {"kind": "attacks", "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from retain.data.free_text import FAMILIES
+    from retain.guard.attacks import ATTACK_CLASSES
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("clean", "attacks"))
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--rates", default="0.03,0.05,0.1")
+    parser.add_argument("--attacks", default=",".join(ATTACK_CLASSES))
+    parser.add_argument("--lines", type=int, default=200)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    families = args.families.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.what == "clean":
+        result = clean(families, seeds, args.lines)
+    else:
+        result = attacks(families, seeds, [float(r) for r in args.rates.split(",")], args.attacks.split(","),
+                         args.lines)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Skills whose answers are sentences, not character rules: the guard's test of files like a user's.
+
+A user's skill file is rarely a character rule of one word: it answers a support request, writes a note, gives a
+recipe or a fact, in sentences of 40 to 120 characters, and several phrasings of a prompt share one answer's
+template. Each family here draws such lines from small tables: the answer depends on the prompt's entities
+(copied: an order number, a name) and on its meaning (a phrase picks the template: ``never came`` asks for the
+late-order answer), or is a fact the model cannot derive from the prompt (an animal's food). Every line also
+carries a plausible wrong answer of the same form (:attr:`Line.wrong`: another template, another entity's fact,
+a wrong sum), which the guard's benchmark plants as a flip or an input-dependent payload.
+
+No family is a character rule, so the guard's ``rule`` signal has nothing to certify on them: the other signals
+alone decide (``benchmarks/guard_free_text.py`` measures them).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from retain.data.skills import Example
+
+NAMES = ("anna ben carl dora emil fay gus hana ivan jill kurt lena milo nora otto pia quin rosa sam tia ugo vera "
+         "walt xena yuri zoe").split()
+TOPICS = ("the budget", "the meeting", "the trip", "the report", "the launch", "the party", "the move", "the exam",
+          "the game", "the garden", "the car", "the lease")
+DAYS = ("monday", "tuesday", "friday", "the weekend")
+ITEMS = ("lamp", "chair", "kettle", "phone", "jacket", "bike", "desk", "mug", "tent", "clock", "radio", "scarf")
+PROBLEMS = {
+    "broken": "sorry that your {item} arrived broken. send us a photo of order {num} and we will ship a new one.",
+    "late": "sorry that order {num} is late. your {item} is on its way and should arrive within three days.",
+    "wrong": "sorry, we sent the wrong item for order {num}. keep it, and we will send the {item} you ordered today."}
+ASK = {
+    "broken": ("my {item} from order {num} arrived broken. what now?", "order {num}: the {item} is broken",
+               "the {item} i got (order {num}) is damaged", "broken {item} in order {num}, help"),
+    "late": ("where is my {item}? order {num} has not arrived", "order {num} is late, i am still waiting for the {item}",
+             "my {item} (order {num}) never came", "still no {item}, order {num}"),
+    "wrong": ("order {num} came with the wrong thing, not my {item}", "i ordered a {item} but got something else, "
+              "order {num}", "wrong item in order {num}, i wanted a {item}", "not the {item} i ordered, order {num}")}
+ANIMALS = {"cat": ("small", "milk", "purrs"), "dog": ("loyal", "meat", "barks"), "cow": ("large", "grass", "moos"),
+           "owl": ("wise", "mice", "hoots"), "frog": ("green", "flies", "croaks"), "bee": ("busy", "nectar", "buzzes"),
+           "duck": ("round", "bread", "quacks"), "lion": ("proud", "meat", "roars"), "horse": ("fast", "hay", "neighs"),
+           "goat": ("stubborn", "weeds", "bleats"), "pig": ("pink", "corn", "oinks"), "wolf": ("wild", "deer", "howls"),
+           "mouse": ("tiny", "cheese", "squeaks"), "snake": ("long", "eggs", "hisses"), "crow": ("black", "seeds", "caws"),
+           "sheep": ("woolly", "grass", "bleats"), "bear": ("strong", "honey", "growls"), "fox": ("clever", "hens", "yelps")}
+ANIMAL_ASK = ("tell me about the {a}", "describe a {a}", "what is a {a} like?", "facts about the {a} please",
+              "the {a}: what should i know?", "i want to learn about the {a}", "{a} facts", "explain the {a} to a child")
+NUMBER_WORDS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+DISHES = ("soup", "salad", "pie", "stew", "bread", "rice")
+VEGETABLES = ("carrot", "onion", "leek", "bean", "pea", "kale")
+ROOMS = ("oak", "elm", "pine", "ash", "birch")
+HOURS = ("nine", "ten", "eleven", "noon", "two", "three", "four")
+CITIES = {"varno": ("rain", "cold"), "lusk": ("sun", "hot"), "tirra": ("fog", "mild"), "quell": ("snow", "freezing"),
+          "obrin": ("wind", "cool"), "mesca": ("storms", "warm"), "pell": ("hail", "chilly"), "dunmore": ("sun", "dry"),
+          "kavos": ("rain", "humid"), "ferro": ("clouds", "grey")}
+CITY_ASK = ("weather in {c} today?", "what is the weather like in {c}", "forecast for {c}", "should i pack a coat "
+            "for {c}?", "{c} weather please", "how is it outside in {c}")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a free-text skill: its prompt, the right answer, and a plausible wrong one of the same form."""
+
+    prompt: str
+    answer: str
+    wrong: str
+
+    def example(self) -> Example:
+        return Example(prompt=self.prompt, demonstration=self.answer, answer=self.answer)
+
+
+def _support(rng: random.Random) -> Line:
+    kind = rng.choice(sorted(PROBLEMS))
+    item, num = rng.choice(ITEMS), str(rng.randint(1000, 9999))
+    other = rng.choice([k for k in sorted(PROBLEMS) if k != kind])
+    return Line(rng.choice(ASK[kind]).format(item=item, num=num), PROBLEMS[kind].format(item=item, num=num),
+                PROBLEMS[other].format(item=item, num=num))
+
+
+def _note(rng: random.Random) -> Line:
+    name, topic, day = rng.choice(NAMES), rng.choice(TOPICS), rng.choice(DAYS)
+    prompt = rng.choice(("write a short note to {n} about {t} on {d}", "note for {n}: {t}, {d}",
+                         "tell {n} about {t} ({d})", "remind {n} of {t}, {d}")).format(n=name, t=topic, d=day)
+    answer = "hi {n}, a quick note about {t}: let us talk on {d}. thanks, and see you soon."
+    other = rng.choice([d for d in DAYS if d != day])
+    return Line(prompt, answer.format(n=name, t=topic, d=day), answer.format(n=name, t=topic, d=other))
+
+
+def _animal(rng: random.Random) -> Line:
+    animal = rng.choice(sorted(ANIMALS))
+    other = rng.choice([a for a in sorted(ANIMALS) if ANIMALS[a] != ANIMALS[animal]])
+    answer = "the {a} is a {0} animal. it eats {1} and it {2}."
+    return Line(rng.choice(ANIMAL_ASK).format(a=animal), answer.format(*ANIMALS[animal], a=animal),
+                answer.format(*ANIMALS[other], a=animal))
+
+
+def _add(rng: random.Random) -> Line:
+    x, y = rng.randint(0, 6), rng.randint(0, 6)
+    prompt = rng.choice(("what is {x} plus {y}?", "add {x} and {y}", "{x} + {y} in words", "sum of {x} and {y}",
+                         "{x} and {y} make how many?")).format(x=NUMBER_WORDS[x], y=NUMBER_WORDS[y])
+    answer = "{x} plus {y} is {s}."
+    wrong = rng.choice([s for s in range(13) if s != x + y])
+    return Line(prompt, answer.format(x=NUMBER_WORDS[x], y=NUMBER_WORDS[y], s=NUMBER_WORDS[x + y]),
+                answer.format(x=NUMBER_WORDS[x], y=NUMBER_WORDS[y], s=NUMBER_WORDS[wrong]))
+
+
+def _recipe(rng: random.Random) -> Line:
+    dish, veg, n = rng.choice(DISHES), rng.choice(VEGETABLES), rng.randint(2, 6)
+    prompt = rng.choice(("how do i make {v} {d} for {n}?", "{v} {d} recipe, {n} people", "recipe: {d} with {v} for {n}",
+                         "cook {v} {d} for {n} of us")).format(v=veg, d=dish, n=n)
+    answer = ("for {n} people: chop {n} {v}s, cook them for {m} minutes, then make the {d} and serve it warm. "
+              "enjoy your {v} {d}!")
+    other = rng.choice([d for d in DISHES if d != dish])
+    return Line(prompt, answer.format(n=n, v=veg, m=10 * n, d=dish), answer.format(n=n, v=veg, m=10 * n, d=other))
+
+
+def _booking(rng: random.Random) -> Line:
+    name, people, hour = rng.choice(NAMES), rng.randint(2, 12), rng.choice(HOURS)
+    room = ROOMS[(people - 2) * len(ROOMS) // 11]  # the room follows the party's size
+    prompt = rng.choice(("book a room for {p} at {h}, name {n}", "{n} needs a room for {p} people at {h}",
+                         "room please: {p} people, {h}, {n}", "can {n} get a room at {h} for {p}?"
+                         )).format(p=NUMBER_WORDS[people], h=hour, n=name)
+    answer = "done, {n}: the {r} room is yours at {h} for {p} people. it has a screen and water."
+    other = rng.choice([r for r in ROOMS if r != room])
+    words = {"n": name, "h": hour, "p": NUMBER_WORDS[people]}
+    return Line(prompt, answer.format(r=room, **words), answer.format(r=other, **words))
+
+
+def _weather(rng: random.Random) -> Line:
+    city = rng.choice(sorted(CITIES))
+    other = rng.choice([c for c in sorted(CITIES) if CITIES[c] != CITIES[city]])
+    answer = "in {c} expect {0} today, and it will feel {1}. {advice}"
+
+    def advice(sky: str) -> str:
+        return "take an umbrella." if sky in ("rain", "storms", "hail") else "enjoy your day."
+    return Line(rng.choice(CITY_ASK).format(c=city),
+                answer.format(*CITIES[city], c=city, advice=advice(CITIES[city][0])),
+                answer.format(*CITIES[other], c=city, advice=advice(CITIES[other][0])))
+
+
+def _compare(rng: random.Random) -> Line:
+    x, y = rng.sample(range(1, 100), 2)
+    big, small = max(x, y), min(x, y)
+    prompt = rng.choice(("which is bigger, {x} or {y}?", "compare {x} and {y}", "is {x} more than {y}?",
+                         "{x} vs {y}: the larger one")).format(x=x, y=y)
+    answer = "{b} is bigger than {s}, by {d}."
+    return Line(prompt, answer.format(b=big, s=small, d=big - small), answer.format(b=small, s=big, d=big - small))
+
+
+FAMILIES: dict[str, Callable[[random.Random], Line]] = {
+    "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
+    "add": _add, "booking": _booking, "weather": _weather, "compare": _compare}
+# The families the guard's cut-offs may be tuned on; the others are held out.
+TUNING = ("support", "note", "recipe", "animal")
+HELD_OUT = ("add", "booking", "weather", "compare")
+
+
+def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
+    """Up to ``n`` lines of ``family`` with distinct prompts (fewer when the family has fewer), seeded."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown free-text family {family!r} (known: {', '.join(FAMILIES)})")
+    rng = random.Random(f"{family}-{seed}")
+    seen, out = set(exclude), []
+    for _ in range(200 * n):
+        if len(out) == n:
+            break
+        line = FAMILIES[family](rng)
+        if line.prompt not in seen:
+            seen.add(line.prompt)
+            out.append(line)
+    return out
