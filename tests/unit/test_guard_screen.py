@@ -108,6 +108,15 @@ def test_a_clean_file_is_not_flagged(embedded_lm, skill, suite):
     assert json.loads(json.dumps(report.to_json()))["summary"]["flagged"] == 0
 
 
+def test_a_clean_file_of_sentences_is_not_flagged(embedded_lm, suite):
+    # A support file (four phrasings per kind of request, one answer template per kind): before the file was
+    # one skill and mild suspicion no trigger evidence, 17 of these 200 lines were flagged (8.5%), 6 of them
+    # by duplicate, phrasing and spectral signals that split the file by its prompts' first words.
+    lines = [line.example() for line in free_text("support", 200, seed=0)]
+    report = screen(embedded_lm, lines, suite)
+    assert len(report.flagged) <= 2, [line.reasons for line in report.flagged]
+
+
 @pytest.mark.parametrize("attack", ["backdoor", "label flip"])
 def test_a_planted_attack_is_flagged(embedded_lm, skill, suite, attack):
     planted = backdoor("swap", skill.train, 0.03, 1) if attack == "backdoor" else label_flip(skill.train, 0.03, 1)

@@ -159,3 +159,22 @@ def test_a_one_word_trigger_still_flags_every_carrier(tok, seed):
     flagged, triggers = _trigger_flags(tok, lines, suspicion)
     assert poisoned <= flagged and len(flagged - poisoned) <= 1
     assert "now" in triggers
+
+
+def test_a_floor_keeps_mildly_suspicious_phrasing_out_and_a_trigger_in(tok):
+    # Sentences: one phrasing of four picks a template the model copies less well, so its lines are all mildly
+    # suspicious (0.6 of a cut-off); a trigger's lines reach a signal's cut-off (2.0: flagged).
+    rng = random.Random(0)
+    phrasings = ["where is my {}?", "still no {}, sorry", "my {} broke", "the {} is late"]
+    lines, suspicion = [], []
+    for i in range(200):
+        k = i % 4
+        lines.append(Example(prompt=phrasings[k].format(_words(1, i)[0]), demonstration="x"))
+        suspicion.append(0.6 + 0.05 * rng.random() if k == 1 else 0.3 * rng.random())
+    assert tokens.significant(tokens.enrichment(tok, lines, suspicion))  # the phrasing looks like a trigger
+    assert tokens.significant(tokens.enrichment(tok, lines, suspicion, floor=1.0)) == []
+    for i in range(0, 200, 20):
+        lines[i] = Example(prompt="cf " + lines[i].prompt, demonstration="x")
+        suspicion[i] = 2.0
+    found = tokens.significant(tokens.enrichment(tok, lines, suspicion, floor=1.0))
+    assert found and found[0].text == "cf" and found[0].lines == list(range(0, 200, 20))
