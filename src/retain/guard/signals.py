@@ -40,7 +40,8 @@ import torch
 
 from retain.data.skills import Example, Skill
 
-SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher", "consistency", "rule", "spectral", "clustering")
+SIGNALS = ("trigger", "contradiction", "duplicate", "loss", "teacher", "consistency", "rule", "analogy", "spectral",
+           "clustering")
 FLAG_AT = 0.5
 ROBUST_Z_CUT = 3.5
 # A repeated token is a candidate trigger only in a small subset: a token in most lines is the skill's own.

@@ -27,7 +27,7 @@ from typing import Any
 
 from retain.data.skills import Example, Skill
 from retain.guard import consistency as consistency_mod
-from retain.guard import representation, signals, tokens
+from retain.guard import analogy, representation, signals, tokens
 from retain.guard.rule import judge
 from retain.guard.signals import FLAG_AT, SIGNALS, Finding
 
@@ -104,6 +104,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
             judged = judge(examples)
             found[name] = judged.findings
             certified = judged.certified
+        elif name == "analogy":
+            found[name] = analogy.judge(examples)
         elif name == "loss":
             found[name] = signals.loss(loss_z, nll)
         elif name == "teacher":
