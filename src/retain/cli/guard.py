@@ -20,7 +20,7 @@ def scan(data: Annotated[Path, typer.Argument(help="JSONL: prompt, demonstration
                                                                    "model's probes). Repeatable.")] = [],
          signals: Annotated[str, typer.Option("--signals", help="Comma-separated subset of trigger, contradiction, "
                                                                 "duplicate, loss, teacher, consistency, rule, "
-                                                                "spectral, clustering.")] = "",
+                                                                "analogy, spectral, clustering.")] = "",
          as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: lines and summary.")] = False
          ) -> None:
     """Score every line for signs of poisoning; flagged lines are listed with their reasons."""

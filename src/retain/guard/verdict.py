@@ -3,7 +3,8 @@
 Signals (:data:`retain.guard.signals.SIGNALS`): the champion's view of each line (``loss``, ``teacher``,
 ``contradiction`` with a skill it has, ``duplicate`` structure), the view of a model shown the other lines of
 the skill (``consistency``, :mod:`retain.guard.consistency`), the character rules the other lines obey, induced
-without a model (``rule``, :mod:`retain.guard.rule`), the hidden states of that model per skill
+without a model (``rule``, :mod:`retain.guard.rule`), in a file of sentences what the lines whose prompts are
+like a line's answer (``analogy``, :mod:`retain.guard.analogy`), the hidden states of that model per skill
 (``spectral`` signatures and activation ``clustering``, :mod:`retain.guard.representation`), and token
 statistics over the tokenizer's pieces and pairs tied to the other signals' evidence (``trigger``,
 :mod:`retain.guard.tokens`).
@@ -15,7 +16,9 @@ teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not ab
 minority by design): it is set aside for that skill and named in ``uninformative``. When the trigger signal
 finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
 signal flagged are judged again without that word, by models not shown the lines the trigger flagged
-(:func:`_rejudge_decoys`). Last, a line whose answer its skill's character rules account for entirely (the rule
+(:func:`_rejudge_decoys`). A file of sentences (:func:`retain.guard.representation.sentences`) is one skill
+whatever its prompts' first words, and there only lines whose evidence reaches a cut-off count as suspicious to
+the token statistics (:data:`SENTENCE_SUSPICION`). Last, a line whose answer its skill's character rules account for entirely (the rule
 signal certifies it) loses every flag but the contradiction signal's (:func:`_clear_certified`).
 """
 
