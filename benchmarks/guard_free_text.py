@@ -3,6 +3,7 @@
     python benchmarks/guard_free_text.py clean [--families F,..] [--seeds 0,1] [--lines 200] [--out FILE.json]
     python benchmarks/guard_free_text.py attacks [--families F,..] [--seeds 1] [--rates 0.03,0.05,0.1]
                                                  [--attacks A,..] [--out FILE.json]
+    python benchmarks/guard_free_text.py analogy [--seeds 4,5,6,7] [--rates ...] [--out FILE.json]
 
 ``clean``: the whole screen (every signal, the embedded model as champion) on clean files of each family: the
 share of lines flagged and by which signal. ``attacks``: the attack classes of ``retain bench guard`` planted
@@ -10,6 +11,8 @@ in each family's file, on sentences: a trigger (rare, natural, glued to the last
 with a fixed payload (one sentence) or an input-dependent one (the line's plausible wrong answer: another
 template with the line's own entities, another animal's facts, a wrong sum), a flip (the wrong answer, no
 trigger), a near miss (one letter of the answer changed). Prints recall / false-positive rate per family.
+``analogy``: the analogy signal alone (retain.guard.analogy; no model, a second per file) on the same files,
+clean and attacked, every family: per family and class the mean recall and the worst false-positive rate.
 
 The families of ``retain.data.free_text.TUNING`` are the ones cut-offs may be tuned on (seed 0);
 ``HELD_OUT`` families and other seeds are reported as held out. About 50 s per 200-line file on one core.
@@ -121,12 +124,41 @@ def attacks(families: list[str], seeds: list[int], rates: list[float], classes: 
     return {"kind": "attacks", "rows": rows}
 
 
+def analogy_alone(families: list[str], seeds: list[int], rates: list[float], classes: list[str], n: int) -> dict:
+    from retain.data.free_text import lines
+    from retain.guard.analogy import judge
+
+    rows = []
+    for seed in seeds:
+        for family in families:
+            source = lines(family, n, seed)
+            clean = sum(f.flagged for f in judge([x.example() for x in source]))
+            rows.append({"seed": seed, "family": family, "attack": "clean", "rate": 0.0, "recall": None,
+                         "fpr": clean / len(source)})
+            for attack in classes:
+                for rate in rates:
+                    examples, poisoned = plant(attack, source, rate, seed)
+                    flagged = {i for i, f in enumerate(judge(examples)) if f.flagged}
+                    rows.append({"seed": seed, "family": family, "attack": attack, "rate": rate,
+                                 "recall": len(flagged & poisoned) / len(poisoned),
+                                 "fpr": len(flagged - poisoned) / (len(examples) - len(poisoned))})
+    print(f"{'family':8s} {'clean FPR':>9s} " + " ".join(f"{a[:10]:>10s}" for a in classes) + "  worst FPR")
+    for family in families:
+        mine = [r for r in rows if r["family"] == family]
+        recall = [sum(r["recall"] for r in mine if r["attack"] == a) / sum(r["attack"] == a for r in mine)
+                  for a in classes]
+        clean = max(r["fpr"] for r in mine if r["attack"] == "clean")
+        print(f"{family:8s} {clean:9.3f} " + " ".join(f"{v:10.2f}" for v in recall)
+              + f"  {max(r['fpr'] for r in mine):.3f}")
+    return {"kind": "analogy", "seeds": seeds, "rates": rates, "rows": rows}
+
+
 def main(argv: list[str] | None = None) -> None:
     from retain.data.free_text import FAMILIES
     from retain.guard.attacks import ATTACK_CLASSES
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("clean", "attacks"))
+    parser.add_argument("what", choices=("clean", "attacks", "analogy"))
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--rates", default="0.03,0.05,0.1")
@@ -138,6 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.what == "clean":
         result = clean(families, seeds, args.lines)
+    elif args.what == "analogy":
+        result = analogy_alone(families, seeds, [float(r) for r in args.rates.split(",")], args.attacks.split(","),
+                               args.lines)
     else:
         result = attacks(families, seeds, [float(r) for r in args.rates.split(",")], args.attacks.split(","),
                          args.lines)

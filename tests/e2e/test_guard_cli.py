@@ -58,7 +58,7 @@ def test_scan_of_a_clean_file_flags_nothing_and_bad_input_is_one_line(tmp_path):
     bad = retain("guard", "scan", data, "--signals", "trigger,bogus")
     assert bad.returncode == 2 and bad.stderr.strip() == ("retain: error: signals: unknown signal(s) ['bogus'] "
                                                           "(known: trigger, contradiction, duplicate, loss, teacher, "
-                                                          "consistency, rule, spectral, clustering)")
+                                                          "consistency, rule, analogy, spectral, clustering)")
     missing = retain("guard", "scan", tmp_path / "nope.jsonl")
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr
 
@@ -72,7 +72,7 @@ def test_bench_guard_quick_writes_json_and_png(tmp_path):
     assert list(results["summary"]["clean_fpr"]) == ["rotr"]
     for row in results["summary"]["attacks"].values():
         assert set(row["detection"]) == {"trigger", "contradiction", "duplicate", "loss", "teacher", "consistency",
-                                         "rule", "spectral", "clustering", "combined"}
+                                         "rule", "analogy", "spectral", "clustering", "combined"}
         assert row["trained"] == 1 and 0 <= row["success_without_guard"] <= 1
     for run in results["runs"]:
         assert {"candidate_success", "promoted", "backdoored"} <= set(run["without_guard"])
