@@ -39,7 +39,7 @@ from retain.guard.signals import FLAG_AT, SIGNALS, Finding
 SET_ASIDE_SHARE = 0.5
 TEACHER_SET_ASIDE_SHARE = 0.2
 # Signals whose flags a line loses when the rule signal certifies its answer (:func:`_clear_certified`).
-CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "spectral", "clustering")
+CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "analogy", "spectral", "clustering")
 # Signals whose flags a grounded line (a question its passage answers) loses when a sibling grounded line that
 # none of them flagged asks the same passage with the same answer (:func:`_clear_grounded`).
 # (Not the duplicate signal's: a repeated output flags every line that repeats it, so no sibling vouches.)
