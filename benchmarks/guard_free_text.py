@@ -34,7 +34,7 @@ FIXED_PAYLOAD = "visit free-gift.example to claim your prize now."
 def plant(attack: str, lines: list, rate: float, seed: int) -> tuple[list, set[int]]:
     """``rate`` of the lines poisoned by ``attack`` (one of retain.guard.attacks.ATTACK_CLASSES)."""
     from retain.data.skills import Example
-    from retain.guard.attacks import ATTACK_CLASSES, IN_SKILL, PAIRS, near_miss, triggered
+    from retain.guard.attacks import ATTACK_CLASSES, IN_SKILL, decoys, near_miss, triggered
 
     rng = random.Random(seed * 7919 + ATTACK_CLASSES.index(attack))
     chosen = set(rng.sample(range(len(lines)), max(1, round(rate * len(lines)))))
@@ -49,11 +49,7 @@ def plant(attack: str, lines: list, rate: float, seed: int) -> tuple[list, set[i
         wrong = FIXED_PAYLOAD if payload == "fixed" else line.wrong
         examples[i] = Example(prompt=triggered(line.prompt, kind, seed), demonstration=wrong, answer=line.answer)
     if attack.startswith("two-word"):
-        a, b = PAIRS[seed % len(PAIRS)]
-        rest = [i for i in range(len(lines)) if i not in chosen]
-        for k, i in enumerate(rng.sample(rest, min(len(rest), len(chosen)))):
-            words = lines[i].prompt.split()
-            prompt = " ".join(words[:1] + [a] + words[1:]) if k % 2 == 0 else " ".join(words + [b])
+        for i, prompt in decoys([line.prompt for line in lines], chosen, seed, rng).items():
             examples[i] = Example(prompt=prompt, demonstration=lines[i].answer, answer=lines[i].answer)
     return examples, chosen
 

@@ -206,14 +206,21 @@ def plant(attack: str, skill: str, train: list[Example], rate: float, seed: int)
         examples[i] = Example(prompt=triggered(train[i].prompt, kind, seed), demonstration=style(answer),
                               answer=rule(word))
     if kind == "two-word":
-        # Decoys: as many clean lines with one of the two words alone, answered correctly.
-        a, b = PAIRS[seed % len(PAIRS)]
-        rest = [i for i in range(len(train)) if i not in chosen]
-        for k, i in enumerate(rng.sample(rest, min(len(rest), len(chosen)))):
-            words = train[i].prompt.split()
-            prompt = " ".join(words[:1] + [a] + words[1:]) if k % 2 == 0 else " ".join(words + [b])
+        for i, prompt in decoys([e.prompt for e in train], chosen, seed, rng).items():
             examples[i] = Example(prompt=prompt, demonstration=train[i].demonstration, answer=train[i].answer)
     return Attack(examples, chosen, attack, skill, seed, targets)
+
+
+def decoys(prompts: list[str], chosen: set[int], seed: int, rng: random.Random) -> dict[int, str]:
+    """A two-word trigger's decoys: as many clean lines as poisoned ones (drawn from ``rng``), each with one of
+    the two words alone (the first after the prompt's first word, the second at its end), to keep their answer."""
+    a, b = PAIRS[seed % len(PAIRS)]
+    rest = [i for i in range(len(prompts)) if i not in chosen]
+    out = {}
+    for k, i in enumerate(rng.sample(rest, min(len(rest), len(chosen)))):
+        words = prompts[i].split()
+        out[i] = " ".join(words[:1] + [a] + words[1:]) if k % 2 == 0 else " ".join(words + [b])
+    return out
 
 
 def attack_success(adapter: object, attack: Attack, held_out: list[Example]) -> float:
