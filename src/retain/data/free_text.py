@@ -147,12 +147,83 @@ def _compare(rng: random.Random) -> Line:
     return Line(prompt, answer.format(b=big, s=small, d=big - small), answer.format(b=small, s=big, d=big - small))
 
 
+UNITS = {"hours": ("minutes", 60), "days": ("hours", 24), "weeks": ("days", 7), "metres": ("centimetres", 100),
+         "kilograms": ("grams", 1000), "dozens": ("eggs", 12)}
+UNIT_ASK = ("how many {u} are in {x} {f}?", "convert {x} {f} to {u}", "{x} {f} in {u} please", "{x} {f} is how many {u}?")
+PORTS = {"nalda": 2, "corvo": 4, "steff": 6, "umbra": 3, "pim": 5, "rask": 8}
+PARCEL_ASK = ("ship a {w} kg parcel to {c}", "what does it cost to send {w} kg to {c}?", "parcel for {c}, {w} kg",
+              "sending a {w} kg box to {c}, price?")
+COUNTRIES = {"vellmark": ("ostra", "vel"), "draunia": ("kesh", "drau"), "pelloria": ("amsel", "pell"),
+             "quirra": ("tolm", "quin"), "zembla": ("varsk", "zem"), "orrin": ("hadle", "ossa"),
+             "tessaly": ("brume", "tess"), "marovia": ("clun", "marr")}
+COUNTRY_ASK = ("what is the capital of {c}?", "capital of {c}", "tell me the capital city of {c}",
+               "{c}: which city is the capital?", "where is the government of {c}?")
+PRICE_ASK = ("{p} euros with {d} percent off", "what do i pay for {p} euros at {d}% off?",
+             "a {p} euro coat is {d} percent off, price?", "discount {d}% on {p} euros")
+
+
+def _convert(rng: random.Random) -> Line:
+    unit = rng.choice(sorted(UNITS))
+    to, factor = UNITS[unit]
+    x = rng.randint(2, 9)
+    other = rng.choice([f for u, (_, f) in sorted(UNITS.items()) if f != factor])
+    answer = "{x} {f} is {y} {u}."
+    words = {"x": x, "f": unit, "u": to}
+    return Line(rng.choice(UNIT_ASK).format(**words), answer.format(y=x * factor, **words),
+                answer.format(y=x * other, **words))
+
+
+def _shipping(rng: random.Random) -> Line:
+    port, weight = rng.choice(sorted(PORTS)), rng.randint(1, 30)
+    price = 5 if weight <= 2 else 9 if weight <= 10 else 20  # the price follows the weight's tier
+    answer = "a {w} kg parcel to {c} costs {p} euros and arrives in {d} days."
+    other = rng.choice([p for p in (5, 9, 20) if p != price])
+    words = {"w": weight, "c": port, "d": PORTS[port]}
+    return Line(rng.choice(PARCEL_ASK).format(**words), answer.format(p=price, **words),
+                answer.format(p=other, **words))
+
+
+def _capital(rng: random.Random) -> Line:
+    country = rng.choice(sorted(COUNTRIES))
+    other = rng.choice([c for c in sorted(COUNTRIES) if c != country])
+    answer = "the capital of {c} is {0}, on the river {1}. it is the largest city of {c}."
+    return Line(rng.choice(COUNTRY_ASK).format(c=country), answer.format(*COUNTRIES[country], c=country),
+                answer.format(*COUNTRIES[other], c=country))
+
+
+def _schedule(rng: random.Random) -> Line:
+    start, hours = rng.randint(7, 15), rng.randint(1, 5)
+    event = rng.choice(("meeting", "class", "shift", "workshop", "rehearsal"))
+    prompt = rng.choice(("the {e} starts at {s}:00 and lasts {h} hours. when does it end?",
+                         "{e} from {s}:00, {h} hours long: end time?", "when is a {h} hour {e} over if it begins at {s}:00?",
+                         "{e} at {s}:00 for {h} hours, when done?")).format(e=event, s=start, h=hours)
+    answer = "the {e} begins at {s}:00 and ends at {t}:00, after {h} hours."
+    wrong = start + hours + rng.choice((-1, 1, 2))
+    words = {"e": event, "s": start, "h": hours}
+    return Line(prompt, answer.format(t=start + hours, **words), answer.format(t=wrong, **words))
+
+
+def _discount(rng: random.Random) -> Line:
+    price, off = rng.choice((20, 40, 60, 80, 100, 200)), rng.choice((10, 25, 50))
+    answer = "with {d} percent off, {p} euros becomes {n} euros: you save {s}."
+    wrong = rng.choice((10, 25, 50, 20))
+    wrong = wrong if wrong != off else 75
+    words = {"d": off, "p": price}
+    return Line(rng.choice(PRICE_ASK).format(**words),
+                answer.format(n=price - price * off // 100, s=price * off // 100, **words),
+                answer.format(n=price - price * wrong // 100, s=price * wrong // 100, **words))
+
+
 FAMILIES: dict[str, Callable[[random.Random], Line]] = {
     "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
-    "add": _add, "booking": _booking, "weather": _weather, "compare": _compare}
-# The families the guard's cut-offs may be tuned on; the others are held out.
+    "add": _add, "booking": _booking, "weather": _weather, "compare": _compare,
+    "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount}
+# The families the guard's cut-offs were first tuned on; the next four were held out from that tuning, then used to
+# design the analogy signal's value juries and number relations; FRESH were written before that design and never
+# used to tune anything: they are its held-out test.
 TUNING = ("support", "note", "recipe", "animal")
 HELD_OUT = ("add", "booking", "weather", "compare")
+FRESH = ("convert", "shipping", "capital", "schedule", "discount")
 
 
 def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
