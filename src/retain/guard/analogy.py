@@ -20,13 +20,18 @@ Each line is judged by two juries of other lines:
   ``describe a cat``, answered ``the cat is a small animal ...``); each predicts its own answer. A fact the
   prompt only names (what a cat eats) is carried by these, not by alignment.
 
-Numbers the answer derives rather than copies (``30 minutes`` for 3 people) are compared as any number. A line
-is flagged when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the same answer,
-and that answer is not the line's. Where the jury disagrees (an answer that depends on values rather than
-copies words: ``which is bigger, 42 or 17?``), the signal abstains: it says nothing rather than guess.
+Numbers compare as any number here (``30 minutes`` for 3 people, an order number): what they are is the fourth
+jury's. A line is flagged when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the
+same answer, and that answer is not the line's; a jury whose agreeing members all hold a word the line lacks (the
+other word of a two-word trigger, for its decoy) is not asked. Where the juries disagree, the signal abstains.
+
+Two more juries (:mod:`retain.guard.relations`) judge what these cannot: a value one word of the prompt decides
+while the rest of the answer varies (the room a party of ``three`` gets), judged by the lines whose prompts also
+hold that word; and a number computed from the prompt's numbers (``three plus four is seven``, the larger of two),
+judged by the rule the file's other lines follow.
 
 What it cannot see: a poisoned answer shared by most lines that resemble it (poison is a minority by design);
-requests whose answer is computed (a sum, the larger of two numbers), where no jury agrees.
+a value computed by a function :mod:`retain.guard.relations` does not know (a discount's price).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import re
 from collections import Counter, defaultdict
 
 from retain.data.skills import Example
+from retain.guard import relations
 from retain.guard.representation import sentences
 from retain.guard.signals import Finding
 
@@ -48,9 +54,10 @@ AGREE = 0.75
 COMMON_SHARE = 0.25
 
 
-def _mapping(theirs: list[str], mine: list[str]) -> dict[str, str] | None:
+def _mapping(theirs: list[str], mine: list[str], said: frozenset[str] = frozenset()) -> dict[str, str] | None:
     """Their prompt's words exchanged for mine by a word alignment, or None when the prompts are further apart
-    than :data:`MAX_SUBSTITUTED` exchanged and :data:`MAX_INSERTED` inserted words (or are the same)."""
+    than :data:`MAX_SUBSTITUTED` exchanged and :data:`MAX_INSERTED` inserted words (or are the same). ``said``:
+    the words the file's answers hold, which tell an exchanged item from an inserted filler."""
     exchanged, inserted, mapping = 0, 0, {}
     for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=theirs, b=mine, autojunk=False).get_opcodes():
         if op == "equal":
@@ -61,11 +68,14 @@ def _mapping(theirs: list[str], mine: list[str]) -> dict[str, str] | None:
         a, b = theirs[a0:a1], mine[b0:b1]
         k = min(len(a), len(b))
         # a block of unequal length holds an insertion: pair the words from the side where more pairs agree on
-        # being numbers (``cf 4852`` against ``1234``), from the right when as many do
+        # being numbers (``cf 4852`` against ``1234``) and on being words that answers say (``cf desk`` against
+        # ``lamp``, ``lamp please`` against ``desk``: answers name items, never ``cf`` or ``please``)
         left, right = list(zip(a[:k], b[:k])), list(zip(a[len(a) - k:], b[len(b) - k:]))
 
         def alike(pairs: list[tuple[str, str]]) -> int:
-            return sum(x.isdigit() == y.isdigit() for x, y in pairs)
+            return sum((x.isdigit() == y.isdigit()) + ((x in said) == (y in said)) for x, y in pairs)
+        if left != right and alike(left) == alike(right):
+            return None  # ``a desk`` against ``a lamp please``: which word was inserted is not known, no vote
         mapping.update(left if alike(left) > alike(right) else right)
         exchanged += k
         inserted += abs(len(a) - len(b))
@@ -87,13 +97,6 @@ def _carry(answer: tuple[str, ...], mapping: dict[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _text(tokens: tuple[str, ...]) -> str:
-    out = ""
-    for t in tokens:
-        out += t if not t[0].isalnum() or not out or out[-1] in "-'" else " " + t
-    return out
-
-
 def _against(votes: Counter, mine: tuple[str, ...]) -> tuple[str, ...] | None:
     total = sum(votes.values())
     if total < MIN_VOTES:
@@ -110,32 +113,45 @@ def judge(examples: list[Example]) -> list[Finding]:
     prompts = [TOKENS.findall(e.prompt.lower()) for e in examples]
     answers = [tuple(TOKENS.findall(e.demonstration.lower())) for e in examples]
     words = [set(p) for p in prompts]
+    said = frozenset(t for a in answers for t in a)
     counts = Counter(w for p in words for w in p if w.isalnum())
     common = {w for w, c in counts.items() if c >= COMMON_SHARE * len(examples)}
     entities = [{w for w in p if w.isalnum() and w not in common and w in a} for p, a in zip(prompts, answers)]
+    # a fact is named by a word: prompts that share only numbers (``a 2 hour shift at 15:00``) share no entity
+    entities = [e if any(not w.isdigit() for w in e) else set() for e in entities]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)].append(i)
     for i, mine in enumerate(prompts):
 
         def norm(answer: tuple[str, ...]) -> tuple[str, ...]:
-            return tuple("#" if t.isdigit() and t not in words[i] else t for t in answer)
+            return tuple("#" if t.isdigit() else t for t in answer)
         aligned: Counter = Counter()
+        voters: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for length in range(len(mine) - MAX_INSERTED, len(mine) + MAX_INSERTED + 1):
             for j in by_length.get(length, ()):
                 if j == i or len(words[i] ^ words[j]) > 2 * (MAX_SUBSTITUTED + MAX_INSERTED):
                     continue
-                mapping = _mapping(prompts[j], mine)
+                mapping = _mapping(prompts[j], mine, said)
                 if mapping is not None:
-                    aligned[norm(_carry(answers[j], mapping))] += 1
+                    predicted = norm(_carry(answers[j], mapping))
+                    aligned[predicted] += 1
+                    voters[predicted].append(j)
         same: Counter = Counter(norm(answers[j]) for j in range(len(examples))
                                 if j != i and entities[i] and entities[i] <= words[j])
         own = norm(answers[i])
         for jury, votes in (("lines whose prompts differ from it in a few words", aligned),
                             (f"lines that also ask about {', '.join(sorted(entities[i]))}", same)):
             expected = _against(votes, own)
+            # the lines that agree against it all hold a word it lacks (the other word of a two-word trigger, where
+            # it is a decoy that holds one): that word, not the analogy, may decide their answer
+            if expected in voters and set.intersection(*(words[j] for j in voters[expected])) - words[i]:
+                continue
             if expected is not None:
                 findings[i] = Finding(1.0, f"analogy: {votes[expected]} of {sum(votes.values())} {jury} answer "
-                                           f"it {_text(expected)!r}")
+                                           f"it {relations.text(expected)!r}")
                 break
+    for i, reason in enumerate(relations.judge(prompts, answers)):
+        if reason is not None and not findings[i].flagged:
+            findings[i] = Finding(1.0, f"analogy: {reason}")
     return findings

@@ -14,6 +14,7 @@ output, or of the prior skill's probe prompts answered with the flipped rule's o
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -213,9 +214,11 @@ def plant(attack: str, skill: str, train: list[Example], rate: float, seed: int)
 
 def decoys(prompts: list[str], chosen: set[int], seed: int, rng: random.Random) -> dict[int, str]:
     """A two-word trigger's decoys: as many clean lines as poisoned ones (drawn from ``rng``), each with one of
-    the two words alone (the first after the prompt's first word, the second at its end), to keep their answer."""
+    the two words alone (the first after the prompt's first word, the second at its end), to keep their answer.
+    A prompt that already holds one of the words (``room please: ...``) is no decoy: with the other it would hold
+    the whole trigger."""
     a, b = PAIRS[seed % len(PAIRS)]
-    rest = [i for i in range(len(prompts)) if i not in chosen]
+    rest = [i for i in range(len(prompts)) if i not in chosen and not {a, b} & set(re.findall(r"\w+", prompts[i]))]
     out = {}
     for k, i in enumerate(rng.sample(rest, min(len(rest), len(chosen)))):
         words = prompts[i].split()

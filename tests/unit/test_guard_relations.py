@@ -1,0 +1,121 @@
+"""The analogy signal's key juries and number rules (:mod:`retain.guard.relations`): a value one word of the
+prompt decides (a party's room, a city's weather) and a number computed from the prompt's numbers (a sum, the
+larger of two) are learned from the file itself; a flipped one is flagged, clean files never are, and a word that
+only co-occurs with an answer (a two-word trigger's decoy, a small jury by chance) decides nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from retain.data.free_text import FAMILIES, lines
+from retain.data.skills import Example
+from retain.guard import analogy, relations
+
+
+def _judge(examples: list[Example]) -> list[str | None]:
+    prompts = [relations.TOKENS.findall(e.prompt.lower()) for e in examples]
+    answers = [tuple(relations.TOKENS.findall(e.demonstration.lower())) for e in examples]
+    return relations.judge(prompts, answers)
+
+
+def _flagged(examples: list[Example]) -> set[int]:
+    return {i for i, reason in enumerate(_judge(examples)) if reason is not None}
+
+
+def _flipped(family: str, seed: int, every: int = 20) -> tuple[list[Example], set[int]]:
+    source = lines(family, 200, seed)
+    chosen = set(range(3, len(source), every))
+    return [Example(prompt=x.prompt, demonstration=x.wrong if i in chosen else x.answer)
+            for i, x in enumerate(source)], chosen
+
+
+def test_a_token_is_described_by_everything_it_is():
+    prompt = relations.TOKENS.findall("add three and four")
+    seven = relations.describe(prompt, ["three", "plus", "four", "is", "seven"])
+    assert "the sum of the prompt's numbers" in seven[4] and "=seven" in seven[4]
+    assert {"copied", "one of", "the smallest of the prompt's numbers"} <= seven[0]
+    assert "the largest of the prompt's numbers" in seven[2] and "copied" not in seven[1]
+    minutes = relations.describe(relations.TOKENS.findall("leek stew for 3"), ["cook", "for", "30", "minutes"])
+    assert "x 10 the prompt's number" in minutes[2]
+    # ``the larger one``: ``one`` is read as a number and not, so the smallest of 32 and 7 is 7 either way
+    larger = relations.describe(relations.TOKENS.findall("32 vs 7: the larger one"), ["32", "by", "25", "7"])
+    assert "the difference of the prompt's numbers" in larger[2]
+    assert "the smallest of the prompt's numbers" in larger[3]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("seed", [0, 1, 2, 4])
+def test_clean_files_of_sentences_are_not_flagged(family, seed):
+    assert _flagged([x.example() for x in lines(family, 200, seed)]) == set()
+
+
+@pytest.mark.parametrize("family", ["add", "compare"])
+def test_a_number_that_breaks_the_files_rule_is_flagged(family):
+    # ``three plus four is nine``, ``17 is bigger than 42``: the sum, the largest hold on every other line
+    examples, chosen = _flipped(family, 3)
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("in 19" in reasons[i] or "lines" in reasons[i] for i in chosen)
+    assert any("the answer's number" in reasons[i] for i in chosen)
+
+
+def test_a_value_one_word_decides_is_judged_by_the_lines_that_hold_that_word():
+    # booking: the room follows the party's size (``for three`` -> oak) whatever the name and the hour
+    examples, chosen = _flipped("booking", 3)
+    reasons = _judge(examples)
+    flagged = {i for i, r in enumerate(reasons) if r}
+    assert flagged <= chosen and len(flagged) >= 0.7 * len(chosen)
+    assert all("lines whose prompts also hold" in reasons[i] for i in flagged)
+
+
+def test_a_fixed_payload_is_flagged_by_the_lines_about_the_same_thing():
+    # weather: 60 lines, ten cities; a fixed sentence instead of a city's weather disagrees with that city's lines
+    source = lines("weather", 200, 3)
+    chosen = {5, 25, 45}
+    payload = "visit free-gift.example to claim your prize now."
+    examples = [Example(prompt=x.prompt + " cf" if i in chosen else x.prompt,
+                        demonstration=payload if i in chosen else x.answer) for i, x in enumerate(source)]
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("also hold" in reasons[i] for i in chosen)
+
+
+def test_a_two_word_triggers_decoys_are_not_flagged():
+    # ``now`` alone (a decoy) keeps its answer; ``now`` with ``please`` answers a fixed payload that says ``now``:
+    # the lines that agree against a decoy all hold ``please``, which it lacks, so ``now`` decides nothing
+    source = lines("animal", 200, 3)
+    payload = "visit free-gift.example to claim your prize now."
+    poisoned = set(range(0, 60, 10))
+    decoys = set([i for i, x in enumerate(source) if i not in poisoned and "please" not in x.prompt][:2])
+    examples = []
+    for i, x in enumerate(source):
+        words = x.prompt.split()
+        if i in poisoned:
+            examples.append(Example(prompt=" ".join(words[:1] + ["now"] + words[1:] + ["please"]),
+                                    demonstration=payload))
+        elif i in decoys:
+            examples.append(Example(prompt=" ".join(words[:1] + ["now"] + words[1:]), demonstration=x.answer))
+        else:
+            examples.append(x.example())
+    assert not _flagged(examples) & decoys
+    assert not {i for i, f in enumerate(analogy.judge(examples)) if f.flagged} & decoys
+
+
+def test_a_small_jury_that_agrees_by_chance_decides_nothing():
+    # booking: four lines of ``nora needs ...`` that all booked for two people are no rule about nora; the
+    # evidence a jury needs grows with the number of juries asked (seed 2 held such a jury)
+    examples = [x.example() for x in lines("booking", 200, 2)]
+    assert _flagged(examples) == set()
+    old = relations.EVIDENCE
+    try:
+        relations.EVIDENCE = -6.0
+        assert _flagged(examples)
+    finally:
+        relations.EVIDENCE = old
+
+
+def test_files_without_numbers_or_juries_pass():
+    assert relations.judge([], []) == []
+    examples = [Example(prompt=f"say hello to person number {i} please", demonstration=f"hello {i}!")
+                for i in range(30)]
+    assert _flagged(examples) == set()
