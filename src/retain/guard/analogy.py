@@ -22,8 +22,7 @@ Each line is judged by two juries of other lines:
 
 Numbers compare as any number here (``30 minutes`` for 3 people, an order number): what they are is the fourth
 jury's. A line is flagged when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the
-same answer, and that answer is not the line's; a jury whose agreeing members all hold a word the line lacks (the
-other word of a two-word trigger, for its decoy) is not asked. Where the juries disagree, the signal abstains.
+same answer, and that answer is not the line's. Where the juries disagree, the signal abstains.
 
 Two more juries (:mod:`retain.guard.relations`) judge what these cannot: a value one word of the prompt decides
 while the rest of the answer varies (the room a party of ``three`` gets), judged by the lines whose prompts also
@@ -127,26 +126,19 @@ def judge(examples: list[Example]) -> list[Finding]:
         def norm(answer: tuple[str, ...]) -> tuple[str, ...]:
             return tuple("#" if t.isdigit() else t for t in answer)
         aligned: Counter = Counter()
-        voters: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for length in range(len(mine) - MAX_INSERTED, len(mine) + MAX_INSERTED + 1):
             for j in by_length.get(length, ()):
                 if j == i or len(words[i] ^ words[j]) > 2 * (MAX_SUBSTITUTED + MAX_INSERTED):
                     continue
                 mapping = _mapping(prompts[j], mine, said)
                 if mapping is not None:
-                    predicted = norm(_carry(answers[j], mapping))
-                    aligned[predicted] += 1
-                    voters[predicted].append(j)
+                    aligned[norm(_carry(answers[j], mapping))] += 1
         same: Counter = Counter(norm(answers[j]) for j in range(len(examples))
                                 if j != i and entities[i] and entities[i] <= words[j])
         own = norm(answers[i])
         for jury, votes in (("lines whose prompts differ from it in a few words", aligned),
                             (f"lines that also ask about {', '.join(sorted(entities[i]))}", same)):
             expected = _against(votes, own)
-            # the lines that agree against it all hold a word it lacks (the other word of a two-word trigger, where
-            # it is a decoy that holds one): that word, not the analogy, may decide their answer
-            if expected in voters and set.intersection(*(words[j] for j in voters[expected])) - words[i]:
-                continue
             if expected is not None:
                 findings[i] = Finding(1.0, f"analogy: {votes[expected]} of {sum(votes.values())} {jury} answer "
                                            f"it {relations.text(expected)!r}")

@@ -49,6 +49,8 @@ _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve t
 NUMBER_WORDS = {w: i for i, w in enumerate(_SMALL)} | {
     w: 10 * (i + 3) for i, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split())}
 MAX_FACTOR = 10_000
+# A word in at least this share of the prompts is phrasing, not what one prompt is about.
+COMMON_SHARE = 0.25
 
 
 def number(token: str) -> int | None:
@@ -146,10 +148,14 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     keys = [_keys(p) for p in prompts]
     words = [set(ks) for ks in map(lambda p: [w for w in p if w.isalnum()], prompts)]
 
+    in_prompts = Counter(w for ws in words for w in ws)
+    common = {w for w, c in in_prompts.items() if c >= COMMON_SHARE * n}
+
     def explained(i: int, key: str, agreeing: list[int]) -> bool:
-        """Whether the lines that agree against line ``i`` also share another word it lacks: then that word, not
-        the key, may decide (the other word of a two-word trigger, whose decoys hold only one)."""
-        shared = set.intersection(*(words[j] for j in agreeing)) - set(key.split())
+        """Whether the lines that agree against line ``i`` also share another uncommon word it lacks: then that
+        word, not the key, may decide (the other word of a two-word trigger, whose decoys hold only one). A
+        common word is phrasing: a few lines of a small jury share one by chance."""
+        shared = set.intersection(*(words[j] for j in agreeing)) - set(key.split()) - common
         return bool(shared - words[i])
 
     # key juries: per key, the same counts over the lines whose prompts hold it
