@@ -119,3 +119,15 @@ def test_files_without_numbers_or_juries_pass():
     examples = [Example(prompt=f"say hello to person number {i} please", demonstration=f"hello {i}!")
                 for i in range(30)]
     assert _flagged(examples) == set()
+
+
+def test_which_words_an_answer_copies_is_no_vote():
+    # booking: most lines holding ``please`` are ``room please: six people, ...``, whose answer copies
+    # ``people``; a two-word trigger's decoy ``can please lena get a room at nine for six?`` does not copy it
+    source = lines("booking", 200, 3)
+    examples = [x.example() for x in source]
+    decoys = [i for i, x in enumerate(source) if "please" not in x.prompt][:8]
+    for i in decoys:
+        words = source[i].prompt.split()
+        examples[i] = Example(prompt=" ".join(words[:1] + ["please"] + words[1:]), demonstration=source[i].answer)
+    assert not _flagged(examples) & set(decoys)

@@ -174,9 +174,11 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
             lengths[len(described[j])] += 1
             wholes[whole[j]] += 1
             for k, d in enumerate(described[j]):
-                # a key that fixes one of the numbers makes a comparison of them depend on the others: no vote
-                at[(len(described[j]), k)].update(w for w in d - itself
-                                                  if not valued or w == "copied" or w.startswith(("=", "x ")))
+                # a key that fixes one of the numbers makes a comparison of them depend on the others: no vote;
+                # nor is a copy: which words a prompt repeats follows its phrasing, which a key often picks (most
+                # lines with ``please`` are ``room please: six people, ...``, whose answer copies ``people``)
+                at[(len(described[j]), k)].update(w for w in d - itself if w != "copied"
+                                                  and (not valued or w.startswith(("=", "x "))))
         # a line's own votes are never for what it lacks, so the best vote against it needs no recount
         counts[key] = (lengths, wholes.most_common(2), {where: c.most_common(12) for where, c in at.items()})
 
