@@ -36,7 +36,6 @@ a value computed by a function :mod:`retain.guard.relations` does not know (a di
 from __future__ import annotations
 
 import difflib
-import re
 from collections import Counter, defaultdict
 
 from retain.data.skills import Example
@@ -44,7 +43,7 @@ from retain.guard import relations
 from retain.guard.representation import sentences
 from retain.guard.signals import Finding
 
-TOKENS = re.compile(r"\w+|[^\w\s]")
+TOKENS = relations.TOKENS
 MAX_SUBSTITUTED = 2
 MAX_INSERTED = 2
 MIN_VOTES = 3
