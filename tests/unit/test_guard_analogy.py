@@ -133,3 +133,17 @@ def test_prompts_that_share_only_numbers_share_no_entity():
     # schedule: ``a 2 hour shift ... at 15:00`` and ``the class starts at 15:00 and lasts 2 hours`` share the
     # numbers 15 and 2, not what they are about; the event's lines do not judge the shift's (seed 4 flagged two)
     assert _flagged([line.example() for line in lines("schedule", 200, 4)]) == set()
+
+
+def test_the_same_entities_in_another_order_are_another_request():
+    # booking: ``at three for two`` and ``at two for three`` hold the same words for another party and hour; a
+    # 2000-line file flagged 34 clean lines this way before the jury required the same order
+    examples = [line.example() for line in lines("booking", 200, 9)]
+    for prompt in ("book a room for three at two, name quin", "quin needs a room for three people at two",
+                   "room please: three people, two, quin"):
+        examples.append(Example(prompt=prompt, demonstration="done, quin: the oak room is yours at two for three "
+                                                             "people. it has a screen and water."))
+    examples.append(Example(prompt="can quin get a room at three for two?",
+                            demonstration="done, quin: the oak room is yours at three for two people. it has a "
+                                          "screen and water."))
+    assert len(examples) - 1 not in _flagged(examples)

@@ -132,8 +132,11 @@ def judge(examples: list[Example]) -> list[Finding]:
                 mapping = _mapping(prompts[j], mine, said)
                 if mapping is not None:
                     aligned[norm(_carry(answers[j], mapping))] += 1
+        # and in the same order: ``a room for ten at three`` is not about what ``a room for three at ten`` is
+        order = sorted(entities[i], key=mine.index)
         same: Counter = Counter(norm(answers[j]) for j in range(len(examples))
-                                if j != i and entities[i] and entities[i] <= words[j])
+                                if j != i and entities[i] and entities[i] <= words[j]
+                                and sorted(entities[i], key=prompts[j].index) == order)
         own = norm(answers[i])
         for jury, votes in (("lines whose prompts differ from it in a few words", aligned),
                             (f"lines that also ask about {', '.join(sorted(entities[i]))}", same)):

@@ -16,11 +16,16 @@ otherwise, Brodley and Friedl, JAIR 1999):
   coincidence agrees with lines where it is either.
 - **Key juries** (``the lines whose prompts also hold 'three'``). For each word and each pair of adjacent words of
   a prompt, the other lines whose prompts hold it vote, position by position over answers of the same length,
-  on what each position is, and on the whole answer. A line is flagged when such a jury of at least
-  :data:`MIN_VOTES` agrees on a description at :data:`AGREE` that the line's token lacks, and the agreement is
-  evidence, not chance: the jury's share must exceed the description's share among all lines by a
-  Kullback-Leibler margin worth :data:`EVIDENCE` nats (the Chernoff bound on drawing that jury at random is
-  ``exp(-EVIDENCE)``), so a word that merely co-occurs with a common template decides nothing.
+  on what each position is (not on whether it is copied: which words an answer copies follows the prompt's
+  phrasing, which a key often picks), and, for one word, on the whole answer (its base rate that of the answer
+  with the key's word masked). A line is flagged when such a jury of at least :data:`MIN_VOTES` agrees on a
+  description at :data:`AGREE` that the line's token lacks, and the agreement is evidence, not chance: the
+  jury's size times the Kullback-Leibler divergence of its share from the description's share among all lines
+  must reach the log of the number of juries asked plus :data:`EVIDENCE` nats (a Chernoff bound with a
+  Bonferroni correction: all the file's juries drawn at random would reach it with probability below
+  ``exp(-EVIDENCE)``), so a word that merely co-occurs with a common template decides nothing. Nor does a jury
+  whose agreeing lines all hold another uncommon word the line lacks (the other word of a two-word trigger,
+  for its decoy).
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
   answers with as many numbers, a function of the prompt's numbers that gives a number slot's value in
   :data:`RULE_SHARE` of at least :data:`RULE_LINES` lines is a rule of the file; a line that breaks it is
@@ -40,8 +45,8 @@ from collections.abc import Iterable
 TOKENS = re.compile(r"\w+|[^\w\s]")
 MIN_VOTES = 4
 AGREE = 0.75
-EVIDENCE = 1.0  # nats beyond the log of the number of tests: every jury drawn at random together agrees this well
-# with probability below e^-3 (5%)
+EVIDENCE = 1.0  # nats beyond the log of the number of juries asked: all of them drawn at random would agree this
+# well with probability below e^-1 (chosen on seeds 0-5 of eight families: 0, 1 and 2 flag no clean line there)
 RULE_SHARE = 0.9
 RULE_LINES = 10
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -140,10 +145,15 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     for i, w in enumerate(whole):
         by_length[len(w)].append(i)
 
+    shares: dict[tuple[tuple[str, ...], str], float] = {}
+
     def form_share(top: tuple[str, ...], key: str) -> float:
         """The share of answers that are ``top`` but for the key's word (the same request about another item):
         a jury about one item agrees with that form's share of the file, not with the item's."""
-        return sum(all(a == b or b == key for a, b in zip(whole[j], top)) for j in by_length[len(top)]) / n
+        if (top, key) not in shares:
+            shares[(top, key)] = sum(all(a == b or b == key for a, b in zip(whole[j], top))
+                                     for j in by_length[len(top)]) / n
+        return shares[(top, key)]
 
     keys = [_keys(p) for p in prompts]
     words = [set(ks) for ks in map(lambda p: [w for w in p if w.isalnum()], prompts)]
@@ -198,7 +208,8 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
             jury = len(by_key[key]) - 1
             top, agree = next((w, c) for w, c in wholes + [(None, 0)] if w != whole[i])
             # a whole answer is voted on by the lines that share one word (a pair of words picks a phrasing too)
-            if (top is not None and " " not in key and evident(agree, jury, form_share(top, key))
+            if (top is not None and " " not in key and agree >= max(MIN_VOTES, AGREE * jury)
+                    and evident(agree, jury, form_share(top, key))
                     and not explained(i, key, [j for j in by_key[key] if whole[j] == top])):
                 reasons[i] = f"{agree} of {jury} lines whose prompts also hold {key!r} answer it {text(top)!r}"
                 break
