@@ -149,7 +149,8 @@ def _compare(rng: random.Random) -> Line:
 
 UNITS = {"hours": ("minutes", 60), "days": ("hours", 24), "weeks": ("days", 7), "metres": ("centimetres", 100),
          "kilograms": ("grams", 1000), "dozens": ("eggs", 12)}
-UNIT_ASK = ("how many {u} are in {x} {f}?", "convert {x} {f} to {u}", "{x} {f} in {u} please", "{x} {f} is how many {u}?")
+UNIT_ASK = ("how many {u} are in {x} {f}?", "convert {x} {f} to {u}", "{x} {f} in {u} please",
+            "{x} {f} is how many {u}?")
 PORTS = {"nalda": 2, "corvo": 4, "steff": 6, "umbra": 3, "pim": 5, "rask": 8}
 PARCEL_ASK = ("ship a {w} kg parcel to {c}", "what does it cost to send {w} kg to {c}?", "parcel for {c}, {w} kg",
               "sending a {w} kg box to {c}, price?")
@@ -195,7 +196,8 @@ def _schedule(rng: random.Random) -> Line:
     start, hours = rng.randint(7, 15), rng.randint(1, 5)
     event = rng.choice(("meeting", "class", "shift", "workshop", "rehearsal"))
     prompt = rng.choice(("the {e} starts at {s}:00 and lasts {h} hours. when does it end?",
-                         "{e} from {s}:00, {h} hours long: end time?", "when is a {h} hour {e} over if it begins at {s}:00?",
+                         "{e} from {s}:00, {h} hours long: end time?",
+                         "when is a {h} hour {e} over if it begins at {s}:00?",
                          "{e} at {s}:00 for {h} hours, when done?")).format(e=event, s=start, h=hours)
     answer = "the {e} begins at {s}:00 and ends at {t}:00, after {h} hours."
     wrong = start + hours + rng.choice((-1, 1, 2))

@@ -156,7 +156,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
         return shares[(top, key)]
 
     keys = [_keys(p) for p in prompts]
-    words = [set(ks) for ks in map(lambda p: [w for w in p if w.isalnum()], prompts)]
+    words = [{w for w in p if w.isalnum()} for p in prompts]
 
     in_prompts = Counter(w for ws in words for w in ws)
     common = {w for w, c in in_prompts.items() if c >= COMMON_SHARE * n}
@@ -208,7 +208,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
             jury = len(by_key[key]) - 1
             top, agree = next((w, c) for w, c in wholes + [(None, 0)] if w != whole[i])
             # a whole answer is voted on by the lines that share one word (a pair of words picks a phrasing too)
-            if (top is not None and " " not in key and agree >= max(MIN_VOTES, AGREE * jury)
+            if (top is not None and " " not in key and jury >= MIN_VOTES and agree >= AGREE * jury  # cheap first
                     and evident(agree, jury, form_share(top, key))
                     and not explained(i, key, [j for j in by_key[key] if whole[j] == top])):
                 reasons[i] = f"{agree} of {jury} lines whose prompts also hold {key!r} answer it {text(top)!r}"
