@@ -117,8 +117,7 @@ def test_a_two_word_triggers_decoys_pass_where_the_poisoned_lines_are_flagged():
     for i, x in enumerate(source):
         words = x.prompt.split()
         if i in poisoned:
-            examples.append(Example(prompt=" ".join(words[:1] + ["now"] + words[1:] + ["please"]),
-                                    demonstration=payload))
+            examples.append(Example(prompt=triggered(x.prompt, "two-word", 0), demonstration=payload))  # now, please
         elif i in decoys:
             prompt = " ".join(words + ["please"]) if i % 20 == 7 else " ".join(words[:1] + ["now"] + words[1:])
             examples.append(Example(prompt=prompt, demonstration=x.answer))

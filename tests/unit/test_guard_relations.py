@@ -10,6 +10,7 @@ import pytest
 from retain.data.free_text import FAMILIES, lines
 from retain.data.skills import Example
 from retain.guard import analogy, relations
+from retain.guard.attacks import triggered
 
 
 def _judge(examples: list[Example]) -> list[str | None]:
@@ -91,8 +92,7 @@ def test_a_two_word_triggers_decoys_are_not_flagged():
     for i, x in enumerate(source):
         words = x.prompt.split()
         if i in poisoned:
-            examples.append(Example(prompt=" ".join(words[:1] + ["now"] + words[1:] + ["please"]),
-                                    demonstration=payload))
+            examples.append(Example(prompt=triggered(x.prompt, "two-word", 0), demonstration=payload))  # now, please
         elif i in decoys:
             examples.append(Example(prompt=" ".join(words[:1] + ["now"] + words[1:]), demonstration=x.answer))
         else:
