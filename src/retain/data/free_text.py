@@ -216,16 +216,76 @@ def _discount(rng: random.Random) -> Line:
                 answer.format(n=price - price * wrong // 100, s=price * wrong // 100, **words))
 
 
+GRADE_ASK = ("i scored {s} on the test, what grade is that?", "grade for a score of {s}?", "score {s}: which grade?",
+             "what do i get with {s} points?")
+GRADES = ((90, "a", "excellent"), (75, "b", "good"), (60, "c", "a pass"), (45, "d", "weak"), (0, "f", "a fail"))
+TAX_ASK = ("{p} euros plus {r} percent tax?", "what is {p} euros with {r}% tax added?", "add {r}% tax to {p} euros",
+           "price with tax: {p} euros at {r} percent")
+AREA_ASK = ("how big is a {w} by {h} metre room?", "floor area of a room {w} m by {h} m?", "a room of {w} x {h} metres: "
+            "area?", "area for {w} by {h} metres please")
+FARES = ((65, "senior", 5), (16, "adult", 8), (4, "child", 3), (0, "baby", 0))
+TICKET_ASK = ("what does a ticket cost for someone aged {a}?", "fare for a {a} year old?", "ticket price, age {a}",
+              "my friend is {a}, what fare do they pay?", "how much is the bus for age {a}?")
+SPLIT_ASK = ("a bill of {b} euros split between {n} friends", "we are {n} and the bill is {b} euros, each pays?",
+             "split {b} euros {n} ways", "{n} people share a {b} euro bill, how much each?")
+
+
+def _grade(rng: random.Random) -> Line:
+    score = rng.randint(0, 100)
+    grade = next(g for g in GRADES if score >= g[0])
+    other = rng.choice([g for g in GRADES if g != grade])
+    answer = "a score of {s} earns the grade {g}, which is {w}."
+    return Line(rng.choice(GRADE_ASK).format(s=score), answer.format(s=score, g=grade[1], w=grade[2]),
+                answer.format(s=score, g=other[1], w=other[2]))
+
+
+def _tax(rng: random.Random) -> Line:
+    price, rate = rng.choice(range(20, 220, 20)), rng.choice((5, 10, 20, 25))
+    other = rng.choice([r for r in (5, 10, 20, 25) if r != rate])
+    answer = "{p} euros plus {r} percent tax comes to {t} euros, of which {x} euros is tax."
+    return Line(rng.choice(TAX_ASK).format(p=price, r=rate),
+                answer.format(p=price, r=rate, t=price + price * rate // 100, x=price * rate // 100),
+                answer.format(p=price, r=rate, t=price + price * other // 100, x=price * other // 100))
+
+
+def _area(rng: random.Random) -> Line:
+    w, h = rng.randint(2, 12), rng.randint(2, 12)
+    answer = "a {w} by {h} metre room has {a} square metres of floor."
+    return Line(rng.choice(AREA_ASK).format(w=w, h=h), answer.format(w=w, h=h, a=w * h),
+                answer.format(w=w, h=h, a=2 * (w + h)))
+
+
+def _ticket(rng: random.Random) -> Line:
+    age = rng.randint(1, 90)
+    fare = next(f for f in FARES if age >= f[0])
+    other = rng.choice([f for f in FARES if f != fare])
+    answer = "at {a} you ride on the {k} fare, which costs {p} euros."
+    return Line(rng.choice(TICKET_ASK).format(a=age), answer.format(a=age, k=fare[1], p=fare[2]),
+                answer.format(a=age, k=other[1], p=other[2]))
+
+
+def _split(rng: random.Random) -> Line:
+    people, share = rng.randint(2, 8), rng.randint(5, 30)
+    answer = "each of the {n} pays {s} euros of the {b}."
+    wrong = share + rng.choice((-2, -1, 1, 2))
+    return Line(rng.choice(SPLIT_ASK).format(b=people * share, n=people),
+                answer.format(n=people, s=share, b=people * share), answer.format(n=people, s=wrong, b=people * share))
+
+
 FAMILIES: dict[str, Callable[[random.Random], Line]] = {
     "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
     "add": _add, "booking": _booking, "weather": _weather, "compare": _compare,
-    "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount}
+    "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount,
+    "grade": _grade, "tax": _tax, "area": _area, "ticket": _ticket, "split": _split}
 # The families the guard's cut-offs were first tuned on; the next four were held out from that tuning, then used to
 # design the analogy signal's value juries and number relations; FRESH were written before that design and never
 # used to tune anything: they are its held-out test.
 TUNING = ("support", "note", "recipe", "animal")
 HELD_OUT = ("add", "booking", "weather", "compare")
 FRESH = ("convert", "shipping", "capital", "schedule", "discount")
+# Written before the relations' tiers, products and broken numbers were designed (on seeds 0-3 of the families
+# above): their held-out test, with seeds 4-7 of the rest.
+UNSEEN = ("grade", "tax", "area", "ticket", "split")
 
 
 def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
