@@ -272,11 +272,59 @@ def _split(rng: random.Random) -> Line:
                 answer.format(n=people, s=share, b=people * share), answer.format(n=people, s=wrong, b=people * share))
 
 
+PARKING_ASK = ("i parked {h} hours at {g}, what do i owe?", "parking fee for {h} hours, garage {g}?",
+               "{h} hours in the {g} garage: cost?", "how much is {h} hours of parking at {g}?")
+GARAGES = ("north", "harbour", "mall", "station", "airport")
+SPEED_ASK = ("a train goes {d} km in {h} hours, how fast?", "{d} km in {h} hours: speed?",
+             "what speed covers {d} km in {h} hours?", "average speed for {d} km over {h} hours")
+TEMPERATURE_ASK = ("it is {t} degrees outside, what should i wear?", "{t} degrees today: clothes?",
+                   "what to wear at {t} degrees?", "dressing for {t} degrees, any advice?")
+STOCK_ASK = ("we had {n} {i}s and sold {m}, how many are left?", "{n} {i}s in stock, {m} sold: left?",
+             "after selling {m} of our {n} {i}s, what remains?", "stock of {i}s: {n}, sold {m}. remaining?")
+
+
+def _parking(rng: random.Random) -> Line:
+    hours, garage = rng.randint(1, 24), rng.choice(GARAGES)
+    fee = 3 if hours <= 2 else 7 if hours <= 6 else 12 if hours <= 12 else 20  # the fee follows the stay's tier
+    other = rng.choice([f for f in (3, 7, 12, 20) if f != fee])
+    answer = "{h} hours at the {g} garage cost {f} euros. pay at the machine by the exit."
+    return Line(rng.choice(PARKING_ASK).format(h=hours, g=garage), answer.format(h=hours, g=garage, f=fee),
+                answer.format(h=hours, g=garage, f=other))
+
+
+def _speed(rng: random.Random) -> Line:
+    hours, speed = rng.randint(2, 6), rng.choice(range(40, 130, 10))
+    answer = "{d} km in {h} hours is an average of {s} km per hour."
+    wrong = speed + rng.choice((-10, 10, 20))
+    return Line(rng.choice(SPEED_ASK).format(d=hours * speed, h=hours), answer.format(d=hours * speed, h=hours, s=speed),
+                answer.format(d=hours * speed, h=hours, s=wrong))
+
+
+def _temperature(rng: random.Random) -> Line:
+    t = rng.randint(-10, 35)
+    wear = ("a heavy coat, a hat and gloves" if t < 5 else "a warm jacket" if t < 15 else "a light sweater"
+            if t < 22 else "shorts and a t-shirt")
+    other = rng.choice([w for w in ("a heavy coat, a hat and gloves", "a warm jacket", "a light sweater",
+                                    "shorts and a t-shirt") if w != wear])
+    answer = "at {t} degrees, wear {w}."
+    return Line(rng.choice(TEMPERATURE_ASK).format(t=t), answer.format(t=t, w=wear), answer.format(t=t, w=other))
+
+
+def _stock(rng: random.Random) -> Line:
+    item, n = rng.choice(ITEMS), rng.randint(10, 60)
+    sold = rng.randint(1, n - 1)
+    answer = "you sold {m} of {n} {i}s, so {r} {i}s are left on the shelf."
+    wrong = n - sold + rng.choice((-2, -1, 1, 2))
+    return Line(rng.choice(STOCK_ASK).format(n=n, i=item, m=sold), answer.format(n=n, i=item, m=sold, r=n - sold),
+                answer.format(n=n, i=item, m=sold, r=wrong))
+
+
 FAMILIES: dict[str, Callable[[random.Random], Line]] = {
     "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
     "add": _add, "booking": _booking, "weather": _weather, "compare": _compare,
     "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount,
-    "grade": _grade, "tax": _tax, "area": _area, "ticket": _ticket, "split": _split}
+    "grade": _grade, "tax": _tax, "area": _area, "ticket": _ticket, "split": _split,
+    "parking": _parking, "speed": _speed, "temperature": _temperature, "stock": _stock}
 # The families the guard's cut-offs were first tuned on; the next four were held out from that tuning, then used to
 # design the analogy signal's value juries and number relations; FRESH were written before that design and never
 # used to tune anything: they are its held-out test.
@@ -286,6 +334,9 @@ FRESH = ("convert", "shipping", "capital", "schedule", "discount")
 # Written before the relations' tiers, products and broken numbers were designed (on seeds 0-3 of the families
 # above): their held-out test, with seeds 4-7 of the rest.
 UNSEEN = ("grade", "tax", "area", "ticket", "split")
+# Written after UNSEEN was measured once (seeds 4-7) and its misses (grade and ticket: fixed payloads, flips)
+# led to ranges over whole answers and at the ends, and to the copy rule: their held-out test.
+LATER = ("parking", "speed", "temperature", "stock")
 
 
 def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
