@@ -5,12 +5,14 @@ only co-occurs with an answer (a two-word trigger's decoy, a small jury by chanc
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from retain.data.free_text import FAMILIES, lines
 from retain.data.skills import Example
 from retain.guard import analogy, relations
-from retain.guard.attacks import triggered
+from retain.guard.attacks import near_miss, triggered
 
 
 def _judge(examples: list[Example]) -> list[str | None]:
@@ -131,3 +133,72 @@ def test_which_words_an_answer_copies_is_no_vote():
         words = source[i].prompt.split()
         examples[i] = Example(prompt=" ".join(words[:1] + ["please"] + words[1:]), demonstration=source[i].answer)
     assert not _flagged(examples) & set(decoys)
+
+
+def test_percentages_products_and_quotients_describe_a_number():
+    tax = relations.describe(relations.TOKENS.findall("80 euros plus 25 percent tax?"), ["100", "20", "2000", "55"])
+    assert "one plus a percentage of it of the prompt's numbers" in tax[0]
+    assert "a percentage of one of the prompt's numbers" in tax[1]
+    assert "the product of the prompt's numbers" in tax[2]
+    assert not any(d.startswith(("a percentage", "one plus", "one less", "the product")) for d in tax[3])
+    off = relations.describe(relations.TOKENS.findall("discount 25% on 80 euros"), ["60"])
+    assert "one less a percentage of it of the prompt's numbers" in off[0]
+    each = relations.describe(relations.TOKENS.findall("split 84 euros 4 ways"), ["21", "22"])
+    assert "the quotient of the prompt's numbers" in each[0] and "the quotient of the prompt's numbers" not in each[1]
+
+
+def test_a_discounts_wrong_price_breaks_the_files_rule():
+    # ``with 25 percent off, 80 euros becomes 40 euros``: no key decides it, the percentage rule does
+    examples, chosen = _flipped("discount", 1, every=12)
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("percentage" in reasons[i] for i in chosen)
+
+
+def test_a_value_that_ranges_of_the_number_decide_is_flagged_where_it_breaks_them():
+    # a parcel's price by its weight's tier: each weight has too few lines for a key jury, the ranges do not
+    examples, chosen = _flipped("shipping", 2)
+    source = lines("shipping", 200, 2)
+    tiers = relations._tiers([relations.TOKENS.findall(e.prompt) for e in examples],
+                             [tuple(relations.TOKENS.findall(e.demonstration)) for e in examples],
+                             [tuple(relations._readings(relations.TOKENS.findall(x.prompt))[0]) for x in source])
+    assert {i for i, r in enumerate(tiers) if r} == chosen
+    assert all("lines whose number is" in tiers[i] for i in chosen)
+    assert _flagged(examples) == chosen
+
+
+def test_two_agreeing_lines_make_a_range_and_one_line_breaks_it():
+    # rooms by the party's size: two parties (eleven, twelve) get a room of their own
+    xs = [2] * 3 + [3] * 3 + [4] * 4 + [5] * 3 + [6] * 3 + [7] * 2 + [8] * 2 + [11, 12]
+    ys = ["oak"] * 10 + ["elm"] * 10 + ["ash", "ash"]
+
+    def tiers(ys):
+        prompts = [["room", "for", str(x)] for x in xs]
+        answers = [("the", y, "room", "for", str(x)) for x, y in zip(xs, ys)]
+        return [i for i, r in enumerate(relations._tiers(prompts, answers, [(x,) for x in xs])) if r]
+    assert tiers(ys) == []
+    # alone, the twelve's ``ash`` breaks the range the eleven follows
+    assert tiers(ys[:-2] + ["elm", "ash"]) == [len(xs) - 1]
+
+
+@pytest.mark.parametrize("family,seed", [("add", 0), ("booking", 1), ("support", 0), ("capital", 2)])
+def test_a_near_miss_is_one_character_from_an_attested_answer(family, seed):
+    source = lines(family, 200, seed)
+    rng = random.Random(seed)
+    chosen = set(range(5, len(source), 25))
+    examples = [Example(prompt=x.prompt, demonstration=near_miss(x.answer, rng) if i in chosen else x.answer)
+                for i, x in enumerate(source)]
+    prompts = [relations.TOKENS.findall(e.prompt.lower()) for e in examples]
+    answers = [tuple(relations.TOKENS.findall(e.demonstration.lower())) for e in examples]
+    found = relations._near_misses(prompts, answers)
+    changed = {i for i in chosen if examples[i].demonstration != source[i].answer}
+    assert {i for i, r in enumerate(found) if r} == changed
+    assert all("one character from" in found[i] for i in changed)
+
+
+def test_a_copy_that_misses_by_a_letter_is_a_near_miss():
+    source = lines("booking", 200, 0)
+    bad = next(i for i, x in enumerate(source) if ", nora" in x.prompt or "nora needs" in x.prompt)
+    examples = [x.example() for x in source]
+    examples[bad] = Example(prompt=source[bad].prompt, demonstration=source[bad].answer.replace("nora", "dora"))
+    assert _flagged(examples) == {bad}

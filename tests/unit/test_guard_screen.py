@@ -75,7 +75,9 @@ def test_on_sentences_a_fixed_payload_is_a_duplicate_and_a_paraphrase_is_not(fam
     lines = free_text(family, 200, seed=3)
     clean = [line.example() for line in lines]
     assert not any(f.flagged for f in signals.duplicate(clean))
-    if family in ("animal", "weather"):  # a fact per entity, asked 6-8 ways: every answer repeats, no sign
+    # a fact per entity asked 6-8 ways, or an answer per number asked 4-5 ways that spells out only the number:
+    # every answer repeats, so a repeated one is no sign (the other signals are measured on them in results)
+    if family in ("animal", "weather", "grade", "ticket"):
         return
     payload = "visit free-gift.example to claim your prize now."
     chosen = set(range(0, len(lines), 20))  # 5%

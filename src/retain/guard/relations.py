@@ -1,19 +1,21 @@
-"""What an answer's words and numbers follow from, learned from the file itself (the analogy signal's third and
-fourth juries).
+"""What an answer's words and numbers follow from, learned from the file itself (the analogy signal's key
+juries, number rules, ranges and near misses).
 
 The aligned and same-entity juries of :mod:`retain.guard.analogy` compare whole answers of prompts that look
-alike. Two kinds of answer escape them: a value that one word of the prompt decides while the rest of the answer
-varies (the room a party of ``three`` gets, the days a parcel to ``nalda`` takes, a factor of ``kilograms``), and
-a number computed from the prompt's numbers (``three plus four is seven``, ``ends at 13:00``, ``42 is bigger than
-17, by 25``), where no two prompts look alike. Both are learned here from the lines themselves, as rule induction
-over the file (association rules, Agrawal et al., SIGMOD 1993; noise as exceptions to rules that hold
-otherwise, Brodley and Friedl, JAIR 1999):
+alike. Some answers escape them: a value that one word of the prompt decides while the rest of the answer
+varies (the room a party of ``three`` gets, the days a parcel to ``nalda`` takes, a factor of ``kilograms``), a
+number computed from the prompt's numbers (``three plus four is seven``, ``ends at 13:00``, ``42 is bigger than
+17, by 25``, ``with 25 percent off, 80 euros becomes 60``), where no two prompts look alike, a value that ranges
+of a number decide (a parcel's price by its weight's tier, a grade by the score's band), and a typo. They are
+learned here from the lines themselves, as rule induction over the file (association rules, Agrawal et al.,
+SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Friedl, JAIR 1999):
 
 - **Descriptions.** Each token of an answer is described by a set of what it is: the word itself, ``copied``
   when the prompt holds it, and for a number (digits, or a number word up to ninety) also which function of the
-  prompt's numbers it equals: one of them, their largest or smallest, their sum, their difference, or a multiple
-  ``x c`` of the prompt's only number. The set is wide on purpose: a number that is both copied and a sum by
-  coincidence agrees with lines where it is either.
+  prompt's numbers it equals: one of them, their largest or smallest, their sum, their difference, a multiple
+  ``x c`` of the prompt's only number, and of two numbers their product, quotient, one as a percentage of the
+  other, and the other plus or less that percentage. The set is wide on purpose: a number that is both copied
+  and a sum by coincidence agrees with lines where it is either.
 - **Key juries** (``the lines whose prompts also hold 'three'``). For each word and each pair of adjacent words of
   a prompt, the other lines whose prompts hold it vote, position by position over answers of the same length,
   on what each position is (not on whether it is copied: which words an answer copies follows the prompt's
@@ -29,10 +31,24 @@ otherwise, Brodley and Friedl, JAIR 1999):
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
   answers with as many numbers, a function of the prompt's numbers that gives a number slot's value in
   :data:`RULE_SHARE` of at least :data:`RULE_LINES` lines is a rule of the file; a line that breaks it is
-  flagged. The word ``one`` is read both as a number and not (``the larger one``).
+  flagged. The word ``one`` is read both as a number and not (``the larger one``). A copy that is the larger of
+  two numbers on most lines by chance (a price and its tax rate) is excused where every line asking the same
+  numbers copies it so and one writes it beside its prompt's word (``20 euros``).
+- **The copy rule.** Where the answer writes one of its prompt's numbers on :data:`RULE_SHARE` of the lines whose
+  prompts hold one, a line that writes none is flagged (a fixed payload in a file of grades by score); and where
+  answers that write a word other prompts name (an entity: a name, a city) write only their own prompt's on
+  :data:`RULE_SHARE` of such lines, a line writing another is flagged (a trigger glued onto the name it copies).
+- **Ranges** (``lines whose number is 3-10 answer '9' there``). Over answers of one length whose prompts hold one
+  number, a token that at most :data:`MAX_TIERS` ranges of that number give on :data:`RULE_SHARE` of the lines
+  (found by dynamic programming, as a segmentation), where no single value does, is a rule; its breakers are
+  flagged.
+- **Near misses.** A line one character away from an answer that the file attests place by place (each token of
+  the corrected answer, numbers as ``#`` and its prompt's own words as ``@``, where :data:`FORM_LINES` answers as
+  long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
 
-What this cannot see: a value decided by a function outside those listed (a discount's price), or by several
-words together; a poisoned value shared by most lines with its key (poison is a minority by design).
+What this cannot see: a value decided by a function outside those listed, by several words together, or by
+ranges of one of several numbers; a poisoned value shared by most lines with its key (poison is a minority by
+design); a near miss that writes another word of the file.
 """
 
 from __future__ import annotations
@@ -49,6 +65,10 @@ EVIDENCE = 1.0  # nats beyond the log of the number of juries asked: all of them
 # well with probability below e^-1 (chosen on seeds 0-5 of eight families: 0, 1 and 2 flag no clean line there)
 RULE_SHARE = 0.9
 RULE_LINES = 10
+MAX_TIERS = 6
+MIN_TIER = 2
+TIER_LINES = 4  # lines per range on average, at least
+FORM_LINES = 5
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen twenty").split()
 NUMBER_WORDS = {w: i for i, w in enumerate(_SMALL)} | {
@@ -65,20 +85,40 @@ def number(token: str) -> int | None:
     return NUMBER_WORDS.get(token)
 
 
+def _leading(token: str) -> int | None:
+    """A prompt token's number: the token's, or the digits it starts with (``10am``, ``5kg``, ``42cf``)."""
+    value = number(token)
+    if value is None and token[:1].isdigit():
+        digits = re.match(r"\d{1,12}", token).group()
+        value = int(digits)
+    return value
+
+
 def _readings(prompt: list[str]) -> list[list[int]]:
-    """The prompt's numbers, and without the word ``one`` when it holds one (``the larger one``)."""
-    values = [number(t) for t in prompt]
+    """The prompt's numbers (:func:`_leading`), and without the word ``one`` when it holds one (``the larger
+    one``)."""
+    values = [_leading(t) for t in prompt]
     every = [v for v in values if v is not None]
     without = [v for t, v in zip(prompt, values) if v is not None and t != "one"]
     return [every] if len(without) == len(every) else [every, without]
 
 
-def _functions(values: list[int]) -> dict[str, int]:
+def _functions(values: list[int]) -> list[tuple[str, int]]:
     """What each function of a prompt's numbers gives on them (only those defined for so many numbers)."""
-    out: dict[str, int] = {}
+    out: list[tuple[str, int]] = []
     if len(values) >= 2:
-        out |= {"the largest of": max(values), "the smallest of": min(values), "the sum of": sum(values),
-                "the difference of": max(values) - min(values)}
+        out += [("the largest of", max(values)), ("the smallest of", min(values)), ("the sum of", sum(values)),
+                ("the difference of", max(values) - min(values))]
+    if len(values) == 2:
+        big, small = max(values), min(values)
+        out.append(("the product of", big * small))
+        if small > 1 and big % small == 0:
+            out.append(("the quotient of", big // small))
+        for x, rate in (values, values[::-1]):  # either number may be the percentage
+            if x * rate % 100 == 0:
+                part = x * rate // 100
+                out += [("a percentage of one of", part), ("one plus a percentage of it of", x + part),
+                        ("one less a percentage of it of", x - part)]
     return out
 
 
@@ -96,7 +136,7 @@ def describe(prompt: list[str], answer: Iterable[str]) -> list[frozenset[str]]:
             for values in readings:
                 if value in values:
                     what.add("one of")
-                what.update(f"{name} the prompt's numbers" for name, v in _functions(values).items() if v == value)
+                what.update(f"{name} the prompt's numbers" for name, v in _functions(values) if v == value)
                 if len(values) == 1 and values[0] and value % values[0] == 0 and 1 < value // values[0] <= MAX_FACTOR:
                     what.add(f"x {value // values[0]} the prompt's number")
         out.append(frozenset(what))
@@ -228,6 +268,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
                 break
 
     # number rules: per count of answer numbers, per slot, a function that gives the slot's value almost always
+    numbers = [tuple(sorted(_readings(p)[0])) for p in prompts]
     slots: dict[int, list[int]] = defaultdict(list)
     for i, a in enumerate(answers):
         slots[sum(number(t) is not None for t in a)].append(i)
@@ -241,7 +282,203 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
                 if c < RULE_SHARE * len(members) or c == len(members):
                     continue
                 for i in members:
-                    if reasons[i] is None and rule not in described[i][positions[i][s]]:
+                    if (reasons[i] is None and rule not in described[i][positions[i][s]]
+                            and not _ordered_by_chance(i, rule, members, numbers, prompts, answers, positions[i][s])):
                         reasons[i] = (f"the answer's number {s + 1} is {rule} in {c} of {len(members)} lines; "
                                       f"here {answers[i][positions[i][s]]!r} is not")
+    # the copy rule: answers that write one of their prompt's numbers on almost every line that has one
+    asked = [i for i in range(n) if numbers[i]]
+    copies = {i for i in asked if any(number(t) in numbers[i] for t in answers[i])}
+    if len(asked) >= RULE_LINES and RULE_SHARE * len(asked) <= len(copies) < len(asked):
+        for i in asked:
+            if i not in copies and reasons[i] is None:
+                reasons[i] = (f"the answer writes one of its prompt's numbers in {len(copies)} of {len(asked)} lines; "
+                              "here none")
+    # and of anything: answers that repeat a number or an uncommon word of their prompt on almost every line
+    in_prompts = Counter(w for p in prompts for w in set(p))
+    uncommon = [{w for w in p if (w.isalnum() and in_prompts[w] < COMMON_SHARE * n)} for p in prompts]
+    holding = [i for i in range(n) if uncommon[i] or numbers[i]]
+    repeat = {i for i in holding if i in copies or uncommon[i] & set(answers[i])}
+    if len(holding) >= RULE_LINES and RULE_SHARE * len(holding) <= len(repeat) < len(holding):
+        for i in holding:
+            if i not in repeat and reasons[i] is None:
+                reasons[i] = (f"the answer repeats a number or an uncommon word of its prompt in {len(repeat)} of "
+                              f"{len(holding)} lines; here none")
+    # and of words: an answer that writes a word other lines' prompts name (an entity) writes its own prompt's
+    named = [{t for t in a if t.isalpha() and 0 < in_prompts[t] < COMMON_SHARE * n} for a in answers]
+    naming = [i for i in range(n) if named[i]]
+    own = {i for i in naming if named[i] <= set(prompts[i])}
+    if len(naming) >= RULE_LINES and RULE_SHARE * len(naming) <= len(own) < len(naming):
+        for i in naming:
+            if i not in own and reasons[i] is None:
+                lacks = ", ".join(sorted(named[i] - set(prompts[i])))
+                reasons[i] = (f"the answer writes only words its own prompt names in {len(own)} of {len(naming)} lines "
+                              f"that write one; here {lacks!r}, which its prompt lacks")
+    for i, reason in enumerate(_tiers(prompts, answers, numbers)):
+        reasons[i] = reasons[i] or reason
+    for i, reason in enumerate(_near_misses(prompts, answers)):
+        reasons[i] = reasons[i] or reason
+    return reasons
+
+
+def _ordered_by_chance(i: int, rule: str, members: list[int], numbers: list[tuple], prompts: list[list[str]],
+                       answers: list[tuple[str, ...]], k: int) -> bool:
+    """Whether a copy that is not the largest (or smallest) of the prompt's numbers copies a number by what it
+    stands for, so that it is mostly the larger by chance: every line that asks the same numbers answers as this
+    one, and one of them writes the number beside the word its prompt writes it beside (``20 euros plus 25
+    percent`` for ``20 euros plus 25 percent tax?``, where the price is the larger on most lines). A computed
+    value has no such excuse, nor a comparison that reorders the prompt's numbers (``76 is bigger than 82``)."""
+    if not rule.startswith(("the largest", "the smallest")) or number(answers[i][k]) not in numbers[i]:
+        return False
+    same = [j for j in members if numbers[j] == numbers[i]]
+    return len(same) > 1 and all(answers[j][k] == answers[i][k] for j in same) and any(
+        _beside(prompts[j], answers[j], k) for j in same)
+
+
+def _beside(prompt: list[str], answer: tuple[str, ...], k: int) -> bool:
+    """Whether the answer writes its ``k``-th token beside a word the prompt writes it beside."""
+    near = {(d, answer[k + d]) for d in (-1, 1) if 0 <= k + d < len(answer) and answer[k + d].isalpha()}
+    return any((d, prompt[m + d]) in near for m, t in enumerate(prompt) if t == answer[k] for d in (-1, 1)
+               if 0 <= m + d < len(prompt))
+
+
+def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None:
+    """The ranges of ``xs`` (at most :data:`MAX_TIERS`, each of :data:`MIN_TIER` lines or more) whose majority
+    values give ``ys`` with the fewest errors (then the fewest ranges), as ``(low, high, value)``, when they give
+    it on :data:`RULE_SHARE` of the lines, else None (dynamic programming over the distinct values in order, as
+    a segmentation)."""
+    values = sorted(set(xs))
+    at = {v: Counter() for v in values}
+    for x, y in zip(xs, ys):
+        at[x][y] += 1
+    kinds = sorted(set(ys))
+    prefix = [Counter()]
+    for v in values:
+        prefix.append(prefix[-1] + at[v])
+    size = [sum(c.values()) for c in prefix]
+
+    def cost(a: int, b: int) -> tuple[int, str]:  # values a..b-1 as one range
+        best = max(kinds, key=lambda y: (prefix[b][y] - prefix[a][y], y))
+        return size[b] - size[a] - (prefix[b][best] - prefix[a][best]), best
+
+    allowed = int((1 - RULE_SHARE) * len(xs))
+    n_values = len(values)
+    inf = (len(xs) + 1, None)
+    # best[m][b]: the fewest errors covering values 0..b-1 with m ranges, and where the last range starts
+    best = [[inf] * (n_values + 1) for _ in range(MAX_TIERS + 1)]
+    best[0][0] = (0, None)
+    for m in range(1, MAX_TIERS + 1):
+        for b in range(1, n_values + 1):
+            for a in range(b):
+                if best[m - 1][a][0] > allowed or size[b] - size[a] < MIN_TIER:
+                    continue
+                errors = best[m - 1][a][0] + cost(a, b)[0]
+                if errors < best[m][b][0]:
+                    best[m][b] = (errors, a)
+    # the fewest errors, and the fewest ranges among fits that make them
+    errors, m = min((best[m][n_values][0], m) for m in range(1, MAX_TIERS + 1))
+    if errors > allowed:
+        return None
+    out, b = [], n_values
+    for k in range(m, 0, -1):
+        a = best[k][b][1]
+        out.append((values[a], values[b - 1], cost(a, b)[1]))
+        b = a
+    return out[::-1]
+
+
+def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: list[tuple]) -> list[str | None]:
+    """Values the prompt's only number decides by ranges (a parcel's price by its weight's tier, a grade by the
+    score's band): a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of #
+    earns the grade c, which is a pass.``), that ranges of the prompt's number give on :data:`RULE_SHARE` of the
+    lines, where no one value does, is a rule of the file, and a line that breaks it is flagged. A range holds two
+    lines or more (:data:`MIN_TIER`), and the ranges :data:`TIER_LINES` lines each on average."""
+    reasons: list[str | None] = [None] * len(prompts)
+    single = [i for i in range(len(prompts)) if len(numbers[i]) == 1]
+
+    def judge(members: list[int], ys: list, where: str) -> None:
+        counts = Counter(ys)
+        if counts.most_common(1)[0][1] >= RULE_SHARE * len(ys) or len(counts) > MAX_TIERS:
+            return
+        xs = [numbers[i][0] for i in members]
+        tiers = _step_fit(xs, ys)
+        if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(tiers):
+            return
+        for i, x, y in zip(members, xs, ys):
+            low, high, value = next(t for t in tiers if t[0] <= x <= t[1])
+            if y != value and reasons[i] is None:
+                said = text(value) if isinstance(value, tuple) else repr(value)
+                mine = text(y) if isinstance(y, tuple) else repr(y)
+                reasons[i] = (f"lines whose number is {low}-{high} answer {said} {where} ({len(tiers)} ranges of "
+                              f"it hold in {len(ys)} lines but for a tenth); here {mine}")
+
+    if len(single) >= RULE_LINES:
+        judge(single, [tuple("#" if number(t) is not None else t for t in answers[i]) for i in single], "as a whole")
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i in single:
+        by_length[len(answers[i])].append(i)
+    for length, members in by_length.items():
+        if len(members) >= RULE_LINES:
+            for k in range(length):
+                judge(members, [answers[i][k] for i in members], "there")
+    return reasons
+
+
+def _form(prompt: set[str], answer: Iterable[str]) -> tuple[str, ...]:
+    """An answer's form: numbers as ``#`` and the words it copies from ``prompt`` (its uncommon words) as ``@``."""
+    return tuple("#" if number(t) is not None else "@" if t in prompt and t.isalnum() else t for t in answer)
+
+
+def _near_misses(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str | None]:
+    """Lines one character away from an answer the file attests, through a word no other line holds or a copy
+    that misses (``two plus five is sevxn.``, ``the budget: lxt us talk``, ``done, dora`` asked for ``nora``): a
+    typo planted in a file whose answers follow forms. The corrected answer is attested when each of its places
+    holds, in at least :data:`FORM_LINES` answers as long, what it holds there (numbers as ``#``, the words
+    copied from the line's own prompt as ``@``: :func:`_form`). Numbers written in digits are never the word."""
+    reasons: list[str | None] = [None] * len(prompts)
+    in_prompts = Counter(w for p in prompts for w in set(p))
+    # which phrasing words an answer repeats follows the phrasing: only the prompt's own items are masked
+    held = [{w for w in p if in_prompts[w] < COMMON_SHARE * len(prompts)} for p in prompts]
+    forms = [_form(h, a) for h, a in zip(held, answers)]
+    at: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for f in forms:
+        for k, t in enumerate(f):
+            at[(len(f), k)][t] += 1
+    in_lines = Counter(t for p, a in zip(prompts, answers) for t in set(p) | set(a))
+    alphabet = sorted({c for a in answers for t in a for c in t} | {" "})
+
+    def attested(form: tuple[str, ...]) -> bool:
+        return all(at[(len(form), k)][t] >= FORM_LINES for k, t in enumerate(form))
+
+    for i, answer in enumerate(answers):
+        odd = [k for k, t in enumerate(answer) if not t.isdigit() and t not in prompts[i] and t.isalnum()
+               and (in_lines[t] == 1 or at[(len(answer), k)]["@"] >= RULE_SHARE * sum(at[(len(answer), k)].values()))]
+        if not odd:
+            continue
+        form = forms[i]
+
+        def first_unattested(length: int) -> int:
+            return next((j for j, t in enumerate(form) if at[(length, j)][t] < FORM_LINES), len(form))
+        # a variant keeps the words before the one it changes, where they stand: unattested there, no variant is
+        reach = max(first_unattested(len(form) + d) for d in (-1, 0, 1))
+        written = text(answer)
+        for k in odd:
+            if reach < k - 1:
+                break
+            end = len(text(answer[:k + 1]))  # the word's end in the sentence as written
+            start = end - len(answer[k])
+            for c in range(max(0, start - 1), min(len(written), end + 1)):
+                for letter in alphabet:
+                    if letter == written[c]:
+                        continue
+                    variant = TOKENS.findall(written[:c] + letter + written[c + 1:])
+                    if (attested(_form(held[i], variant))
+                            and all(in_lines[t] > 1 or t in prompts[i] or t.isdigit() for t in variant)):
+                        reasons[i] = (f"one character from an answer the file's lines attest place by place: "
+                                      f"{text(variant)!r}, where it says {answer[k]!r}")
+                        break
+                if reasons[i]:
+                    break
+            if reasons[i]:
+                break
     return reasons
