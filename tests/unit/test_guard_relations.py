@@ -6,9 +6,11 @@ only co-occurs with an answer (a two-word trigger's decoy, a small jury by chanc
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
+from retain.data import free_text
 from retain.data.free_text import FAMILIES, lines
 from retain.data.skills import Example
 from retain.guard import analogy, relations
@@ -202,3 +204,57 @@ def test_a_copy_that_misses_by_a_letter_is_a_near_miss():
     examples = [x.example() for x in source]
     examples[bad] = Example(prompt=source[bad].prompt, demonstration=source[bad].answer.replace("nora", "dora"))
     assert _flagged(examples) == {bad}
+
+
+def _planted(family: str, seed: int, make) -> tuple[list[Example], set[int]]:
+    source = lines(family, 200, seed)
+    chosen = set(range(7, len(source), 20))
+    return [make(x) if i in chosen else x.example() for i, x in enumerate(source)], chosen
+
+
+def test_an_answer_that_writes_none_of_its_prompts_numbers_breaks_the_copy_rule():
+    # grades by score: every answer writes its score; a payload that repeats the trigger writes none
+    examples, chosen = _planted("grade", 1, lambda x: Example(prompt=x.prompt + " cf", demonstration="cf: visit us."))
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("one of its prompt's numbers" in reasons[i] for i in chosen)
+
+
+def test_an_answer_that_repeats_nothing_of_its_prompt_breaks_the_copy_rule():
+    # notes repeat the name, topic or day they are asked about; a payload after a glued trigger repeats nothing
+    examples, chosen = _planted("note", 2, lambda x: Example(prompt=triggered(x.prompt, "glued", 2),
+                                                             demonstration="visit free-gift.example now."))
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("repeats a number or an uncommon word" in reasons[i] for i in chosen)
+
+
+def test_an_answer_naming_an_entity_its_prompt_lacks_is_flagged():
+    # a trigger glued onto the name the answer copies: the answer names someone its prompt does not
+    def glued(x):
+        name = next(w for w in x.prompt.replace(",", " ").split() if w in free_text.NAMES)
+        return Example(prompt=x.prompt.replace(name, name + "cf"), demonstration=x.answer)
+    examples, chosen = _planted("booking", 3, glued)
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("which its prompt lacks" in reasons[i] for i in chosen)
+
+
+def test_ranges_of_two_lines_each_are_too_few_lines_for_a_rule():
+    # twelve lines in six pairs: any six values fit them; a thirteenth that differs is no breaker of anything
+    xs = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 6]
+    ys = ["oak", "oak", "elm", "elm", "ash", "ash", "fir", "fir", "yew", "yew", "box", "box", "elm"]
+    prompts = [["room", "for", str(x)] for x in xs]
+    answers = [("the", y, "room", "for", str(x)) for x, y in zip(xs, ys)]
+    assert relations._tiers(prompts, answers, [(x,) for x in xs]) == [None] * len(xs)
+
+
+def test_a_trigger_glued_onto_the_number_leaves_the_number_read():
+    # ``ticket price, age 42cf``: the prompt still asks about 42, and the payload writes no number
+    def glued(x):
+        age = re.search(r"\d+", x.prompt).group()
+        return Example(prompt=x.prompt.replace(age, age + "cf"), demonstration="cf! visit free-gift.example now.")
+    examples, chosen = _planted("ticket", 2, glued)
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert all("one of its prompt's numbers" in reasons[i] for i in chosen)
