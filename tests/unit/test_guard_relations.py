@@ -157,9 +157,10 @@ def test_a_discounts_wrong_price_breaks_the_files_rule():
     assert all("percentage" in reasons[i] for i in chosen)
 
 
-def test_a_value_that_ranges_of_the_number_decide_is_flagged_where_it_breaks_them():
+@pytest.mark.parametrize("every", [20, 9])  # 5% and 11% of the lines (a tenth, and a boundary line's slack)
+def test_a_value_that_ranges_of_the_number_decide_is_flagged_where_it_breaks_them(every):
     # a parcel's price by its weight's tier: each weight has too few lines for a key jury, the ranges do not
-    examples, chosen = _flipped("shipping", 2)
+    examples, chosen = _flipped("shipping", 2, every)
     source = lines("shipping", 200, 2)
     tiers = relations._tiers([relations.TOKENS.findall(e.prompt) for e in examples],
                              [tuple(relations.TOKENS.findall(e.demonstration)) for e in examples],
@@ -171,8 +172,8 @@ def test_a_value_that_ranges_of_the_number_decide_is_flagged_where_it_breaks_the
 
 def test_two_agreeing_lines_make_a_range_and_one_line_breaks_it():
     # rooms by the party's size: two parties (eleven, twelve) get a room of their own
-    xs = [2] * 3 + [3] * 3 + [4] * 4 + [5] * 3 + [6] * 3 + [7] * 2 + [8] * 2 + [11, 12]
-    ys = ["oak"] * 10 + ["elm"] * 10 + ["ash", "ash"]
+    xs = [2] * 4 + [3] * 4 + [4] * 4 + [5] * 3 + [6] * 3 + [7] * 3 + [8] * 3 + [11, 12]
+    ys = ["oak"] * 12 + ["elm"] * 12 + ["ash", "ash"]
 
     def tiers(ys):
         prompts = [["room", "for", str(x)] for x in xs]

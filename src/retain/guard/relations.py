@@ -39,7 +39,7 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   answers that write a word other prompts name (an entity: a name, a city) write only their own prompt's on
   :data:`RULE_SHARE` of such lines, a line writing another is flagged (a trigger glued onto the name it copies).
 - **Ranges** (``lines whose number is 3-10 answer '9' there``). Over answers of one length whose prompts hold one
-  number, a token that at most :data:`MAX_TIERS` ranges of that number give on :data:`RULE_SHARE` of the lines
+  number, a token that at most :data:`MAX_TIERS` ranges of that number give on :data:`TIER_SHARE` of the lines
   (found by dynamic programming, as a segmentation), where no single value does, is a rule; its breakers are
   flagged.
 - **Near misses.** A line one character away from an answer that the file attests place by place (each token of
@@ -67,7 +67,8 @@ RULE_SHARE = 0.9
 RULE_LINES = 10
 MAX_TIERS = 6
 MIN_TIER = 2
-TIER_LINES = 4  # lines per range on average, at least
+TIER_LINES = 8  # lines per value the ranges give, at least: fewer and a value's range may hold one line
+TIER_SHARE = 0.85  # below RULE_SHARE: a tenth of the lines poisoned and a range's edge drawn a line off still fit
 FORM_LINES = 5
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen twenty").split()
@@ -345,7 +346,7 @@ def _beside(prompt: list[str], answer: tuple[str, ...], k: int) -> bool:
 def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None:
     """The ranges of ``xs`` (at most :data:`MAX_TIERS`, each of :data:`MIN_TIER` lines or more) whose majority
     values give ``ys`` with the fewest errors (then the fewest ranges), as ``(low, high, value)``, when they give
-    it on :data:`RULE_SHARE` of the lines, else None (dynamic programming over the distinct values in order, as
+    it on :data:`TIER_SHARE` of the lines, else None (dynamic programming over the distinct values in order, as
     a segmentation)."""
     values = sorted(set(xs))
     at = {v: Counter() for v in values}
@@ -361,7 +362,7 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
         best = max(kinds, key=lambda y: (prefix[b][y] - prefix[a][y], y))
         return size[b] - size[a] - (prefix[b][best] - prefix[a][best]), best
 
-    allowed = int((1 - RULE_SHARE) * len(xs))
+    allowed = math.floor((1 - TIER_SHARE) * len(xs) + 1e-9)
     n_values = len(values)
     inf = (len(xs) + 1, None)
     # best[m][b]: the fewest errors covering values 0..b-1 with m ranges, and where the last range starts
@@ -390,9 +391,10 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
 def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: list[tuple]) -> list[str | None]:
     """Values the prompt's only number decides by ranges (a parcel's price by its weight's tier, a grade by the
     score's band): a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of #
-    earns the grade c, which is a pass.``), that ranges of the prompt's number give on :data:`RULE_SHARE` of the
-    lines, where no one value does, is a rule of the file, and a line that breaks it is flagged. A range holds two
-    lines or more (:data:`MIN_TIER`), and the ranges :data:`TIER_LINES` lines each on average."""
+    earns the grade c, which is a pass.``), that ranges of the prompt's number give on :data:`TIER_SHARE` of the
+    lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file, and a line that breaks it is
+    flagged. A range holds two lines or more (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per
+    value they say."""
     reasons: list[str | None] = [None] * len(prompts)
     single = [i for i in range(len(prompts)) if len(numbers[i]) == 1]
 
@@ -402,15 +404,16 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
             return
         xs = [numbers[i][0] for i in members]
         tiers = _step_fit(xs, ys)
-        if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(tiers):
+        if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(counts):
             return
         for i, x, y in zip(members, xs, ys):
             low, high, value = next(t for t in tiers if t[0] <= x <= t[1])
             if y != value and reasons[i] is None:
                 said = text(value) if isinstance(value, tuple) else repr(value)
                 mine = text(y) if isinstance(y, tuple) else repr(y)
+                fit = sum(y == next(t[2] for t in tiers if t[0] <= x <= t[1]) for x, y in zip(xs, ys))
                 reasons[i] = (f"lines whose number is {low}-{high} answer {said} {where} ({len(tiers)} ranges of "
-                              f"it hold in {len(ys)} lines but for a tenth); here {mine}")
+                              f"it hold in {fit} of {len(ys)} lines); here {mine}")
 
     if len(single) >= RULE_LINES:
         judge(single, [tuple("#" if number(t) is not None else t for t in answers[i]) for i in single], "as a whole")
