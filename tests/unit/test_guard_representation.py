@@ -31,6 +31,14 @@ def test_spectral_signatures_flag_a_shifted_subpopulation_and_not_noise():
     assert sum(s >= 0.5 for s in clean) <= 0.05 * 200
 
 
+def test_spectral_signatures_leave_a_mode_of_the_file_alone():
+    # one phrasing of four: a quarter of the lines apart from the rest is how the file is written, not poison
+    phrasing = list(range(0, 200, 4))
+    z, scores = rep.spectral(_features(200, phrasing, 80.0), _lines(200))
+    assert sum(v >= rep.SPECTRAL_Z for v in z) > rep.CLUSTER_MAX_SHARE * 200  # past the cut, yet
+    assert not any(s >= 0.5 for s in scores)
+
+
 def test_activation_clustering_flags_a_small_separated_cluster_only():
     poisoned = list(range(0, 200, 10))
     scores, splits = rep.clustering(_features(200, poisoned, 15.0), _lines(200))

@@ -154,15 +154,20 @@ def spectral_scores(features: np.ndarray) -> np.ndarray:
 def spectral(features: list[np.ndarray], examples: list[Example], cut: float = SPECTRAL_Z,
              models: list[int] | None = None) -> tuple[list[float], list[float]]:
     """Per line: the robust z of its spectral score within its skill (and model), and a score in [0, 1] (0.5 at
-    ``cut``)."""
+    ``cut``). Where more than :data:`CLUSTER_MAX_SHARE` of a group lies past ``cut``, the direction is a mode of
+    the file (one phrasing of several), not a planted minority: its lines keep their z but score 0."""
     z = [0.0] * len(examples)
+    modes: set[int] = set()
     for group in groups(examples, models=models):
         if len(group) < MIN_GROUP:
             continue
         scores = spectral_scores(np.stack([features[i] for i in group]))
-        for i, value in zip(group, _robust_z(np.sqrt(scores))):
+        values = _robust_z(np.sqrt(scores))
+        for i, value in zip(group, values):
             z[i] = float(value)
-    return z, [min(1.0, 0.5 * max(0.0, v) / cut) for v in z]
+        if (np.asarray(values) >= cut).mean() > CLUSTER_MAX_SHARE:
+            modes.update(group)
+    return z, [0.0 if i in modes else min(1.0, 0.5 * max(0.0, v) / cut) for i, v in enumerate(z)]
 
 
 def cluster_split(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, float]:
