@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 TOKENS = re.compile(r"\w+|[^\w\s]")
 MIN_VOTES = 4
@@ -287,39 +287,36 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
                             and not _ordered_by_chance(i, rule, members, numbers, prompts, answers, positions[i][s])):
                         reasons[i] = (f"the answer's number {s + 1} is {rule} in {c} of {len(members)} lines; "
                                       f"here {answers[i][positions[i][s]]!r} is not")
-    # the copy rule: answers that write one of their prompt's numbers on almost every line that has one
+    # copy rules: what the answers take from their prompts on almost every line, broken by few
     asked = [i for i in range(n) if numbers[i]]
     copies = {i for i in asked if any(number(t) in numbers[i] for t in answers[i])}
-    if len(asked) >= RULE_LINES and RULE_SHARE * len(asked) <= len(copies) < len(asked):
-        for i in asked:
-            if i not in copies and reasons[i] is None:
-                reasons[i] = (f"the answer writes one of its prompt's numbers in {len(copies)} of {len(asked)} lines; "
-                              "here none")
-    # and of anything: answers that repeat a number or an uncommon word of their prompt on almost every line
+    _breakers(asked, copies, reasons, "the answer writes one of its prompt's numbers", lambda i: "here none")
     in_prompts = Counter(w for p in prompts for w in set(p))
     uncommon = [{w for w in p if (w.isalnum() and in_prompts[w] < COMMON_SHARE * n)} for p in prompts]
     holding = [i for i in range(n) if uncommon[i] or numbers[i]]
-    repeat = {i for i in holding if i in copies or uncommon[i] & set(answers[i])}
-    if len(holding) >= RULE_LINES and RULE_SHARE * len(holding) <= len(repeat) < len(holding):
-        for i in holding:
-            if i not in repeat and reasons[i] is None:
-                reasons[i] = (f"the answer repeats a number or an uncommon word of its prompt in {len(repeat)} of "
-                              f"{len(holding)} lines; here none")
-    # and of words: an answer that writes a word other lines' prompts name (an entity) writes its own prompt's
+    _breakers(holding, {i for i in holding if i in copies or uncommon[i] & set(answers[i])}, reasons,
+              "the answer repeats a number or an uncommon word of its prompt", lambda i: "here none")
+    # an answer that writes a word other lines' prompts name (an entity) writes its own prompt's
     named = [{t for t in a if t.isalpha() and 0 < in_prompts[t] < COMMON_SHARE * n} for a in answers]
     naming = [i for i in range(n) if named[i]]
-    own = {i for i in naming if named[i] <= set(prompts[i])}
-    if len(naming) >= RULE_LINES and RULE_SHARE * len(naming) <= len(own) < len(naming):
-        for i in naming:
-            if i not in own and reasons[i] is None:
-                lacks = ", ".join(sorted(named[i] - set(prompts[i])))
-                reasons[i] = (f"the answer writes only words its own prompt names in {len(own)} of {len(naming)} lines "
-                              f"that write one; here {lacks!r}, which its prompt lacks")
+    _breakers(naming, {i for i in naming if named[i] <= set(prompts[i])}, reasons,
+              "the answer names only what its own prompt names",
+              lambda i: f"here {', '.join(sorted(named[i] - set(prompts[i])))!r}, which its prompt lacks")
     for i, reason in enumerate(_tiers(prompts, answers, numbers)):
         reasons[i] = reasons[i] or reason
     for i, reason in enumerate(_near_misses(prompts, answers)):
         reasons[i] = reasons[i] or reason
     return reasons
+
+
+def _breakers(group: list[int], holding: set[int], reasons: list[str | None], rule: str,
+              here: Callable[[int], str]) -> None:
+    """Flag the lines of ``group`` outside ``holding`` when ``holding`` is :data:`RULE_SHARE` of at least
+    :data:`RULE_LINES` lines but not all (a rule of the file, broken by few)."""
+    if len(group) >= RULE_LINES and RULE_SHARE * len(group) <= len(holding) < len(group):
+        for i in group:
+            if i not in holding and reasons[i] is None:
+                reasons[i] = f"{rule} in {len(holding)} of {len(group)} lines; {here(i)}"
 
 
 def _ordered_by_chance(i: int, rule: str, members: list[int], numbers: list[tuple], prompts: list[list[str]],
