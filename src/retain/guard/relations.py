@@ -68,6 +68,7 @@ RULE_LINES = 10
 MAX_TIERS = 6
 MIN_TIER = 2
 TIER_LINES = 8  # lines per value the ranges give, at least: fewer and a value's range may hold one line
+MAX_VALUES = 200
 TIER_SHARE = 0.85  # below RULE_SHARE: a tenth of the lines poisoned and a range's edge drawn a line off still fit
 FORM_LINES = 5
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -349,10 +350,13 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
     at = {v: Counter() for v in values}
     for x, y in zip(xs, ys):
         at[x][y] += 1
+    # more distinct values than MAX_VALUES go in runs of neighbours (the segmentation is quadratic in them)
+    width = -(-len(values) // MAX_VALUES)
+    runs = [values[k:k + width] for k in range(0, len(values), width)]
     kinds = sorted(set(ys))
     prefix = [Counter()]
-    for v in values:
-        prefix.append(prefix[-1] + at[v])
+    for run in runs:
+        prefix.append(prefix[-1] + sum((at[v] for v in run), Counter()))
     size = [sum(c.values()) for c in prefix]
 
     def cost(a: int, b: int) -> tuple[int, str]:  # values a..b-1 as one range
@@ -360,7 +364,7 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
         return size[b] - size[a] - (prefix[b][best] - prefix[a][best]), best
 
     allowed = math.floor((1 - TIER_SHARE) * len(xs) + 1e-9)
-    n_values = len(values)
+    n_values = len(runs)
     inf = (len(xs) + 1, None)
     # best[m][b]: the fewest errors covering values 0..b-1 with m ranges, and where the last range starts
     best = [[inf] * (n_values + 1) for _ in range(MAX_TIERS + 1)]
@@ -380,7 +384,7 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
     out, b = [], n_values
     for k in range(m, 0, -1):
         a = best[k][b][1]
-        out.append((values[a], values[b - 1], cost(a, b)[1]))
+        out.append((runs[a][0], runs[b - 1][-1], cost(a, b)[1]))
         b = a
     return out[::-1]
 
