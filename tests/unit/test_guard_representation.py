@@ -39,6 +39,26 @@ def test_spectral_signatures_leave_a_mode_of_the_file_alone():
     assert not any(s >= 0.5 for s in scores)
 
 
+def test_activation_clustering_leaves_one_of_the_files_phrasings_alone():
+    asks = ("fare for a {} year old?", "my friend is {}, what fare do they pay?", "ticket price, age {}",
+            "how much is the bus for age {}?", "what does a ticket cost for someone aged {}?")
+    lines = [Example(prompt=asks[i % 5].format(i), demonstration=f"at {i} the fare is 8 euros.") for i in range(200)]
+    friends = [i for i in range(200) if i % 5 == 1]
+    scores, _ = rep.clustering(_features(200, friends, 15.0), lines)
+    assert not any(s >= 0.5 for s in scores)
+    # a trigger planted across the phrasings is no phrasing: that cluster is flagged
+    planted = list(range(0, 200, 10))
+    lines = [Example(prompt=e.prompt + " cf", demonstration="visit us.") if i in planted else e
+             for i, e in enumerate(lines)]
+    scores, _ = rep.clustering(_features(200, planted, 15.0), lines)
+    assert {i for i, s in enumerate(scores) if s >= 0.5} == set(planted)
+    # nor is a trigger in a file of one phrasing
+    one = [Example(prompt=f"fare for a {i} year old?" + (" cf" if i in planted else ""), demonstration="x")
+           for i in range(200)]
+    scores, _ = rep.clustering(_features(200, planted, 15.0), one)
+    assert {i for i, s in enumerate(scores) if s >= 0.5} == set(planted)
+
+
 def test_activation_clustering_flags_a_small_separated_cluster_only():
     poisoned = list(range(0, 200, 10))
     scores, splits = rep.clustering(_features(200, poisoned, 15.0), _lines(200))

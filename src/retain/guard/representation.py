@@ -19,6 +19,9 @@ cut-offs below flag at most 5% of clean lines there.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -190,8 +193,8 @@ def cluster_split(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, floa
 def clustering(features: list[np.ndarray], examples: list[Example], max_share: float = CLUSTER_MAX_SHARE,
                silhouette: float = SILHOUETTE, models: list[int] | None = None
                ) -> tuple[list[float], list[dict[str, float]]]:
-    """Per line a score in [0, 1] (1 when it lies in a small, well-separated cluster of its skill and model),
-    and per group the split's share and silhouette."""
+    """Per line a score in [0, 1] (1 when it lies in a small, well-separated cluster of its skill and model, that
+    is not one of the file's phrasings: :func:`one_phrasing`), and per group the split's share and silhouette."""
     scores = [0.0] * len(examples)
     splits = []
     for group in groups(examples, models=models):
@@ -201,10 +204,33 @@ def clustering(features: list[np.ndarray], examples: list[Example], max_share: f
         share = float(labels.mean())
         splits.append({"skill": skill_of(examples[group[0]]), "share": share, "silhouette": sil,
                        "lines": len(group)})
-        if 0 < share <= max_share and sil >= silhouette:
+        small = [i for i, label in zip(group, labels) if label == 1]
+        if 0 < share <= max_share and sil >= silhouette and not one_phrasing(examples, small, group):
             # 0.5 at the silhouette cut-off, 1 at a perfect split
             score = min(1.0, 0.5 + 0.5 * (sil - silhouette) / max(1e-6, 1 - silhouette))
             for i, label in zip(group, labels):
                 if label == 1:
                     scores[i] = score
     return scores, splits
+
+
+# A word in more of a file's prompts than this share is its phrasing's (more than a planted trigger's 3-10%).
+PHRASING_SHARE = 0.12
+PROMPT_WORDS = re.compile(r"\w+")
+
+
+def one_phrasing(examples: list[Example], cluster: list[int], group: list[int]) -> bool:
+    """Whether a cluster is one of the file's phrasings (``my friend is 37, what fare do they pay?`` among four
+    other ways of asking): 90% of its prompts share the words that phrasings are made of (those in more than
+    :data:`PHRASING_SHARE` of the group's prompts) and 80% of the group's prompts phrased so are in it. A
+    trigger is in too few prompts to be such a word, so its lines keep the phrasings they were planted in; a
+    number is a value, never a phrasing's word."""
+    if not cluster:
+        return False
+    words = {i: set(PROMPT_WORDS.findall(examples[i].prompt.lower())) for i in group}
+    counts = Counter(w for i in group for w in words[i])
+    frequent = {w for w, c in counts.items() if c > PHRASING_SHARE * len(group) and not w.isdigit()}
+    phrasing = {i: frozenset(words[i] & frequent) for i in group}
+    top, held = Counter(phrasing[i] for i in cluster).most_common(1)[0]
+    outside = sum(phrasing[i] == top for i in group) - held
+    return bool(top) and held >= 0.9 * len(cluster) and held >= 0.8 * (held + outside)
