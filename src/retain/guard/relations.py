@@ -407,12 +407,12 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
         tiers = _step_fit(xs, ys)
         if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(counts):
             return
-        for i, x, y in zip(members, xs, ys):
-            low, high, value = next(t for t in tiers if t[0] <= x <= t[1])
+        ranges = [next(t for t in tiers if t[0] <= x <= t[1]) for x in xs]
+        fit = sum(y == r[2] for y, r in zip(ys, ranges))
+        for i, y, (low, high, value) in zip(members, ys, ranges):
             if y != value and reasons[i] is None:
                 said = text(value) if isinstance(value, tuple) else repr(value)
                 mine = text(y) if isinstance(y, tuple) else repr(y)
-                fit = sum(y == next(t[2] for t in tiers if t[0] <= x <= t[1]) for x, y in zip(xs, ys))
                 reasons[i] = (f"lines whose number is {low}-{high} answer {said} {where} ({len(tiers)} ranges of "
                               f"it hold in {fit} of {len(ys)} lines); here {mine}")
 
