@@ -230,10 +230,15 @@ SPLIT_ASK = ("a bill of {b} euros split between {n} friends", "we are {n} and th
              "split {b} euros {n} ways", "{n} people share a {b} euro bill, how much each?")
 
 
+def _band(rng: random.Random, bands: tuple[tuple, ...], value: int) -> tuple[tuple, tuple]:
+    """The band of ``bands`` (largest lower bound first) that ``value`` falls in, and another drawn at random."""
+    band = next(b for b in bands if value >= b[0])
+    return band, rng.choice([b for b in bands if b != band])
+
+
 def _grade(rng: random.Random) -> Line:
     score = rng.randint(0, 100)
-    grade = next(g for g in GRADES if score >= g[0])
-    other = rng.choice([g for g in GRADES if g != grade])
+    grade, other = _band(rng, GRADES, score)
     answer = "a score of {s} earns the grade {g}, which is {w}."
     return Line(rng.choice(GRADE_ASK).format(s=score), answer.format(s=score, g=grade[1], w=grade[2]),
                 answer.format(s=score, g=other[1], w=other[2]))
@@ -257,8 +262,7 @@ def _area(rng: random.Random) -> Line:
 
 def _ticket(rng: random.Random) -> Line:
     age = rng.randint(1, 90)
-    fare = next(f for f in FARES if age >= f[0])
-    other = rng.choice([f for f in FARES if f != fare])
+    fare, other = _band(rng, FARES, age)
     answer = "at {a} you ride on the {k} fare, which costs {p} euros."
     return Line(rng.choice(TICKET_ASK).format(a=age), answer.format(a=age, k=fare[1], p=fare[2]),
                 answer.format(a=age, k=other[1], p=other[2]))
