@@ -323,12 +323,64 @@ def _stock(rng: random.Random) -> Line:
                 answer.format(n=n, i=item, m=sold, r=wrong))
 
 
+BALANCE_ASK = ("my account shows {b} euros, what is its status?", "balance {b} euros: am i ok?",
+               "what does a balance of {b} euros mean for my account?", "account at {b} euros, status please")
+BALANCES = ((100, "in good standing", "no fee"), (0, "low", "no fee yet"), (-10_000, "overdrawn", "a fee of 10 euros"))
+FREEZER_ASK = ("the freezer shows {t} degrees, is the food safe?", "freezer at {t} degrees: food ok?",
+               "is frozen food fine at {t} degrees?", "my freezer reads {t} degrees, what about the food?")
+FREEZER = ((1, "not safe, it is thawing"), (-9, "to be eaten within a day"), (-17, "safe for a few weeks"),
+           (-100, "safe for months"))
+INSURANCE_ASK = ("car insurance for a driver aged {a}, car worth {v} euros?", "i am {a} and my car is worth {v} "
+                 "euros, what is my premium?", "premium: age {a}, car value {v} euros", "quote for a {v} euro car, "
+                 "driver {a} years old")
+PREMIUMS = ((65, "senior", 45), (25, "standard", 30), (18, "young driver", 90))
+WIND_ASK = ("wind {w} km/h, gusts {g} km/h: any warning?", "forecast says {w} km/h winds and gusts of {g} km/h, "
+            "is there a warning?", "gusts to {g} km/h with a {w} km/h wind, warning level?", "what warning for winds "
+            "of {w} km/h gusting {g} km/h?")
+WARNINGS = ((70, "an orange warning: stay indoors"), (40, "a yellow warning: secure loose objects"),
+            (0, "no warning"))
+
+
+def _balance(rng: random.Random) -> Line:
+    b = rng.randint(-400, 900)
+    status, other = _band(rng, BALANCES, b)
+    answer = "with {b} euros your account is {s}, with {f}."
+    return Line(rng.choice(BALANCE_ASK).format(b=b), answer.format(b=b, s=status[1], f=status[2]),
+                answer.format(b=b, s=other[1], f=other[2]))
+
+
+def _freezer(rng: random.Random) -> Line:
+    t = rng.randint(-30, 8)
+    verdict, other = _band(rng, FREEZER, t)
+    answer = "at {t} degrees the food is {v}."
+    return Line(rng.choice(FREEZER_ASK).format(t=t), answer.format(t=t, v=verdict[1]), answer.format(t=t, v=other[1]))
+
+
+def _insurance(rng: random.Random) -> Line:
+    age, value = rng.randint(18, 85), rng.choice(range(2000, 40000, 500))
+    premium, other = _band(rng, PREMIUMS, age)  # the premium follows the driver's age band, not the car's value
+    answer = "a driver of {a} with a {v} euro car pays the {k} rate, {p} euros a month."
+    return Line(rng.choice(INSURANCE_ASK).format(a=age, v=value),
+                answer.format(a=age, v=value, k=premium[1], p=premium[2]),
+                answer.format(a=age, v=value, k=other[1], p=other[2]))
+
+
+def _wind(rng: random.Random) -> Line:
+    w = rng.randint(5, 60)
+    g = w + rng.randint(5, 40)
+    warning, other = _band(rng, WARNINGS, g)  # the warning follows the gusts' band
+    answer = "winds of {w} km/h with gusts of {g} km/h mean {x}."
+    return Line(rng.choice(WIND_ASK).format(w=w, g=g), answer.format(w=w, g=g, x=warning[1]),
+                answer.format(w=w, g=g, x=other[1]))
+
+
 FAMILIES: dict[str, Callable[[random.Random], Line]] = {
     "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
     "add": _add, "booking": _booking, "weather": _weather, "compare": _compare,
     "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount,
     "grade": _grade, "tax": _tax, "area": _area, "ticket": _ticket, "split": _split,
-    "parking": _parking, "speed": _speed, "temperature": _temperature, "stock": _stock}
+    "parking": _parking, "speed": _speed, "temperature": _temperature, "stock": _stock,
+    "balance": _balance, "freezer": _freezer, "insurance": _insurance, "wind": _wind}
 # The families the guard's cut-offs were first tuned on; the next four were held out from that tuning, then used to
 # design the analogy signal's value juries and number relations; FRESH were written before that design and never
 # used to tune anything: they are its held-out test.
@@ -341,6 +393,9 @@ UNSEEN = ("grade", "tax", "area", "ticket", "split")
 # Written after UNSEEN was measured once (seeds 4-7) and its misses (grade and ticket: fixed payloads, flips)
 # led to ranges over whole answers and at the ends, and to the copy rule: their held-out test.
 LATER = ("parking", "speed", "temperature", "stock")
+# Written after LATER was measured (2026-12-07) and before the relations read negative numbers or ranges of one of
+# several numbers: values decided by ranges of a negative number or of one number among two. Their held-out test.
+LAST = ("balance", "freezer", "insurance", "wind")
 
 
 def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
