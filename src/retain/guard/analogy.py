@@ -40,6 +40,7 @@ from collections import Counter, defaultdict
 
 from retain.data.skills import Example
 from retain.guard import relations
+from retain.guard.relations import digits, word
 from retain.guard.representation import sentences
 from retain.guard.signals import Finding
 
@@ -71,7 +72,7 @@ def _mapping(theirs: list[str], mine: list[str], said: frozenset[str] = frozense
         left, right = list(zip(a[:k], b[:k])), list(zip(a[len(a) - k:], b[len(b) - k:]))
 
         def alike(pairs: list[tuple[str, str]]) -> int:
-            return sum((x.isdigit() == y.isdigit()) + ((x in said) == (y in said)) for x, y in pairs)
+            return sum((digits(x) == digits(y)) + ((x in said) == (y in said)) for x, y in pairs)
         if left != right and alike(left) == alike(right):
             return None  # ``a desk`` against ``a lamp please``: which word was inserted is not known, no vote
         mapping.update(left if alike(left) > alike(right) else right)
@@ -112,18 +113,18 @@ def judge(examples: list[Example]) -> list[Finding]:
     answers = [tuple(TOKENS.findall(e.demonstration.lower())) for e in examples]
     words = [set(p) for p in prompts]
     said = frozenset(t for a in answers for t in a)
-    counts = Counter(w for p in words for w in p if w.isalnum())
+    counts = Counter(w for p in words for w in p if word(w))
     common = {w for w, c in counts.items() if c >= COMMON_SHARE * len(examples)}
-    entities = [{w for w in p if w.isalnum() and w not in common and w in a} for p, a in zip(prompts, answers)]
+    entities = [{w for w in p if word(w) and w not in common and w in a} for p, a in zip(prompts, answers)]
     # a fact is named by a word: prompts that share only numbers (``a 2 hour shift at 15:00``) share no entity
-    entities = [e if any(not w.isdigit() for w in e) else set() for e in entities]
+    entities = [e if any(not digits(w) for w in e) else set() for e in entities]
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)].append(i)
     for i, mine in enumerate(prompts):
 
         def norm(answer: tuple[str, ...]) -> tuple[str, ...]:
-            return tuple("#" if t.isdigit() else t for t in answer)
+            return tuple("#" if digits(t) else t for t in answer)
         aligned: Counter = Counter()
         for length in range(len(mine) - MAX_INSERTED, len(mine) + MAX_INSERTED + 1):
             for j in by_length.get(length, ()):

@@ -58,7 +58,8 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 
-TOKENS = re.compile(r"\w+|[^\w\s]")
+# a minus sign written onto digits, not after a word or number (``-5 degrees``; ``9-5`` is two numbers), is a number
+TOKENS = re.compile(r"(?<!\w)-\d+|\w+|[^\w\s]")
 MIN_VOTES = 4
 AGREE = 0.75
 EVIDENCE = 1.0  # nats beyond the log of the number of juries asked: all of them drawn at random would agree this
@@ -69,6 +70,7 @@ MAX_TIERS = 6
 MIN_TIER = 2
 TIER_LINES = 8  # lines per value the ranges give, at least: fewer and a value's range may hold one line
 MAX_VALUES = 200
+MAX_NUMBERS = 3  # ranges are sought of each number of prompts holding at most this many
 TIER_SHARE = 0.85  # below RULE_SHARE: a tenth of the lines poisoned and a range's edge drawn a line off still fit
 FORM_LINES = 5
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -80,9 +82,19 @@ MAX_FACTOR = 10_000
 COMMON_SHARE = 0.25
 
 
+def digits(token: str) -> bool:
+    """Whether a token is a number written in digits, with its sign (``42``, ``-5``)."""
+    return token.isdigit() or (token[:1] == "-" and token[1:].isdigit())
+
+
+def word(token: str) -> bool:
+    """Whether a token is a word or a number (not punctuation)."""
+    return token.isalnum() or digits(token)
+
+
 def number(token: str) -> int | None:
-    """The value of a token that is a number (``42``, ``seven``), else None."""
-    if token.isdigit() and len(token) <= 12:
+    """The value of a token that is a number (``42``, ``-5``, ``seven``), else None."""
+    if digits(token) and len(token.lstrip("-")) <= 12:
         return int(token)
     return NUMBER_WORDS.get(token)
 
@@ -131,7 +143,7 @@ def describe(prompt: list[str], answer: Iterable[str]) -> list[frozenset[str]]:
     out = []
     for token in answer:
         what = {"=" + token}
-        if token in held and token.isalnum():
+        if token in held and word(token):
             what.add("copied")
         value = number(token)
         if value is not None:
@@ -153,7 +165,7 @@ def _kl(q: float, p: float) -> float:
 
 
 def _keys(prompt: list[str]) -> set[str]:
-    words = [t for t in prompt if t.isalnum()]
+    words = [t for t in prompt if word(t)]
     return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
 
 
@@ -161,7 +173,7 @@ def text(tokens: Iterable[str]) -> str:
     """Tokens joined back into a sentence (no space before punctuation)."""
     out = ""
     for t in tokens:
-        out += t if not t[0].isalnum() or not out or out[-1] in "-'" else " " + t
+        out += t if not word(t) or not out or out[-1] in "-'" else " " + t
     return out
 
 
@@ -174,7 +186,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     n = len(prompts)
     described = [describe(p, a) for p, a in zip(prompts, answers)]
     # a whole answer as written, its numbers left to the positions' votes and the rules
-    whole = [tuple("#" if t.isdigit() else t for t in a) for a in answers]
+    whole = [tuple("#" if digits(t) else t for t in a) for a in answers]
     reasons: list[str | None] = [None] * n
 
     # the file's base rates: each description's share per (answer length, position)
@@ -198,7 +210,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
         return shares[(top, key)]
 
     keys = [_keys(p) for p in prompts]
-    words = [{w for w in p if w.isalnum()} for p in prompts]
+    words = [{w for w in p if word(w)} for p in prompts]
 
     in_prompts = Counter(w for ws in words for w in ws)
     common = {w for w, c in in_prompts.items() if c >= COMMON_SHARE * n}
@@ -293,7 +305,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     copies = {i for i in asked if any(number(t) in numbers[i] for t in answers[i])}
     _breakers(asked, copies, reasons, "the answer writes one of its prompt's numbers", lambda i: "here none")
     in_prompts = Counter(w for p in prompts for w in set(p))
-    uncommon = [{w for w in p if (w.isalnum() and in_prompts[w] < COMMON_SHARE * n)} for p in prompts]
+    uncommon = [{w for w in p if (word(w) and in_prompts[w] < COMMON_SHARE * n)} for p in prompts]
     holding = [i for i in range(n) if uncommon[i] or numbers[i]]
     _breakers(holding, {i for i in holding if i in copies or uncommon[i] & set(answers[i])}, reasons,
               "the answer repeats a number or an uncommon word of its prompt", lambda i: "here none")
@@ -390,47 +402,59 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
 
 
 def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: list[tuple]) -> list[str | None]:
-    """Values the prompt's only number decides by ranges (a parcel's price by its weight's tier, a grade by the
-    score's band): a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of #
-    earns the grade c, which is a pass.``), that ranges of the prompt's number give on :data:`TIER_SHARE` of the
+    """Values that ranges of one of the prompt's numbers decide (a parcel's price by its weight's tier, a grade by
+    the score's band, a premium by the driver's age whatever the car's value): over the lines whose prompts hold
+    as many numbers, read in order of size (the smallest, the largest: a phrasing may write them in either
+    order), a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of # earns
+    the grade c, which is a pass.``), that ranges of one of those numbers give on :data:`TIER_SHARE` of the
     lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file, and a line that breaks it is
-    flagged. A range holds two lines or more (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per
-    value they say."""
+    flagged, unless it writes one of its prompt's numbers there. A range holds two lines or more
+    (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they say."""
     reasons: list[str | None] = [None] * len(prompts)
-    single = [i for i in range(len(prompts)) if len(numbers[i]) == 1]
 
-    def judge(members: list[int], ys: list, where: str) -> None:
+    def judge(members: list[int], slot: int, ys: list, where: str) -> None:
         counts = Counter(ys)
         if counts.most_common(1)[0][1] >= RULE_SHARE * len(ys) or len(counts) > MAX_TIERS:
             return
-        xs = [numbers[i][0] for i in members]
+        xs = [numbers[i][slot] for i in members]
         tiers = _step_fit(xs, ys)
         if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(counts):
             return
         ranges = [next(t for t in tiers if t[0] <= x <= t[1]) for x in xs]
         fit = sum(y == r[2] for y, r in zip(ys, ranges))
+        which = "number" if len(numbers[members[0]]) == 1 else f"number {slot + 1} by size"
         for i, y, (low, high, value) in zip(members, ys, ranges):
-            if y != value and reasons[i] is None:
+            # a number the prompt holds is a copy (a discount's rate, few and so mostly one range's), which the
+            # copy rules judge, not the ranges
+            if y != value and reasons[i] is None and not (isinstance(y, str) and number(y) in numbers[i]):
                 said = text(value) if isinstance(value, tuple) else repr(value)
                 mine = text(y) if isinstance(y, tuple) else repr(y)
-                reasons[i] = (f"lines whose number is {low}-{high} answer {said} {where} ({len(tiers)} ranges of "
-                              f"it hold in {fit} of {len(ys)} lines); here {mine}")
+                reasons[i] = (f"lines whose {which} is {low} to {high} answer {said} {where} ({len(tiers)} ranges "
+                              f"of it hold in {fit} of {len(ys)} lines); here {mine}")
 
-    if len(single) >= RULE_LINES:
-        judge(single, [tuple("#" if number(t) is not None else t for t in answers[i]) for i in single], "as a whole")
-    by_length: dict[int, list[int]] = defaultdict(list)
-    for i in single:
-        by_length[len(answers[i])].append(i)
-    for length, members in by_length.items():
-        if len(members) >= RULE_LINES:
-            for k in range(length):
-                judge(members, [answers[i][k] for i in members], "there")
+    by_count: dict[int, list[int]] = defaultdict(list)
+    for i, values in enumerate(numbers):
+        if 1 <= len(values) <= MAX_NUMBERS:
+            by_count[len(values)].append(i)
+    for count, group in by_count.items():
+        if len(group) < RULE_LINES:
+            continue
+        wholes = [tuple("#" if number(t) is not None else t for t in answers[i]) for i in group]
+        by_length: dict[int, list[int]] = defaultdict(list)
+        for i in group:
+            by_length[len(answers[i])].append(i)
+        for slot in range(count):
+            judge(group, slot, wholes, "as a whole")
+            for length, members in by_length.items():
+                if len(members) >= RULE_LINES:
+                    for k in range(length):
+                        judge(members, slot, [answers[i][k] for i in members], "there")
     return reasons
 
 
 def _form(prompt: set[str], answer: Iterable[str]) -> tuple[str, ...]:
     """An answer's form: numbers as ``#`` and the words it copies from ``prompt`` (its uncommon words) as ``@``."""
-    return tuple("#" if number(t) is not None else "@" if t in prompt and t.isalnum() else t for t in answer)
+    return tuple("#" if number(t) is not None else "@" if t in prompt and word(t) else t for t in answer)
 
 
 def _near_misses(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str | None]:
@@ -455,7 +479,7 @@ def _near_misses(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> li
         return all(at[(len(form), k)][t] >= FORM_LINES for k, t in enumerate(form))
 
     for i, answer in enumerate(answers):
-        odd = [k for k, t in enumerate(answer) if not t.isdigit() and t not in prompts[i] and t.isalnum()
+        odd = [k for k, t in enumerate(answer) if not digits(t) and t not in prompts[i] and t.isalnum()
                and (in_lines[t] == 1 or at[(len(answer), k)]["@"] >= RULE_SHARE * sum(at[(len(answer), k)].values()))]
         if not odd:
             continue
@@ -477,7 +501,7 @@ def _near_misses(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> li
                         continue
                     variant = TOKENS.findall(written[:c] + letter + written[c + 1:])
                     if (attested(_form(held[i], variant))
-                            and all(in_lines[t] > 1 or t in prompts[i] or t.isdigit() for t in variant)):
+                            and all(in_lines[t] > 1 or t in prompts[i] or digits(t) for t in variant)):
                         reasons[i] = (f"one character from an answer the file's lines attest place by place: "
                                       f"{text(variant)!r}, where it says {answer[k]!r}")
                         break

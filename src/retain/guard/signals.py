@@ -190,11 +190,13 @@ def _spelled_out(examples: list[Example], lines: list[int], common: set[str]) ->
     """Whether the prompts that share one answer are paraphrases of one request: the answer repeats uncommon
     words that every one of them holds, :data:`SPELLED_OUT` times or more (``note for ben: the budget,
     monday`` and ``tell ben about the budget (monday)``, both answered ``hi ben, ... the budget ... monday``;
-    ``add two and two`` and ``two + two in words``, both ``two plus two is four.``).
+    ``add two and two`` and ``two + two in words``, both ``two plus two is four.``). A number written in digits
+    counts as much on its own: it is the request's own value (``balance 274 euros: am i ok?`` and ``account at
+    274 euros, status please``, both ``with 274 euros your account is in good standing``).
     A payload answers prompts that have nothing in common but the trigger, so it spells out none of them."""
     answer = [w for w in WORDS.findall(examples[lines[0]].demonstration.lower()) if w not in common]
     shared = set.intersection(*(set(WORDS.findall(examples[i].prompt.lower())) for i in lines))
-    return sum(w in shared for w in answer) >= SPELLED_OUT
+    return sum(SPELLED_OUT if w.isdigit() else 1 for w in answer if w in shared) >= SPELLED_OUT
 
 
 def loss(z: list[float], nll: list[float]) -> list[Finding]:
