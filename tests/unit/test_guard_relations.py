@@ -259,3 +259,45 @@ def test_a_trigger_glued_onto_the_number_leaves_the_number_read():
     reasons = _judge(examples)
     assert {i for i, r in enumerate(reasons) if r} == chosen
     assert all("one of its prompt's numbers" in reasons[i] for i in chosen)
+
+
+def test_a_minus_sign_on_digits_is_a_negative_number_and_reads_back_as_written():
+    tokens = relations.TOKENS.findall("at -17 degrees, not 9-5 or a t-shirt (-3)")
+    assert "-17" in tokens and "-3" in tokens and "-5" not in tokens and "shirt" in tokens
+    assert [relations.number(t) for t in ("-17", "17", "-", "seven")] == [-17, 17, None, 7]
+    written = "at -17 degrees the food is safe for months."
+    assert relations.text(relations.TOKENS.findall(written)) == written
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_flip_decided_by_ranges_of_a_negative_number_is_flagged(seed):
+    # clothes by the temperature's band, from -10 to 35 degrees: read as ``-`` and ``5``, -5 and 5 fell in one
+    # range and the bands did not hold
+    examples, chosen = _flipped("temperature", seed)
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == chosen
+    assert any(re.search(r"is -\d+ to", reasons[i]) for i in chosen)
+
+
+def _premiums(rng: random.Random, wrong: set[int]) -> tuple[list[Example], set[int]]:
+    """A premium by the driver's age band, whatever the car's value; some phrasings write the value first."""
+    asks = ("premium for a driver of {a}, car worth {v} euros?", "a {v} euro car, driver aged {a}: premium?",
+            "quote: age {a}, value {v} euros", "my car is worth {v} euros and i am {a}, what do i pay?")
+    examples = []
+    for i in range(200):
+        age, value = rng.randint(18, 85), rng.randrange(2000, 40000, 500)
+        rate = "young" if age < 25 else "standard" if age < 65 else "senior"
+        if i in wrong:
+            rate = rng.choice([r for r in ("young", "standard", "senior") if r != rate])
+        examples.append(Example(prompt=rng.choice(asks).format(a=age, v=value),
+                                demonstration=f"at {age} with a {value} euro car you pay the {rate} rate."))
+    return examples, wrong
+
+
+def test_a_value_that_ranges_of_one_of_two_numbers_decide_is_flagged_where_it_breaks_them():
+    examples, wrong = _premiums(random.Random(0), set(range(5, 200, 20)))
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == wrong
+    assert all("lines whose number 1 by size is" in reasons[i] for i in wrong)
+    clean, _ = _premiums(random.Random(0), set())
+    assert _flagged(clean) == set()
