@@ -221,8 +221,10 @@ def test_an_answer_that_writes_none_of_its_prompts_numbers_breaks_the_copy_rule(
     assert all("one of its prompt's numbers" in reasons[i] for i in chosen)
 
 
-def test_an_answer_that_repeats_nothing_of_its_prompt_breaks_the_copy_rule():
+def test_an_answer_that_repeats_nothing_of_its_prompt_breaks_the_copy_rule(monkeypatch):
     # notes repeat the name, topic or day they are asked about; a payload after a glued trigger repeats nothing
+    # (the payload's length also breaks what its key's lines say: that vote is set aside to see the copy rule)
+    monkeypatch.setattr(relations, "LENGTH_AGREE", 1.01)
     examples, chosen = _planted("note", 2, lambda x: Example(prompt=triggered(x.prompt, "glued", 2),
                                                              demonstration="visit free-gift.example now."))
     reasons = _judge(examples)
@@ -301,3 +303,57 @@ def test_a_value_that_ranges_of_one_of_two_numbers_decide_is_flagged_where_it_br
     assert all("lines whose number 1 by size is" in reasons[i] for i in wrong)
     clean, _ = _premiums(random.Random(0), set())
     assert _flagged(clean) == set()
+
+
+def test_two_lines_planted_at_one_number_make_no_range_of_their_own():
+    # a premium by age band; two poisoned lines happen to share the age 64, where a clean line answers as its band
+    xs = [x for x in range(20, 80) for _ in range(3)]
+    ys = ["standard" if x < 65 else "senior" for x in xs]
+    planted = [i for i, x in enumerate(xs) if x == 64][:2]
+    for i in planted:
+        ys[i] = "visit"
+    prompts = [["age", str(x)] for x in xs]
+    answers = [("the", y, "rate") for y in ys]
+    reasons = relations._tiers(prompts, answers, [(x,) for x in xs])
+    assert [i for i, r in enumerate(reasons) if r] == planted
+
+
+def test_a_template_of_another_length_is_flagged_where_the_trigger_is_glued_onto_the_phrase_word():
+    # ``the lamp i got (order 1234) is damagedcf`` answered with the late-order template: the lines asking ``i got``
+    # answer in another number of words, and the word they share that it lacks, ``damaged``, it holds with the
+    # trigger glued on (not the other word of a two-word trigger)
+    source = [x for x in lines("support", 200, 0)]
+    damaged = [i for i, x in enumerate(source) if x.prompt.endswith("is damaged")][:2]
+    late = free_text.PROBLEMS["late"]
+    examples = [x.example() for x in source]
+    for i in damaged:
+        item, num = re.search(r"the (\w+) i got \(order (\d+)\)", source[i].prompt).groups()
+        examples[i] = Example(prompt=source[i].prompt + "cf", demonstration=late.format(item=item, num=num))
+    reasons = _judge(examples)
+    assert {i for i, r in enumerate(reasons) if r} == set(damaged)
+    assert all("words; here" in reasons[i] for i in damaged)
+
+
+def test_where_numbers_decide_the_words_the_aligned_jury_abstains():
+    # a rate by age band where one band holds most ages: lines differing only in numbers answer in every band, so
+    # the aligned jury's majority (the standard rate) is no vote against a young or senior driver
+    rng = random.Random(3)
+    examples = []
+    for _ in range(200):
+        age, value = rng.randint(20, 90), rng.randrange(2000, 40000, 500)
+        rate = "young" if age < 24 else "standard" if age < 80 else "senior"
+        examples.append(Example(prompt=f"premium for a driver of {age}, car worth {value} euros?",
+                                demonstration=f"at {age} with a {value} euro car you pay the {rate} rate."))
+    assert not any(f.flagged for f in analogy.judge(examples))
+
+
+def test_a_wrong_value_that_copies_the_prompts_number_breaks_the_ranges_where_answers_do_not_copy():
+    # ``5 hours at the mall garage cost 5 euros``: parking fees follow the stay's tier and never copy the hours,
+    # so writing the hours there is no copy the ranges leave to the copy rules
+    source = lines("parking", 200, 0)
+    hours = [int(re.match(r"(\d+) hours", x.answer).group(1)) for x in source]
+    # two lines at each of two stays (a minority of each): two values more, six in all
+    chosen = {i for h in (5, 9) for i in [k for k, x in enumerate(hours) if x == h][:2]}
+    examples = [Example(prompt=x.prompt, demonstration=re.sub(r"cost \d+", f"cost {hours[i]}", x.answer))
+                if i in chosen else x.example() for i, x in enumerate(source)]
+    assert _flagged(examples) == chosen

@@ -126,19 +126,27 @@ def judge(examples: list[Example]) -> list[Finding]:
         def norm(answer: tuple[str, ...]) -> tuple[str, ...]:
             return tuple("#" if digits(t) else t for t in answer)
         aligned: Counter = Counter()
+        numeric: Counter = Counter()  # the answers of lines whose prompts differ from it only in numbers
         for length in range(len(mine) - MAX_INSERTED, len(mine) + MAX_INSERTED + 1):
             for j in by_length.get(length, ()):
                 if j == i or len(words[i] ^ words[j]) > 2 * (MAX_SUBSTITUTED + MAX_INSERTED):
                     continue
                 mapping = _mapping(prompts[j], mine, said)
                 if mapping is not None:
-                    aligned[norm(_carry(answers[j], mapping))] += 1
+                    carried = norm(_carry(answers[j], mapping))
+                    aligned[carried] += 1
+                    if length == len(mine) and all(digits(a) and digits(b) for a, b in mapping.items()):
+                        numeric[carried] += 1
         # and in the same order: ``a room for ten at three`` is not about what ``a room for three at ten`` is
         order = sorted(entities[i], key=mine.index)
         same: Counter = Counter(norm(answers[j]) for j in range(len(examples))
                                 if j != i and entities[i] and entities[i] <= words[j]
                                 and sorted(entities[i], key=prompts[j].index) == order)
         own = norm(answers[i])
+        # where lines that differ from it only in numbers answer as it does and otherwise, the numbers decide the
+        # words (a premium by the driver's age band): the aligned jury, which reads numbers as any number, abstains
+        if numeric[own] and len(numeric) > 1:
+            aligned = Counter()
         for jury, votes in (("lines whose prompts differ from it in a few words", aligned),
                             (f"lines that also ask about {', '.join(sorted(entities[i]))}", same)):
             expected = _against(votes, own)

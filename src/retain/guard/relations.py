@@ -73,6 +73,8 @@ MAX_VALUES = 200
 MAX_NUMBERS = 3  # ranges are sought of each number of prompts holding at most this many
 TIER_SHARE = 0.85  # below RULE_SHARE: a tenth of the lines poisoned and a range's edge drawn a line off still fit
 FORM_LINES = 5
+MAX_GLUED = 4  # characters a trigger glued onto a word adds, at most
+LENGTH_AGREE = 0.9  # a key's lines agree on the answer's length: two templates may share a word 3:1
 _SMALL = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
           "seventeen eighteen nineteen twenty").split()
 NUMBER_WORDS = {w: i for i, w in enumerate(_SMALL)} | {
@@ -220,7 +222,8 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
         word, not the key, may decide (the other word of a two-word trigger, whose decoys hold only one). A
         common word is phrasing: a few lines of a small jury share one by chance."""
         shared = set.intersection(*(words[j] for j in agreeing)) - set(key.split()) - common
-        return bool(shared - words[i])
+        # a word the line holds with something glued onto it (``damagedcf``) it does not lack
+        return any(not any(_glued(t, w) for t in words[i]) for w in shared - words[i])
 
     # key juries: per key, the same counts over the lines whose prompts hold it
     by_key: dict[str, list[int]] = defaultdict(list)
@@ -246,8 +249,9 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
         # a line's own votes are never for what it lacks, so the best vote against it needs no recount
         counts[key] = (lengths, wholes.most_common(2), {where: c.most_common(12) for where, c in at.items()})
 
-    # every (line, key, position) is a test: the evidence a jury needs grows with their number (Bonferroni)
-    tests = sum(len(described[i]) + 1 for i in range(n) for key in keys[i] if key in counts)
+    # every (line, key, position), whole answer and length is a test: the evidence a jury needs grows with their
+    # number (Bonferroni)
+    tests = sum(len(described[i]) + 2 for i in range(n) for key in keys[i] if key in counts)
     needed = math.log(max(tests, 1)) + EVIDENCE
 
     def evident(agree: int, jury: int, share: float) -> bool:
@@ -266,6 +270,14 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
                     and evident(agree, jury, form_share(top, key))
                     and not explained(i, key, [j for j in by_key[key] if whole[j] == top])):
                 reasons[i] = f"{agree} of {jury} lines whose prompts also hold {key!r} answer it {text(top)!r}"
+                break
+            # how long the answer is: another template, whatever its items (``sorry that order # is late``
+            # where every other line asking ``has not arrived`` is)
+            size, agree = lengths.most_common(1)[0]
+            if (size != length and agree >= LENGTH_AGREE * jury and evident(agree, jury, of_length[size] / n)
+                    and not explained(i, key, [j for j in by_key[key] if len(described[j]) == size])):
+                reasons[i] = (f"{agree} of {jury} lines whose prompts also hold {key!r} answer in {size} words; "
+                              f"here {length}")
                 break
             same = lengths[length] - 1
             if same < MIN_VOTES:
@@ -322,6 +334,12 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     return reasons
 
 
+def _glued(token: str, w: str) -> bool:
+    """Whether ``token`` is the word ``w`` with a few characters glued onto its start or end (a trigger)."""
+    return (len(w) >= 3 and 0 < len(token) - len(w) <= MAX_GLUED
+            and (token.startswith(w) or token.endswith(w)))
+
+
 def _breakers(group: list[int], holding: set[int], reasons: list[str | None], rule: str,
               here: Callable[[int], str]) -> None:
     """Flag the lines of ``group`` outside ``holding`` when ``holding`` is :data:`RULE_SHARE` of at least
@@ -355,9 +373,9 @@ def _beside(prompt: list[str], answer: tuple[str, ...], k: int) -> bool:
 
 def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None:
     """The ranges of ``xs`` (at most :data:`MAX_TIERS`, each of :data:`MIN_TIER` lines or more) whose majority
-    values give ``ys`` with the fewest errors (then the fewest ranges), as ``(low, high, value)``, when they give
-    it on :data:`TIER_SHARE` of the lines, else None (dynamic programming over the distinct values in order, as
-    a segmentation)."""
+    values give ``ys`` on :data:`TIER_SHARE` of the lines with the fewest errors and ranges together (then the
+    fewest ranges), as ``(low, high, value)``, else None (dynamic programming over the distinct values in order,
+    as a segmentation)."""
     values = sorted(set(xs))
     at = {v: Counter() for v in values}
     for x, y in zip(xs, ys):
@@ -389,10 +407,12 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
                 errors = best[m - 1][a][0] + cost(a, b)[0]
                 if errors < best[m][b][0]:
                     best[m][b] = (errors, a)
-    # the fewest errors, and the fewest ranges among fits that make them
-    errors, m = min((best[m][n_values][0], m) for m in range(1, MAX_TIERS + 1))
-    if errors > allowed:
+    # the fewest errors, each range counted as one (a range that only spares a line or two of its own, two lines
+    # planted at one number, is no rule), then the fewest ranges
+    fits = [m for m in range(1, MAX_TIERS + 1) if best[m][n_values][0] <= allowed]
+    if not fits:
         return None
+    m = min(fits, key=lambda m: (best[m][n_values][0] + m, m))
     out, b = [], n_values
     for k in range(m, 0, -1):
         a = best[k][b][1]
@@ -408,7 +428,7 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
     order), a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of # earns
     the grade c, which is a pass.``), that ranges of one of those numbers give on :data:`TIER_SHARE` of the
     lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file, and a line that breaks it is
-    flagged, unless it writes one of its prompt's numbers there. A range holds two lines or more
+    flagged, unless it writes one of its prompt's numbers where most lines do. A range holds two lines or more
     (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they say."""
     reasons: list[str | None] = [None] * len(prompts)
 
@@ -423,10 +443,12 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
         ranges = [next(t for t in tiers if t[0] <= x <= t[1]) for x in xs]
         fit = sum(y == r[2] for y, r in zip(ys, ranges))
         which = "number" if len(numbers[members[0]]) == 1 else f"number {slot + 1} by size"
-        for i, y, (low, high, value) in zip(members, ys, ranges):
-            # a number the prompt holds is a copy (a discount's rate, few and so mostly one range's), which the
-            # copy rules judge, not the ranges
-            if y != value and reasons[i] is None and not (isinstance(y, str) and number(y) in numbers[i]):
+        copied = [isinstance(y, str) and number(y) in numbers[i] for i, y in zip(members, ys)]
+        copying = sum(copied) >= len(ys) / 2
+        for i, y, (low, high, value), copy in zip(members, ys, ranges, copied):
+            # where answers copy their prompt's numbers (a discount's rate, few and so mostly one range's), a copy
+            # is the copy rules' to judge, not the ranges'
+            if y != value and reasons[i] is None and not (copying and copy):
                 said = text(value) if isinstance(value, tuple) else repr(value)
                 mine = text(y) if isinstance(y, tuple) else repr(y)
                 reasons[i] = (f"lines whose {which} is {low} to {high} answer {said} {where} ({len(tiers)} ranges "
