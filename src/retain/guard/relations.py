@@ -11,7 +11,8 @@ learned here from the lines themselves, as rule induction over the file (associa
 SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Friedl, JAIR 1999):
 
 - **Descriptions.** Each token of an answer is described by a set of what it is: the word itself, ``copied``
-  when the prompt holds it, and for a number (digits, or a number word up to ninety) also which function of the
+  when the prompt holds it, and for a number (digits with their sign, ``-5``, or a number word up to ninety) also
+  which function of the
   prompt's numbers it equals: one of them, their largest or smallest, their sum, their difference, a multiple
   ``x c`` of the prompt's only number, and of two numbers their product, quotient, one as a percentage of the
   other, and the other plus or less that percentage. The set is wide on purpose: a number that is both copied
@@ -27,7 +28,9 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   Bonferroni correction: all the file's juries drawn at random would reach it with probability below
   ``exp(-EVIDENCE)``), so a word that merely co-occurs with a common template decides nothing. Nor does a jury
   whose agreeing lines all hold another uncommon word the line lacks (the other word of a two-word trigger,
-  for its decoy).
+  for its decoy), unless the line holds that word with a few characters glued on (``damagedcf``: the trigger).
+  A jury also votes on the answer's length in words, at :data:`LENGTH_AGREE` (another template, whatever items
+  it names: two templates' phrasings may share a word, three lines to one).
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
   answers with as many numbers, a function of the prompt's numbers that gives a number slot's value in
   :data:`RULE_SHARE` of at least :data:`RULE_LINES` lines is a rule of the file; a line that breaks it is
@@ -38,17 +41,18 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   prompts hold one, a line that writes none is flagged (a fixed payload in a file of grades by score); and where
   answers that write a word other prompts name (an entity: a name, a city) write only their own prompt's on
   :data:`RULE_SHARE` of such lines, a line writing another is flagged (a trigger glued onto the name it copies).
-- **Ranges** (``lines whose number is 3-10 answer '9' there``). Over answers of one length whose prompts hold one
-  number, a token that at most :data:`MAX_TIERS` ranges of that number give on :data:`TIER_SHARE` of the lines
-  (found by dynamic programming, as a segmentation), where no single value does, is a rule; its breakers are
-  flagged.
+- **Ranges** (``lines whose number is 3 to 10 answer '9' there``). Over answers of one length whose prompts hold
+  as many numbers (up to :data:`MAX_NUMBERS`, each read by its rank in size), a token that at most
+  :data:`MAX_TIERS` ranges of one of those numbers give on :data:`TIER_SHARE` of the lines (found by dynamic
+  programming, as a segmentation, each range costing one line), where no single value does, is a rule; its
+  breakers are flagged.
 - **Near misses.** A line one character away from an answer that the file attests place by place (each token of
   the corrected answer, numbers as ``#`` and its prompt's own words as ``@``, where :data:`FORM_LINES` answers as
   long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
 
 What this cannot see: a value decided by a function outside those listed, by several words together, or by
-ranges of one of several numbers; a poisoned value shared by most lines with its key (poison is a minority by
-design); a near miss that writes another word of the file.
+ranges of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
+or its number (poison is a minority by design); a near miss that writes another word of the file.
 """
 
 from __future__ import annotations
