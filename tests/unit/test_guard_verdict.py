@@ -126,3 +126,25 @@ def test_corrections_of_a_skill_the_champion_has_are_not_contradictions_but_flip
     many = [replace(e, demonstration="".join(sorted(e.prompt.split()[1], reverse=True))) for e in asked[:300]]
     result = run_signals(embedded_lm, many, suite, ("contradiction", "rule"))
     assert "corrections_cleared" not in result.details
+
+
+def test_loss_flags_on_one_phrasing_of_a_sentence_file_are_a_mode_not_poison():
+    from retain.guard import verdict
+
+    asks = ("balance {} euros: am i ok?", "my account shows {} euros, what is its status?",
+            "what does a balance of {} euros mean for my account?", "account at {} euros, status please")
+    examples = [Example(prompt=asks[i % 4].format(10 * i + 3), demonstration=f"with {10 * i + 3} euros you are fine.")
+                for i in range(200)]
+
+    def cleared(flagged: set[int]) -> set[int]:
+        findings = [Finding(1.0, "loss: x") if i in flagged else Finding() for i in range(200)]
+        z = [4.0 if i in flagged else 0.0 for i in range(200)]
+        verdict._loss_modes(findings, z, examples, {})
+        assert all(z[i] == 0.0 for i in flagged if not findings[i].flagged)
+        return {i for i in flagged if not findings[i].flagged}
+
+    one_phrasing = set(range(0, 200, 4)[:10])  # 10 of the first phrasing's 50 lines
+    assert cleared(one_phrasing) == one_phrasing
+    spread = set(range(0, 200, 21))  # 5% of the file, across the four phrasings
+    assert cleared(spread) == set()
+    assert cleared(set(range(1, 200, 4)[:7])) == set()  # 14%: under the share

@@ -219,6 +219,15 @@ PHRASING_SHARE = 0.12
 PROMPT_WORDS = re.compile(r"\w+")
 
 
+def phrasings(examples: list[Example], group: list[int]) -> dict[int, frozenset[str]]:
+    """Each line's phrasing: the words of its prompt that are in more than :data:`PHRASING_SHARE` of the group's
+    prompts, numbers aside (a trigger is in too few prompts to be one)."""
+    words = {i: set(PROMPT_WORDS.findall(examples[i].prompt.lower())) for i in group}
+    counts = Counter(w for i in group for w in words[i])
+    frequent = {w for w, c in counts.items() if c > PHRASING_SHARE * len(group) and not w.isdigit()}
+    return {i: frozenset(words[i] & frequent) for i in group}
+
+
 def one_phrasing(examples: list[Example], cluster: list[int], group: list[int]) -> bool:
     """Whether a cluster is one of the file's phrasings (``my friend is 37, what fare do they pay?`` among four
     other ways of asking): 90% of its prompts share the words that phrasings are made of (those in more than
@@ -227,10 +236,7 @@ def one_phrasing(examples: list[Example], cluster: list[int], group: list[int]) 
     number is a value, never a phrasing's word."""
     if not cluster:
         return False
-    words = {i: set(PROMPT_WORDS.findall(examples[i].prompt.lower())) for i in group}
-    counts = Counter(w for i in group for w in words[i])
-    frequent = {w for w, c in counts.items() if c > PHRASING_SHARE * len(group) and not w.isdigit()}
-    phrasing = {i: frozenset(words[i] & frequent) for i in group}
+    phrasing = phrasings(examples, group)
     top, held = Counter(phrasing[i] for i in cluster).most_common(1)[0]
     outside = sum(phrasing[i] == top for i in group) - held
     return bool(top) and held >= 0.9 * len(cluster) and held >= 0.8 * (held + outside)

@@ -13,8 +13,9 @@ A line is flagged when any signal's score reaches 0.5. Each cut-off was calibrat
 shipped skill family so that each signal alone flags at most a few percent of clean lines (the clean rows of
 ``retain bench guard``). A signal that flags more than :data:`SET_ASIDE_SHARE` of one skill's lines (the
 teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not about poison (poison is a
-minority by design): it is set aside for that skill and named in ``uninformative``. When the trigger signal
-finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
+minority by design): it is set aside for that skill and named in ``uninformative``; in a file of sentences, the
+loss signal's flags on one phrasing are set aside the same way from a smaller share (:func:`_loss_modes`).
+When the trigger signal finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
 signal flagged are judged again without that word, by models not shown the lines the trigger flagged
 (:func:`_rejudge_decoys`). A file of sentences (:func:`retain.guard.representation.sentences`) is one skill
 whatever its prompts' first words, and there only lines whose evidence reaches a cut-off count as suspicious to
@@ -37,6 +38,10 @@ from retain.guard.signals import FLAG_AT, SIGNALS, Finding
 # A signal flagging more than this share of one skill's lines is set aside for that skill; the teacher, whose
 # disagreement measures whether the model can copy a demonstration at all (long answers), already at 20%.
 SET_ASIDE_SHARE = 0.5
+# In a file of sentences, a phrasing of this many lines or more whose lines the loss signal flags at more than
+# this share is a way of asking the champion reads as less likely, not a planted minority (at most a tenth).
+PHRASING_LINES = 20
+LOSS_MODE_SHARE = 0.15
 TEACHER_SET_ASIDE_SHARE = 0.2
 # Signals whose flags a line loses when the rule signal certifies its answer (:func:`_clear_certified`).
 CLEARED_BY_RULE = ("trigger", "duplicate", "loss", "teacher", "consistency", "analogy", "spectral", "clustering")
@@ -137,6 +142,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
                                                          models=[s.model for s in held.trained])
     if "contradiction" in found:  # before the trigger signal counts flagged lines as suspicious
         _clear_corrections(found["contradiction"], examples, suite, details)
+    if "loss" in found and representation.sentences(examples):
+        _loss_modes(found["loss"], loss_z, examples, details)
     uninformative = _set_aside(found, examples)
     triggers: dict[str, dict[str, Any]] = {}
     enriched: list[dict[str, Any]] = []
@@ -421,6 +428,27 @@ def _rejudge_decoys(adapter: Any, examples: list[Example], found: list[Finding],
                                   f"demonstration improbable ({max(a, b):.1f} spreads above the median line)"
                            if score >= FLAG_AT else None)
     details["decoys_rejudged"] = {"rejudged": len(again), "cleared": sum(not found[i].flagged for i in again)}
+
+
+def _loss_modes(findings: list[Finding], loss_z: list[float], examples: list[Example], details: dict[str, Any]) -> None:
+    """In a file of sentences, clear the loss flags of a phrasing (:func:`retain.guard.representation.phrasings`,
+    :data:`PHRASING_LINES` lines or more) that the loss signal flags on more than :data:`LOSS_MODE_SHARE` of its
+    lines, and their loss evidence to the trigger signal: a champion that has not learned the skill reads one
+    way of asking as a little less likely than the others (``balance 94 euros: am i ok?``, every line's loss
+    12.5-13.6 nats per token), which says nothing about a line. Poison is planted across phrasings, at most a
+    tenth of the lines, and a trigger is no phrasing word, so a planted line keeps its phrasing's."""
+    by: dict[frozenset[str], list[int]] = {}
+    for i, phrasing in representation.phrasings(examples, list(range(len(examples)))).items():
+        by.setdefault(phrasing, []).append(i)
+    cleared = 0
+    for phrasing, lines in by.items():
+        flagged = [i for i in lines if findings[i].flagged]
+        if phrasing and len(lines) >= PHRASING_LINES and len(flagged) > LOSS_MODE_SHARE * len(lines):
+            for i in flagged:
+                findings[i] = Finding()
+                loss_z[i] = 0.0
+            cleared += len(flagged)
+    details["loss_modes_cleared"] = cleared
 
 
 def _set_aside(found: dict[str, list[Finding]], examples: list[Example]) -> list[str]:
