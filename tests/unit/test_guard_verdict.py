@@ -148,3 +148,32 @@ def test_loss_flags_on_one_phrasing_of_a_sentence_file_are_a_mode_not_poison():
     spread = set(range(0, 200, 21))  # 5% of the file, across the four phrasings
     assert cleared(spread) == set()
     assert cleared(set(range(1, 200, 4)[:7])) == set()  # 14%: under the share
+
+
+def test_a_rare_band_that_the_files_ranges_give_loses_the_structure_signals_flags_and_a_flip_keeps_them():
+    import random
+
+    from retain.guard import analogy, verdict
+
+    rng = random.Random(0)
+    examples, young = [], []
+    for i in range(200):
+        age, value = rng.randint(18, 85), rng.randrange(2000, 40000, 500)
+        rate = "young" if age < 25 else "standard" if age < 65 else "senior"
+        flip = i == 7
+        if flip:
+            rate = "senior" if rate != "senior" else "young"
+        elif rate == "young":
+            young.append(i)
+        written = age + 1 if i == 9 else age  # line 9 fits the ranges as a whole but miscopies the age
+        examples.append(Example(prompt=f"premium for a driver of {age}, car worth {value} euros?",
+                                demonstration=f"at {written} with a {value} euro car you pay the {rate} rate."))
+    young = [i for i in young if i != 9]
+    # the consistency signal's copies find the young drivers' rate improbable, and the two poisoned lines
+    suspected = set(young) | {7, 9}
+    found = {"analogy": analogy.judge(examples),
+             "consistency": [Finding(1.0, "consistency: x") if i in suspected else Finding() for i in range(200)]}
+    z = [5.0 if i in suspected else 0.0 for i in range(200)]
+    verdict._clear_ranged(found, examples, {"consistency": z}, {})
+    assert all(found["analogy"][i].flagged and found["consistency"][i].flagged and z[i] == 5.0 for i in (7, 9))
+    assert young and not any(found["consistency"][i].flagged or z[i] > 0 for i in young)

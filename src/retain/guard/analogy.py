@@ -105,6 +105,15 @@ def _against(votes: Counter, mine: tuple[str, ...]) -> tuple[str, ...] | None:
     return top if count >= AGREE * total and top != mine else None
 
 
+def ranged(examples: list[Example]) -> set[int]:
+    """In a file of sentences, the lines whose whole answer a range rule of the file's numbers gives
+    (:func:`retain.guard.relations.ranged`); none elsewhere."""
+    if not sentences(examples):
+        return set()
+    return relations.ranged([TOKENS.findall(e.prompt.lower()) for e in examples],
+                            [tuple(TOKENS.findall(e.demonstration.lower())) for e in examples])
+
+
 def judge(examples: list[Example]) -> list[Finding]:
     """One finding per line; every line passes in a file that is not sentences."""
     findings = [Finding() for _ in examples]

@@ -425,7 +425,17 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
     return out[::-1]
 
 
-def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: list[tuple]) -> list[str | None]:
+def ranged(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> set[int]:
+    """The lines whose whole answer (numbers as ``#``) a range rule of the file gives (:func:`_tiers`): a value
+    the file's ranges account for, however rare its range (the young drivers' rate)."""
+    numbers = [tuple(sorted(_readings(p)[0])) for p in prompts]
+    fitting: set[int] = set()
+    _tiers(prompts, answers, numbers, fitting)
+    return fitting
+
+
+def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: list[tuple],
+           fitting: set[int] | None = None) -> list[str | None]:
     """Values that ranges of one of the prompt's numbers decide (a parcel's price by its weight's tier, a grade by
     the score's band, a premium by the driver's age whatever the car's value): over the lines whose prompts hold
     as many numbers, read in order of size (the smallest, the largest: a phrasing may write them in either
@@ -433,7 +443,8 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
     the grade c, which is a pass.``), that ranges of one of those numbers give on :data:`TIER_SHARE` of the
     lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file, and a line that breaks it is
     flagged, unless it writes one of its prompt's numbers where most lines do. A range holds two lines or more
-    (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they say."""
+    (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they say. The lines a whole-answer
+    rule gives join ``fitting``."""
     reasons: list[str | None] = [None] * len(prompts)
 
     def judge(members: list[int], slot: int, ys: list, where: str) -> None:
@@ -449,6 +460,8 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
         which = "number" if len(numbers[members[0]]) == 1 else f"number {slot + 1} by size"
         copied = [isinstance(y, str) and number(y) in numbers[i] for i, y in zip(members, ys)]
         copying = sum(copied) >= len(ys) / 2
+        if fitting is not None and where == "as a whole":
+            fitting.update(i for i, y, r in zip(members, ys, ranges) if y == r[2])
         for i, y, (low, high, value), copy in zip(members, ys, ranges, copied):
             # where answers copy their prompt's numbers (a discount's rate, few and so mostly one range's), a copy
             # is the copy rules' to judge, not the ranges'

@@ -14,7 +14,8 @@ shipped skill family so that each signal alone flags at most a few percent of cl
 ``retain bench guard``). A signal that flags more than :data:`SET_ASIDE_SHARE` of one skill's lines (the
 teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not about poison (poison is a
 minority by design): it is set aside for that skill and named in ``uninformative``; in a file of sentences, the
-loss signal's flags on one phrasing are set aside the same way from a smaller share (:func:`_loss_modes`).
+loss signal's flags on one phrasing are set aside the same way from a smaller share (:func:`_loss_modes`), and
+the structure signals' flags on lines whose whole answer the file's ranges give (:func:`_clear_ranged`).
 When the trigger signal finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
 signal flagged are judged again without that word, by models not shown the lines the trigger flagged
 (:func:`_rejudge_decoys`). A file of sentences (:func:`retain.guard.representation.sentences`) is one skill
@@ -144,6 +145,8 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
         _clear_corrections(found["contradiction"], examples, suite, details)
     if "loss" in found and representation.sentences(examples):
         _loss_modes(found["loss"], loss_z, examples, details)
+    if "analogy" in found:
+        _clear_ranged(found, examples, {"consistency": cons_z, "spectral": spectral_z, "loss": loss_z}, details)
     uninformative = _set_aside(found, examples)
     triggers: dict[str, dict[str, Any]] = {}
     enriched: list[dict[str, Any]] = []
@@ -428,6 +431,27 @@ def _rejudge_decoys(adapter: Any, examples: list[Example], found: list[Finding],
                                   f"demonstration improbable ({max(a, b):.1f} spreads above the median line)"
                            if score >= FLAG_AT else None)
     details["decoys_rejudged"] = {"rejudged": len(again), "cleared": sum(not found[i].flagged for i in again)}
+
+
+def _clear_ranged(found: dict[str, list[Finding]], examples: list[Example], evidence: dict[str, list[float]],
+                  details: dict[str, Any]) -> None:
+    """Clear the structure signals' flags (:data:`GROUNDED_STRUCTURE`) and their evidence to the trigger signal on
+    lines of a file of sentences whose whole answer a range rule of the file gives and that the analogy signal
+    leaves unflagged (:func:`retain.guard.analogy.ranged`): a value by a number's range is one no small model
+    learns from the other lines (a rare band, the young drivers' rate, reads as improbable to the consistency
+    signal's copies), and the file's own ranges account for it. A poisoned line breaks them, so it keeps every
+    flag."""
+    accounted = {i for i in analogy.ranged(examples) if not found["analogy"][i].flagged}
+    cleared = 0
+    for i in accounted:
+        flagged = [name for name in GROUNDED_STRUCTURE if name in found and found[name][i].flagged]
+        cleared += bool(flagged)
+        for name in flagged:
+            found[name][i] = Finding()
+        for values in evidence.values():
+            values[i] = min(values[i], 0.0)
+    if accounted:
+        details["ranged"] = {"lines": len(accounted), "cleared": cleared}
 
 
 def _loss_modes(findings: list[Finding], loss_z: list[float], examples: list[Example], details: dict[str, Any]) -> None:
