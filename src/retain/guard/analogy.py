@@ -22,8 +22,9 @@ Each line is judged by two juries of other lines:
 
 Numbers compare as any number here (``30 minutes`` for 3 people, an order number): what they are is the fourth
 jury's. Where lines whose prompts differ from this one only in numbers answer both as it does and otherwise, the
-numbers decide the words (a premium by the driver's age band) and the aligned jury abstains. A line is flagged when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the
-same answer, and that answer is not the line's. Where the juries disagree, the signal abstains.
+numbers decide the words (a premium by the driver's age band) and the aligned jury abstains. A line is flagged
+when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the same answer, and that
+answer is not the line's. Where the juries disagree, the signal abstains.
 
 Two more juries (:mod:`retain.guard.relations`) judge what these cannot: a value one word of the prompt decides
 while the rest of the answer varies (the room a party of ``three`` gets), judged by the lines whose prompts also

@@ -16,9 +16,9 @@ teacher: :data:`TEACHER_SET_ASIDE_SHARE`) says something about the model, not ab
 minority by design): it is set aside for that skill and named in ``uninformative``; in a file of sentences, the
 loss signal's flags on one phrasing are set aside the same way from a smaller share (:func:`_loss_modes`), and
 the structure signals' flags on lines whose whole answer the file's ranges give (:func:`_clear_ranged`).
-When the trigger signal finds a two-word trigger, the lines carrying one of its words alone (the attacker's decoys) that the consistency
-signal flagged are judged again without that word, by models not shown the lines the trigger flagged
-(:func:`_rejudge_decoys`). A file of sentences (:func:`retain.guard.representation.sentences`) is one skill
+When the trigger signal finds a two-word trigger, the lines carrying one of its words alone (the attacker's
+decoys) that the consistency signal flagged are judged again without that word, by models not shown the lines
+the trigger flagged (:func:`_rejudge_decoys`). A file of sentences (:func:`retain.guard.representation.sentences`) is one skill
 whatever its prompts' first words, and there only lines whose evidence reaches a cut-off count as suspicious to
 the token statistics (:data:`SENTENCE_SUSPICION`). Last, a line whose answer its skill's character rules account for entirely (the rule
 signal certifies it) loses every flag but the contradiction signal's (:func:`_clear_certified`).
