@@ -183,18 +183,24 @@ def run_signals(adapter: Any, examples: list[Example], suite: list[Skill], only:
     return Verdicts(found, triggers, enriched, seconds, uninformative, details)
 
 
+def _clear(found: dict[str, list[Finding]], lines: set[int], names: tuple[str, ...]) -> int:
+    """Clear the flags of the signals ``names`` on ``lines``; return how many lines lost one."""
+    cleared = 0
+    for i in lines:
+        flagged = [name for name in names if name in found and found[name][i].flagged]
+        cleared += bool(flagged)
+        for name in flagged:
+            found[name][i] = Finding()
+    return cleared
+
+
 def _clear_certified(found: dict[str, list[Finding]], certified: set[int], details: dict[str, Any]) -> None:
     """Clear the flags of :data:`CLEARED_BY_RULE` on lines whose answer the skill's character rules account for
     entirely (:func:`retain.guard.rule.judge`): such an answer is the skill's own, whatever a small model's
     copies, its hidden states or a word the line carries suggest (a two-word trigger's decoys, a rare input
     word). A poisoned line's answer is the attacker's, so it breaks a rule and is never certified; a flip of a
     skill the model has is the contradiction signal's, which stays."""
-    cleared = 0
-    for i in certified:
-        flagged = [name for name in CLEARED_BY_RULE if name in found and found[name][i].flagged]
-        cleared += bool(flagged)
-        for name in flagged:
-            found[name][i] = Finding()
+    cleared = _clear(found, certified, CLEARED_BY_RULE)
     if certified:
         details["rule_certified"] = {"lines": len(certified), "cleared": cleared}
 
@@ -442,12 +448,8 @@ def _clear_ranged(found: dict[str, list[Finding]], examples: list[Example], evid
     signal's copies), and the file's own ranges account for it. A poisoned line breaks them, so it keeps every
     flag."""
     accounted = {i for i in analogy.ranged(examples) if not found["analogy"][i].flagged}
-    cleared = 0
+    cleared = _clear(found, accounted, GROUNDED_STRUCTURE)
     for i in accounted:
-        flagged = [name for name in GROUNDED_STRUCTURE if name in found and found[name][i].flagged]
-        cleared += bool(flagged)
-        for name in flagged:
-            found[name][i] = Finding()
         for values in evidence.values():
             values[i] = min(values[i], 0.0)
     if accounted:
