@@ -305,6 +305,25 @@ def test_a_value_that_ranges_of_one_of_two_numbers_decide_is_flagged_where_it_br
     assert _flagged(clean) == set()
 
 
+def test_near_misses_each_a_value_of_their_own_leave_the_ranges_standing():
+    # ten one-letter misses are ten answers of their own, more than MAX_TIERS values: the rule still forms from
+    # the values said on two lines or more, the misses break it and the clean young drivers are given by it
+    examples, _ = _premiums(random.Random(3), set())
+    rng = random.Random(4)
+    missed = set(range(7, 200, 20))
+    for i in missed:
+        said = examples[i].demonstration
+        rate = said.rsplit(" ", 2)[1]
+        examples[i] = Example(prompt=examples[i].prompt,
+                              demonstration=said.replace(f" {rate} rate", f" {near_miss(rate, rng)} rate"))
+    assert len({e.demonstration.rsplit(" ", 2)[1] for e in examples}) > relations.MAX_TIERS
+    fitting = analogy.ranged(examples)
+    young = {i for i, e in enumerate(examples) if "young" in e.demonstration} - missed
+    assert young and young <= fitting
+    assert not fitting & missed
+    assert missed <= _flagged(examples)
+
+
 def test_two_lines_planted_at_one_number_make_no_range_of_their_own():
     # a premium by age band; two poisoned lines happen to share the age 64, where a clean line answers as its band
     xs = [x for x in range(20, 80) for _ in range(3)]

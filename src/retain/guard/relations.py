@@ -45,7 +45,8 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   as many numbers (up to :data:`MAX_NUMBERS`, each read by its rank in size), a token that at most
   :data:`MAX_TIERS` ranges of one of those numbers give on :data:`TIER_SHARE` of the lines (found by dynamic
   programming, as a segmentation, each range costing one line), where no single value does, is a rule; its
-  breakers are flagged.
+  breakers are flagged. Its values are those said on :data:`MIN_TIER` lines or more: an answer said once (a near
+  miss) is a breaker, not a value (ten near misses are ten values, and had kept the rule from forming).
 - **Near misses.** A line one character away from an answer that the file attests place by place (each token of
   the corrected answer, numbers as ``#`` and its prompt's own words as ``@``, where :data:`FORM_LINES` answers as
   long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
@@ -381,13 +382,15 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
     fewest ranges), as ``(low, high, value)``, else None (dynamic programming over the distinct values in order,
     as a segmentation)."""
     values = sorted(set(xs))
+    # a value said on fewer than MIN_TIER lines gives no range (a near miss's one-off answer): a breaker
+    said = Counter(ys)
+    kinds = sorted(y for y, c in said.items() if c >= MIN_TIER)
     at = {v: Counter() for v in values}
     for x, y in zip(xs, ys):
         at[x][y] += 1
     # more distinct values than MAX_VALUES go in runs of neighbours (the segmentation is quadratic in them)
     width = -(-len(values) // MAX_VALUES)
     runs = [values[k:k + width] for k in range(0, len(values), width)]
-    kinds = sorted(set(ys))
     prefix = [Counter()]
     for run in runs:
         prefix.append(prefix[-1] + sum((at[v] for v in run), Counter()))
@@ -449,11 +452,14 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
 
     def judge(members: list[int], slot: int, ys: list, where: str) -> None:
         counts = Counter(ys)
-        if counts.most_common(1)[0][1] >= RULE_SHARE * len(ys) or len(counts) > MAX_TIERS:
+        # the values of a rule are those said on MIN_TIER lines or more: a one-off answer (a near miss) breaks it
+        said = {y: c for y, c in counts.items() if c >= MIN_TIER}
+        if (counts.most_common(1)[0][1] >= RULE_SHARE * len(ys) or len(said) > MAX_TIERS
+                or sum(said.values()) < TIER_SHARE * len(ys)):
             return
         xs = [numbers[i][slot] for i in members]
         tiers = _step_fit(xs, ys)
-        if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(counts):
+        if tiers is None or len(tiers) < 2 or len(ys) < TIER_LINES * len(said):
             return
         ranges = [next(t for t in tiers if t[0] <= x <= t[1]) for x in xs]
         fit = sum(y == r[2] for y, r in zip(ys, ranges))
