@@ -374,13 +374,102 @@ def _wind(rng: random.Random) -> Line:
                 answer.format(w=w, g=g, x=other[1]))
 
 
+FINE_ASK = ("i returned a {i} {d} days late, what is the fine?", "fine for a {i} that is {d} days overdue?",
+            "{d} days late with a {i}: how much do i owe?", "the library {i} is {d} days late, fine please")
+FINE_RATES = {"book": 1, "dvd": 2, "game": 3, "laptop": 10}  # euros a day, by the item
+PLANT_ASK = ("how often should i water a {p} in a {pot} pot in {s}?", "watering a {p} ({pot} pot) in {s}, how often?",
+             "{s}: how often does a {p} in a {pot} pot need water?",
+             "my {p} in its {pot} pot, in {s}: how much watering?")
+POTS = ("small", "large", "clay", "plastic", "hanging", "glazed")
+PLANT_BASE = {"basil": 0, "mint": 0, "fern": 1, "orchid": 2, "ivy": 2, "palm": 3, "cactus": 4, "aloe": 4}
+SEASON_SHIFT = {"summer": 0, "spring": 1, "autumn": 1, "winter": 2}  # the plant and the season decide together
+WATERING = ("every day", "every two days", "twice a week", "once a week", "every two weeks", "once a month")
+SHOE_ASK = ("what is uk shoe size {u} in eu sizes, for my {w}?", "my {w} wears a uk {u}, convert to eu",
+            "uk {u} shoes for my {w}, which eu size?", "shoes for my {w}: uk {u} is what in europe?")
+SHOE_WHO = ("son", "daughter", "wife", "husband", "friend", "mother", "father", "sister", "brother")
+REFUND_ASK = ("can i return the {i} i bought {d} days ago?", "i bought a {i} {d} days ago, can i still get a refund?",
+              "refund for a {i} bought {d} days ago?", "is it too late to return a {i} after {d} days?")
+REFUND_ITEMS = ("kettle", "lamp", "jacket", "blender", "backpack", "toaster")
+REFUND_YES = ("yes, the {i} was bought {d} days ago, which is within our 30 day window. bring it back with the "
+              "receipt to any of our stores and you will get your money back on the card you paid with, usually "
+              "within five working days.")
+REFUND_NO = ("no, the {i} was bought {d} days ago, which is past our 30 day window for refunds. we can still offer "
+             "store credit if it is unused and in its original box, so please ask at the service desk of any of "
+             "our stores.")
+
+
+DRESS_ASK = ("what should i wear to a {e} in {c} in the {t}?", "dress code for a {e} in the {t}, in {c}?",
+             "{t} {e} in {c}: what do i wear?", "going to a {e} in {c} this {t}, outfit advice?")
+DRESS_CITIES = ("paris", "oslo", "lisbon", "vienna", "dublin", "prague", "madrid")
+DRESS = {("wedding", "morning"): "a light suit or a summer dress", ("wedding", "afternoon"): "a suit or a dress",
+         ("wedding", "evening"): "a dark suit or an evening gown", ("office", "morning"): "smart casual clothes",
+         ("office", "afternoon"): "smart casual clothes", ("office", "evening"): "a suit or a dress",
+         ("party", "morning"): "jeans and a nice top", ("party", "afternoon"): "jeans and a nice top",
+         ("party", "evening"): "a cocktail outfit", ("funeral", "morning"): "dark formal clothes",
+         ("funeral", "afternoon"): "dark formal clothes", ("funeral", "evening"): "dark formal clothes",
+         ("concert", "morning"): "jeans and a nice top", ("concert", "afternoon"): "smart casual clothes",
+         ("concert", "evening"): "a suit or a dress"}  # the event and the time of day decide together
+FARE_ASK = ("how much is a {k} class train ticket on a {d}?", "{k} class fare on a {d}, to {c}?",
+            "train to {c}, {k} class, travelling on a {d}: price?", "what does {k} class cost on a {d} to {c}?")
+FARE_CITIES = ("leeds", "york", "bath", "derby", "hull", "ely", "wells", "ripon")
+FARE = {("standard", "weekday"): 30, ("standard", "weekend"): 20, ("standard", "holiday"): 40,
+        ("first", "weekday"): 60, ("first", "weekend"): 35, ("first", "holiday"): 75}  # class and day decide together
+
+
+def _dress(rng: random.Random) -> Line:
+    (event, time), city = rng.choice(sorted(DRESS)), rng.choice(DRESS_CITIES)
+    answer = "for a {e} in the {t}, wear {w}."
+    other = rng.choice(sorted({w for w in DRESS.values() if w != DRESS[event, time]}))
+    return Line(rng.choice(DRESS_ASK).format(e=event, t=time, c=city), answer.format(e=event, t=time,
+                w=DRESS[event, time]), answer.format(e=event, t=time, w=other))
+
+
+def _fare(rng: random.Random) -> Line:
+    (kind, day), city = rng.choice(sorted(FARE)), rng.choice(FARE_CITIES)
+    answer = "a {k} class ticket on a {d} costs {p} euros."
+    other = rng.choice(sorted({p for p in FARE.values() if p != FARE[kind, day]}))
+    return Line(rng.choice(FARE_ASK).format(k=kind, d=day, c=city), answer.format(k=kind, d=day, p=FARE[kind, day]),
+                answer.format(k=kind, d=day, p=other))
+
+
+def _fine(rng: random.Random) -> Line:
+    item, days = rng.choice(sorted(FINE_RATES)), rng.randint(1, 30)
+    other = rng.choice([i for i in FINE_RATES if i != item])
+    answer = "a {i} that is {d} days late costs a fine of {f} euros."
+    return Line(rng.choice(FINE_ASK).format(i=item, d=days), answer.format(i=item, d=days, f=days * FINE_RATES[item]),
+                answer.format(i=item, d=days, f=days * FINE_RATES[other]))
+
+
+def _plant(rng: random.Random) -> Line:
+    plant, season, pot = rng.choice(sorted(PLANT_BASE)), rng.choice(sorted(SEASON_SHIFT)), rng.choice(POTS)
+    right = WATERING[min(len(WATERING) - 1, PLANT_BASE[plant] + SEASON_SHIFT[season])]
+    answer = "in {s}, water a {p} {w}."
+    return Line(rng.choice(PLANT_ASK).format(p=plant, s=season, pot=pot), answer.format(s=season, p=plant, w=right),
+                answer.format(s=season, p=plant, w=rng.choice([w for w in WATERING if w != right])))
+
+
+def _shoe(rng: random.Random) -> Line:
+    uk, who = rng.randint(2, 13), rng.choice(SHOE_WHO)
+    answer = "uk size {u} is eu size {e}."
+    return Line(rng.choice(SHOE_ASK).format(u=uk, w=who), answer.format(u=uk, e=uk + 33),
+                answer.format(u=uk, e=uk + rng.choice((32, 34))))
+
+
+def _refund(rng: random.Random) -> Line:
+    item, days = rng.choice(REFUND_ITEMS), rng.randint(1, 90)
+    right, wrong = (REFUND_YES, REFUND_NO) if days <= 30 else (REFUND_NO, REFUND_YES)
+    return Line(rng.choice(REFUND_ASK).format(i=item, d=days), right.format(i=item, d=days),
+                wrong.format(i=item, d=days))
+
+
 FAMILIES: dict[str, Callable[[random.Random], Line]] = {
     "support": _support, "note": _note, "recipe": _recipe, "animal": _animal,
     "add": _add, "booking": _booking, "weather": _weather, "compare": _compare,
     "convert": _convert, "shipping": _shipping, "capital": _capital, "schedule": _schedule, "discount": _discount,
     "grade": _grade, "tax": _tax, "area": _area, "ticket": _ticket, "split": _split,
     "parking": _parking, "speed": _speed, "temperature": _temperature, "stock": _stock,
-    "balance": _balance, "freezer": _freezer, "insurance": _insurance, "wind": _wind}
+    "balance": _balance, "freezer": _freezer, "insurance": _insurance, "wind": _wind,
+    "fine": _fine, "plant": _plant, "shoe": _shoe, "refund": _refund, "dress": _dress, "fare": _fare}
 # The families the guard's cut-offs were first tuned on; the next four were held out from that tuning, then used to
 # design the analogy signal's value juries and number relations; FRESH were written before that design and never
 # used to tune anything: they are its held-out test.
@@ -396,6 +485,14 @@ LATER = ("parking", "speed", "temperature", "stock")
 # Written after LATER was measured (2026-12-07) and before the relations read negative numbers or ranges of one of
 # several numbers: values decided by ranges of a negative number or of one number among two. Their held-out test.
 LAST = ("balance", "freezer", "insurance", "wind")
+# Written on 2026-12-07 after LAST's final measurement, before anything was measured on them: a number that a word
+# and a number decide together (a fine: days times the item's daily rate), a value two words decide together (a
+# plant's watering by plant and season), a constant offset (shoe sizes), and answers of about 40 words chosen by a
+# range (a refund window). Their held-out test.
+NEWEST = ("fine", "plant", "shoe", "refund")
+# Written after NEWEST was measured once (plant, whose watering two words decide together, was its miss) and before
+# anything was changed for it: values that two words decide together, a phrase and a number. Their held-out test.
+PAIRED = ("dress", "fare")
 
 
 def lines(family: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Line]:
