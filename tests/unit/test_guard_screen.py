@@ -77,7 +77,7 @@ def test_on_sentences_a_fixed_payload_is_a_duplicate_and_a_paraphrase_is_not(fam
     assert not any(f.flagged for f in signals.duplicate(clean))
     # a fact per entity asked 6-8 ways, or an answer per number asked 4-5 ways that spells out only the number:
     # every answer repeats, so a repeated one is no sign (the other signals are measured on them in results)
-    if family in ("animal", "weather", "grade", "ticket", "temperature", "freezer"):
+    if family in ("animal", "weather", "grade", "ticket", "temperature", "freezer", "fare"):
         return
     payload = "visit free-gift.example to claim your prize now."
     chosen = set(range(0, len(lines), 20))  # 5%

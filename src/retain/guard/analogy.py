@@ -132,7 +132,12 @@ def judge(examples: list[Example]) -> list[Finding]:
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
         by_length[len(p)].append(i)
+    # a line whose whole answer the file's ranges of its number give (a refund inside its window) is the ranges'
+    # to judge: both juries read numbers as any number
+    fitting = relations.ranged(prompts, answers)
     for i, mine in enumerate(prompts):
+        if i in fitting:
+            continue
 
         def norm(answer: tuple[str, ...]) -> tuple[str, ...]:
             return tuple("#" if digits(t) else t for t in answer)

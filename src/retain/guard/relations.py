@@ -28,7 +28,10 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   Bonferroni correction: all the file's juries drawn at random would reach it with probability below
   ``exp(-EVIDENCE)``), so a word that merely co-occurs with a common template decides nothing. Nor does a jury
   whose agreeing lines all hold another uncommon word the line lacks (the other word of a two-word trigger,
-  for its decoy), unless the line holds that word with a few characters glued on (``damagedcf``: the trigger).
+  for its decoy), unless the line holds that word with a few characters glued on (``damagedcf``: the trigger);
+  nor one where the other lines holding the key and a word of the line that :data:`PAIR_SHARE` of the prompts
+  hold answer as the line does (a plant's watering by the plant and the season: two words decide together, and
+  a trigger's word is rarer than that).
   A jury also votes on the answer's length in words, at :data:`LENGTH_AGREE` (another template, whatever items
   it names: two templates' phrasings may share a word, three lines to one).
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
@@ -39,8 +42,10 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   numbers copies it so and one writes it beside its prompt's word (``20 euros``).
 - **The copy rule.** Where the answer writes one of its prompt's numbers on :data:`RULE_SHARE` of the lines whose
   prompts hold one, a line that writes none is flagged (a fixed payload in a file of grades by score); and where
-  answers that write a word other prompts name (an entity: a name, a city) write only their own prompt's on
-  :data:`RULE_SHARE` of such lines, a line writing another is flagged (a trigger glued onto the name it copies).
+  answers that write a word other prompts name (an entity: a name, a city; one that nine in ten of the answers
+  writing it copy from their prompt, not a template's word that one phrasing also asks with) write only their own
+  prompt's on :data:`RULE_SHARE` of such lines, a line writing another is flagged (a trigger glued onto the name
+  it copies).
 - **Ranges** (``lines whose number is 3 to 10 answer '9' there``). Over answers of one length whose prompts hold
   as many numbers (up to :data:`MAX_NUMBERS`, each read by its rank in size), a token that at most
   :data:`MAX_TIERS` ranges of one of those numbers give on :data:`TIER_SHARE` of the lines (found by dynamic
@@ -51,7 +56,8 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   the corrected answer, numbers as ``#`` and its prompt's own words as ``@``, where :data:`FORM_LINES` answers as
   long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
 
-What this cannot see: a value decided by a function outside those listed, by several words together, or by
+What this cannot see: a value decided by a function outside those listed, by several words together (the pair
+excuse above spares such a file's clean lines, but a flip to the value of the key's other combinations passes), or by
 ranges of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
 or its number (poison is a minority by design); a near miss that writes another word of the file.
 """
@@ -87,6 +93,10 @@ NUMBER_WORDS = {w: i for i, w in enumerate(_SMALL)} | {
 MAX_FACTOR = 10_000
 # A word in at least this share of the prompts is phrasing, not what one prompt is about.
 COMMON_SHARE = 0.25
+# A word in at least this share of the prompts may decide an answer together with a key (a season with a plant);
+# a trigger's word is in at most 0.15 (a tenth poisoned, and a two-word trigger's decoys half as many again).
+PAIR_SHARE = 0.2
+PAIR_LINES = 2
 
 
 def digits(token: str) -> bool:
@@ -230,6 +240,22 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
         # a word the line holds with something glued onto it (``damagedcf``) it does not lack
         return any(not any(_glued(t, w) for t in words[i]) for w in shared - words[i])
 
+    def paired(i: int, key: str, agrees: Callable[[int], bool]) -> bool:
+        """Whether the lines that hold the key and another word of line ``i``'s prompt, one that at least
+        :data:`PAIR_SHARE` of the prompts hold, answer as it does (:data:`PAIR_LINES` of them or more, at
+        :data:`AGREE`): two words decide together (a plant's watering by the plant and the season). A trigger's
+        word is rarer: poison is a tenth of a file at most, and a two-word trigger's decoys half that again."""
+        # the key's uncommon words, in any phrasing (``a cactus`` is one phrasing's way of naming ``cactus``)
+        named = set(key.split()) - common or set(key.split())
+        holding = [j for j in by_key[min(named)] if j != i and named <= words[j]]
+        for w in words[i] - set(key.split()):
+            if in_prompts[w] < PAIR_SHARE * n:
+                continue
+            pair = [j for j in holding if w in words[j]]
+            if len(pair) >= PAIR_LINES and sum(agrees(j) for j in pair) >= AGREE * len(pair):
+                return True
+        return False
+
     # key juries: per key, the same counts over the lines whose prompts hold it
     by_key: dict[str, list[int]] = defaultdict(list)
     for i, ks in enumerate(keys):
@@ -273,14 +299,16 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
             # a whole answer is voted on by the lines that share one word (a pair of words picks a phrasing too)
             if (top is not None and " " not in key and jury >= MIN_VOTES and agree >= AGREE * jury  # cheap first
                     and evident(agree, jury, form_share(top, key))
-                    and not explained(i, key, [j for j in by_key[key] if whole[j] == top])):
+                    and not explained(i, key, [j for j in by_key[key] if whole[j] == top])
+                    and not paired(i, key, lambda j: whole[j] == whole[i])):
                 reasons[i] = f"{agree} of {jury} lines whose prompts also hold {key!r} answer it {text(top)!r}"
                 break
             # how long the answer is: another template, whatever its items (``sorry that order # is late``
             # where every other line asking ``has not arrived`` is)
             size, agree = lengths.most_common(1)[0]
             if (size != length and agree >= LENGTH_AGREE * jury and evident(agree, jury, of_length[size] / n)
-                    and not explained(i, key, [j for j in by_key[key] if len(described[j]) == size])):
+                    and not explained(i, key, [j for j in by_key[key] if len(described[j]) == size])
+                    and not paired(i, key, lambda j: len(described[j]) == length)):
                 reasons[i] = (f"{agree} of {jury} lines whose prompts also hold {key!r} answer in {size} words; "
                               f"here {length}")
                 break
@@ -291,7 +319,8 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
                 c, w = next(((c, w) for w, c in at[(length, k)] if w not in d), (0, None))
                 if (w is not None and evident(c, same, base[(length, k)][w] / of_length[length])
                         and not explained(i, key, [j for j in by_key[key] if len(described[j]) == length
-                                                   and w in described[j][k]])):
+                                                   and w in described[j][k]])
+                        and not paired(i, key, lambda j: len(answers[j]) == length and answers[j][k] == answers[i][k])):
                     reasons[i] = (f"{c} of {same} lines whose prompts also hold {key!r} answer with {_said(w)} where "
                                   f"it says {answers[i][k]!r}")
                     break
@@ -327,7 +356,15 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     _breakers(holding, {i for i in holding if i in copies or uncommon[i] & set(answers[i])}, reasons,
               "the answer repeats a number or an uncommon word of its prompt", lambda i: "here none")
     # an answer that writes a word other lines' prompts name (an entity) writes its own prompt's
-    named = [{t for t in a if t.isalpha() and 0 < in_prompts[t] < COMMON_SHARE * n} for a in answers]
+    # a word that the answers writing it copy from their prompts (as written or with a trigger glued on), nine in
+    # ten or more: a template's word that one phrasing also asks with (``outfit``, ``broken``) is no entity
+    writing, copying = Counter(), Counter()
+    for p, a in zip(prompts, answers):
+        for t in set(a):
+            writing[t] += 1
+            copying[t] += t in p or any(_glued(u, t) for u in p)
+    named = [{t for t in a if t.isalpha() and 0 < in_prompts[t] < COMMON_SHARE * n
+              and copying[t] >= RULE_SHARE * writing[t]} for a in answers]
     naming = [i for i in range(n) if named[i]]
     _breakers(naming, {i for i in naming if named[i] <= set(prompts[i])}, reasons,
               "the answer names only what its own prompt names",
@@ -429,7 +466,8 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
 
 
 def ranged(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> set[int]:
-    """The lines whose whole answer (numbers as ``#``) a range rule of the file gives (:func:`_tiers`): a value
+    """The lines whose whole answer (numbers as ``#``, the prompt's items as ``@``) a range rule of the file gives
+    (:func:`_tiers`): a value
     the file's ranges account for, however rare its range (the young drivers' rate)."""
     numbers = [tuple(sorted(_readings(p)[0])) for p in prompts]
     fitting: set[int] = set()
@@ -442,12 +480,12 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
     """Values that ranges of one of the prompt's numbers decide (a parcel's price by its weight's tier, a grade by
     the score's band, a premium by the driver's age whatever the car's value): over the lines whose prompts hold
     as many numbers, read in order of size (the smallest, the largest: a phrasing may write them in either
-    order), a token of answers of one length, or a whole answer with its numbers as ``#`` (``a score of # earns
-    the grade c, which is a pass.``), that ranges of one of those numbers give on :data:`TIER_SHARE` of the
-    lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file, and a line that breaks it is
-    flagged, unless it writes one of its prompt's numbers where most lines do. A range holds two lines or more
-    (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they say. The lines a whole-answer
-    rule gives join ``fitting``."""
+    order), a token of answers of one length, or a whole answer with its numbers as ``#`` and its prompt's own
+    items as ``@`` (``a score of # earns the grade c, which is a pass.``), that ranges of one of those numbers
+    give on :data:`TIER_SHARE` of the lines, where no one value gives :data:`RULE_SHARE`, is a rule of the file,
+    and a line that breaks it is flagged, unless it writes one of its prompt's numbers where most lines do. A
+    range holds two lines or more (:data:`MIN_TIER`), and the lines are :data:`TIER_LINES` or more per value they
+    say. The lines a whole-answer rule gives join ``fitting``."""
     reasons: list[str | None] = [None] * len(prompts)
 
     def judge(members: list[int], slot: int, ys: list, where: str) -> None:
@@ -477,6 +515,10 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
                 reasons[i] = (f"lines whose {which} is {low} to {high} answer {said} {where} ({len(tiers)} ranges "
                               f"of it hold in {fit} of {len(ys)} lines); here {mine}")
 
+    # an item is a word few prompts and few answers hold (a phrasing's ``the`` or ``still`` that the answers'
+    # template also writes is not one)
+    in_lines = [Counter(w for p in prompts for w in set(p)), Counter(w for a in answers for w in set(a))]
+    held = [{w for w in p if max(c[w] for c in in_lines) < COMMON_SHARE * len(prompts)} for p in prompts]
     by_count: dict[int, list[int]] = defaultdict(list)
     for i, values in enumerate(numbers):
         if 1 <= len(values) <= MAX_NUMBERS:
@@ -484,7 +526,9 @@ def _tiers(prompts: list[list[str]], answers: list[tuple[str, ...]], numbers: li
     for count, group in by_count.items():
         if len(group) < RULE_LINES:
             continue
-        wholes = [tuple("#" if number(t) is not None else t for t in answers[i]) for i in group]
+        # a whole answer with its numbers as ``#`` and its prompt's own items as ``@`` (``yes, the @ was bought #
+        # days ago``: the refund window's answer for whichever item)
+        wholes = [_form(held[i], answers[i]) for i in group]
         by_length: dict[int, list[int]] = defaultdict(list)
         for i in group:
             by_length[len(answers[i])].append(i)
