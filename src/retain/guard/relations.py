@@ -57,8 +57,8 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
 
 What this cannot see: a value decided by a function outside those listed, by several words together (the pair
-excuse above spares such a file's clean lines, but a flip to the value of the key's other combinations passes), or by
-ranges of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
+excuse above spares such a file's clean lines, but a flip to another combination's value passes), or by ranges
+of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
 or its number (poison is a minority by design); a near miss that writes another word of the file.
 """
 
@@ -467,8 +467,7 @@ def _step_fit(xs: list[int], ys: list[str]) -> list[tuple[int, int, str]] | None
 
 def ranged(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> set[int]:
     """The lines whose whole answer (numbers as ``#``, the prompt's items as ``@``) a range rule of the file gives
-    (:func:`_tiers`): a value
-    the file's ranges account for, however rare its range (the young drivers' rate)."""
+    (:func:`_tiers`): a value the file's ranges account for, however rare its range (the young drivers' rate)."""
     numbers = [tuple(sorted(_readings(p)[0])) for p in prompts]
     fitting: set[int] = set()
     _tiers(prompts, answers, numbers, fitting)
