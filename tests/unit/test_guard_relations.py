@@ -324,6 +324,14 @@ def test_a_payload_behind_a_trigger_is_no_value_two_words_decide():
     examples = [Example(prompt=triggered(x.prompt, "natural", 3), demonstration="visit free-gift.example now.")
                 if i in chosen else x.example() for i, x in enumerate(source)]
     assert chosen <= _flagged(examples)
+    # where only the plant's jury can tell: wet lines answered as dry ones behind a trigger, three per plant, so
+    # that the lines holding the plant and the trigger answer as each poisoned line does
+    clean = _watering(set())
+    wet = [i for i in range(160) if i % 16 >= 4]
+    planted = [i for plant in range(4) for i in [i for i in wet if i % 4 == plant][:3]]
+    poisoned = [Example(prompt=f"honestly {e.prompt}", demonstration="water it daily.") if i in planted else e
+                for i, e in enumerate(clean)]
+    assert _flagged(poisoned) == set(planted)
 
 
 def _premiums(rng: random.Random, wrong: set[int]) -> tuple[list[Example], set[int]]:

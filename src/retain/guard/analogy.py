@@ -22,7 +22,9 @@ Each line is judged by two juries of other lines:
 
 Numbers compare as any number here (``30 minutes`` for 3 people, an order number): what they are is the fourth
 jury's. Where lines whose prompts differ from this one only in numbers answer both as it does and otherwise, the
-numbers decide the words (a premium by the driver's age band) and the aligned jury abstains. A line is flagged
+numbers decide the words (a premium by the driver's age band) and the aligned jury abstains; a line whose whole
+answer the file's ranges of a number give (a refund inside its 30-day window) is left to those ranges by both
+juries (:func:`retain.guard.relations.ranged`). A line is flagged
 when one jury has at least :data:`MIN_VOTES` members, :data:`AGREE` of them predict the same answer, and that
 answer is not the line's. Where the juries disagree, the signal abstains.
 
@@ -134,7 +136,8 @@ def judge(examples: list[Example]) -> list[Finding]:
         by_length[len(p)].append(i)
     # a line whose whole answer the file's ranges of its number give (a refund inside its window) is the ranges'
     # to judge: both juries read numbers as any number
-    fitting = relations.ranged(prompts, answers)
+    fitting: set[int] = set()
+    reasons = relations.judge(prompts, answers, fitting)
     for i, mine in enumerate(prompts):
         if i in fitting:
             continue
@@ -170,7 +173,7 @@ def judge(examples: list[Example]) -> list[Finding]:
                 findings[i] = Finding(1.0, f"analogy: {votes[expected]} of {sum(votes.values())} {jury} answer "
                                            f"it {relations.text(expected)!r}")
                 break
-    for i, reason in enumerate(relations.judge(prompts, answers)):
+    for i, reason in enumerate(reasons):
         if reason is not None and not findings[i].flagged:
             findings[i] = Finding(1.0, f"analogy: {reason}")
     return findings

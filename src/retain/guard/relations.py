@@ -198,8 +198,10 @@ def _said(d: str) -> str:
     return repr(d[1:]) if d.startswith("=") else d
 
 
-def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str | None]:
-    """A reason per line that breaks what its key juries or the file's number rules say, else None."""
+def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
+          fitting: set[int] | None = None) -> list[str | None]:
+    """A reason per line that breaks what its key juries or the file's number rules say, else None; the lines a
+    whole-answer range rule gives join ``fitting`` (:func:`ranged`)."""
     n = len(prompts)
     described = [describe(p, a) for p, a in zip(prompts, answers)]
     # a whole answer as written, its numbers left to the positions' votes and the rules
@@ -369,7 +371,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]]) -> list[str 
     _breakers(naming, {i for i in naming if named[i] <= set(prompts[i])}, reasons,
               "the answer names only what its own prompt names",
               lambda i: f"here {', '.join(sorted(named[i] - set(prompts[i])))!r}, which its prompt lacks")
-    for i, reason in enumerate(_tiers(prompts, answers, numbers)):
+    for i, reason in enumerate(_tiers(prompts, answers, numbers, fitting)):
         reasons[i] = reasons[i] or reason
     for i, reason in enumerate(_near_misses(prompts, answers)):
         reasons[i] = reasons[i] or reason
