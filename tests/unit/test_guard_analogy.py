@@ -36,14 +36,14 @@ def _flagged(examples: list[Example]) -> set[int]:
     return {i for i, f in enumerate(analogy.judge(examples)) if f.flagged}
 
 
-# clean files whose lines the signal is known to flag (docs/results.md, NEWEST); not strict: whether they are
-# flagged turns on ties between a jury's votes, broken by string hash order (PYTHONHASHSEED 3 spares both)
+# clean files whose lines the signal is known to flag (docs/results.md, NEWEST); strict: the juries' votes are
+# counted in sorted order, so the verdict is the same under every string hash seed, and a fix must say so here
 KNOWN_FLAGGED = {("plant", 0): "two lines of one plant and season, none other: the plant's jury outvotes them",
                  ("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
 
 
 def _clean_cases(families, seeds):
-    return [pytest.param(f, s, marks=pytest.mark.xfail(strict=False, reason=KNOWN_FLAGGED[(f, s)]))
+    return [pytest.param(f, s, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FLAGGED[(f, s)]))
             if (f, s) in KNOWN_FLAGGED else (f, s) for f in families for s in seeds]
 
 

@@ -5,8 +5,11 @@ only co-occurs with an answer (a two-word trigger's decoy, a small jury by chanc
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -48,14 +51,14 @@ def test_a_token_is_described_by_everything_it_is():
     assert "the smallest of the prompt's numbers" in larger[3]
 
 
-# clean files whose lines the signal is known to flag (docs/results.md, NEWEST); not strict: whether they are
-# flagged turns on ties between a jury's votes, broken by string hash order (PYTHONHASHSEED 3 spares both)
+# clean files whose lines the signal is known to flag (docs/results.md, NEWEST); strict: the juries' votes are
+# counted in sorted order, so the verdict is the same under every string hash seed, and a fix must say so here
 KNOWN_FLAGGED = {("plant", 0): "two lines of one plant and season, none other: the plant's jury outvotes them",
                  ("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
 
 
 def _clean_cases(families, seeds):
-    return [pytest.param(f, s, marks=pytest.mark.xfail(strict=False, reason=KNOWN_FLAGGED[(f, s)]))
+    return [pytest.param(f, s, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FLAGGED[(f, s)]))
             if (f, s) in KNOWN_FLAGGED else (f, s) for f in families for s in seeds]
 
 
@@ -429,3 +432,14 @@ def test_a_wrong_value_that_copies_the_prompts_number_breaks_the_ranges_where_an
     examples = [Example(prompt=x.prompt, demonstration=re.sub(r"cost \d+", f"cost {hours[i]}", x.answer))
                 if i in chosen else x.example() for i, x in enumerate(source)]
     assert _flagged(examples) == chosen
+
+
+def test_the_verdict_does_not_turn_on_the_string_hash_seed():
+    # the two files the juries' tied votes decided: flagged under one hash seed, spared under another
+    script = ("from retain.data.free_text import lines; from retain.guard import analogy\n"
+              "for family, seed in [('plant', 0), ('fine', 2)]:\n"
+              "    found = analogy.judge([x.example() for x in lines(family, 200, seed)])\n"
+              "    print(family, seed, [i for i, f in enumerate(found) if f.flagged])\n")
+    seen = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 3)}
+    assert len(seen) == 1, seen

@@ -277,7 +277,9 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 # a key that fixes one of the numbers makes a comparison of them depend on the others: no vote;
                 # nor is a copy: which words a prompt repeats follows its phrasing, which a key often picks (most
                 # lines with ``please`` are ``room please: six people, ...``, whose answer copies ``people``)
-                at[(len(described[j]), k)].update(w for w in d - itself if w != "copied"
+                # in sorted order: most_common breaks ties by first count, which a set's order would leave to
+                # the interpreter's string hash seed
+                at[(len(described[j]), k)].update(w for w in sorted(d - itself) if w != "copied"
                                                   and (not valued or w.startswith(("=", "x "))))
         # a line's own votes are never for what it lacks, so the best vote against it needs no recount
         counts[key] = (lengths, wholes.most_common(2), {where: c.most_common(12) for where, c in at.items()})
@@ -339,7 +341,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
             continue
         positions = {i: [k for k, t in enumerate(answers[i]) if number(t) is not None] for i in members}
         for s in range(count):
-            holds = Counter(d for i in members for d in described[i][positions[i][s]] if not d.startswith("="))
+            holds = Counter(d for i in members for d in sorted(described[i][positions[i][s]]) if not d.startswith("="))
             for rule, c in holds.items():
                 if c < RULE_SHARE * len(members) or c == len(members):
                     continue
