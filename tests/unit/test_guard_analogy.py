@@ -38,8 +38,7 @@ def _flagged(examples: list[Example]) -> set[int]:
 
 # clean files whose lines the signal is known to flag (docs/results.md, NEWEST); strict: the juries' votes are
 # counted in sorted order, so the verdict is the same under every string hash seed, and a fix must say so here
-KNOWN_FLAGGED = {("plant", 0): "two lines of one plant and season, none other: the plant's jury outvotes them",
-                 ("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
+KNOWN_FLAGGED = {("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
 
 
 def _clean_cases(families, seeds):

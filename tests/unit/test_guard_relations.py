@@ -53,8 +53,7 @@ def test_a_token_is_described_by_everything_it_is():
 
 # clean files whose lines the signal is known to flag (docs/results.md, NEWEST); strict: the juries' votes are
 # counted in sorted order, so the verdict is the same under every string hash seed, and a fix must say so here
-KNOWN_FLAGGED = {("plant", 0): "two lines of one plant and season, none other: the plant's jury outvotes them",
-                 ("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
+KNOWN_FLAGGED = {("fine", 2): "the four lines 16 days late are all one item: the number's jury agrees by chance"}
 
 
 def _clean_cases(families, seeds):
@@ -443,3 +442,38 @@ def test_the_verdict_does_not_turn_on_the_string_hash_seed():
     seen = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 3)}
     assert len(seen) == 1, seen
+
+
+@pytest.mark.parametrize(("family", "seed"), [("fare", 0), ("fare", 5), ("dress", 1), ("dress", 6)])
+def test_another_combinations_value_is_flagged_by_the_lines_that_restate_the_same_two_words(family, seed):
+    # ``a first class ticket on a weekend costs 75 euros``: 75 is the holiday's first class fare, so the juries of
+    # ``first`` and of ``weekend`` each see a value of theirs; the lines restating both say 35
+    examples, chosen = _flipped(family, seed)
+    assert _flagged(examples) == chosen
+
+
+def _tickets(rng: random.Random, extra: float, priced: bool = True) -> list[Example]:
+    """A class and a day restated by every answer, the price fixed by the two together (or one price for all);
+    ``extra`` of the answers, at random, add a note that neither decides."""
+    classes, days = ("first", "standard", "economy", "family"), ("monday", "tuesday", "friday", "sunday",
+                                                                  "weekend", "holiday", "weekday", "workday")
+    price = {(c, d): 20 + 5 * (k % 7) if priced else 30 for k, (c, d) in enumerate(
+        (c, d) for c in classes for d in days)}
+    asks = ("{c} class fare on a {d}?", "how much is a {c} class ticket on a {d}?", "price, {c} class, on a {d}")
+    out = []
+    for _ in range(200):
+        c, d = rng.choice(sorted(price))
+        note = " , seat included" if rng.random() < extra else ""
+        out.append(Example(prompt=rng.choice(asks).format(c=c, d=d),
+                           demonstration=f"a {c} class ticket on a {d} costs {price[(c, d)]} euros{note}."))
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_two_restated_words_that_decide_nothing_make_no_rule(seed):
+    # one price for every class and day, and one answer in six adds a note at random: the lines restating the
+    # same two words mostly agree, but no more than when the notes are shuffled among them, so their agreement
+    # is no rule; a small pair where the note is the majority by chance must not make the note a pair's value
+    assert _flagged(_tickets(random.Random(seed), 0.15, priced=False)) == set()
+    # where the price is the two words' and the note random, a line with the note is no other pair's value
+    assert _flagged(_tickets(random.Random(seed), 0.15)) == set()

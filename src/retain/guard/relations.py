@@ -34,6 +34,19 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   a trigger's word is rarer than that).
   A jury also votes on the answer's length in words, at :data:`LENGTH_AGREE` (another template, whatever items
   it names: two templates' phrasings may share a word, three lines to one).
+- **Pair rules** (``the lines whose answers also restate 'first' and 'weekend' answer '... costs 35 euros.'``).
+  Words that answers restate from their prompts (nine in ten of the answers writing one copy it, as written or
+  with a trigger glued on) name what a line is about; two of them may decide the rest of the answer together (a
+  fare by class and day, a plant's watering by plant and season), which neither word's jury can see. Per kind
+  of pair (the answer restating k words, the x-th and y-th of them), the lines restating the same two words are
+  a group, and the answer with those words masked at their first writing is its form. The kind is a rule of the
+  file when the groups of more than :data:`MIN_VOTES` lines agree on a form at :data:`TIER_SHARE` over all their
+  lines; a group's value is its form where :data:`AGREE` of its lines say it. A line is flagged when the other
+  lines of its group (more than :data:`PAIR_JURY` lines in all) agree on a form at :data:`AGREE` (all of them,
+  below :data:`MIN_VOTES`) that is some group's value, and its own form is another group's value: another
+  pair's answer on the wrong line (a flip). A form that is no group's value differs in what no pair decides (an
+  answer with an optional note) and is left to the juries above. The lines a pair rule judges, and the lines
+  of a group too small to judge that agree, are not asked again by the juries of their restated words.
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
   answers with as many numbers, a function of the prompt's numbers that gives a number slot's value in
   :data:`RULE_SHARE` of at least :data:`RULE_LINES` lines is a rule of the file; a line that breaks it is
@@ -56,8 +69,9 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
   the corrected answer, numbers as ``#`` and its prompt's own words as ``@``, where :data:`FORM_LINES` answers as
   long hold it), through a word no other line holds or a copy that misses its prompt's word by a letter.
 
-What this cannot see: a value decided by a function outside those listed, by several words together (the pair
-excuse above spares such a file's clean lines, but a flip to another combination's value passes), or by ranges
+What this cannot see: a value decided by a function outside those listed, by several words together that the
+answers do not restate (the pair excuse above spares such a file's clean lines, but a flip to another
+combination's value passes), a flip in a group where poison is a third of the lines or more, or by ranges
 of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
 or its number (poison is a minority by design); a near miss that writes another word of the file.
 """
@@ -97,6 +111,10 @@ COMMON_SHARE = 0.25
 # a trigger's word is in at most 0.15 (a tenth poisoned, and a two-word trigger's decoys half as many again).
 PAIR_SHARE = 0.2
 PAIR_LINES = 2
+# a word restated by answers names a pair's member only when fewer prompts than this share hold it (``class``,
+# in every fare prompt, names nothing)
+PAIR_MOST = 0.75
+PAIR_JURY = 3  # a pair rule judges groups of more lines than this; two lines of three agreeing is chance
 
 
 def digits(token: str) -> bool:
@@ -233,6 +251,17 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
 
     in_prompts = Counter(w for ws in words for w in ws)
     common = {w for w, c in in_prompts.items() if c >= COMMON_SHARE * n}
+    # a word that the answers writing it copy from their prompts (as written or with a trigger glued on), nine in
+    # ten or more: what a line is about (an entity, a class, a season), not a template's word that one phrasing
+    # also asks with (``outfit``, ``broken``)
+    writing, copying = Counter(), Counter()
+    for p, a in zip(prompts, answers):
+        for t in set(a):
+            writing[t] += 1
+            copying[t] += t in p or any(_glued(u, t) for u in p)
+    restated = {t for t in writing if t.isalpha() and copying[t] >= RULE_SHARE * writing[t] and 0 < in_prompts[t]}
+    # the pair rules go first, so that the juries below know which lines they judge; their reasons come after
+    pair_reasons, covered = _pair_rules(prompts, answers, {t for t in restated if in_prompts[t] < PAIR_MOST * n})
 
     def explained(i: int, key: str, agreeing: list[int]) -> bool:
         """Whether the lines that agree against line ``i`` also share another uncommon word it lacks: then that
@@ -295,7 +324,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
     for i in range(n):
         mine, length = described[i], len(described[i])
         for key in sorted(keys[i]):
-            if key not in counts:
+            if key not in counts or (covered[i] and set(key.split()) - common <= covered[i]):
                 continue
             lengths, wholes, at = counts[key]
             jury = len(by_key[key]) - 1
@@ -331,6 +360,9 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
             if reasons[i]:
                 break
 
+    for i, reason in enumerate(pair_reasons):
+        reasons[i] = reasons[i] or reason
+
     # number rules: per count of answer numbers, per slot, a function that gives the slot's value almost always
     numbers = [tuple(sorted(_readings(p)[0])) for p in prompts]
     slots: dict[int, list[int]] = defaultdict(list)
@@ -360,15 +392,7 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
     _breakers(holding, {i for i in holding if i in copies or uncommon[i] & set(answers[i])}, reasons,
               "the answer repeats a number or an uncommon word of its prompt", lambda i: "here none")
     # an answer that writes a word other lines' prompts name (an entity) writes its own prompt's
-    # a word that the answers writing it copy from their prompts (as written or with a trigger glued on), nine in
-    # ten or more: a template's word that one phrasing also asks with (``outfit``, ``broken``) is no entity
-    writing, copying = Counter(), Counter()
-    for p, a in zip(prompts, answers):
-        for t in set(a):
-            writing[t] += 1
-            copying[t] += t in p or any(_glued(u, t) for u in p)
-    named = [{t for t in a if t.isalpha() and 0 < in_prompts[t] < COMMON_SHARE * n
-              and copying[t] >= RULE_SHARE * writing[t]} for a in answers]
+    named = [{t for t in a if t in restated and in_prompts[t] < COMMON_SHARE * n} for a in answers]
     naming = [i for i in range(n) if named[i]]
     _breakers(naming, {i for i in naming if named[i] <= set(prompts[i])}, reasons,
               "the answer names only what its own prompt names",
@@ -378,6 +402,64 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
     for i, reason in enumerate(_near_misses(prompts, answers)):
         reasons[i] = reasons[i] or reason
     return reasons
+
+
+def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
+                copied: set[str]) -> tuple[list[str | None], list[set[str]]]:
+    """Two words that answers restate from their prompts deciding the rest of the answer together."""
+    n = len(prompts)
+    reasons: list[str | None] = [None] * n
+    covered: list[set[str]] = [set() for _ in range(n)]
+    restated, form = [], []
+    for p, a in zip(prompts, answers):
+        seen, masked = [], []
+        for t in a:
+            # the first time: ``an evening gown`` after ``a wedding in the evening`` is the value, not the pair
+            if t in copied and t not in seen and (t in p or any(_glued(u, t) for u in p)):
+                seen.append(t)
+                masked.append("@")
+            else:
+                masked.append(t)
+        restated.append(seen)
+        form.append(tuple(masked))
+    groups: dict[tuple, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, seen in enumerate(restated):
+        for x in range(len(seen)):
+            for y in range(x + 1, len(seen)):
+                groups[(len(seen), x, y)][(seen[x], seen[y])].append(i)
+
+    for kind in sorted(groups):
+        # a rule of the file: the pairs of enough lines answer as one, but for poison
+        judged = [g for g in groups[kind].values() if len(g) > MIN_VOTES]
+        agreeing = sum(Counter(form[i] for i in g).most_common(1)[0][1] for g in judged)
+        if not judged or agreeing < TIER_SHARE * sum(map(len, judged)):
+            continue
+        # what the lines of each pair answer: a breaker that answers as another pair's lines do is that pair's
+        # value on the wrong line (a flip); one that answers as no pair does differs in what no pair decides
+        values = {}
+        for pair, group in groups[kind].items():
+            value, c = Counter(form[i] for i in group).most_common(1)[0]
+            if len(group) > MIN_VOTES and c >= AGREE * len(group):
+                values[pair] = value
+        for (u, v), group in sorted(groups[kind].items()):
+            if len(group) <= PAIR_JURY:
+                # too few to judge; lines that agree are the rule's, not their single words' juries'
+                if len(group) > 1 and len({form[i] for i in group}) == 1:
+                    for i in group:
+                        covered[i] |= {u, v}
+                continue
+            others = {value for pair, value in values.items() if pair != (u, v)}
+            for i in group:
+                top, c = Counter(form[j] for j in group if j != i).most_common(1)[0]
+                jury = len(group) - 1
+                if top == form[i]:
+                    covered[i] |= {u, v}
+                # the jury's answer is a pair's value as well: not a variant that a few lines add by chance
+                elif (reasons[i] is None and form[i] in others and top in set(values.values())
+                      and c >= AGREE * jury):
+                    reasons[i] = (f"{c} of {jury} lines whose answers also restate {u!r} and {v!r} answer "
+                                  f"{text(top)!r}; here {text(form[i])!r}, as other pairs' lines")
+    return reasons, covered
 
 
 def _glued(token: str, w: str) -> bool:
