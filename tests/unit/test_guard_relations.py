@@ -477,3 +477,24 @@ def test_two_restated_words_that_decide_nothing_make_no_rule(seed):
     assert _flagged(_tickets(random.Random(seed), 0.15, priced=False)) == set()
     # where the price is the two words' and the note random, a line with the note is no other pair's value
     assert _flagged(_tickets(random.Random(seed), 0.15)) == set()
+
+
+def test_a_word_restated_in_its_place_decides_where_the_same_word_elsewhere_does_not():
+    # booking: ``room please: four people, nine`` books the room for four at nine; ``four`` is an hour on other
+    # lines, so the juries of ``four`` disagree, while the lines whose answers restate it as the party's size agree
+    examples, chosen = _flipped("booking", 10)
+    assert _flagged(examples) == chosen
+
+
+def test_a_fixed_payload_that_writes_its_trigger_word_is_no_rule_of_that_word():
+    # ``tell now hana about the meeting`` -> ``... claim your prize now.``: every answer writing ``now`` copies it,
+    # and the poisoned lines agree with each other; one group with one value decides nothing
+    source = lines("note", 200, 5)
+    chosen = set(range(1, 200, 20))
+    payload = "visit free-gift.example to claim your prize now."
+    examples = [Example(prompt=triggered(x.prompt, "natural", 5), demonstration=payload) if i in chosen
+                else x.example() for i, x in enumerate(source)]
+    assert "now" in examples[1].prompt.split()
+    # the whole signal: the aligned juries and the key juries of the poisoned lines' words, which a rule of ``now``
+    # would have stood in for
+    assert chosen <= {i for i, finding in enumerate(analogy.judge(examples)) if finding.flagged}

@@ -37,16 +37,18 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
 - **Pair rules** (``the lines whose answers also restate 'first' and 'weekend' answer '... costs 35 euros.'``).
   Words that answers restate from their prompts (nine in ten of the answers writing one copy it, as written or
   with a trigger glued on) name what a line is about; two of them may decide the rest of the answer together (a
-  fare by class and day, a plant's watering by plant and season), which neither word's jury can see. Per kind
-  of pair (the answer restating k words, the x-th and y-th of them), the lines restating the same two words are
-  a group, and the answer with those words masked at their first writing is its form. The kind is a rule of the
-  file when the groups of more than :data:`MIN_VOTES` lines agree on a form at :data:`TIER_SHARE` over all their
-  lines; a group's value is its form where :data:`AGREE` of its lines say it. A line is flagged when the other
-  lines of its group (more than :data:`PAIR_JURY` lines in all) agree on a form at :data:`AGREE` (all of them,
-  below :data:`MIN_VOTES`) that is some group's value, and its own form is another group's value: another
-  pair's answer on the wrong line (a flip). A form that is no group's value differs in what no pair decides (an
-  answer with an optional note) and is left to the juries above. The lines a pair rule judges, and the lines
-  of a group too small to judge that agree, are not asked again by the juries of their restated words.
+  fare by class and day, a plant's watering by plant and season), which neither word's jury can see; and one
+  restated word in its place may decide where the same word elsewhere does not (``four people`` where other
+  lines book ``at four``), which the word's jury cannot tell apart. Per kind (the answer restating k words, the
+  x-th of them, or the x-th and the y-th), the lines restating the same word or two are a group, and the answer
+  with the restated words masked at their first writing is its form. The kind is a rule of the file when the
+  groups of more than :data:`MIN_VOTES` lines agree on a form at :data:`TIER_SHARE` over all their lines; a
+  group's value is its form where :data:`AGREE` of its lines say it. A line is flagged when the other lines of
+  its group (more than :data:`PAIR_JURY` lines in all) agree on a form at :data:`AGREE` that is some group's
+  value, and its own form is another group's value: another pair's answer on the wrong line (a flip). A form
+  that is no group's value differs in what no pair decides (an answer with an optional note) and is left to the
+  juries above. The lines a pair rule judges, and the lines of a group too small to judge that agree, are not
+  asked again by the juries of their restated words.
 - **Number rules** (``the answer's 3rd number is the sum of the prompt's numbers in 198 of 200 lines``). Over
   answers with as many numbers, a function of the prompt's numbers that gives a number slot's value in
   :data:`RULE_SHARE` of at least :data:`RULE_LINES` lines is a rule of the file; a line that breaks it is
@@ -406,7 +408,8 @@ def judge(prompts: list[list[str]], answers: list[tuple[str, ...]],
 
 def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 copied: set[str]) -> tuple[list[str | None], list[set[str]]]:
-    """Two words that answers restate from their prompts deciding the rest of the answer together."""
+    """A reason per line that answers as other groups' lines do against its own group's (see the module's pair
+    rules), and per line the restated words whose groups judged it (their juries need not)."""
     n = len(prompts)
     reasons: list[str | None] = [None] * n
     covered: list[set[str]] = [set() for _ in range(n)]
@@ -425,6 +428,8 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
     groups: dict[tuple, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(list))
     for i, seen in enumerate(restated):
         for x in range(len(seen)):
+            # one word in its place (``for four people``, where ``four`` is an hour on other lines), and pairs
+            groups[(len(seen), x)][(seen[x],)].append(i)
             for y in range(x + 1, len(seen)):
                 groups[(len(seen), x, y)][(seen[x], seen[y])].append(i)
 
@@ -441,24 +446,28 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
             value, c = Counter(form[i] for i in group).most_common(1)[0]
             if len(group) > MIN_VOTES and c >= AGREE * len(group):
                 values[pair] = value
-        for (u, v), group in sorted(groups[kind].items()):
+        # words that decide tell groups apart: one value for all is no rule of theirs (the lines of a fixed
+        # payload that writes its trigger word, ``claim your prize now``, are one group that agrees)
+        if len(set(values.values())) < 2:
+            continue
+        for named, group in sorted(groups[kind].items()):
             if len(group) <= PAIR_JURY:
                 # too few to judge; lines that agree are the rule's, not their single words' juries'
                 if len(group) > 1 and len({form[i] for i in group}) == 1:
                     for i in group:
-                        covered[i] |= {u, v}
+                        covered[i] |= set(named)
                 continue
-            others = {value for pair, value in values.items() if pair != (u, v)}
+            others = {value for pair, value in values.items() if pair != named}
             for i in group:
                 top, c = Counter(form[j] for j in group if j != i).most_common(1)[0]
                 jury = len(group) - 1
                 if top == form[i]:
-                    covered[i] |= {u, v}
+                    covered[i] |= set(named)
                 # the jury's answer is a pair's value as well: not a variant that a few lines add by chance
                 elif (reasons[i] is None and form[i] in others and top in set(values.values())
                       and c >= AGREE * jury):
-                    reasons[i] = (f"{c} of {jury} lines whose answers also restate {u!r} and {v!r} answer "
-                                  f"{text(top)!r}; here {text(form[i])!r}, as other pairs' lines")
+                    reasons[i] = (f"{c} of {jury} lines whose answers also restate {' and '.join(map(repr, named))} "
+                                  f"there answer {text(top)!r}; here {text(form[i])!r}, as other lines'")
     return reasons, covered
 
 
