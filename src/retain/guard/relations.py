@@ -73,7 +73,7 @@ SIGMOD 1993; noise as exceptions to rules that hold otherwise, Brodley and Fried
 
 What this cannot see: a value decided by a function outside those listed, by several words together that the
 answers do not restate (the pair excuse above spares such a file's clean lines, but a flip to another
-combination's value passes), a flip in a group where poison is a third of the lines or more, or by ranges
+combination's value passes), a flip in a group where poison is over a quarter of the lines, or by ranges
 of two numbers together (a price by weight and zone); a poisoned value shared by most lines with its key
 or its number (poison is a minority by design); a near miss that writes another word of the file.
 """
@@ -467,7 +467,7 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 elif (reasons[i] is None and form[i] in others and top in set(values.values())
                       and c >= AGREE * jury):
                     reasons[i] = (f"{c} of {jury} lines whose answers also restate {' and '.join(map(repr, named))} "
-                                  f"there answer {text(top)!r}; here {text(form[i])!r}, as other lines'")
+                                  f"there answer {text(top)!r}; here {text(form[i])!r}, another group's answer")
     return reasons, covered
 
 
