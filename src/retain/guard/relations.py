@@ -413,7 +413,7 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
     n = len(prompts)
     reasons: list[str | None] = [None] * n
     covered: list[set[str]] = [set() for _ in range(n)]
-    restated, form = [], []
+    restating, form = [], []
     for p, a in zip(prompts, answers):
         seen, masked = [], []
         for t in a:
@@ -423,10 +423,10 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 masked.append("@")
             else:
                 masked.append(t)
-        restated.append(seen)
+        restating.append(seen)
         form.append(tuple(masked))
     groups: dict[tuple, dict[tuple, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for i, seen in enumerate(restated):
+    for i, seen in enumerate(restating):
         for x in range(len(seen)):
             # one word in its place (``for four people``, where ``four`` is an hour on other lines), and pairs
             groups[(len(seen), x)][(seen[x],)].append(i)
