@@ -448,7 +448,8 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 values[pair] = value
         # words that decide tell groups apart: one value for all is no rule of theirs (the lines of a fixed
         # payload that writes its trigger word, ``claim your prize now``, are one group that agrees)
-        if len(set(values.values())) < 2:
+        answered = set(values.values())
+        if len(answered) < 2:
             continue
         for named, group in sorted(groups[kind].items()):
             if len(group) <= PAIR_JURY:
@@ -464,7 +465,7 @@ def _pair_rules(prompts: list[list[str]], answers: list[tuple[str, ...]],
                 if top == form[i]:
                     covered[i] |= set(named)
                 # the jury's answer is a pair's value as well: not a variant that a few lines add by chance
-                elif (reasons[i] is None and form[i] in others and top in set(values.values())
+                elif (reasons[i] is None and form[i] in others and top in answered
                       and c >= AGREE * jury):
                     reasons[i] = (f"{c} of {jury} lines whose answers also restate {' and '.join(map(repr, named))} "
                                   f"there answer {text(top)!r}; here {text(form[i])!r}, another group's answer")
